@@ -1,0 +1,710 @@
+//! The compiled system configuration.
+//!
+//! `xtask` turns a human-written `systems/<name>.toml` into this fixed binary layout;
+//! the hypervisor reads it without any text parsing. Both sides run [`Config::parse`],
+//! which checks the framing (magic, version, length, CRC-32) and then every invariant
+//! the hypervisor relies on, against the facts of the board it is checked for
+//! ([`BoardFacts`]: a catalogue at build time, the board's device tree at boot).
+//!
+//! Layout: one [`ConfigHeader`] followed by `partition_count` [`PartitionDesc`]s. Every
+//! structure is `repr(C)` with explicit padding fields so the bytes are fully defined.
+
+use core::fmt;
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::{name_str, PAGE_SIZE};
+
+pub const CONFIG_MAGIC: [u8; 8] = *b"SEPTCFG\0";
+pub const CONFIG_VERSION: u32 = 1;
+pub const MAX_PARTITIONS: usize = 8;
+pub const MAX_VCPUS: usize = 8;
+pub const MAX_REGIONS: usize = 16;
+pub const MAX_IRQS: usize = 16;
+pub const NAME_LEN: usize = 24;
+
+/// Board identifiers. The hypervisor is built for one board and refuses a configuration
+/// compiled for another.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardId {
+    QemuVirt = 1,
+}
+
+impl BoardId {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::QemuVirt),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::QemuVirt => "qemu-virt",
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct ConfigHeader {
+    pub magic: [u8; 8],
+    pub version: u32,
+    /// Bytes of the whole configuration, header included.
+    pub total_len: u32,
+    /// CRC-32 (IEEE) of the whole configuration with this field set to zero.
+    pub crc32: u32,
+    /// [`BoardId`].
+    pub board: u32,
+    pub partition_count: u32,
+    pub _reserved: u32,
+}
+
+/// What a region of a partition's address space is.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegionKind {
+    /// Normal memory, cacheable, read-write-execute for the partition.
+    Ram = 1,
+    /// A device's MMIO window, Device-nGnRnE, never executable.
+    Device = 2,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct MemRegion {
+    /// Physical base address.
+    pub pa: u64,
+    /// Where the partition sees it (intermediate physical address).
+    pub ipa: u64,
+    pub size: u64,
+    /// [`RegionKind`].
+    pub kind: u32,
+    pub _reserved: u32,
+}
+
+impl MemRegion {
+    pub fn kind(&self) -> Option<RegionKind> {
+        match self.kind {
+            1 => Some(RegionKind::Ram),
+            2 => Some(RegionKind::Device),
+            _ => None,
+        }
+    }
+    pub fn pa_end(&self) -> Option<u64> {
+        self.pa.checked_add(self.size)
+    }
+    pub fn ipa_end(&self) -> Option<u64> {
+        self.ipa.checked_add(self.size)
+    }
+}
+
+/// What the health monitor does when a partition faults.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPolicy {
+    /// Reload the pristine image, zero RAM, start again (bounded, with back-off).
+    Restart = 1,
+    /// Stop the partition; the rest of the system keeps running.
+    Halt = 2,
+    /// Stop every partition: the system's documented safe state. Critical partitions only.
+    SafeState = 3,
+}
+
+impl FaultPolicy {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Restart),
+            2 => Some(Self::Halt),
+            3 => Some(Self::SafeState),
+            _ => None,
+        }
+    }
+}
+
+/// Flag bits of [`PartitionDesc::flags`].
+pub mod flags {
+    /// The partition is safety-critical: it may (and only it may) use `safe-state`.
+    pub const CRITICAL: u32 = 1 << 0;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+pub struct PartitionDesc {
+    pub name: [u8; NAME_LEN],
+    /// Stage-2 VMID; unique and non-zero.
+    pub vmid: u32,
+    /// Bits of [`flags`].
+    pub flags: u32,
+    /// [`FaultPolicy`].
+    pub policy: u32,
+    /// Restarts allowed within `restart_window_ms` before the policy escalates to halt.
+    pub restart_max: u32,
+    pub restart_window_ms: u32,
+    /// Delay before the first restart; doubled for each further one in the window.
+    pub backoff_ms: u32,
+    pub vcpu_count: u32,
+    pub region_count: u32,
+    pub irq_count: u32,
+    pub _reserved: u32,
+    /// MPIDR affinity (Aff3..Aff0) of the physical core each vCPU is pinned to.
+    pub vcpu_mpidr: [u64; MAX_VCPUS],
+    /// Where the image is copied and where its first instruction is.
+    pub image_ipa: u64,
+    pub entry_ipa: u64,
+    /// Where the partition's device tree is placed; passed in `x0` at entry.
+    pub dtb_ipa: u64,
+    pub regions: [MemRegion; MAX_REGIONS],
+    /// Physical interrupt numbers (GIC INTIDs) owned by the partition.
+    pub irqs: [u32; MAX_IRQS],
+}
+
+impl PartitionDesc {
+    pub fn name(&self) -> &str {
+        name_str(&self.name)
+    }
+    pub fn policy(&self) -> Option<FaultPolicy> {
+        FaultPolicy::from_u32(self.policy)
+    }
+    pub fn is_critical(&self) -> bool {
+        self.flags & flags::CRITICAL != 0
+    }
+    /// The regions in use (bounded by the validated count).
+    pub fn regions(&self) -> &[MemRegion] {
+        &self.regions[..(self.region_count as usize).min(MAX_REGIONS)]
+    }
+    pub fn vcpus(&self) -> &[u64] {
+        &self.vcpu_mpidr[..(self.vcpu_count as usize).min(MAX_VCPUS)]
+    }
+    pub fn irqs(&self) -> &[u32] {
+        &self.irqs[..(self.irq_count as usize).min(MAX_IRQS)]
+    }
+    /// Does `[ipa, ipa+len)` lie wholly inside one RAM region of this partition?
+    pub fn ram_contains(&self, ipa: u64, len: u64) -> bool {
+        let Some(end) = ipa.checked_add(len) else {
+            return false;
+        };
+        self.regions().iter().any(|r| {
+            r.kind() == Some(RegionKind::Ram)
+                && r.ipa <= ipa
+                && r.ipa_end().is_some_and(|e| end <= e)
+        })
+    }
+    /// Translate an IPA inside one of this partition's RAM regions to its PA.
+    pub fn ram_ipa_to_pa(&self, ipa: u64) -> Option<u64> {
+        self.regions()
+            .iter()
+            .filter(|r| r.kind() == Some(RegionKind::Ram))
+            .find(|r| r.ipa <= ipa && r.ipa_end().is_some_and(|e| ipa < e))
+            .map(|r| r.pa + (ipa - r.ipa))
+    }
+}
+
+/// A half-open physical range `[base, base+size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Range {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Self { base, size }
+    }
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+    pub fn overlaps(&self, other: &Range) -> bool {
+        self.base < other.end() && other.base < self.end()
+    }
+    pub fn contains(&self, other: &Range) -> bool {
+        self.base <= other.base && other.end() <= self.end()
+    }
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}..{:#x}", self.base, self.end())
+    }
+}
+
+/// Fixed-capacity list used by [`BoardFacts`] (no allocation on the hypervisor side).
+#[derive(Clone, Copy, Debug)]
+pub struct List<T: Copy, const N: usize> {
+    items: [Option<T>; N],
+    len: usize,
+}
+
+impl<T: Copy, const N: usize> Default for List<T, N> {
+    fn default() -> Self {
+        Self { items: [None; N], len: 0 }
+    }
+}
+
+impl<T: Copy, const N: usize> List<T, N> {
+    /// Appends; `false` when full.
+    pub fn push(&mut self, item: T) -> bool {
+        if self.len == N {
+            return false;
+        }
+        self.items[self.len] = Some(item);
+        self.len += 1;
+        true
+    }
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        self.items[..self.len].iter().flatten().copied()
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A device window the board has, and whether it may be given to a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoardDevice {
+    pub range: Range,
+    /// False for devices the hypervisor keeps (interrupt controller) or that the board
+    /// marks unusable from the non-secure world (`status = "disabled"`).
+    pub assignable: bool,
+}
+
+/// What a configuration is checked against: the board's RAM, cores and devices, and the
+/// memory the hypervisor itself occupies.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BoardFacts {
+    pub ram: List<Range, 8>,
+    pub cpus: List<u64, 16>,
+    pub devices: List<BoardDevice, 64>,
+    pub reserved: List<Range, 8>,
+}
+
+/// Where in the configuration a problem is, so xtask can point at the source line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Where {
+    Header,
+    Partition(usize),
+    Region(usize, usize),
+    Vcpu(usize, usize),
+}
+
+/// Everything [`Config::parse`] can refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    TooShort { len: usize },
+    BadMagic,
+    UnsupportedVersion { found: u32 },
+    LengthMismatch { header: u32, actual: usize },
+    ChecksumMismatch { stored: u32, computed: u32 },
+    WrongBoard { found: u32, expected: u32 },
+    PartitionCount { count: u32 },
+    BadName { partition: usize },
+    DuplicateName { partition: usize, other: usize },
+    BadVmid { partition: usize },
+    DuplicateVmid { partition: usize, other: usize },
+    BadPolicy { partition: usize },
+    SafeStateNotCritical { partition: usize },
+    BadRestartLimits { partition: usize },
+    VcpuCount { partition: usize, count: u32 },
+    CpuNotOnBoard { partition: usize, vcpu: usize, mpidr: u64 },
+    CpuGivenTwice { partition: usize, vcpu: usize, mpidr: u64, other: usize },
+    RegionCount { partition: usize, count: u32 },
+    IrqCount { partition: usize, count: u32 },
+    BadRegionKind { partition: usize, region: usize },
+    EmptyRegion { partition: usize, region: usize },
+    UnalignedRegion { partition: usize, region: usize },
+    RegionWraps { partition: usize, region: usize },
+    NoRam { partition: usize },
+    RamOutsideBoard { partition: usize, region: usize, range: Range },
+    DeviceNotOnBoard { partition: usize, region: usize, range: Range },
+    DeviceNotAssignable { partition: usize, region: usize, range: Range },
+    OverlapsReserved { partition: usize, region: usize, range: Range, reserved: Range },
+    PhysicalOverlap { partition: usize, region: usize, other_partition: usize, other_region: usize },
+    IpaOverlap { partition: usize, region: usize, other_region: usize },
+    ImageOutsideRam { partition: usize },
+    EntryOutsideRam { partition: usize },
+    DtbOutsideRam { partition: usize },
+}
+
+impl ConfigError {
+    /// The part of the configuration the error is about.
+    pub fn location(&self) -> Where {
+        use ConfigError::*;
+        match *self {
+            TooShort { .. }
+            | BadMagic
+            | UnsupportedVersion { .. }
+            | LengthMismatch { .. }
+            | ChecksumMismatch { .. }
+            | WrongBoard { .. }
+            | PartitionCount { .. } => Where::Header,
+            CpuNotOnBoard { partition, vcpu, .. } | CpuGivenTwice { partition, vcpu, .. } => {
+                Where::Vcpu(partition, vcpu)
+            }
+            BadRegionKind { partition, region }
+            | EmptyRegion { partition, region }
+            | UnalignedRegion { partition, region }
+            | RegionWraps { partition, region }
+            | RamOutsideBoard { partition, region, .. }
+            | DeviceNotOnBoard { partition, region, .. }
+            | DeviceNotAssignable { partition, region, .. }
+            | OverlapsReserved { partition, region, .. }
+            | PhysicalOverlap { partition, region, .. }
+            | IpaOverlap { partition, region, .. } => Where::Region(partition, region),
+            BadName { partition }
+            | DuplicateName { partition, .. }
+            | BadVmid { partition }
+            | DuplicateVmid { partition, .. }
+            | BadPolicy { partition }
+            | SafeStateNotCritical { partition }
+            | BadRestartLimits { partition }
+            | VcpuCount { partition, .. }
+            | RegionCount { partition, .. }
+            | IrqCount { partition, .. }
+            | NoRam { partition }
+            | ImageOutsideRam { partition }
+            | EntryOutsideRam { partition }
+            | DtbOutsideRam { partition } => Where::Partition(partition),
+        }
+    }
+}
+
+/// A message that names the problem. Partitions and regions are given by index here;
+/// xtask, which has the source text, rewrites them into names and lines.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ConfigError::*;
+        match self {
+            TooShort { len } => write!(f, "configuration is {len} bytes, shorter than its header"),
+            BadMagic => write!(f, "configuration magic is not SEPTCFG"),
+            UnsupportedVersion { found } => {
+                write!(f, "configuration format version {found}, this hypervisor reads {CONFIG_VERSION}")
+            }
+            LengthMismatch { header, actual } => {
+                write!(f, "configuration header says {header} bytes, {actual} present")
+            }
+            ChecksumMismatch { stored, computed } => write!(
+                f,
+                "configuration checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): corrupted"
+            ),
+            WrongBoard { found, expected } => {
+                write!(f, "configuration is for board id {found}, this is board id {expected}")
+            }
+            PartitionCount { count } => {
+                write!(f, "{count} partitions; between 1 and {MAX_PARTITIONS} are supported")
+            }
+            BadName { partition } => write!(f, "partition #{partition} has an empty or invalid name"),
+            DuplicateName { partition, other } => {
+                write!(f, "partition #{partition} has the same name as partition #{other}")
+            }
+            BadVmid { partition } => write!(f, "partition #{partition} has VMID 0 or above 255"),
+            DuplicateVmid { partition, other } => {
+                write!(f, "partition #{partition} has the same VMID as partition #{other}")
+            }
+            BadPolicy { partition } => write!(f, "partition #{partition} has an unknown fault policy"),
+            SafeStateNotCritical { partition } => write!(
+                f,
+                "partition #{partition} uses on_fault = \"safe-state\" but is not marked critical; \
+                 only a critical partition may stop the whole system"
+            ),
+            BadRestartLimits { partition } => write!(
+                f,
+                "partition #{partition}: restart needs max >= 1 and a window > 0"
+            ),
+            VcpuCount { partition, count } => {
+                write!(f, "partition #{partition} has {count} CPUs; between 1 and {MAX_VCPUS} are supported")
+            }
+            CpuNotOnBoard { partition, vcpu, mpidr } => write!(
+                f,
+                "partition #{partition} CPU #{vcpu} (MPIDR {mpidr:#x}) does not exist on this board"
+            ),
+            CpuGivenTwice { partition, vcpu, mpidr, other } => write!(
+                f,
+                "partition #{partition} CPU #{vcpu} (MPIDR {mpidr:#x}) is also given to partition #{other}"
+            ),
+            RegionCount { partition, count } => {
+                write!(f, "partition #{partition} has {count} regions; at most {MAX_REGIONS} are supported")
+            }
+            IrqCount { partition, count } => {
+                write!(f, "partition #{partition} has {count} interrupts; at most {MAX_IRQS} are supported")
+            }
+            BadRegionKind { partition, region } => {
+                write!(f, "partition #{partition} region #{region} has an unknown kind")
+            }
+            EmptyRegion { partition, region } => {
+                write!(f, "partition #{partition} region #{region} has size 0")
+            }
+            UnalignedRegion { partition, region } => write!(
+                f,
+                "partition #{partition} region #{region} is not aligned to {PAGE_SIZE:#x} (base, ipa and size must be)"
+            ),
+            RegionWraps { partition, region } => {
+                write!(f, "partition #{partition} region #{region} wraps around the address space")
+            }
+            NoRam { partition } => write!(f, "partition #{partition} has no RAM"),
+            RamOutsideBoard { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) is outside the board's RAM"
+            ),
+            DeviceNotOnBoard { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) is not a device window of this board"
+            ),
+            DeviceNotAssignable { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) is a device the hypervisor keeps or the board disabled"
+            ),
+            OverlapsReserved { partition, region, range, reserved } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) overlaps memory reserved for the hypervisor ({reserved})"
+            ),
+            PhysicalOverlap { partition, region, other_partition, other_region } => write!(
+                f,
+                "partition #{partition} region #{region} overlaps partition #{other_partition} region #{other_region}"
+            ),
+            IpaOverlap { partition, region, other_region } => write!(
+                f,
+                "partition #{partition} region #{region} overlaps its own region #{other_region} in guest-physical space"
+            ),
+            ImageOutsideRam { partition } => {
+                write!(f, "partition #{partition}: image does not fit in its RAM")
+            }
+            EntryOutsideRam { partition } => {
+                write!(f, "partition #{partition}: entry point is outside its image")
+            }
+            DtbOutsideRam { partition } => {
+                write!(f, "partition #{partition}: device tree does not fit in its RAM")
+            }
+        }
+    }
+}
+
+/// A configuration whose framing and invariants have been checked.
+#[derive(Clone, Copy, Debug)]
+pub struct Config<'a> {
+    pub header: &'a ConfigHeader,
+    pub partitions: &'a [PartitionDesc],
+}
+
+/// Computes the CRC-32 of a configuration image with its `crc32` field taken as zero.
+pub fn checksum(bytes: &[u8]) -> u32 {
+    let crc_at = core::mem::offset_of!(ConfigHeader, crc32);
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..crc_at]);
+    h.update(&[0; 4]);
+    h.update(&bytes[crc_at + 4..]);
+    h.finalize()
+}
+
+impl<'a> Config<'a> {
+    /// Checks framing, then every invariant against `board`; the hypervisor uses nothing
+    /// from a configuration that has not passed this. `image_len(p)` gives the size of
+    /// partition `p`'s image, when known (xtask and the hypervisor know it from the bundle).
+    pub fn parse(
+        bytes: &'a [u8],
+        expected_board: BoardId,
+        board: &BoardFacts,
+        image_len: &dyn Fn(usize) -> Option<u64>,
+    ) -> Result<Self, ConfigError> {
+        let (header, rest) = ConfigHeader::ref_from_prefix(bytes)
+            .map_err(|_| ConfigError::TooShort { len: bytes.len() })?;
+        if header.magic != CONFIG_MAGIC {
+            return Err(ConfigError::BadMagic);
+        }
+        if header.version != CONFIG_VERSION {
+            return Err(ConfigError::UnsupportedVersion { found: header.version });
+        }
+        if header.total_len as usize != bytes.len() {
+            return Err(ConfigError::LengthMismatch { header: header.total_len, actual: bytes.len() });
+        }
+        let computed = checksum(bytes);
+        if computed != header.crc32 {
+            return Err(ConfigError::ChecksumMismatch { stored: header.crc32, computed });
+        }
+        if header.board != expected_board as u32 {
+            return Err(ConfigError::WrongBoard { found: header.board, expected: expected_board as u32 });
+        }
+        let count = header.partition_count;
+        if count == 0 || count as usize > MAX_PARTITIONS {
+            return Err(ConfigError::PartitionCount { count });
+        }
+        let partitions = <[PartitionDesc]>::ref_from_bytes_with_elems(rest, count as usize).map_err(|_| {
+            ConfigError::LengthMismatch { header: header.total_len, actual: bytes.len() }
+        })?;
+        let config = Config { header, partitions };
+        config.check(board, image_len)?;
+        Ok(config)
+    }
+
+    fn check(&self, board: &BoardFacts, image_len: &dyn Fn(usize) -> Option<u64>) -> Result<(), ConfigError> {
+        use ConfigError::*;
+        for (i, p) in self.partitions.iter().enumerate() {
+            check_partition_fields(i, p)?;
+            for (j, q) in self.partitions[..i].iter().enumerate() {
+                if q.name() == p.name() {
+                    return Err(DuplicateName { partition: i, other: j });
+                }
+                if q.vmid == p.vmid {
+                    return Err(DuplicateVmid { partition: i, other: j });
+                }
+            }
+            for (v, &mpidr) in p.vcpus().iter().enumerate() {
+                if !board.cpus.iter().any(|c| c == mpidr) {
+                    return Err(CpuNotOnBoard { partition: i, vcpu: v, mpidr });
+                }
+                if p.vcpus()[..v].contains(&mpidr) {
+                    return Err(CpuGivenTwice { partition: i, vcpu: v, mpidr, other: i });
+                }
+                if let Some(other) = self.partitions[..i].iter().position(|q| q.vcpus().contains(&mpidr)) {
+                    return Err(CpuGivenTwice { partition: i, vcpu: v, mpidr, other });
+                }
+            }
+            for (r, region) in p.regions().iter().enumerate() {
+                check_region(i, r, region, board)?;
+                for (s, earlier) in p.regions()[..r].iter().enumerate() {
+                    let a = Range::new(region.ipa, region.size);
+                    let b = Range::new(earlier.ipa, earlier.size);
+                    if a.overlaps(&b) {
+                        return Err(IpaOverlap { partition: i, region: r, other_region: s });
+                    }
+                }
+                for (j, q) in self.partitions[..=i].iter().enumerate() {
+                    let limit = if j == i { r } else { q.regions().len() };
+                    for (s, other) in q.regions()[..limit].iter().enumerate() {
+                        if Range::new(region.pa, region.size).overlaps(&Range::new(other.pa, other.size)) {
+                            return Err(PhysicalOverlap {
+                                partition: i,
+                                region: r,
+                                other_partition: j,
+                                other_region: s,
+                            });
+                        }
+                    }
+                }
+            }
+            if !p.regions().iter().any(|r| r.kind() == Some(RegionKind::Ram)) {
+                return Err(NoRam { partition: i });
+            }
+            let len = image_len(i).unwrap_or(1);
+            if !p.ram_contains(p.image_ipa, len.max(1)) {
+                return Err(ImageOutsideRam { partition: i });
+            }
+            if p.entry_ipa < p.image_ipa || p.entry_ipa >= p.image_ipa.saturating_add(len.max(1)) {
+                return Err(EntryOutsideRam { partition: i });
+            }
+            if p.dtb_ipa % 8 != 0 || !p.ram_contains(p.dtb_ipa, DTB_MAX) {
+                return Err(DtbOutsideRam { partition: i });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn board(&self) -> Option<BoardId> {
+        BoardId::from_u32(self.header.board)
+    }
+}
+
+/// Space reserved for a partition's device tree at `dtb_ipa`.
+pub const DTB_MAX: u64 = 64 * 1024;
+
+fn check_partition_fields(i: usize, p: &PartitionDesc) -> Result<(), ConfigError> {
+    use ConfigError::*;
+    let name_ok = {
+        let len = p.name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+        len > 0
+            && len < NAME_LEN
+            && core::str::from_utf8(&p.name[..len]).is_ok()
+            && p.name[len..].iter().all(|&b| b == 0)
+    };
+    if !name_ok {
+        return Err(BadName { partition: i });
+    }
+    if p.vmid == 0 || p.vmid > 255 {
+        return Err(BadVmid { partition: i });
+    }
+    match p.policy() {
+        None => return Err(BadPolicy { partition: i }),
+        Some(FaultPolicy::SafeState) if !p.is_critical() => return Err(SafeStateNotCritical { partition: i }),
+        Some(FaultPolicy::Restart) if p.restart_max == 0 || p.restart_window_ms == 0 => {
+            return Err(BadRestartLimits { partition: i })
+        }
+        Some(_) => {}
+    }
+    if p.vcpu_count == 0 || p.vcpu_count as usize > MAX_VCPUS {
+        return Err(VcpuCount { partition: i, count: p.vcpu_count });
+    }
+    if p.region_count as usize > MAX_REGIONS {
+        return Err(RegionCount { partition: i, count: p.region_count });
+    }
+    if p.irq_count as usize > MAX_IRQS {
+        return Err(IrqCount { partition: i, count: p.irq_count });
+    }
+    Ok(())
+}
+
+fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> Result<(), ConfigError> {
+    use ConfigError::*;
+    let Some(kind) = region.kind() else {
+        return Err(BadRegionKind { partition: i, region: r });
+    };
+    if region.size == 0 {
+        return Err(EmptyRegion { partition: i, region: r });
+    }
+    if region.pa % PAGE_SIZE != 0 || region.ipa % PAGE_SIZE != 0 || region.size % PAGE_SIZE != 0 {
+        return Err(UnalignedRegion { partition: i, region: r });
+    }
+    if region.pa_end().is_none() || region.ipa_end().is_none() {
+        return Err(RegionWraps { partition: i, region: r });
+    }
+    let range = Range::new(region.pa, region.size);
+    match kind {
+        RegionKind::Ram => {
+            if !board.ram.iter().any(|ram| ram.contains(&range)) {
+                return Err(RamOutsideBoard { partition: i, region: r, range });
+            }
+            if let Some(reserved) = board.reserved.iter().find(|res| res.overlaps(&range)) {
+                return Err(OverlapsReserved { partition: i, region: r, range, reserved });
+            }
+        }
+        RegionKind::Device => match board.devices.iter().find(|d| d.range.contains(&range)) {
+            None => return Err(DeviceNotOnBoard { partition: i, region: r, range }),
+            Some(d) if !d.assignable => return Err(DeviceNotAssignable { partition: i, region: r, range }),
+            Some(_) => {}
+        },
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Bytes of a configuration with `partitions` partitions.
+pub const fn encoded_len(partitions: usize) -> usize {
+    core::mem::size_of::<ConfigHeader>() + partitions * core::mem::size_of::<PartitionDesc>()
+}
+
+/// Writes header, partitions and checksum into `out`; returns the bytes used, or `None`
+/// if `out` is too small or there are more than [`MAX_PARTITIONS`] partitions.
+pub fn encode(board: BoardId, partitions: &[PartitionDesc], out: &mut [u8]) -> Option<usize> {
+    let len = encoded_len(partitions.len());
+    if partitions.len() > MAX_PARTITIONS || out.len() < len {
+        return None;
+    }
+    let header = ConfigHeader {
+        magic: CONFIG_MAGIC,
+        version: CONFIG_VERSION,
+        total_len: len as u32,
+        crc32: 0,
+        board: board as u32,
+        partition_count: partitions.len() as u32,
+        _reserved: 0,
+    };
+    let hlen = core::mem::size_of::<ConfigHeader>();
+    out[..hlen].copy_from_slice(header.as_bytes());
+    out[hlen..len].copy_from_slice(partitions.as_bytes());
+    let crc = checksum(&out[..len]);
+    let at = core::mem::offset_of!(ConfigHeader, crc32);
+    out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    Some(len)
+}
