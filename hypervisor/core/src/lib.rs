@@ -1,1 +1,25 @@
+//! The part of the hypervisor that needs no hardware, kept apart (as Hubris keeps
+//! `kerncore`) so it builds and is unit-tested on the host. The EL2 binary reads
+//! registers, calls into these modules and writes the answers back.
+//!
+//! * [`esr`]: decoding of the exception syndrome register, for logs and dispatch.
+//! * [`traps`]: what a guest's synchronous exception means ([`traps::Exit`]).
+//! * [`hypercall`]: answers to PSCI, SMCCC and Septum calls.
+//! * [`health`]: the fault policy: restart with back-off, halt, safe state.
+//! * [`pagetable`]: the 4 KiB-granule translation-table builder for EL2 stage 1 and
+//!   partition stage 2.
+//! * [`board`]: the board facts a configuration is checked against, read from a DTB.
+//! * [`console`]: line assembly for partitions that write through the hypervisor.
 #![no_std]
+#![forbid(unsafe_code)]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod board;
+pub mod console;
+pub mod esr;
+pub mod health;
+pub mod hypercall;
+pub mod pagetable;
+pub mod traps;

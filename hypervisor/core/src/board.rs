@@ -1,0 +1,146 @@
+//! The board facts the hypervisor checks a configuration against, read from the board's
+//! device tree (passed by the bootloader in `x0`). The DTB comes from firmware, not from
+//! a partition; partitions never hand the hypervisor a device tree.
+
+use fdt::Fdt;
+use septum_abi::config::{BoardDevice, BoardFacts, Range};
+
+/// How the board's firmware takes PSCI calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    Smc,
+    Hvc,
+}
+
+/// What the hypervisor learns from the board DTB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BootFacts {
+    pub board: BoardFacts,
+    pub psci: Option<Conduit>,
+    /// `/chosen` `linux,initrd-start/end`: where the bootloader put the boot bundle.
+    pub initrd: Option<Range>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DtbError {
+    /// Not a flattened device tree.
+    Invalid,
+    NoMemory,
+    NoCpus,
+    /// More RAM ranges, CPUs or devices than the fixed tables hold.
+    TooMany(&'static str),
+}
+
+impl core::fmt::Display for DtbError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DtbError::Invalid => write!(f, "not a valid flattened device tree"),
+            DtbError::NoMemory => write!(f, "no /memory node with a reg"),
+            DtbError::NoCpus => write!(f, "no /cpus/cpu@ nodes"),
+            DtbError::TooMany(what) => write!(f, "more {what} than the hypervisor's tables hold"),
+        }
+    }
+}
+
+fn be_cells(bytes: &[u8]) -> Option<u64> {
+    match bytes.len() {
+        4 => Some(u64::from(u32::from_be_bytes(bytes.try_into().ok()?))),
+        8 => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
+    let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
+    let mut facts = BootFacts::default();
+    let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
+
+    for node in root.children() {
+        let name = node.name;
+        let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+        if is_memory {
+            for r in node.reg().into_iter().flatten() {
+                let range = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
+                if range.size > 0 && !facts.board.ram.push(range) {
+                    return Err(DtbError::TooMany("RAM ranges"));
+                }
+            }
+            continue;
+        }
+        if name == "cpus" || name == "chosen" || name == "aliases" {
+            continue;
+        }
+        let status = node.property("status").and_then(|p| p.as_str()).unwrap_or("okay");
+        let enabled = status == "okay" || status == "ok";
+        let is_irq_controller = node.property("interrupt-controller").is_some();
+        for r in node.reg().into_iter().flatten() {
+            let Some(size) = r.size.filter(|&s| s > 0) else { continue };
+            let device = BoardDevice {
+                range: Range::new(r.starting_address as u64, size as u64),
+                assignable: enabled && !is_irq_controller,
+            };
+            if !facts.board.devices.push(device) {
+                return Err(DtbError::TooMany("devices"));
+            }
+        }
+    }
+    if facts.board.ram.is_empty() {
+        return Err(DtbError::NoMemory);
+    }
+
+    if let Some(cpus) = fdt.find_node("/cpus") {
+        for cpu in cpus.children().filter(|c| c.name.split('@').next() == Some("cpu")) {
+            let Some(mpidr) = cpu.property("reg").and_then(|p| be_cells(p.value)) else { continue };
+            if !facts.board.cpus.push(mpidr) {
+                return Err(DtbError::TooMany("CPUs"));
+            }
+        }
+    }
+    if facts.board.cpus.is_empty() {
+        return Err(DtbError::NoCpus);
+    }
+
+    facts.psci = fdt.find_node("/psci").and_then(|n| n.property("method")).and_then(|p| p.as_str()).and_then(
+        |m| match m {
+            "smc" => Some(Conduit::Smc),
+            "hvc" => Some(Conduit::Hvc),
+            _ => None,
+        },
+    );
+    if let Some(chosen) = fdt.find_node("/chosen") {
+        let start = chosen.property("linux,initrd-start").and_then(|p| be_cells(p.value));
+        let end = chosen.property("linux,initrd-end").and_then(|p| be_cells(p.value));
+        if let (Some(s), Some(e)) = (start, end) {
+            if e > s {
+                facts.initrd = Some(Range::new(s, e - s));
+            }
+        }
+    }
+    Ok(facts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU 10.0.2 `-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G`,
+    /// dumped with `dumpdtb=` and two `-serial`s.
+    const VIRT_DTB: &[u8] = include_bytes!("../tests/qemu-virt.dtb");
+
+    #[test]
+    fn reads_qemu_virt() {
+        let f = read(VIRT_DTB).unwrap();
+        assert_eq!(f.board.ram.iter().next(), Some(Range::new(0x4000_0000, 0x4000_0000)));
+        assert_eq!(f.board.cpus.iter().collect::<std::vec::Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(f.psci, Some(Conduit::Smc));
+        let uart1 = f.board.devices.iter().find(|d| d.range.base == 0x0904_0000).unwrap();
+        assert!(uart1.assignable);
+        let gicd = f.board.devices.iter().find(|d| d.range.base == 0x0800_0000).unwrap();
+        assert!(!gicd.assignable, "the GIC stays with the hypervisor");
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert_eq!(read(&[0u8; 64]).unwrap_err(), DtbError::Invalid);
+    }
+}
