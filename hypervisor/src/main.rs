@@ -1,1 +1,245 @@
-fn main() {}
+//! Septum, a separation-kernel hypervisor for aarch64. The boot path, top to bottom:
+//!
+//! 1. `entry`: arm64 `Image` header; EL3 drops to EL2, EL1 is refused; stack, BSS.
+//! 2. [`primary_main`]: read the board DTB (RAM, CPUs, devices, PSCI conduit, bundle).
+//! 3. `stage1`: the hypervisor's own MMU on, caches on.
+//! 4. Find the boot bundle; copy out and check the configuration against the board.
+//! 5. `partition::init`: per partition, build stage 2 and load the pristine image and
+//!    device tree (the chain-of-trust issue verifies signatures here, before mapping).
+//! 6. Start each partition's core (PSCI `CPU_ON`), then run this core's partition.
+//!
+//! After that the hypervisor only runs when a partition traps (`trap`).
+#![no_std]
+#![no_main]
+
+mod console;
+mod cpu;
+mod el1;
+mod entry;
+mod partition;
+mod physmem;
+mod stage1;
+mod stage2;
+mod trap;
+
+use aarch64_cpu::registers::{Readable, TPIDR_EL2};
+use septum_abi::bundle::{Bundle, EntryKind};
+use septum_abi::config::{Config, Range};
+use septum_core::board::{self, BootFacts, Conduit};
+use septum_platform::qemu_virt::BOARD;
+
+/// FDT header magic, big-endian.
+const FDT_MAGIC: u32 = 0xD00D_FEED;
+/// Largest board DTB or bundle the hypervisor will look at.
+const DTB_MAX: u32 = 2 << 20;
+const BUNDLE_MAX: u64 = 128 << 20;
+/// Room for the largest configuration ([`septum_abi::config::encoded_len`] of 8).
+const CONFIG_MAX: usize = 8192;
+
+/// The slot (stack, per-core state) of the core running this code.
+pub fn cpu_slot() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+#[no_mangle]
+extern "C" fn refuse_el1(_dtb: u64) -> ! {
+    console::early_line(format_args!(
+        "REFUSED: entered at EL1. Septum is a hypervisor and must start at EL2 or EL3 \
+         (QEMU: -M virt,virtualization=on). Stopping."
+    ));
+    // Also on the board's first UART: at EL1 nobody else owns it yet.
+    // SAFETY: with the MMU off every access is Device memory; UART0 is this board's
+    // PL011 and no partition exists yet.
+    let mut uart = unsafe { septum_platform::pl011::Pl011::new(septum_platform::qemu_virt::UART0 as usize) };
+    let _ = core::fmt::Write::write_str(
+        &mut uart,
+        "septum: REFUSED: entered at EL1; a hypervisor needs EL2 (QEMU: -M virt,virtualization=on)\n",
+    );
+    cpu::park()
+}
+
+#[no_mangle]
+extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
+    // 2. Board DTB: x0 under the Linux boot protocol, the board's default for ELF boots.
+    let dtb_pa = if x0 != 0 && is_fdt(x0) { x0 } else { BOARD.default_dtb };
+    if !is_fdt(dtb_pa) {
+        fatal_early(format_args!("no device tree at x0 ({x0:#x}) or at {dtb_pa:#x}"));
+    }
+    // SAFETY: an FDT header was found at dtb_pa; its size is read from it and bounded.
+    let dtb_len = unsafe { physmem::read_be32(dtb_pa + 4) }.min(DTB_MAX);
+    // SAFETY: the DTB lies in RAM that no partition is given (checked below against the
+    // configuration as a reserved range) and nothing writes it.
+    let dtb = unsafe { physmem::slice(dtb_pa, dtb_len as usize) };
+    let facts = match board::read(dtb) {
+        Ok(f) => f,
+        Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
+    };
+
+    // 3. MMU and caches on.
+    if let Err(e) = stage1::init(facts.board.ram.iter()) {
+        fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
+    }
+    console::init();
+    log::info!(
+        "Septum {} for {}: entered at EL{entered_el}{}, running at EL2 on MPIDR {:#x}",
+        env!("CARGO_PKG_VERSION"),
+        BOARD.name,
+        if entered_el == 3 { " (dropped to non-secure EL2)" } else { "" },
+        cpu::mpidr()
+    );
+    log::info!(
+        "board: {} CPUs, RAM {}, PSCI {:?}, DTB at {dtb_pa:#x}",
+        facts.board.cpus.len(),
+        RangeList(&facts),
+        facts.psci
+    );
+
+    // 4. Bundle and configuration.
+    let bundle = find_bundle(&facts);
+    let mut checked = facts.board;
+    checked.reserved.push(stage1::image_range());
+    checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
+    checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
+    let config = load_config(&bundle, &checked);
+    for p in config.partitions {
+        log::info!(
+            "partition {}: VMID {}, CPUs {:x?}, {} regions, policy {:?}, entry {:#x}",
+            p.name(),
+            p.vmid,
+            p.vcpus(),
+            p.regions().len(),
+            p.policy(),
+            p.entry_ipa
+        );
+    }
+
+    // 5. Stage 2 and pristine images.
+    let system = match partition::init(config, bundle, facts.psci) {
+        Ok(s) => s,
+        Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e:?}")),
+    };
+
+    // 6. Cores.
+    let me = cpu::mpidr();
+    let mut next_slot = 1;
+    for (i, p) in system.partitions().enumerate() {
+        let Some(&mpidr) = p.vcpus().first() else { continue };
+        if mpidr == me {
+            partition::assign(0, i);
+            continue;
+        }
+        if next_slot >= partition::MAX_CPUS {
+            stop(format_args!("more cores than the hypervisor has stacks for"));
+        }
+        partition::assign(next_slot, i);
+        start_core(system.conduit(), mpidr, next_slot, p.name());
+        next_slot += 1;
+    }
+    partition::run(0)
+}
+
+#[no_mangle]
+extern "C" fn secondary_main(slot: u64) -> ! {
+    stage1::enable_on_this_core();
+    partition::run(slot as usize)
+}
+
+fn start_core(conduit: Option<Conduit>, mpidr: u64, slot: usize, name: &str) {
+    let Some(conduit) = conduit else {
+        stop(format_args!("board has no PSCI to start core {mpidr:#x} for {name}"));
+    };
+    let entry = entry::secondary_entry as usize as u64;
+    let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
+    if r != 0 {
+        stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
+    }
+}
+
+fn is_fdt(pa: u64) -> bool {
+    // SAFETY: pa is x0 from the bootloader or the board's DTB address, both in RAM.
+    pa % 4 == 0 && unsafe { physmem::read_be32(pa) } == FDT_MAGIC
+}
+
+fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
+    let base = facts.initrd.map_or(BOARD.default_bundle, |r| r.base);
+    let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
+        stop(format_args!("boot bundle address {base:#x} is not in RAM"));
+    };
+    let available = (ram.end() - base).min(BUNDLE_MAX);
+    // SAFETY: `[base, base+available)` is RAM; the bundle is never mapped to a partition
+    // (its range joins the reserved ranges the configuration is checked against).
+    let head = unsafe { physmem::slice(base, available as usize) };
+    let len = match Bundle::claimed_len(head) {
+        Ok(l) if l <= available => l,
+        Ok(l) => stop(format_args!("boot bundle at {base:#x} claims {l} bytes, more than {available}")),
+        Err(e) => stop(format_args!("no boot bundle at {base:#x}: {e}")),
+    };
+    match Bundle::parse(&head[..len as usize]) {
+        Ok(b) => {
+            log::info!("boot bundle at {base:#x}, {len} bytes");
+            b
+        }
+        Err(e) => stop(format_args!("boot bundle at {base:#x} refused: {e}")),
+    }
+}
+
+fn bundle_base(b: &Bundle<'static>) -> u64 {
+    // The bundle's bytes are a view of physical memory; their address is where it is.
+    b.bytes().as_ptr() as u64
+}
+
+/// Copies the configuration out of the bundle (into aligned hypervisor memory the
+/// partitions cannot reach) and checks it against the board.
+fn load_config(bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
+    static STORE: spin::Once<([u64; CONFIG_MAX / 8], usize)> = spin::Once::new();
+    let raw = match bundle.payload(EntryKind::Config, 0) {
+        Ok(r) if r.len() <= CONFIG_MAX => r,
+        Ok(r) => stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", r.len())),
+        Err(e) => stop(format_args!("configuration refused: {e}")),
+    };
+    let (words, len) = STORE.call_once(|| {
+        let mut words = [0u64; CONFIG_MAX / 8];
+        for (i, b) in raw.iter().enumerate() {
+            words[i / 8] |= u64::from(*b) << ((i % 8) * 8);
+        }
+        (words, raw.len())
+    });
+    let bytes = &zerocopy::IntoBytes::as_bytes(&words[..])[..*len];
+    let image_len = |p: usize| bundle.payload_len(EntryKind::Image, p as u32);
+    match Config::parse(bytes, BOARD.id, facts, &image_len) {
+        Ok(c) => {
+            log::info!("configuration accepted: {} partitions", c.partitions.len());
+            c
+        }
+        Err(e) => stop(format_args!("configuration refused: {e}")),
+    }
+}
+
+/// Refuses to go on: logs why and parks the boot core. Nothing has been started.
+fn stop(args: core::fmt::Arguments<'_>) -> ! {
+    log::error!("BOOT STOPPED: {args}");
+    cpu::park()
+}
+
+fn fatal_early(args: core::fmt::Arguments<'_>) -> ! {
+    console::early_line(format_args!("ERROR BOOT STOPPED: {args}"));
+    cpu::park()
+}
+
+struct RangeList<'a>(&'a BootFacts);
+
+impl core::fmt::Display for RangeList<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for (i, r) in self.0.board.ram.iter().enumerate() {
+            write!(f, "{}{r}", if i > 0 { ", " } else { "" })?;
+        }
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // Not reachable from anything a guest does; a hypervisor bug stops the system.
+    log::error!("hypervisor panic: {info}");
+    partition::safe_state("hypervisor panic")
+}

@@ -1,1 +1,16 @@
+//! Board support. Each board module says what the board has (RAM, cores, the devices a
+//! system description may name, the memory the hypervisor keeps) and how its console
+//! and bring-up work. xtask reads the catalogue to validate a system description; the
+//! hypervisor uses the same constants and checks them against the board's DTB at boot.
+//!
+//! The hardware-facing `unsafe` of this crate is in [`pl011`] (MMIO) and
+//! [`semihosting`] (the `HLT #0xF000` debug call); nothing else here touches hardware.
 #![no_std]
+
+pub mod catalog;
+pub mod pl011;
+pub mod qemu_virt;
+#[cfg(target_arch = "aarch64")]
+pub mod semihosting;
+
+pub use catalog::{Board, DeviceInfo, HypervisorConsole};

@@ -163,6 +163,11 @@ impl<'a> Bundle<'a> {
             .map(|e| e.len)
     }
 
+    /// The whole bundle.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     pub fn len(&self) -> usize {
         self.bytes.len()
     }

@@ -121,6 +121,11 @@ impl<'a> Arena<'a> {
         Self { tables, base_pa, used: 0 }
     }
 
+    /// Continues with an arena of which the first `used` tables are already in use.
+    pub fn resume(tables: &'a mut [Table], base_pa: u64, used: usize) -> Self {
+        Self { tables, base_pa, used }
+    }
+
     /// Tables handed out so far.
     pub fn used(&self) -> usize {
         self.used

@@ -1,1 +1,84 @@
-fn main() {}
+//! The connectivity partition's bare-metal stand-in. It heartbeats like the critical
+//! monitor and, when its boot arguments say `attacks=a,b,...`, plays the hostile side:
+//! after `attack_after` beats it performs attack number k, where k is how many times it
+//! has been restarted, so each restart moves on to the next attack. Before each attack
+//! it writes markers into its data, BSS and free RAM; after a restart it reports them,
+//! proving the restart reloaded a pristine image into zeroed RAM.
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU64, Ordering};
+use septum_guest::{counter, counter_hz, hvc, wait_until, Boot};
+
+const DATA_PRISTINE: u64 = 0x5EB7_DA7A;
+const MARKER: u64 = 0xDEAD_BEEF;
+static DATA_MARKER: AtomicU64 = AtomicU64::new(DATA_PRISTINE);
+static BSS_MARKER: AtomicU64 = AtomicU64::new(0);
+
+#[no_mangle]
+fn partition_main(mut boot: Boot) -> ! {
+    let period_ms = boot.arg_u64("heartbeat_ms").unwrap_or(20).max(1);
+    let ticks = counter_hz() / 1000 * period_ms;
+    let free_word = (boot.ram.0 + boot.ram.1 - 8) as *mut u64;
+    // SAFETY: the last word of our RAM, above the image, stack and device tree.
+    let free = unsafe { core::ptr::read_volatile(free_word) };
+    let _ = writeln!(
+        boot.console,
+        "connectivity: boot ({:?}, restarts {}), heartbeat every {period_ms} ms",
+        boot.start, boot.restarts
+    );
+    let _ = writeln!(
+        boot.console,
+        "connectivity: ram check data={:#x} bss={:#x} free={:#x} ({})",
+        DATA_MARKER.load(Ordering::Relaxed),
+        BSS_MARKER.load(Ordering::Relaxed),
+        free,
+        if DATA_MARKER.load(Ordering::Relaxed) == DATA_PRISTINE && BSS_MARKER.load(Ordering::Relaxed) == 0 && free == 0 {
+            "pristine"
+        } else {
+            "NOT pristine"
+        }
+    );
+    let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
+    let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
+    let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
+    let mut next = counter() + ticks;
+    let mut n: u64 = 0;
+    loop {
+        wait_until(next);
+        n += 1;
+        let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={}", counter());
+        next += ticks;
+        if let Some(name) = attack.filter(|_| n == attack_after) {
+            DATA_MARKER.store(MARKER, Ordering::Relaxed);
+            BSS_MARKER.store(MARKER, Ordering::Relaxed);
+            // SAFETY: as above, our own last word of RAM.
+            unsafe { core::ptr::write_volatile(free_word, MARKER) };
+            let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
+            run_attack(name, victim);
+            let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
+        }
+    }
+}
+
+fn run_attack(name: &str, victim: u64) {
+    match name {
+        // SAFETY (all arms): deliberately illegal accesses; the hypervisor must stop them.
+        "read-critical" => unsafe {
+            core::ptr::read_volatile(victim as *const u64);
+        },
+        "write-uart0" => unsafe { core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!')) },
+        "gic" => unsafe {
+            core::ptr::read_volatile(0x0800_0000 as *const u32);
+        },
+        "smc" => unsafe {
+            core::arch::asm!("smc #0", inout("x0") 0x8400_0009u64 => _, options(nostack));
+        },
+        "psci-reset" => {
+            hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
+        }
+        "undefined" => unsafe { core::arch::asm!("udf #0", options(nostack)) },
+        _ => {}
+    }
+}

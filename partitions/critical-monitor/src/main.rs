@@ -1,1 +1,29 @@
-fn main() {}
+//! The critical-monitor partition: the safety function. Here it stands in for patient
+//! monitoring with a fixed-period loop that reports a heartbeat with a monotonic count
+//! and the generic-timer count, so a test (or an assessor) can see any stall.
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+use septum_guest::{counter, counter_hz, wait_until, Boot};
+
+#[no_mangle]
+fn partition_main(mut boot: Boot) -> ! {
+    let period_ms = boot.arg_u64("heartbeat_ms").unwrap_or(20).max(1);
+    let ticks = counter_hz() / 1000 * period_ms;
+    let _ = writeln!(
+        boot.console,
+        "critical-monitor: boot ({:?}, restarts {}), heartbeat every {period_ms} ms, timer {} Hz",
+        boot.start,
+        boot.restarts,
+        counter_hz()
+    );
+    let mut next = counter() + ticks;
+    let mut n: u64 = 0;
+    loop {
+        wait_until(next);
+        n += 1;
+        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={}", counter());
+        next += ticks;
+    }
+}

@@ -1,1 +1,194 @@
+//! What every Septum bare-metal guest needs: the entry point (FP on, stack, BSS), its
+//! device tree (read with `fdt`), a console (its own PL011 if its device tree lists one,
+//! else the hypervisor's log through a hypercall), the generic timer, and hypercalls.
+//!
+//! A guest crate provides `#[no_mangle] fn partition_main(boot: Boot) -> !`.
 #![no_std]
+
+use core::fmt::{self, Write};
+use septum_abi::hypercall::{self as hc, psci, StartCondition};
+use septum_platform::pl011::Pl011;
+
+core::arch::global_asm!(
+    r#"
+.section .text.entry, "ax"
+.global _start
+_start:
+    mov     x19, x0
+    mrs     x9, cpacr_el1
+    orr     x9, x9, #(3 << 20)       // FP/SIMD at EL1 and EL0
+    msr     cpacr_el1, x9
+    isb
+    adrp    x9, __stack_top
+    add     x9, x9, #:lo12:__stack_top
+    mov     sp, x9
+    adrp    x9, __bss_start
+    add     x9, x9, #:lo12:__bss_start
+    adrp    x10, __bss_end
+    add     x10, x10, #:lo12:__bss_end
+1:  cmp     x9, x10
+    b.hs    2f
+    stp     xzr, xzr, [x9], #16
+    b       1b
+2:  mov     x0, x19
+    bl      guest_start
+3:  wfe
+    b       3b
+"#
+);
+
+extern "Rust" {
+    fn partition_main(boot: Boot) -> !;
+}
+
+/// What a guest knows at start.
+pub struct Boot {
+    pub console: Console,
+    /// `/chosen/bootargs` of its device tree.
+    pub bootargs: &'static str,
+    /// Its RAM as its device tree describes it (guest-physical).
+    pub ram: (u64, u64),
+    pub start: StartCondition,
+    pub restarts: u64,
+}
+
+impl Boot {
+    /// The value of `key=value` in the boot arguments.
+    pub fn arg(&self, key: &str) -> Option<&'static str> {
+        self.bootargs.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    pub fn arg_u64(&self, key: &str) -> Option<u64> {
+        let v = self.arg(key)?;
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => v.parse().ok(),
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn guest_start(dtb: u64) -> ! {
+    // SAFETY: the hypervisor places our device tree at `dtb` (x0) inside our RAM and
+    // never changes it; the header gives its size.
+    let blob = unsafe {
+        let size = u32::from_be_bytes(core::ptr::read_volatile((dtb + 4) as *const [u8; 4]));
+        core::slice::from_raw_parts(dtb as *const u8, size.min(64 * 1024) as usize)
+    };
+    let fdt = fdt::Fdt::new(blob).ok();
+    let uart = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,pl011"])).and_then(|n| n.reg()?.next());
+    let console = match uart {
+        // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
+        Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
+        None => Console::Hypervisor(HvConsole::default()),
+    };
+    let bootargs = fdt
+        .as_ref()
+        .and_then(|f| f.find_node("/chosen"))
+        .and_then(|c| c.property("bootargs"))
+        .and_then(|p| p.as_str())
+        .unwrap_or("");
+    let ram = fdt
+        .as_ref()
+        .and_then(|f| f.find_node("/memory"))
+        .and_then(|m| m.reg()?.next())
+        .map_or((0, 0), |r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    let [status, cond, restarts, _] = hvc(hc::PARTITION_STATUS, [0; 7]);
+    let start = if status == hc::SUCCESS {
+        StartCondition::from_u64(cond).unwrap_or(StartCondition::NormalStart)
+    } else {
+        StartCondition::NormalStart
+    };
+    let boot = Boot { console, bootargs, ram, start, restarts };
+    // SAFETY: provided by the guest binary with exactly this signature.
+    unsafe { partition_main(boot) }
+}
+
+/// `HVC #0` with the SMC Calling Convention: x0..x3 back.
+pub fn hvc(function: u32, args: [u64; 7]) -> [u64; 4] {
+    let (mut x0, mut x1, mut x2, mut x3) = (u64::from(function), args[0], args[1], args[2]);
+    // SAFETY: a hypercall; the hypervisor returns results in x0-x3 and preserves the rest.
+    unsafe {
+        core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") x1, inout("x2") x2, inout("x3") x3,
+            in("x4") args[3], in("x5") args[4], in("x6") args[5], in("x7") args[6], options(nostack));
+    }
+    [x0, x1, x2, x3]
+}
+
+/// The virtual counter (equal to the physical one under Septum).
+pub fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: reads CNTVCT_EL0 after an ISB so the read is not hoisted.
+    unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nostack, nomem)) };
+    v
+}
+
+pub fn counter_hz() -> u64 {
+    let v: u64;
+    // SAFETY: reads CNTFRQ_EL0.
+    unsafe { core::arch::asm!("mrs {}, cntfrq_el0", out(reg) v, options(nostack, nomem)) };
+    v
+}
+
+/// Busy-waits until the counter reaches `deadline`.
+pub fn wait_until(deadline: u64) {
+    while counter() < deadline {
+        core::hint::spin_loop();
+    }
+}
+
+/// PSCI SYSTEM_RESET function number.
+pub fn psci_system_reset_fid() -> u32 {
+    psci::SYSTEM_RESET
+}
+
+/// Asks the hypervisor to reset this partition (PSCI SYSTEM_RESET).
+pub fn system_reset() -> ! {
+    hvc(psci::SYSTEM_RESET, [0; 7]);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+/// A guest's console.
+pub enum Console {
+    Uart(Pl011),
+    Hypervisor(HvConsole),
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self {
+            Console::Uart(u) => u.write_str(s),
+            Console::Hypervisor(h) => h.write_str(s),
+        }
+    }
+}
+
+/// Console through the hypervisor's log (`CONSOLE_WRITE`), 48 bytes a call.
+#[derive(Default)]
+pub struct HvConsole;
+
+impl Write for HvConsole {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for chunk in s.as_bytes().chunks(hc::CONSOLE_WRITE_MAX) {
+            let mut words = [0u64; 7];
+            words[0] = chunk.len() as u64;
+            for (i, b) in chunk.iter().enumerate() {
+                words[1 + i / 8] |= u64::from(*b) << ((i % 8) * 8);
+            }
+            hvc(hc::CONSOLE_WRITE, words);
+        }
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut c = HvConsole;
+    let _ = writeln!(c, "guest panic: {info}");
+    hvc(psci::SYSTEM_OFF, [0; 7]);
+    loop {
+        core::hint::spin_loop();
+    }
+}

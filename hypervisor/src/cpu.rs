@@ -1,0 +1,119 @@
+//! The few instructions Septum needs that are not register reads or writes: cache and
+//! TLB maintenance, PSCI calls to the board firmware, waiting. Each is a small `unsafe`
+//! block with its reason.
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
+use septum_core::board::Conduit;
+
+const CACHE_LINE: u64 = 64;
+
+/// This core's MPIDR affinity fields (Aff3..Aff0).
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xFF_00FF_FFFF
+}
+
+/// The generic timer's count.
+pub fn counter() -> u64 {
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+pub fn counter_hz() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Busy-waits until the counter reaches `deadline`. Used only on a core whose partition
+/// is stopped, so the wait costs no one else anything.
+pub fn wait_until(deadline: u64) {
+    while counter() < deadline {
+        core::hint::spin_loop();
+    }
+}
+
+/// Cleans data-cache lines covering `[va, va+len)` to the point of coherency, so a guest
+/// that starts with its caches off sees what the hypervisor wrote.
+pub fn clean_dcache_range(va: u64, len: u64) {
+    let mut line = va & !(CACHE_LINE - 1);
+    while line < va + len {
+        // SAFETY: DC CVAC writes back a line; it changes no data and the address is
+        // mapped in the hypervisor's stage 1 (callers pass partition RAM or its own image).
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) line, options(nostack, preserves_flags)) };
+        line += CACHE_LINE;
+    }
+    barrier::dsb(barrier::SY);
+}
+
+/// Invalidates data-cache lines covering `[va, va+len)`; used with the MMU off, before
+/// turning caches on, so no stale line from the bootloader shadows what we wrote.
+pub fn invalidate_dcache_range(va: u64, len: u64) {
+    let mut line = va & !(CACHE_LINE - 1);
+    while line < va + len {
+        // SAFETY: called with caches off on the hypervisor's own image, whose memory
+        // holds the authoritative data; dropping cached copies loses nothing.
+        unsafe { core::arch::asm!("dc ivac, {}", in(reg) line, options(nostack, preserves_flags)) };
+        line += CACHE_LINE;
+    }
+    barrier::dsb(barrier::SY);
+}
+
+/// Invalidates all instruction caches to the point of unification (inner shareable).
+pub fn invalidate_icache() {
+    // SAFETY: IC IALLUIS only drops instruction-cache contents.
+    unsafe { core::arch::asm!("ic ialluis", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Drops the stage-1 and stage-2 TLB entries of the VMID in VTTBR_EL2, on all cores.
+pub fn flush_guest_tlb() {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLBI VMALLS12E1IS invalidates cached translations of the current VMID only.
+    unsafe { core::arch::asm!("tlbi vmalls12e1is", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Drops the hypervisor's own EL2 TLB entries on this core.
+pub fn flush_el2_tlb() {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLBI ALLE2 invalidates cached EL2 translations; the tables they came from
+    // are about to be (re)installed.
+    unsafe { core::arch::asm!("tlbi alle2", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
+/// Calls the board firmware's PSCI (Arm DEN 0022) over `conduit`.
+pub fn psci(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    let mut x0 = u64::from(function);
+    match conduit {
+        // SAFETY: an SMCCC call to firmware: it may clobber x0-x17 (declared) and, for
+        // CPU_ON, start another core at our secondary entry point; it touches no memory
+        // of ours.
+        Conduit::Smc => unsafe {
+            core::arch::asm!("smc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _,
+                inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack))
+        },
+        // SAFETY: as above, for firmware reached with HVC (EL2 calling a higher EL2 is
+        // not a thing; this exists for boards whose DTB says "hvc" to a nested setup).
+        Conduit::Hvc => unsafe {
+            core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _,
+                inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+                options(nostack))
+        },
+    }
+    x0 as i64
+}
+
+/// Stops this core for good (interrupts stay masked at EL2).
+pub fn park() -> ! {
+    loop {
+        aarch64_cpu::asm::wfi();
+    }
+}

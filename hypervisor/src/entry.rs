@@ -1,0 +1,154 @@
+//! The first instructions: the arm64 `Image` header, the drop from EL3 to EL2, the
+//! refusal of EL1, per-CPU stacks, and the way back into a guest ([`enter_guest`]).
+//!
+//! Register contract into Rust:
+//! * `primary_main(dtb, entered_el)` on the boot core, at EL2, MMU off, stack set, BSS zero.
+//! * `secondary_main(cpu)` on a core started with PSCI `CPU_ON` (context id = its slot).
+//! * `refuse_el1(dtb)` when entered at EL1: nothing is set up but a stack.
+
+use crate::trap::TrapFrame;
+
+core::arch::global_asm!(
+    r#"
+.equ STACK_SIZE, 0x10000
+.equ SCR_EL3_VALUE, (1 << 0) | (3 << 4) | (1 << 8) | (1 << 10)   // NS, RES1, HCE, RW
+.equ SPSR_EL2H_MASKED, 0x3c9                                   // EL2h, DAIF set
+.equ SCTLR_EL2_RESET, 0x30c50830                               // RES1 bits, MMU/caches off
+.equ CPTR_EL2_VALUE, 0x33ff                                    // RES1 bits, no FP/SIMD trap
+
+.section .text.head, "ax"
+.global _start
+_start:
+    // arm64 Image header: code0/code1, text_offset, image_size, flags, res2-4, magic, res5.
+    b       primary_entry
+    .long   0
+    .quad   __image_text_offset
+    .quad   __image_size
+    .quad   0x2                      // little-endian, 4 KiB pages, 2 MiB-aligned base
+    .quad   0
+    .quad   0
+    .quad   0
+    .ascii  "ARM\x64"
+    .long   0
+
+primary_entry:
+    mov     x19, x0                  // board DTB (Linux boot protocol), or 0 for an ELF boot
+    mrs     x9, CurrentEL
+    lsr     x9, x9, #2
+    mov     x20, x9                  // the EL we were entered at, for the log
+    cmp     x9, #3
+    b.eq    1f
+    cmp     x9, #2
+    b.eq    2f
+    // EL1 (or an impossible EL0): no virtualization. Refuse on a stack and stop.
+    adrp    x9, __stacks_start
+    add     x9, x9, #:lo12:__stacks_start
+    add     sp, x9, #STACK_SIZE
+    mov     x0, x19
+    bl      refuse_el1
+0:  wfe
+    b       0b
+
+1:  // EL3: enter non-secure EL2, AArch64, with SMC enabled (PSCI is reached through it).
+    ldr     x9, =SCR_EL3_VALUE
+    msr     scr_el3, x9
+    msr     cptr_el3, xzr
+    ldr     x9, =SCTLR_EL2_RESET
+    msr     sctlr_el2, x9
+    mov     x9, #SPSR_EL2H_MASKED
+    msr     spsr_el3, x9
+    adr     x9, 2f
+    msr     elr_el3, x9
+    isb
+    eret
+
+2:  // EL2. The image is not relocatable: stop if the loader put it elsewhere.
+    adr     x9, _start
+    ldr     x10, =_start
+    cmp     x9, x10
+    b.ne    0b
+    bl      el2_common_setup
+    msr     tpidr_el2, xzr           // the boot core is slot 0
+    adrp    x9, __stacks_start
+    add     x9, x9, #:lo12:__stacks_start
+    add     sp, x9, #STACK_SIZE
+    // Zero BSS (the stacks are NOLOAD and need no zeroing).
+    adrp    x9, __bss_start
+    add     x9, x9, #:lo12:__bss_start
+    adrp    x10, __bss_end
+    add     x10, x10, #:lo12:__bss_end
+3:  cmp     x9, x10
+    b.hs    4f
+    stp     xzr, xzr, [x9], #16
+    b       3b
+4:  mov     x0, x19
+    mov     x1, x20
+    bl      primary_main
+    b       0b
+
+// A core started by PSCI CPU_ON: x0 = its slot.
+.global secondary_entry
+secondary_entry:
+    mov     x19, x0
+    mrs     x9, CurrentEL
+    cmp     x9, #(2 << 2)
+    b.ne    0b
+    bl      el2_common_setup
+    msr     tpidr_el2, x19
+    adrp    x9, __stacks_start
+    add     x9, x9, #:lo12:__stacks_start
+    mov     x10, #STACK_SIZE
+    madd    x9, x19, x10, x9
+    add     sp, x9, #STACK_SIZE
+    mov     x0, x19
+    bl      secondary_main
+    b       0b
+
+// EL2 state every core needs before Rust runs.
+el2_common_setup:
+    ldr     x9, =SCTLR_EL2_RESET
+    msr     sctlr_el2, x9
+    ldr     x9, =CPTR_EL2_VALUE
+    msr     cptr_el2, x9
+    adrp    x9, el2_vectors
+    add     x9, x9, #:lo12:el2_vectors
+    msr     vbar_el2, x9
+    isb
+    ret
+
+// enter_guest(frame): reset this core's stack to its top, then restore `frame` and
+// ERET. Used for a guest's first entry and for a restart, so no EL2 frames pile up.
+.global enter_guest_asm
+enter_guest_asm:
+    mrs     x9, tpidr_el2
+    adrp    x10, __stacks_start
+    add     x10, x10, #:lo12:__stacks_start
+    mov     x11, #STACK_SIZE
+    madd    x10, x9, x11, x10
+    add     x10, x10, #STACK_SIZE
+    sub     x10, x10, #{frame_size}
+    mov     x11, #0
+5:  ldr     x12, [x0, x11]
+    str     x12, [x10, x11]
+    add     x11, x11, #8
+    cmp     x11, #{frame_size}
+    b.lo    5b
+    mov     sp, x10
+    b       trap_return
+"#,
+    frame_size = const core::mem::size_of::<TrapFrame>(),
+);
+
+extern "C" {
+    fn enter_guest_asm(frame: *const TrapFrame) -> !;
+    pub fn secondary_entry();
+}
+
+/// Starts (or restarts) the guest on this core from `frame`. Never returns: the next
+/// time this core is in EL2 it is through the exception vectors.
+pub fn enter_guest(frame: &TrapFrame) -> ! {
+    // SAFETY: `frame` is a complete guest register set; the routine copies it to the top
+    // of this core's stack (whose frames are abandoned, nothing refers to them after
+    // this call) and returns to EL1 with it.
+    unsafe { enter_guest_asm(frame) }
+}

@@ -1,0 +1,297 @@
+//! Partitions at run time: loading a pristine image, entering a vCPU, and carrying out
+//! what a trap means: answering a hypercall, or applying the health monitor's decision
+//! (restart with back-off, halt, safe state) after a violation.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
+use septum_abi::bundle::{Bundle, EntryKind};
+use septum_abi::config::{Config, PartitionDesc, RegionKind, MAX_PARTITIONS};
+use septum_abi::hypercall::{StartCondition, SUCCESS};
+use septum_core::board::Conduit;
+use septum_core::console::LineBuffer;
+use septum_core::health::{Decision, HaltReason, Health, StopCause};
+use septum_core::hypercall::{answer, Answer, Caller};
+use septum_core::traps::{Exit, TrapInfo, Violation};
+use spin::{Mutex, Once};
+
+use crate::cpu;
+use crate::entry::enter_guest;
+use crate::trap::TrapFrame;
+
+/// Cores the hypervisor can drive (stack slots in the linker script).
+pub const MAX_CPUS: usize = 8;
+const NONE: usize = usize::MAX;
+
+/// HCR_EL2 while a partition runs: stage 2 on (VM); physical IRQ/FIQ/SError to EL2
+/// (IMO/FMO/AMO); trap SMC (TSC), set/way maintenance (TSW), ACTLR (TACR),
+/// implementation-defined registers (TIDCP), LORegions (TLOR); synchronous external
+/// aborts to EL2 (TEA); EL1 is AArch64 (RW); pointer-auth keys stay the guest's (APK, API).
+const HCR_GUEST: u64 = (1 << 0)
+    | (1 << 1)
+    | (1 << 3)
+    | (1 << 4)
+    | (1 << 5)
+    | (1 << 19)
+    | (1 << 20)
+    | (1 << 21)
+    | (1 << 22)
+    | (1 << 31)
+    | (1 << 35)
+    | (1 << 37)
+    | (1 << 40)
+    | (1 << 41);
+/// SPSR for a guest's first instruction: EL1h, interrupts masked.
+const SPSR_EL1H_MASKED: u64 = 0x3C5;
+
+struct Runtime {
+    desc: &'static PartitionDesc,
+    index: usize,
+    vttbr: u64,
+    state: Mutex<State>,
+}
+
+struct State {
+    health: Health,
+    console: LineBuffer,
+    start: StartCondition,
+}
+
+pub struct System {
+    config: Config<'static>,
+    bundle: Bundle<'static>,
+    conduit: Option<Conduit>,
+    ticks_per_ms: u64,
+    parts: [Option<Runtime>; MAX_PARTITIONS],
+}
+
+static SYSTEM: Once<System> = Once::new();
+/// The partition each core slot runs (slot 0 is the boot core).
+static SLOT_PARTITION: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NONE) }; MAX_CPUS];
+
+#[derive(Clone, Copy, Debug)]
+pub enum LoadError {
+    Bundle(septum_abi::bundle::BundleError),
+    Stage2(septum_core::pagetable::MapError),
+}
+
+/// Builds every partition's stage 2 and loads its pristine image and device tree.
+pub fn init(
+    config: Config<'static>,
+    bundle: Bundle<'static>,
+    conduit: Option<Conduit>,
+) -> Result<&'static System, (usize, LoadError)> {
+    let ticks_per_ms = (cpu::counter_hz() / 1000).max(1);
+    let mut parts: [Option<Runtime>; MAX_PARTITIONS] = [const { None }; MAX_PARTITIONS];
+    for (i, desc) in config.partitions.iter().enumerate() {
+        let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
+        load(desc, i, &bundle).map_err(|e| (i, LoadError::Bundle(e)))?;
+        parts[i] = Some(Runtime {
+            desc,
+            index: i,
+            vttbr: (u64::from(desc.vmid) << 48) | root,
+            state: Mutex::new(State {
+                health: Health::new(desc, ticks_per_ms),
+                console: LineBuffer::default(),
+                start: StartCondition::NormalStart,
+            }),
+        });
+    }
+    Ok(SYSTEM.call_once(|| System { config, bundle, conduit, ticks_per_ms, parts }))
+}
+
+/// Zeroes the partition's RAM and copies in its image and device tree from the bundle
+/// (CRC-checked on every load), then cleans them to the point of coherency.
+fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), septum_abi::bundle::BundleError> {
+    let image = bundle.payload(EntryKind::Image, index as u32)?;
+    let dtb = bundle.payload(EntryKind::DeviceTree, index as u32)?;
+    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
+        // SAFETY: validated RAM of this partition, which is not running while it loads.
+        unsafe { crate::physmem::zero(r.pa, r.size) };
+    }
+    // Validation put image and DTB inside the partition's RAM; translate, then copy.
+    for (ipa, data) in [(desc.image_ipa, image), (desc.dtb_ipa, dtb)] {
+        if let Some(pa) = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64)) {
+            // SAFETY: inside this partition's validated RAM; the bundle is elsewhere
+            // (reserved memory), so the ranges do not overlap.
+            unsafe { crate::physmem::copy_in(pa, data) };
+        }
+    }
+    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
+        cpu::clean_dcache_range(r.pa, r.size);
+    }
+    cpu::invalidate_icache();
+    Ok(())
+}
+
+/// Assigns a core slot to the partition's boot vCPU.
+pub fn assign(slot: usize, partition: usize) {
+    if let Some(s) = SLOT_PARTITION.get(slot) {
+        s.store(partition, Ordering::Release);
+    }
+}
+
+pub fn system() -> Option<&'static System> {
+    SYSTEM.get()
+}
+
+impl System {
+    pub fn partitions(&self) -> impl Iterator<Item = &'static PartitionDesc> + '_ {
+        self.config.partitions.iter()
+    }
+    pub fn conduit(&self) -> Option<Conduit> {
+        self.conduit
+    }
+}
+
+/// Runs the partition assigned to this core's slot. Never returns.
+pub fn run(slot: usize) -> ! {
+    let Some(sys) = SYSTEM.get() else { cpu::park() };
+    let index = SLOT_PARTITION.get(slot).map_or(NONE, |s| s.load(Ordering::Acquire));
+    let Some(part) = sys.parts.get(index).and_then(|p| p.as_ref()) else {
+        log::info!("cpu slot {slot} (MPIDR {:#x}) has no partition: parked", cpu::mpidr());
+        cpu::park()
+    };
+    log::info!("{}: vCPU 0 starting on MPIDR {:#x}", part.desc.name(), cpu::mpidr());
+    enter(part)
+}
+
+/// Sets up EL2 for `part` on this core and enters its boot vCPU at its entry point.
+fn enter(part: &Runtime) -> ! {
+    HCR_EL2.set(HCR_GUEST);
+    VTCR_EL2.set(crate::stage2::vtcr());
+    VTTBR_EL2.set(part.vttbr);
+    // The guest sees the real CPU model and a virtual MPIDR numbered from 0.
+    let midr = MIDR_EL1.get();
+    // SAFETY: VPIDR_EL2 only sets what the guest's MIDR_EL1 reads return.
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack, preserves_flags)) };
+    VMPIDR_EL2.set((1 << 31) | 0);
+    crate::el1::reset();
+    cpu::flush_guest_tlb();
+    let mut frame = TrapFrame::default();
+    frame.x[0] = part.desc.dtb_ipa;
+    frame.elr = part.desc.entry_ipa;
+    frame.spsr = SPSR_EL1H_MASKED;
+    enter_guest(&frame)
+}
+
+fn current() -> Option<&'static Runtime> {
+    let slot = crate::cpu_slot();
+    let index = SLOT_PARTITION.get(slot)?.load(Ordering::Acquire);
+    SYSTEM.get()?.parts.get(index)?.as_ref()
+}
+
+/// Carries out what a partition's trap means.
+pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
+    let Some(part) = current() else {
+        log::error!("trap from a core with no partition: {}", septum_core::esr::Esr(info.esr));
+        cpu::park()
+    };
+    match exit {
+        Exit::Hypercall { function, args } => {
+            let (start, restarts) = {
+                let st = part.state.lock();
+                (st.start, st.health.restarts())
+            };
+            let caller = Caller { vcpu: 0, vcpu_count: part.desc.vcpus().len(), start, restarts };
+            match answer(function, args, &caller) {
+                Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
+                Answer::ConsoleWrite { bytes, len } => {
+                    let name = part.desc.name();
+                    part.state.lock().console.push(&bytes[..len], |l| crate::console::line(name, format_args!("{l}")));
+                    frame.x[0] = SUCCESS;
+                }
+                Answer::CpuOff => {
+                    log::info!("{}: vCPU 0 turned itself off (PSCI CPU_OFF)", part.desc.name());
+                    cpu::park()
+                }
+                Answer::Stop(cause) => {
+                    let what = match cause {
+                        StopCause::ResetRequest => "asked for PSCI SYSTEM_RESET",
+                        StopCause::OffRequest => "asked for PSCI SYSTEM_OFF",
+                        StopCause::Fault => "stopped",
+                    };
+                    log::warn!("{}: {what}; applying its policy", part.desc.name());
+                    apply_policy(part, cause)
+                }
+            }
+            // HVC's preferred return address is already the next instruction.
+        }
+        Exit::SetWayMaintenance => frame.elr += 4,
+        Exit::Violation(v) => {
+            report(part, &v, frame);
+            apply_policy(part, StopCause::Fault)
+        }
+    }
+}
+
+/// One log record per violation: partition, what it did, where, and the decoded ESR.
+fn report(part: &Runtime, v: &Violation, frame: &TrapFrame) {
+    let name = part.desc.name();
+    match *v {
+        Violation::Stage2DataAbort { ipa, va, write, esr } => log::warn!(
+            "{name}: FAULT {}: {} at IPA {ipa:#x} (VA {va:#x}), PC {:#x}; {esr}",
+            v.summary(),
+            if write { "write" } else { "read" },
+            frame.elr
+        ),
+        Violation::Stage2InstructionAbort { ipa, va, esr } => {
+            log::warn!("{name}: FAULT {}: fetch at IPA {ipa:#x} (VA {va:#x}); {esr}", v.summary())
+        }
+        Violation::Smc { function, esr } => {
+            log::warn!("{name}: FAULT {}: function {function:#010x}, PC {:#x}; {esr}", v.summary(), frame.elr)
+        }
+        _ => log::warn!("{name}: FAULT {}: PC {:#x}; {}", v.summary(), frame.elr, v.esr()),
+    }
+}
+
+fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
+    let Some(sys) = SYSTEM.get() else { cpu::park() };
+    let name = part.desc.name();
+    let decision = part.state.lock().health.on_stop(cause, cpu::counter());
+    match decision {
+        Decision::Restart { delay_ticks, restart } => {
+            log::warn!(
+                "{name}: policy restart: restart #{restart} after {} ms back-off",
+                delay_ticks / sys.ticks_per_ms
+            );
+            cpu::wait_until(cpu::counter() + delay_ticks);
+            if let Err(e) = load(part.desc, part.index, &sys.bundle) {
+                log::error!("{name}: cannot reload its image ({e}); halting it");
+                cpu::park()
+            }
+            {
+                let mut st = part.state.lock();
+                st.console.clear();
+                st.start = match cause {
+                    StopCause::Fault => StartCondition::HmPartitionRestart,
+                    _ => StartCondition::PartitionRestart,
+                };
+            }
+            log::info!("{name}: restarted from its pristine image (RAM zeroed)");
+            enter(part)
+        }
+        Decision::Halt { reason } => {
+            match reason {
+                HaltReason::Policy => log::warn!("{name}: policy halt: partition stopped"),
+                HaltReason::RestartLimit { max, window_ms } => log::error!(
+                    "{name}: {max} restarts within {window_ms} ms: restarting is not helping; partition halted"
+                ),
+            }
+            cpu::park()
+        }
+        Decision::SafeState => safe_state("critical partition fault"),
+    }
+}
+
+/// The system's safe state: every partition stops. Septum logs the reason and asks the
+/// board firmware to power the system off (PSCI SYSTEM_OFF), which stops every core
+/// and de-energises outputs; if the firmware refuses, this core parks.
+pub fn safe_state(reason: &str) -> ! {
+    log::error!("SAFE STATE: {reason}; stopping every partition (PSCI SYSTEM_OFF)");
+    if let Some(conduit) = SYSTEM.get().and_then(|s| s.conduit) {
+        cpu::psci(conduit, septum_abi::hypercall::psci::SYSTEM_OFF, 0, 0, 0);
+    }
+    log::error!("SAFE STATE: firmware did not power off; core parked");
+    cpu::park()
+}

@@ -1,0 +1,40 @@
+//! Views of physical memory that the hypervisor reaches by address: the board DTB, the
+//! boot bundle, and partition RAM. The hypervisor's stage 1 maps RAM at its physical
+//! address, so a physical address is usable as a pointer once it is range-checked.
+
+/// # Safety
+/// `[pa, pa+len)` must be mapped memory that nothing writes for the rest of the
+/// hypervisor's life (the board DTB, the boot bundle: no stage 2 maps them).
+pub unsafe fn slice(pa: u64, len: usize) -> &'static [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+}
+
+/// Reads a big-endian u32 (an FDT header field) at `pa`.
+///
+/// # Safety
+/// `pa` must be a mapped (or, with the MMU off, existing) RAM address.
+pub unsafe fn read_be32(pa: u64) -> u32 {
+    // SAFETY: guaranteed by the caller; a byte-wise read has no alignment needs.
+    let bytes = unsafe { core::ptr::read_volatile(pa as *const [u8; 4]) };
+    u32::from_be_bytes(bytes)
+}
+
+/// Fills `[pa, pa+len)` of a partition's RAM with zeros.
+///
+/// # Safety
+/// The range must be RAM of a partition that is not running (its cores are in EL2 or
+/// not started), checked against the validated configuration.
+pub unsafe fn zero(pa: u64, len: u64) {
+    // SAFETY: guaranteed by the caller; nothing else reads or writes it meanwhile.
+    unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) };
+}
+
+/// Copies `data` into a partition's RAM at `pa`.
+///
+/// # Safety
+/// As for [`zero`], for `[pa, pa+data.len())`; `data` must not overlap it.
+pub unsafe fn copy_in(pa: u64, data: &[u8]) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) };
+}

@@ -1,0 +1,169 @@
+//! EL2 exception vectors. A partition's exception arrives here with its registers saved
+//! in a [`TrapFrame`] on this core's stack; [`septum_core::traps::classify`] says what it
+//! means and [`crate::partition`] acts on it. An exception taken *in* EL2 is a
+//! hypervisor bug: it is logged and the system goes to its safe state.
+
+use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use septum_core::traps::{classify, TrapInfo};
+
+/// A guest's general-purpose registers and return state, as the vectors save them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    pub _pad: u64,
+}
+
+core::arch::global_asm!(
+    r#"
+.equ FRAME, {frame_size}
+
+.macro SAVE_FRAME
+    sub     sp, sp, #FRAME
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x0, elr_el2
+    mrs     x1, spsr_el2
+    stp     x30, x0, [sp, #240]
+    str     x1, [sp, #256]
+.endm
+
+.macro LOWER kind
+    SAVE_FRAME
+    mov     x0, sp
+    mov     x1, #\kind
+    bl      handle_lower
+    b       trap_return
+.endm
+
+.macro CURRENT kind
+    mov     x0, #\kind
+    mrs     x1, esr_el2
+    mrs     x2, elr_el2
+    mrs     x3, far_el2
+    bl      handle_hypervisor_fault
+    b       .
+.endm
+
+.section .text.vectors, "ax"
+.balign 2048
+.global el2_vectors
+el2_vectors:
+    // Current EL with SP_EL0 (never used by Septum).
+    .balign 128
+    CURRENT 0
+    .balign 128
+    CURRENT 1
+    .balign 128
+    CURRENT 2
+    .balign 128
+    CURRENT 3
+    // Current EL with SP_ELx: the hypervisor itself faulted.
+    .balign 128
+    CURRENT 0
+    .balign 128
+    CURRENT 1
+    .balign 128
+    CURRENT 2
+    .balign 128
+    CURRENT 3
+    // Lower EL, AArch64: the partitions.
+    .balign 128
+    LOWER 0
+    .balign 128
+    LOWER 1
+    .balign 128
+    LOWER 2
+    .balign 128
+    LOWER 3
+    // Lower EL, AArch32: Septum runs no AArch32 guests (HCR_EL2.RW=1).
+    .balign 128
+    LOWER 4
+    .balign 128
+    LOWER 4
+    .balign 128
+    LOWER 4
+    .balign 128
+    LOWER 4
+
+.global trap_return
+trap_return:
+    ldp     x30, x0, [sp, #240]
+    ldr     x1, [sp, #256]
+    msr     elr_el2, x0
+    msr     spsr_el2, x1
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    add     sp, sp, #FRAME
+    eret
+"#,
+    frame_size = const core::mem::size_of::<TrapFrame>(),
+);
+
+/// Which vector a lower-EL exception came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LowerKind {
+    Sync,
+    Irq,
+    Fiq,
+    SError,
+    AArch32,
+}
+
+#[no_mangle]
+extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
+    let kind = match kind {
+        0 => LowerKind::Sync,
+        1 => LowerKind::Irq,
+        2 => LowerKind::Fiq,
+        3 => LowerKind::SError,
+        _ => LowerKind::AArch32,
+    };
+    let mut x = [0u64; 8];
+    x.copy_from_slice(&frame.x[..8]);
+    let info = TrapInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get(), x };
+    match kind {
+        LowerKind::Sync => crate::partition::on_exit(frame, classify(&info), &info),
+        // No physical interrupt is enabled for delivery to EL2 yet: nothing to do.
+        LowerKind::Irq | LowerKind::Fiq => {}
+        LowerKind::SError | LowerKind::AArch32 => {
+            let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
+            crate::partition::on_exit(frame, classify(&info), &info)
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn handle_hypervisor_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    let esr = septum_core::esr::Esr(esr);
+    log::error!("hypervisor fault (vector {kind}) at {elr:#x}, FAR {far:#x}: {esr}");
+    crate::partition::safe_state("the hypervisor itself faulted")
+}

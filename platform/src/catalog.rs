@@ -1,0 +1,80 @@
+//! The shape of a board description, shared by all boards.
+#![forbid(unsafe_code)]
+
+use septum_abi::config::{BoardDevice, BoardFacts, BoardId, Range};
+
+/// A device a system description can give to a partition, by name.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceInfo {
+    pub name: &'static str,
+    pub base: u64,
+    pub size: u64,
+    /// GIC INTIDs (SPIs are 32 + the DTB's number).
+    pub irqs: &'static [u32],
+    /// The device tree `compatible` list, most specific first.
+    pub compatible: &'static [&'static str],
+}
+
+/// Where the hypervisor's own log goes on this board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HypervisorConsole {
+    /// Arm semihosting `SYS_WRITE0` (QEMU: `-semihosting-config enable=on,chardev=...`).
+    Semihosting,
+}
+
+/// Everything xtask and the hypervisor need to know about one board.
+#[derive(Clone, Copy, Debug)]
+pub struct Board {
+    pub id: BoardId,
+    pub name: &'static str,
+    pub ram: &'static [Range],
+    /// MPIDR affinity of each core, indexed by the CPU numbers system descriptions use.
+    pub cpus: &'static [u64],
+    pub devices: &'static [DeviceInfo],
+    /// Device windows the hypervisor keeps (never assignable).
+    pub hypervisor_devices: &'static [Range],
+    /// RAM no partition may use: the hypervisor's image, stacks and tables, and where the
+    /// bootloader stages the device tree and bundle.
+    pub reserved: &'static [Range],
+    /// Physical address the hypervisor is linked at.
+    pub hypervisor_base: u64,
+    /// Where the bundle is when the bootloader does not say (ELF boots without `/chosen`).
+    pub default_bundle: u64,
+    /// Where the board DTB is when `x0` does not point at one (ELF boots).
+    pub default_dtb: u64,
+    pub console: HypervisorConsole,
+}
+
+impl Board {
+    pub fn device(&self, name: &str) -> Option<&'static DeviceInfo> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The facts a system description is validated against at build time.
+    pub fn facts(&self) -> BoardFacts {
+        let mut f = BoardFacts::default();
+        for &r in self.ram {
+            f.ram.push(r);
+        }
+        for &c in self.cpus {
+            f.cpus.push(c);
+        }
+        for d in self.devices {
+            f.devices.push(BoardDevice { range: Range::new(d.base, d.size), assignable: true });
+        }
+        for &r in self.hypervisor_devices {
+            f.devices.push(BoardDevice { range: r, assignable: false });
+        }
+        for &r in self.reserved {
+            f.reserved.push(r);
+        }
+        f
+    }
+}
+
+/// Every board Septum supports, by the name system descriptions use.
+pub const BOARDS: &[&Board] = &[&crate::qemu_virt::BOARD];
+
+pub fn board(name: &str) -> Option<&'static Board> {
+    BOARDS.iter().copied().find(|b| b.name == name)
+}

@@ -1,0 +1,45 @@
+//! QEMU `virt` (`-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G`).
+//! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
+#![forbid(unsafe_code)]
+
+use crate::catalog::{Board, DeviceInfo, HypervisorConsole};
+use septum_abi::config::{BoardId, Range};
+
+const MIB: u64 = 1 << 20;
+pub const RAM_BASE: u64 = 0x4000_0000;
+pub const RAM_SIZE: u64 = 1024 * MIB;
+/// Linked 2 MiB into RAM (arm64 `Image` text_offset 0x20_0000): QEMU's boot stub and,
+/// for ELF boots, the board DTB occupy the first pages of RAM.
+pub const HYPERVISOR_BASE: u64 = RAM_BASE + 2 * MIB;
+/// QEMU's `-initrd` lands at RAM + 128 MiB, the DTB right after it; ELF boots load the
+/// bundle here with `-device loader`.
+pub const STAGING_BASE: u64 = RAM_BASE + 128 * MIB;
+
+pub const UART0: u64 = 0x0900_0000;
+pub const GICD: u64 = 0x0800_0000;
+
+pub static BOARD: Board = Board {
+    id: BoardId::QemuVirt,
+    name: "qemu-virt",
+    ram: &[Range::new(RAM_BASE, RAM_SIZE)],
+    cpus: &[0, 1, 2, 3],
+    devices: &[
+        DeviceInfo { name: "uart0", base: UART0, size: 0x1000, irqs: &[33], compatible: &["arm,pl011", "arm,primecell"] },
+        DeviceInfo {
+            name: "uart1",
+            base: 0x0904_0000,
+            size: 0x1000,
+            irqs: &[40],
+            compatible: &["arm,pl011", "arm,primecell"],
+        },
+        DeviceInfo { name: "rtc", base: 0x0901_0000, size: 0x1000, irqs: &[34], compatible: &["arm,pl031", "arm,primecell"] },
+        DeviceInfo { name: "gpio", base: 0x0903_0000, size: 0x1000, irqs: &[39], compatible: &["arm,pl061", "arm,primecell"] },
+    ],
+    // GICv3 distributor, ITS and redistributors.
+    hypervisor_devices: &[Range::new(GICD, 0x10000), Range::new(0x0808_0000, 0x20000), Range::new(0x080A_0000, 0xF6_0000)],
+    reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    hypervisor_base: HYPERVISOR_BASE,
+    default_bundle: STAGING_BASE,
+    default_dtb: RAM_BASE,
+    console: HypervisorConsole::Semihosting,
+};
