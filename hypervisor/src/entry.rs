@@ -127,12 +127,13 @@ enter_guest_asm:
     madd    x10, x9, x11, x10
     add     x10, x10, #STACK_SIZE
     sub     x10, x10, #{frame_size}
-    mov     x11, #0
-5:  ldr     x12, [x0, x11]
+    // The source frame may sit just below the stack top and overlap the destination,
+    // which is never below it: copy from the highest word down, as memmove would.
+    mov     x11, #{frame_size}
+5:  sub     x11, x11, #8
+    ldr     x12, [x0, x11]
     str     x12, [x10, x11]
-    add     x11, x11, #8
-    cmp     x11, #{frame_size}
-    b.lo    5b
+    cbnz    x11, 5b
     mov     sp, x10
     b       trap_return
 "#,

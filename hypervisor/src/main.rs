@@ -116,7 +116,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 5. Stage 2 and pristine images.
     let system = match partition::init(config, bundle, facts.psci) {
         Ok(s) => s,
-        Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e:?}")),
+        Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e}")),
     };
 
     // 6. Cores.
@@ -148,7 +148,7 @@ fn start_core(conduit: Option<Conduit>, mpidr: u64, slot: usize, name: &str) {
     let Some(conduit) = conduit else {
         stop(format_args!("board has no PSCI to start core {mpidr:#x} for {name}"));
     };
-    let entry = entry::secondary_entry as usize as u64;
+    let entry = entry::secondary_entry as *const () as u64;
     let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
     if r != 0 {
         stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));

@@ -75,6 +75,15 @@ pub enum LoadError {
     Stage2(septum_core::pagetable::MapError),
 }
 
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::Bundle(e) => write!(f, "{e}"),
+            LoadError::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+        }
+    }
+}
+
 /// Builds every partition's stage 2 and loads its pristine image and device tree.
 pub fn init(
     config: Config<'static>,
@@ -129,10 +138,6 @@ pub fn assign(slot: usize, partition: usize) {
     if let Some(s) = SLOT_PARTITION.get(slot) {
         s.store(partition, Ordering::Release);
     }
-}
-
-pub fn system() -> Option<&'static System> {
-    SYSTEM.get()
 }
 
 impl System {

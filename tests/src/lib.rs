@@ -1,1 +1,1 @@
-//! System tests: see tests/.
+//! System tests live in tests/tests/.

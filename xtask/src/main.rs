@@ -1,1 +1,127 @@
-fn main() {}
+//! `cargo xtask <command>`: see `cargo xtask help`.
+
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use xtask::build::{self, root};
+use xtask::qemu::{Entry, Launch, Machine};
+use xtask::{prereq, system};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  run   [--system NAME] [--el3 | --el1] [--seconds N]
+        build everything and boot a system on QEMU (default: qemu-virt), showing each
+        console labelled with the partition that owns it; Ctrl-C (or --seconds) stops it
+  test  host tests, lints, then the QEMU system tests (installs QEMU 10 and the Rust
+        targets first when run as root)
+  build [--system NAME]      build images and the boot bundle into target/septum/NAME/
+  check FILE...              validate system descriptions and explain any problem
+  help
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("build") => build::system(&flag(&args, "--system").unwrap_or("qemu-virt".into())).map(|a| {
+            println!("built {} into {}", a.system.name, a.dir.display());
+        }),
+        Some("check") => check(&args[1..]),
+        Some("help") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn check(files: &[String]) -> Result<(), String> {
+    if files.is_empty() {
+        return Err("give one or more system description files".into());
+    }
+    let mut bad = 0;
+    for f in files {
+        match system::load(&build::system_path(f)) {
+            Ok(s) => println!("{f}: ok ({} partitions on {})", s.partitions.len(), s.board.name),
+            Err(errs) => {
+                bad += 1;
+                for e in errs {
+                    println!("{e}");
+                }
+            }
+        }
+    }
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(format!("{bad} of {} descriptions have problems", files.len()))
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    prereq::qemu()?;
+    let entry = if args.iter().any(|a| a == "--el3") {
+        Entry::El3
+    } else if args.iter().any(|a| a == "--el1") {
+        Entry::El1
+    } else {
+        Entry::El2
+    };
+    let default = if entry == Entry::El3 { "qemu-virt-el3" } else { "qemu-virt" };
+    let name = flag(args, "--system").unwrap_or(default.into());
+    let seconds = flag(args, "--seconds").and_then(|s| s.parse::<u64>().ok());
+    let art = build::system(&name)?;
+    println!("booting {} on QEMU ({entry:?} entry); Ctrl-C stops", art.system.name);
+    let mut m = Machine::launch(&art, &Launch { entry, echo: true, ..Launch::default() })?;
+    let limit = Duration::from_secs(seconds.unwrap_or(u64::MAX / 4));
+    match m.wait_exit(limit) {
+        Some(status) => println!("QEMU exited ({status})"),
+        None => println!("stopped after {} s", limit.as_secs()),
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root()).args(args);
+    eprintln!("xtask: cargo {}", args.join(" "));
+    build::run(&mut c)
+}
+
+const HOST_CRATES: &[&str] = &["septum-abi", "septum-core", "septum-platform", "septum-ipc-channel", "xtask"];
+
+fn test() -> Result<(), String> {
+    prereq::rust_targets()?;
+    prereq::qemu()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])?;
+    let cross = build::cross_target_dir();
+    let cross = cross.to_string_lossy();
+    cargo(&["clippy", "--quiet", "--release", "-p", "septum-hypervisor", "--target", build::HYPERVISOR_TARGET, "--target-dir", &cross, "--", "-D", "warnings"])?;
+    let mut guests = vec!["clippy", "--quiet", "--release", "--target", build::GUEST_TARGET, "--target-dir", &cross];
+    for g in system::GUESTS {
+        guests.extend(["-p", g]);
+    }
+    guests.extend(["--", "-D", "warnings"]);
+    cargo(&guests)?;
+    let mut host = vec!["test"];
+    for c in HOST_CRATES {
+        host.extend(["-p", c]);
+    }
+    cargo(&host)?;
+    build::compile()?;
+    cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])
+}

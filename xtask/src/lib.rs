@@ -1,0 +1,9 @@
+//! Septum's build tool as a library, so the system tests drive QEMU the same way
+//! `cargo xtask run` does.
+
+pub mod build;
+pub mod devicetree;
+pub mod image;
+pub mod prereq;
+pub mod qemu;
+pub mod system;

@@ -1,0 +1,250 @@
+//! Running a system in QEMU with every console captured: the hypervisor's log
+//! (semihosting) and each UART, labelled with the partition that owns it. Used by
+//! `cargo xtask run` (echoing to the terminal) and by the system tests (which judge
+//! the lines).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::build::Artifacts;
+
+/// How the machine enters the hypervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    El2,
+    El3,
+    El1,
+}
+
+#[derive(Deserialize)]
+struct MachineFile {
+    binary: String,
+    cpu: String,
+    smp: u32,
+    memory: String,
+    el2: Mode,
+    el3: Mode,
+    el1: Mode,
+}
+
+#[derive(Deserialize)]
+struct Mode {
+    machine: String,
+    serials: Vec<String>,
+    image: String,
+}
+
+/// One line a console printed.
+#[derive(Clone, Debug)]
+pub struct Line {
+    /// `hypervisor`, or the partition owning the UART.
+    pub console: String,
+    pub text: String,
+    pub at: Duration,
+}
+
+pub struct Machine {
+    child: Child,
+    dir: PathBuf,
+    lines: Arc<Mutex<Vec<Line>>>,
+    started: Instant,
+}
+
+pub const HYPERVISOR: &str = "hypervisor";
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Options of one run.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub entry: Entry,
+    /// Print every line to stdout, labelled, as it arrives.
+    pub echo: bool,
+    /// `-icount shift=N`: deterministic, instruction-counted time.
+    pub icount: Option<u32>,
+    /// Replaces the bundle (tests of corrupted configurations).
+    pub bundle: Option<PathBuf>,
+}
+
+impl Default for Launch {
+    fn default() -> Self {
+        Self { entry: Entry::El2, echo: false, icount: None, bundle: None }
+    }
+}
+
+impl Machine {
+    pub fn launch(art: &Artifacts, opts: &Launch) -> Result<Machine, String> {
+        let board = art.system.board;
+        let file = crate::build::root().join("qemu").join(format!("{}.toml", board.name));
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mf: MachineFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mode = match opts.entry {
+            Entry::El2 => &mf.el2,
+            Entry::El3 => &mf.el3,
+            Entry::El1 => &mf.el1,
+        };
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("septum-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let bundle = opts.bundle.clone().unwrap_or_else(|| art.bundle.clone());
+
+        let mut cmd = Command::new(&mf.binary);
+        cmd.args(["-M", &mode.machine, "-cpu", &mf.cpu, "-smp", &mf.smp.to_string(), "-m", &mf.memory]);
+        cmd.args(["-display", "none", "-monitor", "none", "-nodefaults", "-no-reboot"]);
+        if let Some(shift) = opts.icount {
+            cmd.args(["-icount", &format!("shift={shift},align=off,sleep=off")]);
+        }
+        let mut consoles = vec![(HYPERVISOR.to_string(), dir.join("hv.sock"))];
+        cmd.arg("-chardev").arg(format!("socket,id=hv,path={},server=on,wait=on", dir.join("hv.sock").display()));
+        cmd.args(["-semihosting-config", "enable=on,target=native,chardev=hv"]);
+        for (i, uart) in mode.serials.iter().enumerate() {
+            let sock = dir.join(format!("{uart}.sock"));
+            cmd.arg("-chardev").arg(format!("socket,id=s{i},path={},server=on,wait=on", sock.display()));
+            cmd.arg("-serial").arg(format!("chardev:s{i}"));
+            let owner = art
+                .system
+                .partitions
+                .iter()
+                .find(|p| p.devices.iter().any(|d| d.name == uart))
+                .map_or_else(|| uart.clone(), |p| p.name.clone());
+            consoles.push((owner, sock));
+        }
+        match mode.image.as_str() {
+            "elf" => {
+                cmd.arg("-kernel").arg(&art.hypervisor_elf);
+                cmd.arg("-device").arg(format!("loader,file={},addr={:#x},force-raw=on", bundle.display(), board.default_bundle));
+            }
+            _ => {
+                cmd.arg("-kernel").arg(&art.hypervisor_image);
+                cmd.arg("-initrd").arg(&bundle);
+            }
+        }
+        let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+        std::fs::write(dir.join("command"), format!("{cmd:?}")).ok();
+        let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", mf.binary))?;
+        let mut machine = Machine { child, dir, lines: Arc::new(Mutex::new(Vec::new())), started: Instant::now() };
+        for (label, sock) in consoles {
+            let stream = machine.connect(&sock)?;
+            let lines = Arc::clone(&machine.lines);
+            let started = machine.started;
+            let echo = opts.echo;
+            std::thread::spawn(move || read_console(stream, label, lines, started, echo));
+        }
+        Ok(machine)
+    }
+
+    /// QEMU creates each socket in turn and waits for us on it.
+    fn connect(&mut self, sock: &Path) -> Result<UnixStream, String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(s) = UnixStream::connect(sock) {
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("QEMU exited ({status}) before its consoles opened:\n{}", self.stderr()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("QEMU never opened {}", sock.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("qemu.stderr")).unwrap_or_default()
+    }
+
+    pub fn lines(&self) -> Vec<Line> {
+        self.lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Lines of one console.
+    pub fn console(&self, name: &str) -> Vec<String> {
+        self.lines().into_iter().filter(|l| l.console == name).map(|l| l.text).collect()
+    }
+
+    /// Every line, labelled, for a failure message.
+    pub fn transcript(&self) -> String {
+        let mut out = String::new();
+        for l in self.lines() {
+            out.push_str(&format!("{:>8.3}s {:<18}| {}\n", l.at.as_secs_f64(), l.console, l.text));
+        }
+        let err = self.stderr();
+        if !err.trim().is_empty() {
+            out.push_str(&format!("--- QEMU stderr ---\n{err}"));
+        }
+        out
+    }
+
+    /// Waits until `done` holds for the lines so far; on timeout (or QEMU exiting) the
+    /// error carries what was waited for and the whole transcript.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Line]) -> bool) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&self.lines()) {
+                return Ok(());
+            }
+            let exited = self.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                // Let the readers drain what QEMU wrote last.
+                std::thread::sleep(Duration::from_millis(200));
+                if done(&self.lines()) {
+                    return Ok(());
+                }
+                let why = exited.map_or(format!("timed out after {timeout:?}"), |s| format!("QEMU exited ({s})"));
+                return Err(format!("waiting for {what}: {why}\n--- transcript ---\n{}", self.transcript()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for QEMU to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn read_console(stream: UnixStream, label: String, lines: Arc<Mutex<Vec<Line>>>, started: Instant, echo: bool) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+        if echo {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{label:<18}| {text}");
+        }
+        if let Ok(mut l) = lines.lock() {
+            l.push(Line { console: label.clone(), text, at: started.elapsed() });
+        }
+    }
+}

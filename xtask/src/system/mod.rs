@@ -1,0 +1,544 @@
+//! System descriptions: `systems/<name>.toml`, written by people, checked here with
+//! errors that name the file, the line and the fix, and compiled into the binary
+//! configuration (`septum_abi::config`) the hypervisor reads.
+//!
+//! xtask checks what only the text can tell (names, units, unknown boards and devices),
+//! then runs the very validator the hypervisor runs at boot (`Config::parse`) against
+//! the board's catalogue, and translates its findings back to lines of the file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use septum_abi::config::{
+    self, flags, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where, DTB_MAX,
+};
+use septum_platform::catalog::{self, Board};
+use toml::Spanned;
+use zerocopy::FromZeros;
+
+/// A problem in a system description, already formatted as `file:line: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemError(pub String);
+
+impl std::fmt::Display for SystemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SystemError {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSystem {
+    board: Spanned<String>,
+    partition: Option<indexmap_like::Ordered<RawPartition>>,
+}
+
+/// A TOML table kept in file order.
+mod indexmap_like {
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+    use std::fmt;
+
+    pub struct Ordered<T>(pub Vec<(String, T)>);
+
+    impl<T> Default for Ordered<T> {
+        fn default() -> Self {
+            Self(Vec::new())
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = Ordered<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a table of partitions")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = map.next_entry::<String, T>()? {
+                        out.push((k, v));
+                    }
+                    Ok(Ordered(out))
+                }
+            }
+            d.deserialize_map(V(std::marker::PhantomData))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartition {
+    #[serde(default)]
+    critical: bool,
+    cpus: Spanned<Vec<Spanned<u64>>>,
+    ram: Spanned<OneOrMany<RawRam>>,
+    #[serde(default)]
+    devices: Vec<Spanned<String>>,
+    image: Spanned<String>,
+    #[serde(default)]
+    bootargs: String,
+    on_fault: Spanned<RawPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRam {
+    base: u64,
+    size: Size,
+    /// Where the partition sees it; defaults to `base`.
+    ipa: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawPolicy {
+    Name(String),
+    Restart { restart: RawRestart },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestart {
+    max: u32,
+    within: String,
+    #[serde(default = "default_backoff")]
+    backoff: String,
+}
+
+fn default_backoff() -> String {
+    "10ms".into()
+}
+
+/// What a partition's image is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// One of the workspace's guest crates, built for `aarch64-unknown-none`.
+    Guest(String),
+    /// A file (an arm64 `Image` or a flat binary), relative to the description.
+    File(PathBuf),
+}
+
+/// The guest crates a description can name as `image`.
+pub const GUESTS: &[&str] = &["critical-monitor", "connectivity"];
+
+/// A checked partition, with what xtask still needs to build it.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub name: String,
+    pub desc: PartitionDesc,
+    pub image: ImageSource,
+    pub bootargs: String,
+    /// Devices by catalogue name, in region order after the RAM regions.
+    pub devices: Vec<&'static catalog::DeviceInfo>,
+    line: usize,
+    cpu_lines: Vec<usize>,
+    region_lines: Vec<usize>,
+    policy_line: usize,
+}
+
+/// A checked system description.
+#[derive(Debug, Clone)]
+pub struct System {
+    pub name: String,
+    pub path: PathBuf,
+    pub board: &'static Board,
+    pub partitions: Vec<Partition>,
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+    fn err(&mut self, offset: usize, msg: impl std::fmt::Display) {
+        let line = self.line(offset);
+        self.errors.push(format!("{}:{line}: {msg}", self.path.display()));
+    }
+    fn err_line(&mut self, line: usize, msg: impl std::fmt::Display) {
+        self.errors.push(format!("{}:{line}: {msg}", self.path.display()));
+    }
+}
+
+/// Parses `"16M"`, `"4K"`, `"1G"` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().replace('_', "");
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (&s[..], 1),
+    };
+    let n: u64 = match num.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok()?,
+        None => num.parse().ok()?,
+    };
+    n.checked_mul(mult)
+}
+
+/// Parses `"60s"`, `"250ms"`, `"2min"` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix("min") {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else {
+        return None;
+    };
+    u32::try_from(num.trim().parse::<u64>().ok()?.checked_mul(mult)?).ok()
+}
+
+/// Where a partition's device tree goes: 2 MiB below the top of its first RAM region.
+fn dtb_ipa(ram: &MemRegion) -> u64 {
+    ram.ipa + ram.size.saturating_sub(2 << 20).max(ram.size / 2) / 4096 * 4096
+}
+
+/// Reads and checks a system description. `image_layout(partition)` gives the image's
+/// load address, entry point and length when the image is known (after a build);
+/// without it those checks wait for the build.
+pub fn load(path: &Path) -> Result<System, Vec<SystemError>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![SystemError(format!("{}: cannot read: {e}", path.display()))])?;
+    parse(path, &text)
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
+    let mut cx = Ctx { path, text, errors: Vec::new() };
+    let raw: RawSystem = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map_or(1, |s| cx.line(s.start));
+            let msg = e.message().to_string();
+            return Err(vec![SystemError(format!("{}:{line}: {msg}", path.display()))]);
+        }
+    };
+    let board_name = raw.board.get_ref();
+    let Some(board) = catalog::board(board_name) else {
+        let known: Vec<_> = catalog::BOARDS.iter().map(|b| b.name).collect();
+        cx.err(raw.board.span().start, format!("unknown board \"{board_name}\"; known boards: {}", known.join(", ")));
+        return Err(cx.errors.into_iter().map(SystemError).collect());
+    };
+    let (parts_span, raw_parts) = match raw.partition {
+        Some(p) => (text.len(), p.0),
+        None => (text.len(), Vec::new()),
+    };
+    if raw_parts.is_empty() {
+        cx.err(parts_span, "no [partition.<name>] tables: a system needs at least one partition");
+    }
+    let mut partitions = Vec::new();
+    let mut device_owner: BTreeMap<&str, (String, usize)> = BTreeMap::new();
+    for (i, (name, rp)) in raw_parts.into_iter().enumerate() {
+        let line = cx.line(rp.image.span().start).saturating_sub(0);
+        let mut desc = PartitionDesc::new_zeroed();
+        match septum_abi::name_field::<{ config::NAME_LEN }>(&name) {
+            Some(n) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => desc.name = n,
+            _ => cx.err_line(line, format!("partition name \"{name}\" must be 1..{} printable characters", config::NAME_LEN - 1)),
+        }
+        desc.vmid = i as u32 + 1;
+        if rp.critical {
+            desc.flags |= flags::CRITICAL;
+        }
+        // CPUs, by board CPU number.
+        let mut cpu_lines = Vec::new();
+        if rp.cpus.get_ref().is_empty() {
+            cx.err(rp.cpus.span().start, format!("{name}: cpus is empty; give at least one CPU"));
+        }
+        for (v, cpu) in rp.cpus.get_ref().iter().enumerate() {
+            let n = *cpu.get_ref();
+            cpu_lines.push(cx.line(cpu.span().start));
+            match board.cpus.get(n as usize) {
+                Some(&mpidr) if v < config::MAX_VCPUS => desc.vcpu_mpidr[v] = mpidr,
+                Some(_) => cx.err(cpu.span().start, format!("{name}: more than {} CPUs", config::MAX_VCPUS)),
+                None => cx.err(
+                    cpu.span().start,
+                    format!("{name}: CPU {n} does not exist on {} (it has CPUs 0..{})", board.name, board.cpus.len() - 1),
+                ),
+            }
+        }
+        desc.vcpu_count = rp.cpus.get_ref().len().min(config::MAX_VCPUS) as u32;
+        // RAM regions first, then devices.
+        let ram_at = rp.ram.span().start;
+        let rams: Vec<RawRam> = match rp.ram.into_inner() {
+            OneOrMany::One(r) => vec![r],
+            OneOrMany::Many(v) => v,
+        };
+        let mut regions = Vec::new();
+        let mut region_lines = Vec::new();
+        for r in &rams {
+            let size = match &r.size {
+                Size::Bytes(b) => Some(*b),
+                Size::Text(t) => parse_size(t),
+            };
+            let Some(size) = size else {
+                cx.err(ram_at, format!("{name}: ram size is not a size (write e.g. \"16M\" or 0x100_0000)"));
+                continue;
+            };
+            regions.push(MemRegion { pa: r.base, ipa: r.ipa.unwrap_or(r.base), size, kind: RegionKind::Ram as u32, _reserved: 0 });
+            region_lines.push(cx.line(ram_at));
+        }
+        let mut devices = Vec::new();
+        for dev in &rp.devices {
+            let dname = dev.get_ref().as_str();
+            let Some(info) = board.device(dname) else {
+                let known: Vec<_> = board.devices.iter().map(|d| d.name).collect();
+                cx.err(
+                    dev.span().start,
+                    format!("{name}: device \"{dname}\" is not on {} (it has {})", board.name, known.join(", ")),
+                );
+                continue;
+            };
+            if let Some((owner, owner_line)) = device_owner.get(info.name) {
+                cx.err(
+                    dev.span().start,
+                    format!(
+                        "{name}: device \"{dname}\" is already given to {owner} (line {owner_line}); a device belongs to one partition"
+                    ),
+                );
+                continue;
+            }
+            device_owner.insert(info.name, (name.clone(), cx.line(dev.span().start)));
+            regions.push(MemRegion { pa: info.base, ipa: info.base, size: info.size, kind: RegionKind::Device as u32, _reserved: 0 });
+            region_lines.push(cx.line(dev.span().start));
+            devices.push(info);
+        }
+        if regions.len() > config::MAX_REGIONS {
+            cx.err_line(line, format!("{name}: more than {} memory and device regions", config::MAX_REGIONS));
+            regions.truncate(config::MAX_REGIONS);
+        }
+        desc.region_count = regions.len() as u32;
+        desc.regions[..regions.len()].copy_from_slice(&regions);
+        let mut irq_count = 0;
+        for d in &devices {
+            for &irq in d.irqs {
+                if irq_count < config::MAX_IRQS {
+                    desc.irqs[irq_count] = irq;
+                    irq_count += 1;
+                }
+            }
+        }
+        desc.irq_count = irq_count as u32;
+        // Image placement: images are linked to start at the first RAM region's IPA.
+        if let Some(first) = regions.first() {
+            desc.image_ipa = first.ipa;
+            desc.entry_ipa = first.ipa;
+            desc.dtb_ipa = dtb_ipa(first);
+        }
+        // Fault policy.
+        let policy_line = cx.line(rp.on_fault.span().start);
+        match rp.on_fault.get_ref() {
+            RawPolicy::Name(n) if n == "halt" => desc.policy = FaultPolicy::Halt as u32,
+            RawPolicy::Name(n) if n == "safe-state" => desc.policy = FaultPolicy::SafeState as u32,
+            RawPolicy::Name(n) if n == "restart" => {
+                desc.policy = FaultPolicy::Restart as u32;
+                desc.restart_max = 5;
+                desc.restart_window_ms = 60_000;
+                desc.backoff_ms = 10;
+            }
+            RawPolicy::Name(other) => cx.err_line(
+                policy_line,
+                format!("{name}: on_fault = \"{other}\" is not a policy; use \"restart\", \"halt\", \"safe-state\" or {{ restart = {{ max, within, backoff }} }}"),
+            ),
+            RawPolicy::Restart { restart } => {
+                desc.policy = FaultPolicy::Restart as u32;
+                desc.restart_max = restart.max;
+                match (parse_duration_ms(&restart.within), parse_duration_ms(&restart.backoff)) {
+                    (Some(w), Some(b)) => {
+                        desc.restart_window_ms = w;
+                        desc.backoff_ms = b;
+                    }
+                    _ => cx.err_line(policy_line, format!("{name}: within and backoff are durations such as \"60s\" or \"10ms\"")),
+                }
+            }
+        }
+        let image = match rp.image.get_ref().as_str() {
+            g if GUESTS.contains(&g) => ImageSource::Guest(g.to_string()),
+            other if other.contains('/') || other.contains('.') => {
+                ImageSource::File(path.parent().unwrap_or(Path::new(".")).join(other))
+            }
+            other => {
+                cx.err(
+                    rp.image.span().start,
+                    format!("{name}: image \"{other}\" is neither a guest crate ({}) nor a file path", GUESTS.join(", ")),
+                );
+                ImageSource::File(PathBuf::from(other))
+            }
+        };
+        partitions.push(Partition {
+            name,
+            desc,
+            image,
+            bootargs: rp.bootargs,
+            devices,
+            line,
+            cpu_lines,
+            region_lines,
+            policy_line,
+        });
+    }
+    if !cx.errors.is_empty() {
+        return Err(cx.errors.into_iter().map(SystemError).collect());
+    }
+    let system = System {
+        name: path.file_stem().map_or("system".into(), |s| s.to_string_lossy().into_owned()),
+        path: path.to_path_buf(),
+        board,
+        partitions,
+    };
+    system.check(&|_| None).map_err(|e| vec![e])?;
+    Ok(system)
+}
+
+impl System {
+    /// The binary configuration.
+    pub fn encode(&self) -> Vec<u8> {
+        let descs: Vec<PartitionDesc> = self.partitions.iter().map(|p| p.desc).collect();
+        let mut out = vec![0u8; config::encoded_len(descs.len())];
+        let n = config::encode(self.board.id, &descs, &mut out).unwrap_or(0);
+        out.truncate(n);
+        out
+    }
+
+    /// Runs the hypervisor's own validator on the compiled configuration.
+    pub fn check(&self, image_len: &dyn Fn(usize) -> Option<u64>) -> Result<(), SystemError> {
+        if self.partitions.len() > config::MAX_PARTITIONS {
+            return Err(SystemError(format!(
+                "{}: {} partitions; at most {} are supported",
+                self.path.display(),
+                self.partitions.len(),
+                config::MAX_PARTITIONS
+            )));
+        }
+        let bytes = self.encode();
+        let facts = self.board.facts();
+        match Config::parse(&bytes, self.board.id, &facts, image_len) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
+    /// Turns a validator finding into `file:line: message` with names instead of indices.
+    fn explain(&self, e: ConfigError) -> SystemError {
+        let file = self.path.display();
+        let p = |i: usize| self.partitions.get(i);
+        let pname = |i: usize| p(i).map_or("?".to_string(), |p| p.name.clone());
+        let rname = |i: usize, r: usize| -> String {
+            let Some(part) = p(i) else { return "?".into() };
+            let rams = part.desc.regions().iter().filter(|x| x.kind() == Some(RegionKind::Ram)).count();
+            let reg = part.desc.regions.get(r).copied();
+            let range = reg.map(|x| format!("{:#x}..{:#x}", x.pa, x.pa.saturating_add(x.size))).unwrap_or_default();
+            if r < rams {
+                format!("ram of {} ({range})", part.name)
+            } else {
+                let dev = part.devices.get(r - rams).map_or("?", |d| d.name);
+                format!("device {dev} of {} ({range})", part.name)
+            }
+        };
+        let line = match e.location() {
+            Where::Header => 1,
+            Where::Partition(i) => p(i).map_or(1, |p| p.line),
+            Where::Region(i, r) => p(i).and_then(|p| p.region_lines.get(r).copied()).unwrap_or(1),
+            Where::Vcpu(i, v) => p(i).and_then(|p| p.cpu_lines.get(v).copied()).unwrap_or(1),
+        };
+        let mut msg = String::new();
+        let _ = match e {
+            ConfigError::PhysicalOverlap { partition, region, other_partition, other_region } => write!(
+                msg,
+                "{} overlaps {}; move one of them",
+                rname(partition, region),
+                rname(other_partition, other_region)
+            ),
+            ConfigError::UnalignedRegion { partition, region } => {
+                write!(msg, "{} is not 4 KiB aligned (base, ipa and size must be multiples of 0x1000)", rname(partition, region))
+            }
+            ConfigError::RamOutsideBoard { partition, region, .. } => {
+                let board_ram: Vec<_> = self.board.ram.iter().map(|r| r.to_string()).collect();
+                write!(msg, "{} is outside the RAM of {} ({})", rname(partition, region), self.board.name, board_ram.join(", "))
+            }
+            ConfigError::OverlapsReserved { partition, region, reserved, .. } => write!(
+                msg,
+                "{} overlaps {reserved}, which {} reserves for the hypervisor and boot staging",
+                rname(partition, region),
+                self.board.name
+            ),
+            ConfigError::CpuGivenTwice { partition, vcpu, other, .. } => {
+                let n = self.board_cpu(partition, vcpu);
+                if other == partition {
+                    write!(msg, "{}: CPU {n} is listed twice", pname(partition))
+                } else {
+                    write!(msg, "{}: CPU {n} is already given to {}; a CPU belongs to one partition", pname(partition), pname(other))
+                }
+            }
+            ConfigError::SafeStateNotCritical { partition } => {
+                let _ = self.partitions.get(partition).map(|p| p.policy_line);
+                write!(
+                    msg,
+                    "{}: on_fault = \"safe-state\" stops the whole system, so only a partition with critical = true may use it",
+                    pname(partition)
+                )
+            }
+            ConfigError::ImageOutsideRam { partition } => write!(msg, "{}: its image does not fit in its first RAM region", pname(partition)),
+            ConfigError::DtbOutsideRam { partition } => write!(
+                msg,
+                "{}: its first RAM region is too small for image and device tree ({} KiB at the top)",
+                pname(partition),
+                DTB_MAX / 1024
+            ),
+            other => {
+                // Replace "partition #i" with the name.
+                let text = other.to_string();
+                let mut out = text.clone();
+                for (i, part) in self.partitions.iter().enumerate() {
+                    out = out.replace(&format!("partition #{i} "), &format!("{} ", part.name));
+                }
+                write!(msg, "{out}")
+            }
+        };
+        SystemError(format!("{file}:{line}: {msg}"))
+    }
+
+    fn board_cpu(&self, partition: usize, vcpu: usize) -> String {
+        let mpidr = self.partitions.get(partition).and_then(|p| p.desc.vcpu_mpidr.get(vcpu).copied());
+        match mpidr.and_then(|m| self.board.cpus.iter().position(|&c| c == m)) {
+            Some(n) => n.to_string(),
+            None => format!("{mpidr:#x?}"),
+        }
+    }
+
+    /// Sets a partition's image layout once the image is built, and re-checks.
+    pub fn place_image(&mut self, index: usize, load: u64, entry: u64) {
+        if let Some(p) = self.partitions.get_mut(index) {
+            p.desc.image_ipa = load;
+            p.desc.entry_ipa = entry;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
