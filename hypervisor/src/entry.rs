@@ -67,6 +67,11 @@ primary_entry:
     ldr     x10, =_start
     cmp     x9, x10
     b.ne    0b
+    // Boards that start every core at the entry point (an ELF at EL3 on QEMU virt or
+    // raspi4b) send all but core 0 here; they wait in the holding pen until released.
+    mrs     x9, mpidr_el1
+    ubfx    x10, x9, #0, #24
+    cbnz    x10, holding_pen
     bl      el2_common_setup
     msr     tpidr_el2, xzr           // the boot core is slot 0
     adrp    x9, __stacks_start
@@ -86,6 +91,29 @@ primary_entry:
     bl      primary_main
     b       0b
 
+// Holding pen: wait (caches off) until the boot core writes slot+1 into this core's
+// word of `holding_pen` (indexed by MPIDR Aff0), then start like a PSCI-started core.
+holding_pen:
+    and     x9, x9, #0xff
+    cmp     x9, #{max_cpus}
+    b.hs    0b
+    adrp    x10, holding_pen_words
+    add     x10, x10, #:lo12:holding_pen_words
+    add     x10, x10, x9, lsl #3
+6:  wfe
+    ldr     x11, [x10]
+    cbz     x11, 6b
+    sub     x0, x11, #1
+    b       secondary_entry
+
+// In .data, not .bss: the waiting cores read it before the boot core zeroes BSS.
+.section .data
+.balign 64
+.global holding_pen_words
+holding_pen_words:
+    .fill {max_cpus}, 8, 0
+
+.section .text
 // A core started by PSCI CPU_ON: x0 = its slot.
 .global secondary_entry
 secondary_entry:
@@ -138,11 +166,30 @@ enter_guest_asm:
     b       trap_return
 "#,
     frame_size = const core::mem::size_of::<TrapFrame>(),
+    max_cpus = const crate::partition::MAX_CPUS,
 );
 
 extern "C" {
     fn enter_guest_asm(frame: *const TrapFrame) -> !;
     pub fn secondary_entry();
+    static holding_pen_words: [u64; crate::partition::MAX_CPUS];
+}
+
+/// Releases a core waiting in the holding pen (found by MPIDR Aff0) into `slot`.
+/// Returns false if no pen word exists for it.
+pub fn release_from_pen(aff0: usize, slot: usize) -> bool {
+    if aff0 >= crate::partition::MAX_CPUS {
+        return false;
+    }
+    // SAFETY: `holding_pen_words` is the assembly's pen; only the boot core writes it,
+    // once per core, and the waiting core only reads it. Its address is all we take.
+    let word = unsafe { core::ptr::addr_of!(holding_pen_words[aff0]) } as *mut u64;
+    // SAFETY: an aligned word of the pen (see above); volatile so it is really stored.
+    unsafe { core::ptr::write_volatile(word, slot as u64 + 1) };
+    // The waiting core runs with caches off: push the word to memory, then wake it.
+    crate::cpu::clean_dcache_range(word as u64, 8);
+    aarch64_cpu::asm::sev();
+    true
 }
 
 /// Starts (or restarts) the guest on this core from `frame`. Never returns: the next

@@ -144,9 +144,14 @@ extern "C" fn secondary_main(slot: u64) -> ! {
     partition::run(slot as usize)
 }
 
+/// Starts a core the board's way: PSCI `CPU_ON` where the DTB names a PSCI conduit;
+/// otherwise every core entered with us and waits in the holding pen.
 fn start_core(conduit: Option<Conduit>, mpidr: u64, slot: usize, name: &str) {
     let Some(conduit) = conduit else {
-        stop(format_args!("board has no PSCI to start core {mpidr:#x} for {name}"));
+        if !entry::release_from_pen((mpidr & 0xFF) as usize, slot) {
+            stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
+        }
+        return;
     };
     let entry = entry::secondary_entry as *const () as u64;
     let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);

@@ -1,1 +1,57 @@
-//! System tests live in tests/tests/.
+//! Helpers for the system tests in `tests/tests/`: build a system once per test
+//! process, boot it, and read the heartbeat lines the partitions print.
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use xtask::build::{self, Artifacts};
+use xtask::qemu::Line;
+
+/// Builds (once per process and system) and returns the artifacts of a system named by
+/// `systems/<name>.toml` or a path relative to the workspace root.
+pub fn artifacts(name: &str) -> Artifacts {
+    static BUILT: Mutex<Option<HashMap<String, Artifacts>>> = Mutex::new(None);
+    let mut guard = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let map = guard.get_or_insert_with(HashMap::new);
+    if let Some(a) = map.get(name) {
+        return a.clone();
+    }
+    let target = if name.ends_with(".toml") {
+        build::root().join(name).to_string_lossy().into_owned()
+    } else {
+        name.to_string()
+    };
+    let art = build::system(&target).unwrap_or_else(|e| panic!("building {name}: {e}"));
+    map.insert(name.to_string(), art.clone());
+    art
+}
+
+/// A heartbeat line: `<who>: heartbeat n=<n> cntvct=<ticks>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beat {
+    pub n: u64,
+    pub cntvct: u64,
+}
+
+pub fn parse_beat(text: &str, who: &str) -> Option<Beat> {
+    let rest = text.split(&format!("{who}: heartbeat n=")).nth(1)?;
+    let (n, rest) = rest.split_once(' ')?;
+    let cnt = rest.strip_prefix("cntvct=")?;
+    Some(Beat { n: n.parse().ok()?, cntvct: cnt.trim().parse().ok()? })
+}
+
+/// The heartbeats `who` printed on any console (its UART or the hypervisor log).
+pub fn beats(lines: &[Line], who: &str) -> Vec<Beat> {
+    lines.iter().filter_map(|l| parse_beat(&l.text, who)).collect()
+}
+
+/// The largest counter gap between consecutive beats of one run (n increasing by 1).
+pub fn largest_gap(beats: &[Beat]) -> u64 {
+    beats.windows(2).filter(|w| w[1].n == w[0].n + 1).map(|w| w[1].cntvct.saturating_sub(w[0].cntvct)).max().unwrap_or(0)
+}
+
+/// Lines containing `needle`.
+pub fn count(lines: &[Line], needle: &str) -> usize {
+    lines.iter().filter(|l| l.text.contains(needle)).count()
+}

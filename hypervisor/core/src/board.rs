@@ -58,7 +58,13 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
     for node in root.children() {
         let name = node.name;
         let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
+        let status = node.property("status").and_then(|p| p.as_str()).unwrap_or("okay");
+        let enabled = status == "okay" || status == "ok";
         if is_memory {
+            // Secure-only memory (status "disabled", secure-status "okay") is not ours.
+            if !enabled {
+                continue;
+            }
             for r in node.reg().into_iter().flatten() {
                 let range = Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64);
                 if range.size > 0 && !facts.board.ram.push(range) {
@@ -70,8 +76,6 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
         if name == "cpus" || name == "chosen" || name == "aliases" {
             continue;
         }
-        let status = node.property("status").and_then(|p| p.as_str()).unwrap_or("okay");
-        let enabled = status == "okay" || status == "ok";
         let is_irq_controller = node.property("interrupt-controller").is_some();
         for r in node.reg().into_iter().flatten() {
             let Some(size) = r.size.filter(|&s| s > 0) else { continue };

@@ -78,6 +78,9 @@ fn run_attack(name: &str, victim: u64) {
         "psci-reset" => {
             hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
         }
+        // ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
+        "trapped-sysreg" => unsafe { core::arch::asm!("msr actlr_el1, xzr", options(nostack)) },
+        // Undefined at EL1 is the guest's own exception: taken to its VBAR_EL1.
         "undefined" => unsafe { core::arch::asm!("udf #0", options(nostack)) },
         _ => {}
     }

@@ -1,0 +1,88 @@
+//! Attack tests: the connectivity partition reads critical-monitor RAM, writes the
+//! critical monitor's UART, touches the GIC distributor, issues SMC and PSCI
+//! SYSTEM_RESET, and executes an undefined instruction. Each must be contained, logged
+//! with a decoded reason and answered by its restart policy, with a pristine reload;
+//! the critical monitor must keep its beat throughout.
+
+use std::time::Duration;
+
+use septum_system_tests::{artifacts, beats, count, largest_gap};
+use xtask::qemu::{Entry, Launch, Line, Machine};
+
+const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
+const ATTACKS: usize = 7;
+
+/// What the hypervisor log must say about each attack, in order.
+const EXPECTED: [&str; ATTACKS] = [
+    "connectivity: FAULT access outside its memory map: read at IPA 0x50000000",
+    "connectivity: FAULT access outside its memory map: write at IPA 0x9000000",
+    "connectivity: FAULT access outside its memory map: read at IPA 0x8000000",
+    "connectivity: FAULT forbidden SMC: function 0x84000009",
+    "connectivity: asked for PSCI SYSTEM_RESET; applying its policy",
+    "connectivity: FAULT trapped system register access",
+    // UDF is taken at the guest's own EL1; with no vectors it then fetches from
+    // VBAR_EL1 + 0x200 = IPA 0x200, which its stage 2 does not map.
+    "connectivity: FAULT instruction fetch outside its memory map: fetch at IPA 0x200",
+];
+
+fn judge(system: &str, entry: Entry) {
+    let art = artifacts(system);
+    let mut m = Machine::launch(&art, &Launch { entry, ..Launch::default() }).expect("QEMU starts");
+    let done = |l: &[Line]| {
+        let after_last = l.iter().skip_while(|x| !x.text.contains(&format!("restarts {ATTACKS})"))).collect::<Vec<_>>();
+        after_last.iter().any(|x| x.text.contains("connectivity: heartbeat n=20 "))
+    };
+    m.wait_for("all seven attacks and 20 beats after the last restart", Duration::from_secs(120), done)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+
+    // ISO-002..ISO-005, HM-001: each attack is contained and logged with its reason,
+    // with the decoded syndrome for the faults.
+    let mut last = 0;
+    for (k, expected) in EXPECTED.iter().enumerate() {
+        let at = lines.iter().position(|l| l.text.contains(expected)).unwrap_or_else(|| panic!("no `{expected}`\n{t}"));
+        assert!(at >= last, "attack {k} logged out of order\n{t}");
+        last = at;
+        let restart = format!("connectivity: policy restart: restart #{}", k + 1);
+        assert!(lines[at..].iter().any(|l| l.text.contains(&restart)), "no `{restart}`\n{t}");
+    }
+    assert_eq!(count(&lines, "ESR 0x"), ATTACKS - 1, "each fault carries its decoded ESR\n{t}");
+    assert!(count(&lines, "EC=0x24 data abort from the partition") >= 3, "{t}");
+    assert!(count(&lines, "EC=0x17 SMC") == 1, "{t}");
+    assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR/SYS S3_0_C1_C0_1") == 1, "{t}");
+    assert!(count(&lines, "EC=0x20 instruction abort from the partition") == 1, "{t}");
+    assert_eq!(count(&lines, "NOT CONTAINED"), 0, "an attack went through\n{t}");
+
+    // HM-002: restart is real: markers written before each fault are gone after it.
+    assert_eq!(count(&lines, "connectivity: markers written"), ATTACKS, "{t}");
+    assert_eq!(count(&lines, "connectivity: ram check"), ATTACKS + 1, "{t}");
+    assert_eq!(count(&lines, "(pristine)"), ATTACKS + 1, "a restart left state behind\n{t}");
+    assert_eq!(count(&lines, "data=0x5eb7da7a bss=0x0 free=0x0 (pristine)"), ATTACKS + 1, "{t}");
+
+    // ISO-006: the critical monitor never noticed: one boot, no missing beat, no stall.
+    assert_eq!(count(&lines, "critical-monitor: boot"), 1, "{t}");
+    assert_eq!(count(&lines, "SAFE STATE"), 0, "{t}");
+    let crit = beats(&lines, "critical-monitor");
+    assert!(crit.windows(2).all(|w| w[1].n == w[0].n + 1), "critical-monitor skipped a beat\n{t}");
+    let gap = largest_gap(&crit);
+    println!(
+        "{system} ({entry:?}): {} critical-monitor beats across {ATTACKS} attacks; largest gap {gap} ticks ({:.2} periods)",
+        crit.len(),
+        gap as f64 / PERIOD_TICKS as f64
+    );
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{t}");
+}
+
+/// ISO-002..ISO-006, HM-001, HM-002 entered at EL2.
+#[test]
+fn connectivity_attacks_are_contained_and_critical_keeps_time() {
+    judge("tests/systems/attacks.toml", Entry::El2);
+}
+
+/// BOOT-004: the same, entered at EL3 (judged through the hypervisor log, where the
+/// UART-less connectivity partition's lines appear).
+#[test]
+fn connectivity_attacks_are_contained_when_entered_at_el3() {
+    judge("tests/systems/attacks-el3.toml", Entry::El3);
+}
