@@ -4,7 +4,7 @@
 
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
 use septum_abi::config::{PartitionDesc, RegionKind};
-use septum_core::pagetable::{Access, Arena, MapError, MemType, Regime, Table, T0SZ};
+use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, T0SZ};
 use spin::Mutex;
 
 const TABLES: usize = 128;
@@ -23,7 +23,11 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
             Some(RegionKind::Device) => (MemType::Device, Access::RW),
             None => continue, // refused by validation already
         };
-        arena.map(Regime::Stage2, root, region.ipa, region.pa, region.size, mem, access)?;
+        arena.map(
+            Regime::Stage2,
+            root,
+            Mapping::new(region.ipa, region.pa, region.size, mem, access),
+        )?;
     }
     *used = arena.used();
     Ok(arena.pa_of(root))

@@ -24,7 +24,13 @@ pub static BOARD: Board = Board {
     ram: &[Range::new(RAM_BASE, RAM_SIZE)],
     cpus: &[0, 1, 2, 3],
     devices: &[
-        DeviceInfo { name: "uart0", base: UART0, size: 0x1000, irqs: &[33], compatible: &["arm,pl011", "arm,primecell"] },
+        DeviceInfo {
+            name: "uart0",
+            base: UART0,
+            size: 0x1000,
+            irqs: &[33],
+            compatible: &["arm,pl011", "arm,primecell"],
+        },
         DeviceInfo {
             name: "uart1",
             base: 0x0904_0000,
@@ -32,12 +38,31 @@ pub static BOARD: Board = Board {
             irqs: &[40],
             compatible: &["arm,pl011", "arm,primecell"],
         },
-        DeviceInfo { name: "rtc", base: 0x0901_0000, size: 0x1000, irqs: &[34], compatible: &["arm,pl031", "arm,primecell"] },
-        DeviceInfo { name: "gpio", base: 0x0903_0000, size: 0x1000, irqs: &[39], compatible: &["arm,pl061", "arm,primecell"] },
+        DeviceInfo {
+            name: "rtc",
+            base: 0x0901_0000,
+            size: 0x1000,
+            irqs: &[34],
+            compatible: &["arm,pl031", "arm,primecell"],
+        },
+        DeviceInfo {
+            name: "gpio",
+            base: 0x0903_0000,
+            size: 0x1000,
+            irqs: &[39],
+            compatible: &["arm,pl061", "arm,primecell"],
+        },
     ],
     // GICv3 distributor, ITS and redistributors.
-    hypervisor_devices: &[Range::new(GICD, 0x10000), Range::new(0x0808_0000, 0x20000), Range::new(0x080A_0000, 0xF6_0000)],
-    reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    hypervisor_devices: &[
+        Range::new(GICD, 0x10000),
+        Range::new(0x0808_0000, 0x20000),
+        Range::new(0x080A_0000, 0xF6_0000),
+    ],
+    reserved: &[
+        Range::new(RAM_BASE, 64 * MIB),
+        Range::new(STAGING_BASE, 128 * MIB),
+    ],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,

@@ -34,13 +34,18 @@ fn partition_main(mut boot: Boot) -> ! {
         DATA_MARKER.load(Ordering::Relaxed),
         BSS_MARKER.load(Ordering::Relaxed),
         free,
-        if DATA_MARKER.load(Ordering::Relaxed) == DATA_PRISTINE && BSS_MARKER.load(Ordering::Relaxed) == 0 && free == 0 {
+        if DATA_MARKER.load(Ordering::Relaxed) == DATA_PRISTINE
+            && BSS_MARKER.load(Ordering::Relaxed) == 0
+            && free == 0
+        {
             "pristine"
         } else {
             "NOT pristine"
         }
     );
-    let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
+    let attack = boot
+        .arg("attacks")
+        .and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
     let mut next = counter() + ticks;
@@ -48,7 +53,11 @@ fn partition_main(mut boot: Boot) -> ! {
     loop {
         wait_until(next);
         n += 1;
-        let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={}", counter());
+        let _ = writeln!(
+            boot.console,
+            "connectivity: heartbeat n={n} cntvct={}",
+            counter()
+        );
         next += ticks;
         if let Some(name) = attack.filter(|_| n == attack_after) {
             DATA_MARKER.store(MARKER, Ordering::Relaxed);
@@ -57,30 +66,40 @@ fn partition_main(mut boot: Boot) -> ! {
             unsafe { core::ptr::write_volatile(free_word, MARKER) };
             let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
             run_attack(name, victim);
-            let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
+            let _ = writeln!(
+                boot.console,
+                "connectivity: attack {name} returned: NOT CONTAINED"
+            );
         }
     }
 }
 
 fn run_attack(name: &str, victim: u64) {
+    // Each arm deliberately breaks a rule; the hypervisor must stop it. None of them can
+    // harm this program's own memory: they touch only addresses outside its RAM.
     match name {
-        // SAFETY (all arms): deliberately illegal accesses; the hypervisor must stop them.
+        // SAFETY: a read outside our RAM (the victim's physical address).
         "read-critical" => unsafe {
             core::ptr::read_volatile(victim as *const u64);
         },
-        "write-uart0" => unsafe { core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!')) },
+        // SAFETY: a write to UART0's data register, a device we do not own.
+        "write-uart0" => unsafe {
+            core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!'))
+        },
+        // SAFETY: a read of the GIC distributor, which the hypervisor keeps.
         "gic" => unsafe {
             core::ptr::read_volatile(0x0800_0000 as *const u32);
         },
+        // SAFETY: SMC (PSCI SYSTEM_RESET) straight to firmware, which partitions may not call.
         "smc" => unsafe {
             core::arch::asm!("smc #0", inout("x0") 0x8400_0009u64 => _, options(nostack));
         },
         "psci-reset" => {
             hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
         }
-        // ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
+        // SAFETY: ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
         "trapped-sysreg" => unsafe { core::arch::asm!("msr actlr_el1, xzr", options(nostack)) },
-        // Undefined at EL1 is the guest's own exception: taken to its VBAR_EL1.
+        // SAFETY: undefined at EL1 is the guest's own exception, taken to its VBAR_EL1.
         "undefined" => unsafe { core::arch::asm!("udf #0", options(nostack)) },
         _ => {}
     }

@@ -23,7 +23,11 @@ fn partition_main(mut boot: Boot) -> ! {
     loop {
         wait_until(next);
         n += 1;
-        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={}", counter());
+        let _ = writeln!(
+            boot.console,
+            "critical-monitor: heartbeat n={n} cntvct={}",
+            counter()
+        );
         next += ticks;
     }
 }
