@@ -37,10 +37,7 @@ fn emit(line: &mut Line) {
 }
 
 fn format(speaker: &str, args: fmt::Arguments<'_>) -> Line {
-    let mut line = Line {
-        buf: [0; LINE],
-        len: 0,
-    };
+    let mut line = Line { buf: [0; LINE], len: 0 };
     let _ = write!(line, "[{speaker}] {args}");
     line
 }

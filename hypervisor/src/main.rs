@@ -50,8 +50,7 @@ extern "C" fn refuse_el1(_dtb: u64) -> ! {
     // Also on the board's first UART: at EL1 nobody else owns it yet.
     // SAFETY: with the MMU off every access is Device memory; UART0 is this board's
     // PL011 and no partition exists yet.
-    let mut uart =
-        unsafe { septum_platform::pl011::Pl011::new(septum_platform::qemu_virt::UART0 as usize) };
+    let mut uart = unsafe { septum_platform::pl011::Pl011::new(septum_platform::qemu_virt::UART0 as usize) };
     let _ = core::fmt::Write::write_str(
         &mut uart,
         "septum: REFUSED: entered at EL1; a hypervisor needs EL2 (QEMU: -M virt,virtualization=on)\n",
@@ -62,15 +61,9 @@ extern "C" fn refuse_el1(_dtb: u64) -> ! {
 #[no_mangle]
 extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 2. Board DTB: x0 under the Linux boot protocol, the board's default for ELF boots.
-    let dtb_pa = if x0 != 0 && is_fdt(x0) {
-        x0
-    } else {
-        BOARD.default_dtb
-    };
+    let dtb_pa = if x0 != 0 && is_fdt(x0) { x0 } else { BOARD.default_dtb };
     if !is_fdt(dtb_pa) {
-        fatal_early(format_args!(
-            "no device tree at x0 ({x0:#x}) or at {dtb_pa:#x}"
-        ));
+        fatal_early(format_args!("no device tree at x0 ({x0:#x}) or at {dtb_pa:#x}"));
     }
     // SAFETY: an FDT header was found at dtb_pa; its size is read from it and bounded.
     let dtb_len = unsafe { physmem::read_be32(dtb_pa + 4) }.min(DTB_MAX);
@@ -79,27 +72,19 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     let dtb = unsafe { physmem::slice(dtb_pa, dtb_len as usize) };
     let facts = match board::read(dtb) {
         Ok(f) => f,
-        Err(e) => fatal_early(format_args!(
-            "board device tree at {dtb_pa:#x} unusable: {e}"
-        )),
+        Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
     };
 
     // 3. MMU and caches on.
     if let Err(e) = stage1::init(facts.board.ram.iter()) {
-        fatal_early(format_args!(
-            "cannot build the hypervisor's page tables: {e:?}"
-        ));
+        fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
     log::info!(
         "Septum {} for {}: entered at EL{entered_el}{}, running at EL2 on MPIDR {:#x}",
         env!("CARGO_PKG_VERSION"),
         BOARD.name,
-        if entered_el == 3 {
-            " (dropped to non-secure EL2)"
-        } else {
-            ""
-        },
+        if entered_el == 3 { " (dropped to non-secure EL2)" } else { "" },
         cpu::mpidr()
     );
     log::info!(
@@ -113,12 +98,8 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     let bundle = find_bundle(&facts);
     let mut checked = facts.board;
     checked.reserved.push(stage1::image_range());
-    checked
-        .reserved
-        .push(Range::new(dtb_pa, u64::from(dtb_len)));
-    checked
-        .reserved
-        .push(Range::new(bundle_base(&bundle), bundle.len() as u64));
+    checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
+    checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
     let config = load_config(&bundle, &checked);
     for p in config.partitions {
         log::info!(
@@ -150,9 +131,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             continue;
         }
         if next_slot >= partition::MAX_CPUS {
-            stop(format_args!(
-                "more cores than the hypervisor has stacks for"
-            ));
+            stop(format_args!("more cores than the hypervisor has stacks for"));
         }
         partition::assign(next_slot, i);
         start_core(system.conduit(), mpidr, next_slot, p.name());
@@ -172,24 +151,14 @@ extern "C" fn secondary_main(slot: u64) -> ! {
 fn start_core(conduit: Option<Conduit>, mpidr: u64, slot: usize, name: &str) {
     let Some(conduit) = conduit else {
         if !entry::release_from_pen((mpidr & 0xFF) as usize, slot) {
-            stop(format_args!(
-                "core {mpidr:#x} for {name} cannot be released from the holding pen"
-            ));
+            stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
         }
         return;
     };
     let entry = entry::secondary_entry as *const () as u64;
-    let r = cpu::psci(
-        conduit,
-        septum_abi::hypercall::psci::CPU_ON_64,
-        mpidr,
-        entry,
-        slot as u64,
-    );
+    let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
     if r != 0 {
-        stop(format_args!(
-            "PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"
-        ));
+        stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
     }
 }
 
@@ -200,12 +169,7 @@ fn is_fdt(pa: u64) -> bool {
 
 fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     let base = facts.initrd.map_or(BOARD.default_bundle, |r| r.base);
-    let Some(ram) = facts
-        .board
-        .ram
-        .iter()
-        .find(|r| r.base <= base && base < r.end())
-    else {
+    let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
         stop(format_args!("boot bundle address {base:#x} is not in RAM"));
     };
     let available = (ram.end() - base).min(BUNDLE_MAX);
@@ -214,9 +178,7 @@ fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     let head = unsafe { physmem::slice(base, available as usize) };
     let len = match Bundle::claimed_len(head) {
         Ok(l) if l <= available => l,
-        Ok(l) => stop(format_args!(
-            "boot bundle at {base:#x} claims {l} bytes, more than {available}"
-        )),
+        Ok(l) => stop(format_args!("boot bundle at {base:#x} claims {l} bytes, more than {available}")),
         Err(e) => stop(format_args!("no boot bundle at {base:#x}: {e}")),
     };
     match Bundle::parse(&head[..len as usize]) {
@@ -235,17 +197,11 @@ fn bundle_base(b: &Bundle<'static>) -> u64 {
 
 /// Copies the configuration out of the bundle (into aligned hypervisor memory the
 /// partitions cannot reach) and checks it against the board.
-fn load_config(
-    bundle: &Bundle<'static>,
-    facts: &septum_abi::config::BoardFacts,
-) -> Config<'static> {
+fn load_config(bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
     static STORE: spin::Once<([u64; CONFIG_MAX / 8], usize)> = spin::Once::new();
     let raw = match bundle.payload(EntryKind::Config, 0) {
         Ok(r) if r.len() <= CONFIG_MAX => r,
-        Ok(r) => stop(format_args!(
-            "configuration of {} bytes is larger than {CONFIG_MAX}",
-            r.len()
-        )),
+        Ok(r) => stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", r.len())),
         Err(e) => stop(format_args!("configuration refused: {e}")),
     };
     let (words, len) = STORE.call_once(|| {

@@ -4,9 +4,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use aarch64_cpu::registers::{
-    Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
-};
+use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, PartitionDesc, RegionKind, MAX_PARTITIONS};
 use septum_abi::hypercall::{StartCondition, SUCCESS};
@@ -108,48 +106,27 @@ pub fn init(
             }),
         });
     }
-    Ok(SYSTEM.call_once(|| System {
-        config,
-        bundle,
-        conduit,
-        ticks_per_ms,
-        parts,
-    }))
+    Ok(SYSTEM.call_once(|| System { config, bundle, conduit, ticks_per_ms, parts }))
 }
 
 /// Zeroes the partition's RAM and copies in its image and device tree from the bundle
 /// (CRC-checked on every load), then cleans them to the point of coherency.
-fn load(
-    desc: &PartitionDesc,
-    index: usize,
-    bundle: &Bundle<'_>,
-) -> Result<(), septum_abi::bundle::BundleError> {
+fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), septum_abi::bundle::BundleError> {
     let image = bundle.payload(EntryKind::Image, index as u32)?;
     let dtb = bundle.payload(EntryKind::DeviceTree, index as u32)?;
-    for r in desc
-        .regions()
-        .iter()
-        .filter(|r| r.kind() == Some(RegionKind::Ram))
-    {
+    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         // SAFETY: validated RAM of this partition, which is not running while it loads.
         unsafe { crate::physmem::zero(r.pa, r.size) };
     }
     // Validation put image and DTB inside the partition's RAM; translate, then copy.
     for (ipa, data) in [(desc.image_ipa, image), (desc.dtb_ipa, dtb)] {
-        if let Some(pa) = desc
-            .ram_ipa_to_pa(ipa)
-            .filter(|_| desc.ram_contains(ipa, data.len() as u64))
-        {
+        if let Some(pa) = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64)) {
             // SAFETY: inside this partition's validated RAM; the bundle is elsewhere
             // (reserved memory), so the ranges do not overlap.
             unsafe { crate::physmem::copy_in(pa, data) };
         }
     }
-    for r in desc
-        .regions()
-        .iter()
-        .filter(|r| r.kind() == Some(RegionKind::Ram))
-    {
+    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         cpu::clean_dcache_range(r.pa, r.size);
     }
     cpu::invalidate_icache();
@@ -175,21 +152,12 @@ impl System {
 /// Runs the partition assigned to this core's slot. Never returns.
 pub fn run(slot: usize) -> ! {
     let Some(sys) = SYSTEM.get() else { cpu::park() };
-    let index = SLOT_PARTITION
-        .get(slot)
-        .map_or(NONE, |s| s.load(Ordering::Acquire));
+    let index = SLOT_PARTITION.get(slot).map_or(NONE, |s| s.load(Ordering::Acquire));
     let Some(part) = sys.parts.get(index).and_then(|p| p.as_ref()) else {
-        log::info!(
-            "cpu slot {slot} (MPIDR {:#x}) has no partition: parked",
-            cpu::mpidr()
-        );
+        log::info!("cpu slot {slot} (MPIDR {:#x}) has no partition: parked", cpu::mpidr());
         cpu::park()
     };
-    log::info!(
-        "{}: vCPU 0 starting on MPIDR {:#x}",
-        part.desc.name(),
-        cpu::mpidr()
-    );
+    log::info!("{}: vCPU 0 starting on MPIDR {:#x}", part.desc.name(), cpu::mpidr());
     enter(part)
 }
 
@@ -201,9 +169,7 @@ fn enter(part: &Runtime) -> ! {
     // The guest sees the real CPU model and a virtual MPIDR numbered from 0.
     let midr = MIDR_EL1.get();
     // SAFETY: VPIDR_EL2 only sets what the guest's MIDR_EL1 reads return.
-    unsafe {
-        core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack, preserves_flags))
-    };
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack, preserves_flags)) };
     // Bit 31 is RES1; Aff0 = vCPU 0.
     VMPIDR_EL2.set(1 << 31);
     crate::el1::reset();
@@ -224,10 +190,7 @@ fn current() -> Option<&'static Runtime> {
 /// Carries out what a partition's trap means.
 pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
     let Some(part) = current() else {
-        log::error!(
-            "trap from a core with no partition: {}",
-            septum_core::esr::Esr(info.esr)
-        );
+        log::error!("trap from a core with no partition: {}", septum_core::esr::Esr(info.esr));
         cpu::park()
     };
     match exit {
@@ -236,26 +199,16 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                 let st = part.state.lock();
                 (st.start, st.health.restarts())
             };
-            let caller = Caller {
-                vcpu: 0,
-                vcpu_count: part.desc.vcpus().len(),
-                start,
-                restarts,
-            };
+            let caller = Caller { vcpu: 0, vcpu_count: part.desc.vcpus().len(), start, restarts };
             match answer(function, args, &caller) {
                 Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
                 Answer::ConsoleWrite { bytes, len } => {
                     let name = part.desc.name();
-                    part.state.lock().console.push(&bytes[..len], |l| {
-                        crate::console::line(name, format_args!("{l}"))
-                    });
+                    part.state.lock().console.push(&bytes[..len], |l| crate::console::line(name, format_args!("{l}")));
                     frame.x[0] = SUCCESS;
                 }
                 Answer::CpuOff => {
-                    log::info!(
-                        "{}: vCPU 0 turned itself off (PSCI CPU_OFF)",
-                        part.desc.name()
-                    );
+                    log::info!("{}: vCPU 0 turned itself off (PSCI CPU_OFF)", part.desc.name());
                     cpu::park()
                 }
                 Answer::Stop(cause) => {
@@ -282,36 +235,19 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
 fn report(part: &Runtime, v: &Violation, frame: &TrapFrame) {
     let name = part.desc.name();
     match *v {
-        Violation::Stage2DataAbort {
-            ipa,
-            va,
-            write,
-            esr,
-        } => log::warn!(
+        Violation::Stage2DataAbort { ipa, va, write, esr } => log::warn!(
             "{name}: FAULT {}: {} at IPA {ipa:#x} (VA {va:#x}), PC {:#x}; {esr}",
             v.summary(),
             if write { "write" } else { "read" },
             frame.elr
         ),
         Violation::Stage2InstructionAbort { ipa, va, esr } => {
-            log::warn!(
-                "{name}: FAULT {}: fetch at IPA {ipa:#x} (VA {va:#x}); {esr}",
-                v.summary()
-            )
+            log::warn!("{name}: FAULT {}: fetch at IPA {ipa:#x} (VA {va:#x}); {esr}", v.summary())
         }
         Violation::Smc { function, esr } => {
-            log::warn!(
-                "{name}: FAULT {}: function {function:#010x}, PC {:#x}; {esr}",
-                v.summary(),
-                frame.elr
-            )
+            log::warn!("{name}: FAULT {}: function {function:#010x}, PC {:#x}; {esr}", v.summary(), frame.elr)
         }
-        _ => log::warn!(
-            "{name}: FAULT {}: PC {:#x}; {}",
-            v.summary(),
-            frame.elr,
-            v.esr()
-        ),
+        _ => log::warn!("{name}: FAULT {}: PC {:#x}; {}", v.summary(), frame.elr, v.esr()),
     }
 }
 
@@ -320,10 +256,7 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
     let name = part.desc.name();
     let decision = part.state.lock().health.on_stop(cause, cpu::counter());
     match decision {
-        Decision::Restart {
-            delay_ticks,
-            restart,
-        } => {
+        Decision::Restart { delay_ticks, restart } => {
             log::warn!(
                 "{name}: policy restart: restart #{restart} after {} ms back-off",
                 delay_ticks / sys.ticks_per_ms

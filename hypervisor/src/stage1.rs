@@ -4,13 +4,9 @@
 //! partitions can be loaded. No device is mapped: on QEMU virt the log uses semihosting.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{
-    Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2,
-};
+use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
 use septum_abi::config::Range;
-use septum_core::pagetable::{
-    Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ,
-};
+use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
 use spin::Mutex;
 
 const TABLES: usize = 32;
@@ -38,46 +34,16 @@ pub fn image_range() -> Range {
 /// Builds the tables on the boot core (MMU still off) and turns the MMU on.
 pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
     // SAFETY: as above, addresses of linker symbols.
-    let (start, text_end, rodata_end, end) = unsafe {
-        (
-            addr(&__hv_start),
-            addr(&__text_end),
-            addr(&__rodata_end),
-            addr(&__hv_end),
-        )
-    };
+    let (start, text_end, rodata_end, end) =
+        unsafe { (addr(&__hv_start), addr(&__text_end), addr(&__rodata_end), addr(&__hv_end)) };
     let mut tables = S1_TABLES.lock();
     let base = tables.as_ptr() as u64;
     let mut arena = Arena::new(&mut tables[..], base);
     let root = arena.alloc()?;
     let r = Regime::El2Stage1;
-    arena.map(
-        r,
-        root,
-        Mapping::new(start, start, text_end - start, MemType::Normal, Access::RX),
-    )?;
-    arena.map(
-        r,
-        root,
-        Mapping::new(
-            text_end,
-            text_end,
-            rodata_end - text_end,
-            MemType::Normal,
-            Access::RO,
-        ),
-    )?;
-    arena.map(
-        r,
-        root,
-        Mapping::new(
-            rodata_end,
-            rodata_end,
-            end - rodata_end,
-            MemType::Normal,
-            Access::RW,
-        ),
-    )?;
+    arena.map(r, root, Mapping::new(start, start, text_end - start, MemType::Normal, Access::RX))?;
+    arena.map(r, root, Mapping::new(text_end, text_end, rodata_end - text_end, MemType::Normal, Access::RO))?;
+    arena.map(r, root, Mapping::new(rodata_end, rodata_end, end - rodata_end, MemType::Normal, Access::RW))?;
     for ram in ram {
         // RAM around the image: read-write, never executable.
         let below = Range::new(ram.base, start.clamp(ram.base, ram.end()) - ram.base);
@@ -85,11 +51,7 @@ pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
         let above = Range::new(above_start, ram.end() - above_start);
         for part in [below, above] {
             if part.size > 0 {
-                arena.map(
-                    r,
-                    root,
-                    Mapping::new(part.base, part.base, part.size, MemType::Normal, Access::RW),
-                )?;
+                arena.map(r, root, Mapping::new(part.base, part.base, part.size, MemType::Normal, Access::RW))?;
             }
         }
     }
@@ -104,9 +66,7 @@ pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
 
 /// Installs the shared tables on this core and turns on MMU and caches.
 pub fn enable_on_this_core() {
-    let Some(&root) = ROOT.get() else {
-        crate::cpu::park()
-    };
+    let Some(&root) = ROOT.get() else { crate::cpu::park() };
     MAIR_EL2.set(MAIR_VALUE);
     // Physical address size: what the core supports, at most 48 bits.
     let pa_range = ID_AA64MMFR0_EL1.get() & 0xF;

@@ -23,11 +23,7 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
             Some(RegionKind::Device) => (MemType::Device, Access::RW),
             None => continue, // refused by validation already
         };
-        arena.map(
-            Regime::Stage2,
-            root,
-            Mapping::new(region.ipa, region.pa, region.size, mem, access),
-        )?;
+        arena.map(Regime::Stage2, root, Mapping::new(region.ipa, region.pa, region.size, mem, access))?;
     }
     *used = arena.used();
     Ok(arena.pa_of(root))

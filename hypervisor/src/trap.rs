@@ -149,21 +149,13 @@ extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
     };
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
-    let info = TrapInfo {
-        esr: ESR_EL2.get(),
-        far: FAR_EL2.get(),
-        hpfar: HPFAR_EL2.get(),
-        x,
-    };
+    let info = TrapInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get(), x };
     match kind {
         LowerKind::Sync => crate::partition::on_exit(frame, classify(&info), &info),
         // No physical interrupt is enabled for delivery to EL2 yet: nothing to do.
         LowerKind::Irq | LowerKind::Fiq => {}
         LowerKind::SError | LowerKind::AArch32 => {
-            let info = TrapInfo {
-                esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF),
-                ..info
-            };
+            let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
             crate::partition::on_exit(frame, classify(&info), &info)
         }
     }

@@ -60,16 +60,10 @@ impl Board {
             f.cpus.push(c);
         }
         for d in self.devices {
-            f.devices.push(BoardDevice {
-                range: Range::new(d.base, d.size),
-                assignable: true,
-            });
+            f.devices.push(BoardDevice { range: Range::new(d.base, d.size), assignable: true });
         }
         for &r in self.hypervisor_devices {
-            f.devices.push(BoardDevice {
-                range: r,
-                assignable: false,
-            });
+            f.devices.push(BoardDevice { range: r, assignable: false });
         }
         for &r in self.reserved {
             f.reserved.push(r);

@@ -59,10 +59,7 @@ pub static BOARD: Board = Board {
         Range::new(0x0808_0000, 0x20000),
         Range::new(0x080A_0000, 0xF6_0000),
     ],
-    reserved: &[
-        Range::new(RAM_BASE, 64 * MIB),
-        Range::new(STAGING_BASE, 128 * MIB),
-    ],
+    reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,

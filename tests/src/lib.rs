@@ -38,18 +38,12 @@ pub fn parse_beat(text: &str, who: &str) -> Option<Beat> {
     let rest = text.split(&format!("{who}: heartbeat n=")).nth(1)?;
     let (n, rest) = rest.split_once(' ')?;
     let cnt = rest.strip_prefix("cntvct=")?;
-    Some(Beat {
-        n: n.parse().ok()?,
-        cntvct: cnt.trim().parse().ok()?,
-    })
+    Some(Beat { n: n.parse().ok()?, cntvct: cnt.trim().parse().ok()? })
 }
 
 /// The heartbeats `who` printed on any console (its UART or the hypervisor log).
 pub fn beats(lines: &[Line], who: &str) -> Vec<Beat> {
-    lines
-        .iter()
-        .filter_map(|l| parse_beat(&l.text, who))
-        .collect()
+    lines.iter().filter_map(|l| parse_beat(&l.text, who)).collect()
 }
 
 /// The largest counter gap between consecutive beats of one run (n increasing by 1).

@@ -18,114 +18,48 @@ const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
 fn both_partitions_boot_and_heartbeat_200_times() {
     let art = artifacts("qemu-virt");
     let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
-    m.wait_for(
-        "200 heartbeats from each partition",
-        Duration::from_secs(90),
-        |l| beats(l, "critical-monitor").len() >= 200 && beats(l, "connectivity").len() >= 200,
-    )
+    m.wait_for("200 heartbeats from each partition", Duration::from_secs(90), |l| {
+        beats(l, "critical-monitor").len() >= 200 && beats(l, "connectivity").len() >= 200
+    })
     .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
-    assert_eq!(
-        count(&lines, "entered at EL2, running at EL2"),
-        1,
-        "{}",
-        m.transcript()
-    );
-    assert_eq!(
-        count(&lines, "configuration accepted: 2 partitions"),
-        1,
-        "{}",
-        m.transcript()
-    );
+    assert_eq!(count(&lines, "entered at EL2, running at EL2"), 1, "{}", m.transcript());
+    assert_eq!(count(&lines, "configuration accepted: 2 partitions"), 1, "{}", m.transcript());
     // Each partition speaks on its own UART, and only there.
-    assert!(
-        m.console("critical-monitor")
-            .iter()
-            .all(|t| t.starts_with("critical-monitor: ")),
-        "{}",
-        m.transcript()
-    );
-    assert!(
-        m.console("connectivity")
-            .iter()
-            .all(|t| t.starts_with("connectivity: ")),
-        "{}",
-        m.transcript()
-    );
-    assert!(
-        m.console(HYPERVISOR)
-            .iter()
-            .all(|t| t.starts_with("[septum] ")),
-        "{}",
-        m.transcript()
-    );
+    assert!(m.console("critical-monitor").iter().all(|t| t.starts_with("critical-monitor: ")), "{}", m.transcript());
+    assert!(m.console("connectivity").iter().all(|t| t.starts_with("connectivity: ")), "{}", m.transcript());
+    assert!(m.console(HYPERVISOR).iter().all(|t| t.starts_with("[septum] ")), "{}", m.transcript());
     let gap = largest_gap(&beats(&lines, "critical-monitor"));
     println!(
         "critical-monitor: largest gap between beats {gap} ticks ({:.2} periods)",
         gap as f64 / PERIOD_TICKS as f64
     );
-    assert!(
-        gap <= 2 * PERIOD_TICKS,
-        "critical-monitor stalled: gap {gap} ticks\n{}",
-        m.transcript()
-    );
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{}", m.transcript());
 }
 
 /// BOOT-003: entered at EL1 the hypervisor refuses, says why, and starts nothing.
 #[test]
 fn entry_at_el1_is_refused() {
     let art = artifacts("qemu-virt");
-    let mut m = Machine::launch(
-        &art,
-        &Launch {
-            entry: Entry::El1,
-            ..Launch::default()
-        },
-    )
-    .expect("QEMU starts");
-    m.wait_for("the refusal", Duration::from_secs(30), |l| {
-        count(l, "REFUSED: entered at EL1") >= 2
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let mut m = Machine::launch(&art, &Launch { entry: Entry::El1, ..Launch::default() }).expect("QEMU starts");
+    m.wait_for("the refusal", Duration::from_secs(30), |l| count(l, "REFUSED: entered at EL1") >= 2)
+        .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
     let lines = m.lines();
-    assert_eq!(
-        count(&lines, "heartbeat"),
-        0,
-        "nothing may run after a refusal\n{}",
-        m.transcript()
-    );
-    assert!(
-        m.console(HYPERVISOR)
-            .iter()
-            .any(|t| t.contains("must start at EL2 or EL3")),
-        "{}",
-        m.transcript()
-    );
+    assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run after a refusal\n{}", m.transcript());
+    assert!(m.console(HYPERVISOR).iter().any(|t| t.contains("must start at EL2 or EL3")), "{}", m.transcript());
 }
 
 /// Rebuilds the bundle of `art` with a different configuration payload.
-fn bundle_with_config(
-    art: &xtask::build::Artifacts,
-    config: &[u8],
-    name: &str,
-) -> std::path::PathBuf {
+fn bundle_with_config(art: &xtask::build::Artifacts, config: &[u8], name: &str) -> std::path::PathBuf {
     let original = std::fs::read(&art.bundle).expect("bundle");
     let b = Bundle::parse(&original).expect("bundle parses");
     let parts = art.system.partitions.len() as u32;
     let payloads: Vec<(EntryKind, u32, Vec<u8>)> = (0..parts)
         .flat_map(|p| {
             [
-                (
-                    EntryKind::Image,
-                    p,
-                    b.payload(EntryKind::Image, p).expect("image").to_vec(),
-                ),
-                (
-                    EntryKind::DeviceTree,
-                    p,
-                    b.payload(EntryKind::DeviceTree, p).expect("dtb").to_vec(),
-                ),
+                (EntryKind::Image, p, b.payload(EntryKind::Image, p).expect("image").to_vec()),
+                (EntryKind::DeviceTree, p, b.payload(EntryKind::DeviceTree, p).expect("dtb").to_vec()),
             ]
         })
         .collect();
@@ -139,25 +73,13 @@ fn bundle_with_config(
 }
 
 fn expect_refusal(art: &xtask::build::Artifacts, bundle: std::path::PathBuf, reason: &str) {
-    let mut m = Machine::launch(
-        art,
-        &Launch {
-            bundle: Some(bundle),
-            ..Launch::default()
-        },
-    )
-    .expect("QEMU starts");
+    let mut m = Machine::launch(art, &Launch { bundle: Some(bundle), ..Launch::default() }).expect("QEMU starts");
     m.wait_for(reason, Duration::from_secs(30), |l| {
         count(l, "BOOT STOPPED: configuration refused") == 1 && count(l, reason) >= 1
     })
     .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        count(&m.lines(), "heartbeat"),
-        0,
-        "no partition may start\n{}",
-        m.transcript()
-    );
+    assert_eq!(count(&m.lines(), "heartbeat"), 0, "no partition may start\n{}", m.transcript());
 }
 
 /// CFG-003: a configuration corrupted after xtask wrote it is refused at boot.
@@ -182,9 +104,5 @@ fn configuration_breaking_isolation_is_refused_at_boot() {
     let n = config::encode(art.system.board.id, &parts, &mut config).expect("encodes");
     assert!(PartitionDesc::ref_from_bytes(&config[n - size_of::<PartitionDesc>()..n]).is_ok());
     let bundle = bundle_with_config(&art, &config[..n], "bundle-overlap.bin");
-    expect_refusal(
-        &art,
-        bundle,
-        "partition #1 region #0 overlaps partition #0 region #0",
-    );
+    expect_refusal(&art, bundle, "partition #1 region #0 overlaps partition #0 region #0");
 }

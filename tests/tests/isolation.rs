@@ -27,29 +27,13 @@ const EXPECTED: [&str; ATTACKS] = [
 
 fn judge(system: &str, entry: Entry) {
     let art = artifacts(system);
-    let mut m = Machine::launch(
-        &art,
-        &Launch {
-            entry,
-            ..Launch::default()
-        },
-    )
-    .expect("QEMU starts");
+    let mut m = Machine::launch(&art, &Launch { entry, ..Launch::default() }).expect("QEMU starts");
     let done = |l: &[Line]| {
-        let after_last = l
-            .iter()
-            .skip_while(|x| !x.text.contains(&format!("restarts {ATTACKS})")))
-            .collect::<Vec<_>>();
-        after_last
-            .iter()
-            .any(|x| x.text.contains("connectivity: heartbeat n=20 "))
+        let after_last = l.iter().skip_while(|x| !x.text.contains(&format!("restarts {ATTACKS})"))).collect::<Vec<_>>();
+        after_last.iter().any(|x| x.text.contains("connectivity: heartbeat n=20 "))
     };
-    m.wait_for(
-        "all seven attacks and 20 beats after the last restart",
-        Duration::from_secs(120),
-        done,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    m.wait_for("all seven attacks and 20 beats after the last restart", Duration::from_secs(120), done)
+        .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
     let t = m.transcript();
 
@@ -57,81 +41,37 @@ fn judge(system: &str, entry: Entry) {
     // with the decoded syndrome for the faults.
     let mut last = 0;
     for (k, expected) in EXPECTED.iter().enumerate() {
-        let at = lines
-            .iter()
-            .position(|l| l.text.contains(expected))
-            .unwrap_or_else(|| panic!("no `{expected}`\n{t}"));
+        let at = lines.iter().position(|l| l.text.contains(expected)).unwrap_or_else(|| panic!("no `{expected}`\n{t}"));
         assert!(at >= last, "attack {k} logged out of order\n{t}");
         last = at;
         let restart = format!("connectivity: policy restart: restart #{}", k + 1);
-        assert!(
-            lines[at..].iter().any(|l| l.text.contains(&restart)),
-            "no `{restart}`\n{t}"
-        );
+        assert!(lines[at..].iter().any(|l| l.text.contains(&restart)), "no `{restart}`\n{t}");
     }
-    assert_eq!(
-        count(&lines, "ESR 0x"),
-        ATTACKS - 1,
-        "each fault carries its decoded ESR\n{t}"
-    );
-    assert!(
-        count(&lines, "EC=0x24 data abort from the partition") >= 3,
-        "{t}"
-    );
+    assert_eq!(count(&lines, "ESR 0x"), ATTACKS - 1, "each fault carries its decoded ESR\n{t}");
+    assert!(count(&lines, "EC=0x24 data abort from the partition") >= 3, "{t}");
     assert!(count(&lines, "EC=0x17 SMC") == 1, "{t}");
-    assert!(
-        count(
-            &lines,
-            "EC=0x18 trapped system register or instruction: MSR/SYS S3_0_C1_C0_1"
-        ) == 1,
-        "{t}"
-    );
-    assert!(
-        count(&lines, "EC=0x20 instruction abort from the partition") == 1,
-        "{t}"
-    );
-    assert_eq!(
-        count(&lines, "NOT CONTAINED"),
-        0,
-        "an attack went through\n{t}"
-    );
+    assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR/SYS S3_0_C1_C0_1") == 1, "{t}");
+    assert!(count(&lines, "EC=0x20 instruction abort from the partition") == 1, "{t}");
+    assert_eq!(count(&lines, "NOT CONTAINED"), 0, "an attack went through\n{t}");
 
     // HM-002: restart is real: markers written before each fault are gone after it.
-    assert_eq!(
-        count(&lines, "connectivity: markers written"),
-        ATTACKS,
-        "{t}"
-    );
+    assert_eq!(count(&lines, "connectivity: markers written"), ATTACKS, "{t}");
     assert_eq!(count(&lines, "connectivity: ram check"), ATTACKS + 1, "{t}");
-    assert_eq!(
-        count(&lines, "(pristine)"),
-        ATTACKS + 1,
-        "a restart left state behind\n{t}"
-    );
-    assert_eq!(
-        count(&lines, "data=0x5eb7da7a bss=0x0 free=0x0 (pristine)"),
-        ATTACKS + 1,
-        "{t}"
-    );
+    assert_eq!(count(&lines, "(pristine)"), ATTACKS + 1, "a restart left state behind\n{t}");
+    assert_eq!(count(&lines, "data=0x5eb7da7a bss=0x0 free=0x0 (pristine)"), ATTACKS + 1, "{t}");
 
     // ISO-006: the critical monitor never noticed: one boot, no missing beat, no stall.
     assert_eq!(count(&lines, "critical-monitor: boot"), 1, "{t}");
     assert_eq!(count(&lines, "SAFE STATE"), 0, "{t}");
     let crit = beats(&lines, "critical-monitor");
-    assert!(
-        crit.windows(2).all(|w| w[1].n == w[0].n + 1),
-        "critical-monitor skipped a beat\n{t}"
-    );
+    assert!(crit.windows(2).all(|w| w[1].n == w[0].n + 1), "critical-monitor skipped a beat\n{t}");
     let gap = largest_gap(&crit);
     println!(
         "{system} ({entry:?}): {} critical-monitor beats across {ATTACKS} attacks; largest gap {gap} ticks ({:.2} periods)",
         crit.len(),
         gap as f64 / PERIOD_TICKS as f64
     );
-    assert!(
-        gap <= 2 * PERIOD_TICKS,
-        "critical-monitor stalled: gap {gap} ticks\n{t}"
-    );
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{t}");
 }
 
 /// ISO-002..ISO-006, HM-001, HM-002 entered at EL2.

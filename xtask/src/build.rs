@@ -15,9 +15,7 @@ pub const HYPERVISOR_TARGET: &str = "aarch64-unknown-none-softfloat";
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Where bare-metal builds go: apart from the host build, so a test running under
@@ -38,9 +36,7 @@ pub struct Artifacts {
 }
 
 pub fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -59,21 +55,11 @@ pub fn compile() -> Result<(), String> {
     crate::prereq::rust_targets()?;
     let target_dir = cross_target_dir();
     run(cargo()
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "septum-hypervisor",
-            "--target",
-            HYPERVISOR_TARGET,
-        ])
+        .args(["build", "--release", "--quiet", "-p", "septum-hypervisor", "--target", HYPERVISOR_TARGET])
         .arg("--target-dir")
         .arg(&target_dir))?;
     let mut c = cargo();
-    c.args(["build", "--release", "--quiet", "--target", GUEST_TARGET])
-        .arg("--target-dir")
-        .arg(&target_dir);
+    c.args(["build", "--release", "--quiet", "--target", GUEST_TARGET]).arg("--target-dir").arg(&target_dir);
     for g in system::GUESTS {
         c.args(["-p", g]);
     }
@@ -107,10 +93,7 @@ pub fn system(name: &str) -> Result<Artifacts, String> {
 }
 
 pub fn join_errors(errs: Vec<system::SystemError>) -> String {
-    errs.iter()
-        .map(|e| e.0.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+    errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n")
 }
 
 /// Writes bundle and hypervisor images for an already compiled tree.
@@ -129,24 +112,18 @@ pub fn pack(sys: &mut System) -> Result<Artifacts, String> {
             ImageSource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
                 let load = p.desc.image_ipa;
-                LoadImage {
-                    load,
-                    entry: load,
-                    bytes,
-                }
+                LoadImage { load, entry: load, bytes }
             }
         };
         sys.place_image(i, img.load, img.entry);
         images.push(img);
     }
-    sys.check(&|i| images.get(i).map(|img| img.bytes.len() as u64))
-        .map_err(|e| e.0)?;
+    sys.check(&|i| images.get(i).map(|img| img.bytes.len() as u64)).map_err(|e| e.0)?;
 
     let config = sys.encode();
     let mut dtbs = Vec::new();
     for p in &sys.partitions {
-        let dtb = crate::devicetree::generate(sys, p)
-            .map_err(|e| format!("device tree of {}: {e:?}", p.name))?;
+        let dtb = crate::devicetree::generate(sys, p).map_err(|e| format!("device tree of {}: {e:?}", p.name))?;
         std::fs::write(dir.join(format!("{}.dtb", p.name)), &dtb).map_err(|e| e.to_string())?;
         dtbs.push(dtb);
     }
@@ -167,21 +144,11 @@ pub fn pack(sys: &mut System) -> Result<Artifacts, String> {
     let elf = std::fs::read(&hv_elf).map_err(|e| format!("{}: {e}", hv_elf.display()))?;
     let img = image::from_elf(&elf)?;
     if img.load != sys.board.hypervisor_base || &img.bytes[56..60] != b"ARM\x64" {
-        return Err(format!(
-            "{}: not an arm64 Image linked at {:#x}",
-            hv_elf.display(),
-            sys.board.hypervisor_base
-        ));
+        return Err(format!("{}: not an arm64 Image linked at {:#x}", hv_elf.display(), sys.board.hypervisor_base));
     }
     let hypervisor_image = dir.join("septum.bin");
     std::fs::write(&hypervisor_image, &img.bytes).map_err(|e| e.to_string())?;
     let hypervisor_elf = dir.join("septum.elf");
     std::fs::write(&hypervisor_elf, &elf).map_err(|e| e.to_string())?;
-    Ok(Artifacts {
-        system: sys.clone(),
-        dir,
-        hypervisor_elf,
-        hypervisor_image,
-        bundle,
-    })
+    Ok(Artifacts { system: sys.clone(), dir, hypervisor_elf, hypervisor_image, bundle })
 }

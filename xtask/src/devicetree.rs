@@ -15,28 +15,16 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.property_u32("#address-cells", 2)?;
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_string_list("compatible", vec!["septum,partition".into()])?;
-    fdt.property_string(
-        "model",
-        &format!("Septum partition {} on {}", p.name, system.board.name),
-    )?;
+    fdt.property_string("model", &format!("Septum partition {} on {}", p.name, system.board.name))?;
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", &p.bootargs)?;
-    if let Some(uart) = p
-        .devices
-        .iter()
-        .find(|d| d.compatible.contains(&"arm,pl011"))
-    {
+    if let Some(uart) = p.devices.iter().find(|d| d.compatible.contains(&"arm,pl011")) {
         fdt.property_string("stdout-path", &format!("/pl011@{:x}", uart.base))?;
     }
     fdt.end_node(chosen)?;
 
-    for r in p
-        .desc
-        .regions()
-        .iter()
-        .filter(|r| r.kind() == Some(RegionKind::Ram))
-    {
+    for r in p.desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         let mem = fdt.begin_node(&format!("memory@{:x}", r.ipa))?;
         fdt.property_string("device_type", "memory")?;
         fdt.property_array_u64("reg", &[r.ipa, r.size])?;
@@ -57,10 +45,7 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.end_node(cpus)?;
 
     let psci = fdt.begin_node("psci")?;
-    fdt.property_string_list(
-        "compatible",
-        vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()],
-    )?;
+    fdt.property_string_list("compatible", vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
     fdt.property_string("method", "hvc")?;
     fdt.end_node(psci)?;
 
@@ -78,16 +63,9 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.end_node(clk)?;
 
     for d in &p.devices {
-        let node_name = d
-            .compatible
-            .first()
-            .and_then(|c| c.split(',').nth(1))
-            .unwrap_or(d.name);
+        let node_name = d.compatible.first().and_then(|c| c.split(',').nth(1)).unwrap_or(d.name);
         let node = fdt.begin_node(&format!("{node_name}@{:x}", d.base))?;
-        fdt.property_string_list(
-            "compatible",
-            d.compatible.iter().map(|s| s.to_string()).collect(),
-        )?;
+        fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
         fdt.property_array_u64("reg", &[d.base, d.size])?;
         if d.compatible.contains(&"arm,primecell") {
             fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;

@@ -34,9 +34,5 @@ pub fn from_elf(elf: &[u8]) -> Result<LoadImage, String> {
         let off = (addr - lo) as usize;
         bytes[off..off + data.len()].copy_from_slice(data);
     }
-    Ok(LoadImage {
-        load: lo,
-        entry: file.entry(),
-        bytes,
-    })
+    Ok(LoadImage { load: lo, entry: file.entry(), bytes })
 }

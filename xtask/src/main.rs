@@ -25,11 +25,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
-        Some("build") => {
-            build::system(&flag(&args, "--system").unwrap_or("qemu-virt".into())).map(|a| {
-                println!("built {} into {}", a.system.name, a.dir.display());
-            })
-        }
+        Some("build") => build::system(&flag(&args, "--system").unwrap_or("qemu-virt".into())).map(|a| {
+            println!("built {} into {}", a.system.name, a.dir.display());
+        }),
         Some("check") => check(&args[1..]),
         Some("help") | None => {
             print!("{HELP}");
@@ -47,10 +45,7 @@ fn main() -> ExitCode {
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 fn check(files: &[String]) -> Result<(), String> {
@@ -60,11 +55,7 @@ fn check(files: &[String]) -> Result<(), String> {
     let mut bad = 0;
     for f in files {
         match system::load(&build::system_path(f)) {
-            Ok(s) => println!(
-                "{f}: ok ({} partitions on {})",
-                s.partitions.len(),
-                s.board.name
-            ),
+            Ok(s) => println!("{f}: ok ({} partitions on {})", s.partitions.len(), s.board.name),
             Err(errs) => {
                 bad += 1;
                 for e in errs {
@@ -76,10 +67,7 @@ fn check(files: &[String]) -> Result<(), String> {
     if bad == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "{bad} of {} descriptions have problems",
-            files.len()
-        ))
+        Err(format!("{bad} of {} descriptions have problems", files.len()))
     }
 }
 
@@ -92,26 +80,12 @@ fn run(args: &[String]) -> Result<(), String> {
     } else {
         Entry::El2
     };
-    let default = if entry == Entry::El3 {
-        "qemu-virt-el3"
-    } else {
-        "qemu-virt"
-    };
+    let default = if entry == Entry::El3 { "qemu-virt-el3" } else { "qemu-virt" };
     let name = flag(args, "--system").unwrap_or(default.into());
     let seconds = flag(args, "--seconds").and_then(|s| s.parse::<u64>().ok());
     let art = build::system(&name)?;
-    println!(
-        "booting {} on QEMU ({entry:?} entry); Ctrl-C stops",
-        art.system.name
-    );
-    let mut m = Machine::launch(
-        &art,
-        &Launch {
-            entry,
-            echo: true,
-            ..Launch::default()
-        },
-    )?;
+    println!("booting {} on QEMU ({entry:?} entry); Ctrl-C stops", art.system.name);
+    let mut m = Machine::launch(&art, &Launch { entry, echo: true, ..Launch::default() })?;
     let limit = Duration::from_secs(seconds.unwrap_or(u64::MAX / 4));
     match m.wait_exit(limit) {
         Some(status) => println!("QEMU exited ({status})"),
@@ -127,13 +101,7 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     build::run(&mut c)
 }
 
-const HOST_CRATES: &[&str] = &[
-    "septum-abi",
-    "septum-core",
-    "septum-platform",
-    "septum-ipc-channel",
-    "xtask",
-];
+const HOST_CRATES: &[&str] = &["septum-abi", "septum-core", "septum-platform", "septum-ipc-channel", "xtask"];
 
 fn test() -> Result<(), String> {
     prereq::rust_targets()?;
@@ -156,15 +124,7 @@ fn test() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    let mut guests = vec![
-        "clippy",
-        "--quiet",
-        "--release",
-        "--target",
-        build::GUEST_TARGET,
-        "--target-dir",
-        &cross,
-    ];
+    let mut guests = vec!["clippy", "--quiet", "--release", "--target", build::GUEST_TARGET, "--target-dir", &cross];
     for g in system::GUESTS {
         guests.extend(["-p", g]);
     }
@@ -176,11 +136,5 @@ fn test() -> Result<(), String> {
     }
     cargo(&host)?;
     build::compile()?;
-    cargo(&[
-        "test",
-        "-p",
-        "septum-system-tests",
-        "--",
-        "--test-threads=1",
-    ])
+    cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])
 }

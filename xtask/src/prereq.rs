@@ -12,9 +12,7 @@ const BACKPORTS_LIST: &str = "/etc/apt/sources.list.d/septum-bookworm-backports.
 /// `rustup target add` for both bare-metal targets (RUSTUP_AUTO_INSTALL=0 on our machines).
 pub fn rust_targets() -> Result<(), String> {
     let targets = [crate::build::GUEST_TARGET, crate::build::HYPERVISOR_TARGET];
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
     if let Ok(out) = &installed {
         let list = String::from_utf8_lossy(&out.stdout);
         if targets.iter().all(|t| list.lines().any(|l| l.trim() == *t)) {
@@ -28,18 +26,12 @@ pub fn rust_targets() -> Result<(), String> {
         .current_dir(crate::build::root())
         .status()
         .map_err(|e| {
-            format!(
-                "cannot run rustup ({e}); install the targets with: rustup target add {}",
-                targets.join(" ")
-            )
+            format!("cannot run rustup ({e}); install the targets with: rustup target add {}", targets.join(" "))
         })?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "rustup target add failed; run: rustup target add {}",
-            targets.join(" ")
-        ))
+        Err(format!("rustup target add failed; run: rustup target add {}", targets.join(" ")))
     }
 }
 
@@ -52,10 +44,7 @@ pub fn qemu_major() -> Option<u32> {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 /// Makes sure QEMU >= 10 is there, installing it from bookworm-backports as root.
@@ -83,26 +72,14 @@ pub fn qemu() -> Result<(), String> {
     if !has_backports {
         std::fs::write(BACKPORTS_LIST, BACKPORTS).map_err(|e| format!("{BACKPORTS_LIST}: {e}"))?;
     }
-    let ok = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .status()
-        .is_ok_and(|s| s.success())
+    let ok = Command::new("apt-get").args(["update", "-qq"]).status().is_ok_and(|s| s.success())
         && Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "-t",
-                "bookworm-backports",
-                "qemu-system-arm",
-            ])
+            .args(["install", "-y", "-qq", "-t", "bookworm-backports", "qemu-system-arm"])
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success());
     match qemu_major() {
         Some(v) if ok && v >= QEMU_MAJOR => Ok(()),
-        _ => Err(format!(
-            "installing QEMU failed; the commands were:\n{commands}"
-        )),
+        _ => Err(format!("installing QEMU failed; the commands were:\n{commands}")),
     }
 }

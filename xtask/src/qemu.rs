@@ -75,25 +75,16 @@ pub struct Launch {
 
 impl Default for Launch {
     fn default() -> Self {
-        Self {
-            entry: Entry::El2,
-            echo: false,
-            icount: None,
-            bundle: None,
-        }
+        Self { entry: Entry::El2, echo: false, icount: None, bundle: None }
     }
 }
 
 impl Machine {
     pub fn launch(art: &Artifacts, opts: &Launch) -> Result<Machine, String> {
         let board = art.system.board;
-        let file = crate::build::root()
-            .join("qemu")
-            .join(format!("{}.toml", board.name));
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let mf: MachineFile =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let file = crate::build::root().join("qemu").join(format!("{}.toml", board.name));
+        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mf: MachineFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
         let mode = match opts.entry {
             Entry::El2 => &mf.el2,
             Entry::El3 => &mf.el3,
@@ -106,39 +97,17 @@ impl Machine {
         let bundle = opts.bundle.clone().unwrap_or_else(|| art.bundle.clone());
 
         let mut cmd = Command::new(&mf.binary);
-        cmd.args([
-            "-M",
-            &mode.machine,
-            "-cpu",
-            &mf.cpu,
-            "-smp",
-            &mf.smp.to_string(),
-            "-m",
-            &mf.memory,
-        ]);
-        cmd.args([
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-nodefaults",
-            "-no-reboot",
-        ]);
+        cmd.args(["-M", &mode.machine, "-cpu", &mf.cpu, "-smp", &mf.smp.to_string(), "-m", &mf.memory]);
+        cmd.args(["-display", "none", "-monitor", "none", "-nodefaults", "-no-reboot"]);
         if let Some(shift) = opts.icount {
             cmd.args(["-icount", &format!("shift={shift},align=off,sleep=off")]);
         }
         let mut consoles = vec![(HYPERVISOR.to_string(), dir.join("hv.sock"))];
-        cmd.arg("-chardev").arg(format!(
-            "socket,id=hv,path={},server=on,wait=on",
-            dir.join("hv.sock").display()
-        ));
+        cmd.arg("-chardev").arg(format!("socket,id=hv,path={},server=on,wait=on", dir.join("hv.sock").display()));
         cmd.args(["-semihosting-config", "enable=on,target=native,chardev=hv"]);
         for (i, uart) in mode.serials.iter().enumerate() {
             let sock = dir.join(format!("{uart}.sock"));
-            cmd.arg("-chardev").arg(format!(
-                "socket,id=s{i},path={},server=on,wait=on",
-                sock.display()
-            ));
+            cmd.arg("-chardev").arg(format!("socket,id=s{i},path={},server=on,wait=on", sock.display()));
             cmd.arg("-serial").arg(format!("chardev:s{i}"));
             let owner = art
                 .system
@@ -163,19 +132,10 @@ impl Machine {
             }
         }
         let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         std::fs::write(dir.join("command"), format!("{cmd:?}")).ok();
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", mf.binary))?;
-        let mut machine = Machine {
-            child,
-            dir,
-            lines: Arc::new(Mutex::new(Vec::new())),
-            started: Instant::now(),
-        };
+        let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", mf.binary))?;
+        let mut machine = Machine { child, dir, lines: Arc::new(Mutex::new(Vec::new())), started: Instant::now() };
         for (label, sock) in consoles {
             let stream = machine.connect(&sock)?;
             let lines = Arc::clone(&machine.lines);
@@ -194,10 +154,7 @@ impl Machine {
                 return Ok(s);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "QEMU exited ({status}) before its consoles opened:\n{}",
-                    self.stderr()
-                ));
+                return Err(format!("QEMU exited ({status}) before its consoles opened:\n{}", self.stderr()));
             }
             if Instant::now() > deadline {
                 return Err(format!("QEMU never opened {}", sock.display()));
@@ -216,23 +173,14 @@ impl Machine {
 
     /// Lines of one console.
     pub fn console(&self, name: &str) -> Vec<String> {
-        self.lines()
-            .into_iter()
-            .filter(|l| l.console == name)
-            .map(|l| l.text)
-            .collect()
+        self.lines().into_iter().filter(|l| l.console == name).map(|l| l.text).collect()
     }
 
     /// Every line, labelled, for a failure message.
     pub fn transcript(&self) -> String {
         let mut out = String::new();
         for l in self.lines() {
-            out.push_str(&format!(
-                "{:>8.3}s {:<18}| {}\n",
-                l.at.as_secs_f64(),
-                l.console,
-                l.text
-            ));
+            out.push_str(&format!("{:>8.3}s {:<18}| {}\n", l.at.as_secs_f64(), l.console, l.text));
         }
         let err = self.stderr();
         if !err.trim().is_empty() {
@@ -243,12 +191,7 @@ impl Machine {
 
     /// Waits until `done` holds for the lines so far; on timeout (or QEMU exiting) the
     /// error carries what was waited for and the whole transcript.
-    pub fn wait_for(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        done: impl Fn(&[Line]) -> bool,
-    ) -> Result<(), String> {
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Line]) -> bool) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
             if done(&self.lines()) {
@@ -261,13 +204,8 @@ impl Machine {
                 if done(&self.lines()) {
                     return Ok(());
                 }
-                let why = exited.map_or(format!("timed out after {timeout:?}"), |s| {
-                    format!("QEMU exited ({s})")
-                });
-                return Err(format!(
-                    "waiting for {what}: {why}\n--- transcript ---\n{}",
-                    self.transcript()
-                ));
+                let why = exited.map_or(format!("timed out after {timeout:?}"), |s| format!("QEMU exited ({s})"));
+                return Err(format!("waiting for {what}: {why}\n--- transcript ---\n{}", self.transcript()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -295,13 +233,7 @@ impl Drop for Machine {
     }
 }
 
-fn read_console(
-    stream: UnixStream,
-    label: String,
-    lines: Arc<Mutex<Vec<Line>>>,
-    started: Instant,
-    echo: bool,
-) {
+fn read_console(stream: UnixStream, label: String, lines: Arc<Mutex<Vec<Line>>>, started: Instant, echo: bool) {
     let mut reader = BufReader::new(stream);
     let mut buf = Vec::new();
     loop {
@@ -310,19 +242,13 @@ fn read_console(
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&buf)
-            .trim_end_matches(['\n', '\r'])
-            .to_string();
+        let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
         if echo {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{label:<18}| {text}");
         }
         if let Ok(mut l) = lines.lock() {
-            l.push(Line {
-                console: label.clone(),
-                text,
-                at: started.elapsed(),
-            });
+            l.push(Line { console: label.clone(), text, at: started.elapsed() });
         }
     }
 }

@@ -76,28 +76,19 @@ impl fmt::Display for BundleError {
             Self::TooShort => write!(f, "bundle shorter than its header"),
             Self::BadMagic => write!(f, "no bundle here (magic is not SEPTBNDL)"),
             Self::UnsupportedVersion { found } => {
-                write!(
-                    f,
-                    "bundle format version {found}, this hypervisor reads {BUNDLE_VERSION}"
-                )
+                write!(f, "bundle format version {found}, this hypervisor reads {BUNDLE_VERSION}")
             }
             Self::TooManyEntries { count } => {
                 write!(f, "bundle has {count} entries, at most {MAX_ENTRIES}")
             }
-            Self::BadLength {
-                total_len,
-                available,
-            } => {
+            Self::BadLength { total_len, available } => {
                 write!(f, "bundle says {total_len} bytes, {available} available")
             }
             Self::HeaderChecksum => write!(f, "bundle header checksum mismatch: corrupted"),
             Self::EntryOutOfBounds { entry } => {
                 write!(f, "bundle entry #{entry} points outside the bundle")
             }
-            Self::PayloadChecksum { entry } => write!(
-                f,
-                "bundle entry #{entry} payload checksum mismatch: corrupted"
-            ),
+            Self::PayloadChecksum { entry } => write!(f, "bundle entry #{entry} payload checksum mismatch: corrupted"),
             Self::Missing { kind, partition } => {
                 write!(f, "bundle has no {kind:?} for partition #{partition}")
             }
@@ -133,20 +124,14 @@ impl<'a> Bundle<'a> {
             return Err(BundleError::UnsupportedVersion { found: h.version });
         }
         if h.entry_count as usize > MAX_ENTRIES {
-            return Err(BundleError::TooManyEntries {
-                count: h.entry_count,
-            });
+            return Err(BundleError::TooManyEntries { count: h.entry_count });
         }
         if h.total_len > bytes.len() as u64 {
-            return Err(BundleError::BadLength {
-                total_len: h.total_len,
-                available: bytes.len() as u64,
-            });
+            return Err(BundleError::BadLength { total_len: h.total_len, available: bytes.len() as u64 });
         }
         let bytes = &bytes[..h.total_len as usize];
-        let (entries, _) =
-            <[BundleEntry]>::ref_from_prefix_with_elems(rest, h.entry_count as usize)
-                .map_err(|_| BundleError::TooShort)?;
+        let (entries, _) = <[BundleEntry]>::ref_from_prefix_with_elems(rest, h.entry_count as usize)
+            .map_err(|_| BundleError::TooShort)?;
         let table_end = size_of::<BundleHeader>() + entries.as_bytes().len();
         if header_checksum(&bytes[..table_end]) != h.crc32 {
             return Err(BundleError::HeaderChecksum);
@@ -166,9 +151,7 @@ impl<'a> Bundle<'a> {
             .entries
             .iter()
             .enumerate()
-            .find(|(_, e)| {
-                e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition)
-            })
+            .find(|(_, e)| e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition))
             .ok_or(BundleError::Missing { kind, partition })?;
         // Bounds were checked in `parse`.
         let data = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
@@ -182,9 +165,7 @@ impl<'a> Bundle<'a> {
     pub fn payload_len(&self, kind: EntryKind, partition: u32) -> Option<u64> {
         self.entries
             .iter()
-            .find(|e| {
-                e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition)
-            })
+            .find(|e| e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition))
             .map(|e| e.len)
     }
 
@@ -220,18 +201,10 @@ pub fn encode(items: &[(EntryKind, u32, &[u8])], out: &mut [u8]) -> Option<usize
     }
     let table_end = size_of::<BundleHeader>() + items.len() * size_of::<BundleEntry>();
     let mut offset = align_up(table_end as u64, PAYLOAD_ALIGN);
-    let mut entries = [BundleEntry {
-        kind: 0,
-        partition: 0,
-        offset: 0,
-        len: 0,
-        crc32: 0,
-        _reserved: 0,
-    }; MAX_ENTRIES];
+    let mut entries = [BundleEntry { kind: 0, partition: 0, offset: 0, len: 0, crc32: 0, _reserved: 0 }; MAX_ENTRIES];
     for (i, (kind, partition, data)) in items.iter().enumerate() {
         let end = offset.checked_add(data.len() as u64)?;
-        out.get_mut(offset as usize..end as usize)?
-            .copy_from_slice(data);
+        out.get_mut(offset as usize..end as usize)?.copy_from_slice(data);
         entries[i] = BundleEntry {
             kind: *kind as u32,
             partition: *partition,
@@ -250,10 +223,8 @@ pub fn encode(items: &[(EntryKind, u32, &[u8])], out: &mut [u8]) -> Option<usize
         crc32: 0,
         _reserved: 0,
     };
-    out.get_mut(..size_of::<BundleHeader>())?
-        .copy_from_slice(header.as_bytes());
-    out.get_mut(size_of::<BundleHeader>()..table_end)?
-        .copy_from_slice(entries[..items.len()].as_bytes());
+    out.get_mut(..size_of::<BundleHeader>())?.copy_from_slice(header.as_bytes());
+    out.get_mut(size_of::<BundleHeader>()..table_end)?.copy_from_slice(entries[..items.len()].as_bytes());
     let crc = header_checksum(&out[..table_end]);
     let at = core::mem::offset_of!(BundleHeader, crc32);
     out[at..at + 4].copy_from_slice(&crc.to_le_bytes());
@@ -270,11 +241,7 @@ mod tests {
 
     fn sample(out: &mut [u8]) -> usize {
         encode(
-            &[
-                (EntryKind::Config, 0, b"cfg"),
-                (EntryKind::Image, 0, b"image-zero"),
-                (EntryKind::Image, 1, b"one"),
-            ],
+            &[(EntryKind::Config, 0, b"cfg"), (EntryKind::Image, 0, b"image-zero"), (EntryKind::Image, 1, b"one")],
             out,
         )
         .unwrap()
@@ -290,10 +257,7 @@ mod tests {
         assert_eq!(b.payload(EntryKind::Config, 9).unwrap(), b"cfg");
         assert_eq!(
             b.payload(EntryKind::DeviceTree, 0),
-            Err(BundleError::Missing {
-                kind: EntryKind::DeviceTree,
-                partition: 0
-            })
+            Err(BundleError::Missing { kind: EntryKind::DeviceTree, partition: 0 })
         );
     }
 

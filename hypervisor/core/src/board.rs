@@ -58,10 +58,7 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
     for node in root.children() {
         let name = node.name;
         let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
-        let status = node
-            .property("status")
-            .and_then(|p| p.as_str())
-            .unwrap_or("okay");
+        let status = node.property("status").and_then(|p| p.as_str()).unwrap_or("okay");
         let enabled = status == "okay" || status == "ok";
         if is_memory {
             // Secure-only memory (status "disabled", secure-status "okay") is not ours.
@@ -98,10 +95,7 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
     }
 
     if let Some(cpus) = fdt.find_node("/cpus") {
-        for cpu in cpus
-            .children()
-            .filter(|c| c.name.split('@').next() == Some("cpu"))
-        {
+        for cpu in cpus.children().filter(|c| c.name.split('@').next() == Some("cpu")) {
             let Some(mpidr) = cpu.property("reg").and_then(|p| be_cells(p.value)) else {
                 continue;
             };
@@ -114,22 +108,15 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
         return Err(DtbError::NoCpus);
     }
 
-    facts.psci = fdt
-        .find_node("/psci")
-        .and_then(|n| n.property("method"))
-        .and_then(|p| p.as_str())
-        .and_then(|m| match m {
+    facts.psci =
+        fdt.find_node("/psci").and_then(|n| n.property("method")).and_then(|p| p.as_str()).and_then(|m| match m {
             "smc" => Some(Conduit::Smc),
             "hvc" => Some(Conduit::Hvc),
             _ => None,
         });
     if let Some(chosen) = fdt.find_node("/chosen") {
-        let start = chosen
-            .property("linux,initrd-start")
-            .and_then(|p| be_cells(p.value));
-        let end = chosen
-            .property("linux,initrd-end")
-            .and_then(|p| be_cells(p.value));
+        let start = chosen.property("linux,initrd-start").and_then(|p| be_cells(p.value));
+        let end = chosen.property("linux,initrd-end").and_then(|p| be_cells(p.value));
         if let (Some(s), Some(e)) = (start, end) {
             if e > s {
                 facts.initrd = Some(Range::new(s, e - s));
@@ -150,28 +137,12 @@ mod tests {
     #[test]
     fn reads_qemu_virt() {
         let f = read(VIRT_DTB).unwrap();
-        assert_eq!(
-            f.board.ram.iter().next(),
-            Some(Range::new(0x4000_0000, 0x4000_0000))
-        );
-        assert_eq!(
-            f.board.cpus.iter().collect::<std::vec::Vec<_>>(),
-            [0, 1, 2, 3]
-        );
+        assert_eq!(f.board.ram.iter().next(), Some(Range::new(0x4000_0000, 0x4000_0000)));
+        assert_eq!(f.board.cpus.iter().collect::<std::vec::Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(f.psci, Some(Conduit::Smc));
-        let uart1 = f
-            .board
-            .devices
-            .iter()
-            .find(|d| d.range.base == 0x0904_0000)
-            .unwrap();
+        let uart1 = f.board.devices.iter().find(|d| d.range.base == 0x0904_0000).unwrap();
         assert!(uart1.assignable);
-        let gicd = f
-            .board
-            .devices
-            .iter()
-            .find(|d| d.range.base == 0x0800_0000)
-            .unwrap();
+        let gicd = f.board.devices.iter().find(|d| d.range.base == 0x0800_0000).unwrap();
         assert!(!gicd.assignable, "the GIC stays with the hypervisor");
     }
 

@@ -14,10 +14,7 @@ pub struct LineBuffer {
 
 impl Default for LineBuffer {
     fn default() -> Self {
-        Self {
-            buf: [0; LINE_MAX],
-            len: 0,
-        }
+        Self { buf: [0; LINE_MAX], len: 0 }
     }
 }
 

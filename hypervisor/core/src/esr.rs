@@ -198,22 +198,11 @@ impl fmt::Debug for Esr {
 impl fmt::Display for Esr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let class = self.class();
-        write!(
-            f,
-            "ESR {:#010x} EC={:#04x} {}",
-            self.0,
-            self.ec(),
-            class.describe()
-        )?;
+        write!(f, "ESR {:#010x} EC={:#04x} {}", self.0, self.ec(), class.describe())?;
         match class {
             ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame => {
                 let da = self.data_abort();
-                write!(
-                    f,
-                    ": {}, {}",
-                    if da.write { "write" } else { "read" },
-                    da.status
-                )?;
+                write!(f, ": {}, {}", if da.write { "write" } else { "read" }, da.status)?;
                 if da.valid {
                     write!(f, ", {} bytes via x{}", da.size, da.reg)?;
                 }
@@ -262,10 +251,7 @@ impl SysRegAccess {
     }
     /// DC ISW / CSW / CISW (cache maintenance by set/way).
     pub fn is_set_way(&self) -> bool {
-        self.op0 == 1
-            && self.op1 == 0
-            && self.crn == 7
-            && matches!((self.crm, self.op2), (6, 2) | (10, 2) | (14, 2))
+        self.op0 == 1 && self.op1 == 0 && self.crn == 7 && matches!((self.crm, self.op2), (6, 2) | (10, 2) | (14, 2))
     }
 }
 
@@ -301,9 +287,7 @@ mod tests {
         assert_eq!(da.status, FaultStatus::Translation(3));
         let text = std::format!("{esr}");
         assert!(
-            text.contains(
-                "data abort from the partition: read, translation fault, level 3, 4 bytes via x1"
-            ),
+            text.contains("data abort from the partition: read, translation fault, level 3, 4 bytes via x1"),
             "{text}"
         );
     }

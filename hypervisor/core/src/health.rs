@@ -76,31 +76,20 @@ impl Health {
     /// Decides what follows a stop at time `now`.
     pub fn on_stop(&mut self, _cause: StopCause, now: u64) -> Decision {
         match self.policy {
-            FaultPolicy::Halt => Decision::Halt {
-                reason: HaltReason::Policy,
-            },
+            FaultPolicy::Halt => Decision::Halt { reason: HaltReason::Policy },
             FaultPolicy::SafeState => Decision::SafeState,
             FaultPolicy::Restart => {
                 let recent = self.recent(now);
                 if recent >= self.max {
                     return Decision::Halt {
-                        reason: HaltReason::RestartLimit {
-                            max: self.max,
-                            window_ms: self.window_ms,
-                        },
+                        reason: HaltReason::RestartLimit { max: self.max, window_ms: self.window_ms },
                     };
                 }
                 // Exponential back-off over the restarts still inside the window.
-                let delay_ticks = self
-                    .backoff_ticks
-                    .saturating_mul(1 << recent.min(20))
-                    .min(self.cap_ticks);
+                let delay_ticks = self.backoff_ticks.saturating_mul(1 << recent.min(20)).min(self.cap_ticks);
                 self.history[(self.restarts as usize) % HISTORY] = now;
                 self.restarts += 1;
-                Decision::Restart {
-                    delay_ticks,
-                    restart: self.restarts,
-                }
+                Decision::Restart { delay_ticks, restart: self.restarts }
             }
         }
     }
@@ -108,10 +97,7 @@ impl Health {
     /// Restarts whose time lies within the window before `now`.
     fn recent(&self, now: u64) -> u32 {
         let n = (self.restarts as usize).min(HISTORY);
-        self.history[..n]
-            .iter()
-            .filter(|&&t| now.saturating_sub(t) < self.window_ticks)
-            .count() as u32
+        self.history[..n].iter().filter(|&&t| now.saturating_sub(t) < self.window_ticks).count() as u32
     }
 }
 
@@ -134,71 +120,28 @@ mod tests {
     #[test]
     fn restart_backs_off_then_escalates_to_halt() {
         let mut h = Health::new(&desc(FaultPolicy::Restart, 3, 1000, 10), 1);
-        assert_eq!(
-            h.on_stop(StopCause::Fault, 100),
-            Decision::Restart {
-                delay_ticks: 10,
-                restart: 1
-            }
-        );
-        assert_eq!(
-            h.on_stop(StopCause::Fault, 200),
-            Decision::Restart {
-                delay_ticks: 20,
-                restart: 2
-            }
-        );
-        assert_eq!(
-            h.on_stop(StopCause::ResetRequest, 300),
-            Decision::Restart {
-                delay_ticks: 40,
-                restart: 3
-            }
-        );
+        assert_eq!(h.on_stop(StopCause::Fault, 100), Decision::Restart { delay_ticks: 10, restart: 1 });
+        assert_eq!(h.on_stop(StopCause::Fault, 200), Decision::Restart { delay_ticks: 20, restart: 2 });
+        assert_eq!(h.on_stop(StopCause::ResetRequest, 300), Decision::Restart { delay_ticks: 40, restart: 3 });
         assert_eq!(
             h.on_stop(StopCause::Fault, 400),
-            Decision::Halt {
-                reason: HaltReason::RestartLimit {
-                    max: 3,
-                    window_ms: 1000
-                }
-            }
+            Decision::Halt { reason: HaltReason::RestartLimit { max: 3, window_ms: 1000 } }
         );
     }
 
     #[test]
     fn old_restarts_leave_the_window() {
         let mut h = Health::new(&desc(FaultPolicy::Restart, 2, 100, 5), 1);
-        assert!(matches!(
-            h.on_stop(StopCause::Fault, 0),
-            Decision::Restart { .. }
-        ));
-        assert!(matches!(
-            h.on_stop(StopCause::Fault, 50),
-            Decision::Restart {
-                delay_ticks: 10,
-                ..
-            }
-        ));
+        assert!(matches!(h.on_stop(StopCause::Fault, 0), Decision::Restart { .. }));
+        assert!(matches!(h.on_stop(StopCause::Fault, 50), Decision::Restart { delay_ticks: 10, .. }));
         // Both earlier restarts are more than 100 ticks old by now.
-        assert_eq!(
-            h.on_stop(StopCause::Fault, 1000),
-            Decision::Restart {
-                delay_ticks: 5,
-                restart: 3
-            }
-        );
+        assert_eq!(h.on_stop(StopCause::Fault, 1000), Decision::Restart { delay_ticks: 5, restart: 3 });
     }
 
     #[test]
     fn halt_and_safe_state_policies() {
         let mut h = Health::new(&desc(FaultPolicy::Halt, 0, 0, 0), 1);
-        assert_eq!(
-            h.on_stop(StopCause::Fault, 1),
-            Decision::Halt {
-                reason: HaltReason::Policy
-            }
-        );
+        assert_eq!(h.on_stop(StopCause::Fault, 1), Decision::Halt { reason: HaltReason::Policy });
         let mut s = Health::new(&desc(FaultPolicy::SafeState, 0, 0, 0), 1);
         assert_eq!(s.on_stop(StopCause::OffRequest, 1), Decision::SafeState);
     }

@@ -19,10 +19,7 @@ pub enum Answer {
     /// Write x0..x3 and resume after the HVC.
     Return([u64; 4]),
     /// Append `bytes[..len]` to the partition's console line, then return SUCCESS.
-    ConsoleWrite {
-        bytes: [u8; abi::CONSOLE_WRITE_MAX],
-        len: usize,
-    },
+    ConsoleWrite { bytes: [u8; abi::CONSOLE_WRITE_MAX], len: usize },
     /// The calling vCPU turns itself off (PSCI CPU_OFF).
     CpuOff,
     /// The partition asked to be reset or switched off: its fault policy decides.
@@ -55,11 +52,7 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
         psci::VERSION => ret(psci::VERSION_1_1 as i64),
         psci::FEATURES => {
             let fid = args[0] as u32;
-            ret(if PSCI_SUPPORTED.contains(&fid) {
-                0
-            } else {
-                psci::NOT_SUPPORTED as i64
-            })
+            ret(if PSCI_SUPPORTED.contains(&fid) { 0 } else { psci::NOT_SUPPORTED as i64 })
         }
         // A power-down request may return at once as if woken (PSCI 1.1, 5.4.2).
         psci::CPU_SUSPEND_32 | psci::CPU_SUSPEND_64 => ret(psci::SUCCESS as i64),
@@ -93,11 +86,7 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
         smccc::VERSION => ret(smccc::VERSION_1_1 as i64),
         smccc::ARCH_FEATURES => {
             let fid = args[0] as u32;
-            ret(if fid == smccc::VERSION || fid == smccc::ARCH_FEATURES {
-                0
-            } else {
-                psci::NOT_SUPPORTED as i64
-            })
+            ret(if fid == smccc::VERSION || fid == smccc::ARCH_FEATURES { 0 } else { psci::NOT_SUPPORTED as i64 })
         }
         abi::CONSOLE_WRITE => {
             let len = args[0] as usize;
@@ -110,12 +99,7 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
             }
             Answer::ConsoleWrite { bytes, len }
         }
-        abi::PARTITION_STATUS => Answer::Return([
-            abi::SUCCESS,
-            caller.start as u64,
-            u64::from(caller.restarts),
-            0,
-        ]),
+        abi::PARTITION_STATUS => Answer::Return([abi::SUCCESS, caller.start as u64, u64::from(caller.restarts), 0]),
         _ => Answer::Return([abi::NOT_SUPPORTED, 0, 0, 0]),
     }
 }
@@ -124,58 +108,27 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
 mod tests {
     use super::*;
 
-    const CALLER: Caller = Caller {
-        vcpu: 0,
-        vcpu_count: 1,
-        start: StartCondition::NormalStart,
-        restarts: 0,
-    };
+    const CALLER: Caller = Caller { vcpu: 0, vcpu_count: 1, start: StartCondition::NormalStart, restarts: 0 };
 
     #[test]
     fn psci_version_features_and_reset() {
-        assert_eq!(
-            answer(psci::VERSION, [0; 7], &CALLER),
-            Answer::Return([0x10001, 0, 0, 0])
-        );
-        assert_eq!(
-            answer(
-                psci::FEATURES,
-                [psci::SYSTEM_RESET as u64, 0, 0, 0, 0, 0, 0],
-                &CALLER
-            ),
-            ret(0)
-        );
-        assert_eq!(
-            answer(psci::FEATURES, [0x8400_00FF, 0, 0, 0, 0, 0, 0], &CALLER),
-            ret(-1)
-        );
-        assert_eq!(
-            answer(psci::SYSTEM_RESET, [0; 7], &CALLER),
-            Answer::Stop(StopCause::ResetRequest)
-        );
-        assert_eq!(
-            answer(psci::SYSTEM_OFF, [0; 7], &CALLER),
-            Answer::Stop(StopCause::OffRequest)
-        );
+        assert_eq!(answer(psci::VERSION, [0; 7], &CALLER), Answer::Return([0x10001, 0, 0, 0]));
+        assert_eq!(answer(psci::FEATURES, [psci::SYSTEM_RESET as u64, 0, 0, 0, 0, 0, 0], &CALLER), ret(0));
+        assert_eq!(answer(psci::FEATURES, [0x8400_00FF, 0, 0, 0, 0, 0, 0], &CALLER), ret(-1));
+        assert_eq!(answer(psci::SYSTEM_RESET, [0; 7], &CALLER), Answer::Stop(StopCause::ResetRequest));
+        assert_eq!(answer(psci::SYSTEM_OFF, [0; 7], &CALLER), Answer::Stop(StopCause::OffRequest));
     }
 
     #[test]
     fn unknown_calls_are_not_supported() {
         for f in [0u32, 0x8400_0020, 0xC200_0000, 0xFFFF_FFFF] {
-            assert_eq!(
-                answer(f, [u64::MAX; 7], &CALLER),
-                Answer::Return([u64::MAX, 0, 0, 0])
-            );
+            assert_eq!(answer(f, [u64::MAX; 7], &CALLER), Answer::Return([u64::MAX, 0, 0, 0]));
         }
     }
 
     #[test]
     fn console_write_unpacks_bytes_and_bounds_length() {
-        let a = answer(
-            abi::CONSOLE_WRITE,
-            [3, u64::from_le_bytes(*b"hi!\0\0\0\0\0"), 0, 0, 0, 0, 0],
-            &CALLER,
-        );
+        let a = answer(abi::CONSOLE_WRITE, [3, u64::from_le_bytes(*b"hi!\0\0\0\0\0"), 0, 0, 0, 0, 0], &CALLER);
         match a {
             Answer::ConsoleWrite { bytes, len } => assert_eq!(&bytes[..len], b"hi!"),
             other => panic!("{other:?}"),
@@ -188,21 +141,9 @@ mod tests {
 
     #[test]
     fn cpu_on_never_reaches_beyond_the_partition() {
-        let two = Caller {
-            vcpu_count: 2,
-            ..CALLER
-        };
-        assert_eq!(
-            answer(psci::CPU_ON_64, [0, 0, 0, 0, 0, 0, 0], &two),
-            ret(psci::ALREADY_ON as i64)
-        );
-        assert_eq!(
-            answer(psci::CPU_ON_64, [1, 0, 0, 0, 0, 0, 0], &two),
-            ret(psci::DENIED as i64)
-        );
-        assert_eq!(
-            answer(psci::CPU_ON_64, [2, 0, 0, 0, 0, 0, 0], &two),
-            ret(psci::INVALID_PARAMETERS as i64)
-        );
+        let two = Caller { vcpu_count: 2, ..CALLER };
+        assert_eq!(answer(psci::CPU_ON_64, [0, 0, 0, 0, 0, 0, 0], &two), ret(psci::ALREADY_ON as i64));
+        assert_eq!(answer(psci::CPU_ON_64, [1, 0, 0, 0, 0, 0, 0], &two), ret(psci::DENIED as i64));
+        assert_eq!(answer(psci::CPU_ON_64, [2, 0, 0, 0, 0, 0, 0], &two), ret(psci::INVALID_PARAMETERS as i64));
     }
 }

@@ -46,22 +46,10 @@ pub struct Access {
 }
 
 impl Access {
-    pub const RW: Access = Access {
-        write: true,
-        exec: false,
-    };
-    pub const RWX: Access = Access {
-        write: true,
-        exec: true,
-    };
-    pub const RX: Access = Access {
-        write: false,
-        exec: true,
-    };
-    pub const RO: Access = Access {
-        write: false,
-        exec: false,
-    };
+    pub const RW: Access = Access { write: true, exec: false };
+    pub const RWX: Access = Access { write: true, exec: true };
+    pub const RX: Access = Access { write: false, exec: true };
+    pub const RO: Access = Access { write: false, exec: false };
 }
 
 /// One mapping request: `[va, va+size)` to `[pa, pa+size)`.
@@ -76,13 +64,7 @@ pub struct Mapping {
 
 impl Mapping {
     pub const fn new(va: u64, pa: u64, size: u64, mem: MemType, access: Access) -> Self {
-        Self {
-            va,
-            pa,
-            size,
-            mem,
-            access,
-        }
+        Self { va, pa, size, mem, access }
     }
 }
 
@@ -110,11 +92,7 @@ impl Regime {
                 // AP[2:1]: 0b01 read-write, 0b11 read-only (AP[1] is RES1 at EL2).
                 let ap: u64 = if access.write { 0b01 } else { 0b11 };
                 let sh = if mem == MemType::Normal { SH_INNER } else { 0 };
-                let xn = if access.exec && mem == MemType::Normal {
-                    0
-                } else {
-                    1 << 54
-                };
+                let xn = if access.exec && mem == MemType::Normal { 0 } else { 1 << 54 };
                 (attr_index << 2) | (ap << 6) | sh | AF | xn
             }
             Regime::Stage2 => {
@@ -127,11 +105,7 @@ impl Regime {
                 let s2ap: u64 = if access.write { 0b11 } else { 0b01 };
                 let sh = if mem == MemType::Normal { SH_INNER } else { 0 };
                 // XN[1:0] = 0b10: not executable at EL1 or EL0.
-                let xn = if access.exec && mem == MemType::Normal {
-                    0
-                } else {
-                    0b10 << 53
-                };
+                let xn = if access.exec && mem == MemType::Normal { 0 } else { 0b10 << 53 };
                 (memattr << 2) | (s2ap << 6) | sh | AF | xn
             }
         }
@@ -160,20 +134,12 @@ pub struct Arena<'a> {
 impl<'a> Arena<'a> {
     /// `base_pa` is the physical address of `tables[0]`.
     pub fn new(tables: &'a mut [Table], base_pa: u64) -> Self {
-        Self {
-            tables,
-            base_pa,
-            used: 0,
-        }
+        Self { tables, base_pa, used: 0 }
     }
 
     /// Continues with an arena of which the first `used` tables are already in use.
     pub fn resume(tables: &'a mut [Table], base_pa: u64, used: usize) -> Self {
-        Self {
-            tables,
-            base_pa,
-            used,
-        }
+        Self { tables, base_pa, used }
     }
 
     /// Tables handed out so far.
@@ -203,13 +169,7 @@ impl<'a> Arena<'a> {
     /// Maps `[va, va+size)` to `[pa, pa+size)` under the root table `root`, using
     /// the largest blocks alignment allows.
     pub fn map(&mut self, regime: Regime, root: usize, m: Mapping) -> Result<(), MapError> {
-        let Mapping {
-            va,
-            pa,
-            size,
-            mem,
-            access,
-        } = m;
+        let Mapping { va, pa, size, mem, access } = m;
         if !va.is_multiple_of(4096) || !pa.is_multiple_of(4096) || !size.is_multiple_of(4096) {
             return Err(MapError::Unaligned);
         }
@@ -228,31 +188,19 @@ impl<'a> Arena<'a> {
     }
 
     /// Maps the largest aligned chunk at `va`; returns its size.
-    fn map_one(
-        &mut self,
-        root: usize,
-        va: u64,
-        pa: u64,
-        remaining: u64,
-        attrs: u64,
-    ) -> Result<u64, MapError> {
+    fn map_one(&mut self, root: usize, va: u64, pa: u64, remaining: u64, attrs: u64) -> Result<u64, MapError> {
         let mut table = root;
         for level in 1..=3u32 {
             let shift = 12 + 9 * (3 - level);
             let block = 1u64 << shift;
             let index = ((va >> shift) & 0x1FF) as usize;
             let entry = self.tables[table].0[index];
-            let aligned =
-                va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
+            let aligned = va.is_multiple_of(block) && pa.is_multiple_of(block) && remaining >= block;
             if level == 3 || (aligned && level >= 1) {
                 if entry & VALID != 0 {
                     return Err(MapError::AlreadyMapped { addr: va });
                 }
-                let kind = if level == 3 {
-                    VALID | TABLE_OR_PAGE
-                } else {
-                    VALID
-                };
+                let kind = if level == 3 { VALID | TABLE_OR_PAGE } else { VALID };
                 self.tables[table].0[index] = (pa & ADDR_MASK) | attrs | kind;
                 return Ok(block);
             }
@@ -285,10 +233,7 @@ impl<'a> Arena<'a> {
             let is_leaf = level == 3 || entry & TABLE_OR_PAGE == 0;
             if is_leaf {
                 let offset = va & ((1 << shift) - 1);
-                return Some((
-                    (entry & ADDR_MASK & !((1 << shift) - 1)) + offset,
-                    entry & !ADDR_MASK,
-                ));
+                return Some(((entry & ADDR_MASK & !((1 << shift) - 1)) + offset, entry & !ADDR_MASK));
             }
             table = self.idx_of(entry & ADDR_MASK)?;
         }
@@ -298,11 +243,7 @@ impl<'a> Arena<'a> {
 
 /// Reads the access rights back out of a stage-2 leaf's attribute bits.
 pub fn stage2_access(attrs: u64) -> (MemType, Access) {
-    let mem = if (attrs >> 2) & 0xF == 0 {
-        MemType::Device
-    } else {
-        MemType::Normal
-    };
+    let mem = if (attrs >> 2) & 0xF == 0 { MemType::Device } else { MemType::Normal };
     let write = (attrs >> 6) & 0b11 == 0b11;
     let exec = (attrs >> 53) & 0b11 == 0;
     (mem, Access { write, exec })
@@ -321,24 +262,10 @@ mod tests {
         let mut arena = Arena::new(&mut tables, 0x8000_0000);
         let root = arena.alloc().unwrap();
         arena
-            .map(
-                Regime::Stage2,
-                root,
-                Mapping::new(
-                    0x4000_0000,
-                    0x5000_0000,
-                    16 * MB,
-                    MemType::Normal,
-                    Access::RWX,
-                ),
-            )
+            .map(Regime::Stage2, root, Mapping::new(0x4000_0000, 0x5000_0000, 16 * MB, MemType::Normal, Access::RWX))
             .unwrap();
         arena
-            .map(
-                Regime::Stage2,
-                root,
-                Mapping::new(0x0900_0000, 0x0900_0000, 4096, MemType::Device, Access::RW),
-            )
+            .map(Regime::Stage2, root, Mapping::new(0x0900_0000, 0x0900_0000, 4096, MemType::Device, Access::RW))
             .unwrap();
         // 16 MiB at 2 MiB alignment: 8 level-2 blocks under one level-2 table; the
         // page needs a level-2 and a level-3 table: root + 3.
@@ -360,40 +287,18 @@ mod tests {
         let mut arena = Arena::new(&mut tables, 0);
         let root = arena.alloc().unwrap();
         arena
-            .map(
-                Regime::Stage2,
-                root,
-                Mapping::new(
-                    0x4000_0000,
-                    0x4000_0000,
-                    2 * MB,
-                    MemType::Normal,
-                    Access::RW,
-                ),
-            )
+            .map(Regime::Stage2, root, Mapping::new(0x4000_0000, 0x4000_0000, 2 * MB, MemType::Normal, Access::RW))
             .unwrap();
         assert_eq!(
-            arena.map(
-                Regime::Stage2,
-                root,
-                Mapping::new(0x4010_0000, 0x1000_0000, 4096, MemType::Normal, Access::RW)
-            ),
+            arena.map(Regime::Stage2, root, Mapping::new(0x4010_0000, 0x1000_0000, 4096, MemType::Normal, Access::RW)),
             Err(MapError::AlreadyMapped { addr: 0x4010_0000 })
         );
         assert_eq!(
-            arena.map(
-                Regime::Stage2,
-                root,
-                Mapping::new(0x123, 0, 4096, MemType::Normal, Access::RW)
-            ),
+            arena.map(Regime::Stage2, root, Mapping::new(0x123, 0, 4096, MemType::Normal, Access::RW)),
             Err(MapError::Unaligned)
         );
         assert_eq!(
-            arena.map(
-                Regime::Stage2,
-                root,
-                Mapping::new(1 << 39, 0, 4096, MemType::Normal, Access::RW)
-            ),
+            arena.map(Regime::Stage2, root, Mapping::new(1 << 39, 0, 4096, MemType::Normal, Access::RW)),
             Err(MapError::OutOfRange)
         );
     }
@@ -404,11 +309,7 @@ mod tests {
         let mut arena = Arena::new(&mut tables, 0);
         let root = arena.alloc().unwrap();
         assert_eq!(
-            arena.map(
-                Regime::Stage2,
-                root,
-                Mapping::new(0x1000, 0x1000, 4096, MemType::Normal, Access::RW)
-            ),
+            arena.map(Regime::Stage2, root, Mapping::new(0x1000, 0x1000, 4096, MemType::Normal, Access::RW)),
             Err(MapError::OutOfTables)
         );
     }
@@ -422,10 +323,6 @@ mod tests {
         assert_ne!(rw & (1 << 54), 0);
         let dev = Regime::El2Stage1.leaf_attrs(MemType::Device, Access::RWX);
         assert_ne!(dev & (1 << 54), 0, "device memory is never executable");
-        assert_eq!(
-            (dev >> 2) & 0b111,
-            0,
-            "device memory uses MAIR index 0, Device-nGnRnE"
-        );
+        assert_eq!((dev >> 2) & 0b111, 0, "device memory uses MAIR index 0, Device-nGnRnE");
     }
 }

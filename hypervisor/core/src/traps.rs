@@ -33,12 +33,7 @@ pub enum Exit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Violation {
     /// A load or store to an IPA its stage 2 does not map (or maps read-only).
-    Stage2DataAbort {
-        ipa: u64,
-        va: u64,
-        write: bool,
-        esr: Esr,
-    },
+    Stage2DataAbort { ipa: u64, va: u64, write: bool, esr: Esr },
     /// An instruction fetch its stage 2 does not allow.
     Stage2InstructionAbort { ipa: u64, va: u64, esr: Esr },
     /// SMC: partitions have no path to the secure monitor.
@@ -92,18 +87,11 @@ pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
 pub fn classify(t: &TrapInfo) -> Exit {
     let esr = Esr(t.esr);
     match esr.class() {
-        ExceptionClass::Hvc64 if esr.imm16() == 0 => Exit::Hypercall {
-            function: t.x[0] as u32,
-            args: [t.x[1], t.x[2], t.x[3], t.x[4], t.x[5], t.x[6], t.x[7]],
-        },
-        ExceptionClass::Hvc64 => Exit::Violation(Violation::HvcImmediate {
-            imm: esr.imm16(),
-            esr,
-        }),
-        ExceptionClass::Smc64 => Exit::Violation(Violation::Smc {
-            function: t.x[0] as u32,
-            esr,
-        }),
+        ExceptionClass::Hvc64 if esr.imm16() == 0 => {
+            Exit::Hypercall { function: t.x[0] as u32, args: [t.x[1], t.x[2], t.x[3], t.x[4], t.x[5], t.x[6], t.x[7]] }
+        }
+        ExceptionClass::Hvc64 => Exit::Violation(Violation::HvcImmediate { imm: esr.imm16(), esr }),
+        ExceptionClass::Smc64 => Exit::Violation(Violation::Smc { function: t.x[0] as u32, esr }),
         ExceptionClass::DataAbortLower => {
             let da = esr.data_abort();
             Exit::Violation(Violation::Stage2DataAbort {
@@ -114,11 +102,7 @@ pub fn classify(t: &TrapInfo) -> Exit {
             })
         }
         ExceptionClass::InstructionAbortLower => {
-            Exit::Violation(Violation::Stage2InstructionAbort {
-                ipa: fault_ipa(t.hpfar, t.far),
-                va: t.far,
-                esr,
-            })
+            Exit::Violation(Violation::Stage2InstructionAbort { ipa: fault_ipa(t.hpfar, t.far), va: t.far, esr })
         }
         ExceptionClass::SysReg64 => {
             let access = SysRegAccess::decode(esr);
@@ -157,44 +141,21 @@ mod tests {
 
     #[test]
     fn hvc_zero_is_a_call_and_smc_is_forbidden() {
-        let mut t = TrapInfo {
-            esr: (0x16 << 26) | (1 << 25),
-            ..Default::default()
-        };
+        let mut t = TrapInfo { esr: (0x16 << 26) | (1 << 25), ..Default::default() };
         t.x[0] = 0x8400_0009;
         t.x[1] = 7;
-        assert_eq!(
-            classify(&t),
-            Exit::Hypercall {
-                function: 0x8400_0009,
-                args: [7, 0, 0, 0, 0, 0, 0]
-            }
-        );
+        assert_eq!(classify(&t), Exit::Hypercall { function: 0x8400_0009, args: [7, 0, 0, 0, 0, 0, 0] });
         t.esr |= 5;
-        assert!(matches!(
-            classify(&t),
-            Exit::Violation(Violation::HvcImmediate { imm: 5, .. })
-        ));
+        assert!(matches!(classify(&t), Exit::Violation(Violation::HvcImmediate { imm: 5, .. })));
         t.esr = (0x17 << 26) | (1 << 25);
-        assert!(matches!(
-            classify(&t),
-            Exit::Violation(Violation::Smc {
-                function: 0x8400_0009,
-                ..
-            })
-        ));
+        assert!(matches!(classify(&t), Exit::Violation(Violation::Smc { function: 0x8400_0009, .. })));
     }
 
     #[test]
     fn every_exception_class_has_an_answer() {
         for ec in 0..64u64 {
             for iss in [0u64, 0x1FF_FFFF, 0x0AA_AAAA] {
-                let _ = classify(&TrapInfo {
-                    esr: (ec << 26) | iss,
-                    far: u64::MAX,
-                    hpfar: u64::MAX,
-                    x: [u64::MAX; 8],
-                });
+                let _ = classify(&TrapInfo { esr: (ec << 26) | iss, far: u64::MAX, hpfar: u64::MAX, x: [u64::MAX; 8] });
             }
         }
     }

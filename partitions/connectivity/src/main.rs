@@ -34,18 +34,14 @@ fn partition_main(mut boot: Boot) -> ! {
         DATA_MARKER.load(Ordering::Relaxed),
         BSS_MARKER.load(Ordering::Relaxed),
         free,
-        if DATA_MARKER.load(Ordering::Relaxed) == DATA_PRISTINE
-            && BSS_MARKER.load(Ordering::Relaxed) == 0
-            && free == 0
+        if DATA_MARKER.load(Ordering::Relaxed) == DATA_PRISTINE && BSS_MARKER.load(Ordering::Relaxed) == 0 && free == 0
         {
             "pristine"
         } else {
             "NOT pristine"
         }
     );
-    let attack = boot
-        .arg("attacks")
-        .and_then(|list| list.split(',').nth(boot.restarts as usize));
+    let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
     let mut next = counter() + ticks;
@@ -53,11 +49,7 @@ fn partition_main(mut boot: Boot) -> ! {
     loop {
         wait_until(next);
         n += 1;
-        let _ = writeln!(
-            boot.console,
-            "connectivity: heartbeat n={n} cntvct={}",
-            counter()
-        );
+        let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={}", counter());
         next += ticks;
         if let Some(name) = attack.filter(|_| n == attack_after) {
             DATA_MARKER.store(MARKER, Ordering::Relaxed);
@@ -66,10 +58,7 @@ fn partition_main(mut boot: Boot) -> ! {
             unsafe { core::ptr::write_volatile(free_word, MARKER) };
             let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
             run_attack(name, victim);
-            let _ = writeln!(
-                boot.console,
-                "connectivity: attack {name} returned: NOT CONTAINED"
-            );
+            let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }
     }
 }
@@ -83,9 +72,7 @@ fn run_attack(name: &str, victim: u64) {
             core::ptr::read_volatile(victim as *const u64);
         },
         // SAFETY: a write to UART0's data register, a device we do not own.
-        "write-uart0" => unsafe {
-            core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!'))
-        },
+        "write-uart0" => unsafe { core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!')) },
         // SAFETY: a read of the GIC distributor, which the hypervisor keeps.
         "gic" => unsafe {
             core::ptr::read_volatile(0x0800_0000 as *const u32);

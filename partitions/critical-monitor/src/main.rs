@@ -18,16 +18,21 @@ fn partition_main(mut boot: Boot) -> ! {
         boot.restarts,
         counter_hz()
     );
+    // Test hook: `fault_after=N` makes the monitor itself fault after N beats, to show
+    // the system's safe state.
+    let fault_after = boot.arg_u64("fault_after");
     let mut next = counter() + ticks;
     let mut n: u64 = 0;
     loop {
         wait_until(next);
         n += 1;
-        let _ = writeln!(
-            boot.console,
-            "critical-monitor: heartbeat n={n} cntvct={}",
-            counter()
-        );
+        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={}", counter());
         next += ticks;
+        if fault_after == Some(n) {
+            let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
+            // SAFETY: a deliberate read outside our RAM (IPA 0x1000_0000 is unmapped);
+            // the hypervisor stops it.
+            unsafe { core::ptr::read_volatile(0x1000_0000 as *const u64) };
+        }
     }
 }

@@ -55,9 +55,7 @@ pub struct Boot {
 impl Boot {
     /// The value of `key=value` in the boot arguments.
     pub fn arg(&self, key: &str) -> Option<&'static str> {
-        self.bootargs
-            .split_whitespace()
-            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        self.bootargs.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     }
 
     pub fn arg_u64(&self, key: &str) -> Option<u64> {
@@ -78,10 +76,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         core::slice::from_raw_parts(dtb as *const u8, size.min(64 * 1024) as usize)
     };
     let fdt = fdt::Fdt::new(blob).ok();
-    let uart = fdt
-        .as_ref()
-        .and_then(|f| f.find_compatible(&["arm,pl011"]))
-        .and_then(|n| n.reg()?.next());
+    let uart = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,pl011"])).and_then(|n| n.reg()?.next());
     let console = match uart {
         // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
         Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
@@ -97,22 +92,14 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         .as_ref()
         .and_then(|f| f.find_node("/memory"))
         .and_then(|m| m.reg()?.next())
-        .map_or((0, 0), |r| {
-            (r.starting_address as u64, r.size.unwrap_or(0) as u64)
-        });
+        .map_or((0, 0), |r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
     let [status, cond, restarts, _] = hvc(hc::PARTITION_STATUS, [0; 7]);
     let start = if status == hc::SUCCESS {
         StartCondition::from_u64(cond).unwrap_or(StartCondition::NormalStart)
     } else {
         StartCondition::NormalStart
     };
-    let boot = Boot {
-        console,
-        bootargs,
-        ram,
-        start,
-        restarts,
-    };
+    let boot = Boot { console, bootargs, ram, start, restarts };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }

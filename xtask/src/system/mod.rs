@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use septum_abi::config::{
-    self, flags, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where,
-    DTB_MAX,
+    self, flags, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where, DTB_MAX,
 };
 use septum_platform::catalog::{self, Board};
 use serde::Deserialize;
@@ -174,19 +173,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn line(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
     }
     fn err(&mut self, offset: usize, msg: impl std::fmt::Display) {
         let line = self.line(offset);
-        self.errors
-            .push(format!("{}:{line}: {msg}", self.path.display()));
+        self.errors.push(format!("{}:{line}: {msg}", self.path.display()));
     }
     fn err_line(&mut self, line: usize, msg: impl std::fmt::Display) {
-        self.errors
-            .push(format!("{}:{line}: {msg}", self.path.display()));
+        self.errors.push(format!("{}:{line}: {msg}", self.path.display()));
     }
 }
 
@@ -236,32 +230,19 @@ pub fn load(path: &Path) -> Result<System, Vec<SystemError>> {
 }
 
 pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
-    let mut cx = Ctx {
-        path,
-        text,
-        errors: Vec::new(),
-    };
+    let mut cx = Ctx { path, text, errors: Vec::new() };
     let raw: RawSystem = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
             let line = e.span().map_or(1, |s| cx.line(s.start));
             let msg = e.message().to_string();
-            return Err(vec![SystemError(format!(
-                "{}:{line}: {msg}",
-                path.display()
-            ))]);
+            return Err(vec![SystemError(format!("{}:{line}: {msg}", path.display()))]);
         }
     };
     let board_name = raw.board.get_ref();
     let Some(board) = catalog::board(board_name) else {
         let known: Vec<_> = catalog::BOARDS.iter().map(|b| b.name).collect();
-        cx.err(
-            raw.board.span().start,
-            format!(
-                "unknown board \"{board_name}\"; known boards: {}",
-                known.join(", ")
-            ),
-        );
+        cx.err(raw.board.span().start, format!("unknown board \"{board_name}\"; known boards: {}", known.join(", ")));
         return Err(cx.errors.into_iter().map(SystemError).collect());
     };
     let (parts_span, raw_parts) = match raw.partition {
@@ -269,10 +250,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         None => (text.len(), Vec::new()),
     };
     if raw_parts.is_empty() {
-        cx.err(
-            parts_span,
-            "no [partition.<name>] tables: a system needs at least one partition",
-        );
+        cx.err(parts_span, "no [partition.<name>] tables: a system needs at least one partition");
     }
     let mut partitions = Vec::new();
     let mut device_owner: BTreeMap<&str, (String, usize)> = BTreeMap::new();
@@ -281,15 +259,10 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         let line = text.find(&header).map_or_else(|| cx.line(rp.image.span().start), |at| cx.line(at));
         let mut desc = PartitionDesc::new_zeroed();
         match septum_abi::name_field::<{ config::NAME_LEN }>(&name) {
-            Some(n) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => {
-                desc.name = n
-            }
+            Some(n) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => desc.name = n,
             _ => cx.err_line(
                 line,
-                format!(
-                    "partition name \"{name}\" must be 1..{} printable characters",
-                    config::NAME_LEN - 1
-                ),
+                format!("partition name \"{name}\" must be 1..{} printable characters", config::NAME_LEN - 1),
             ),
         }
         desc.vmid = i as u32 + 1;
@@ -299,20 +272,14 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         // CPUs, by board CPU number.
         let mut cpu_lines = Vec::new();
         if rp.cpus.get_ref().is_empty() {
-            cx.err(
-                rp.cpus.span().start,
-                format!("{name}: cpus is empty; give at least one CPU"),
-            );
+            cx.err(rp.cpus.span().start, format!("{name}: cpus is empty; give at least one CPU"));
         }
         for (v, cpu) in rp.cpus.get_ref().iter().enumerate() {
             let n = *cpu.get_ref();
             cpu_lines.push(cx.line(cpu.span().start));
             match board.cpus.get(n as usize) {
                 Some(&mpidr) if v < config::MAX_VCPUS => desc.vcpu_mpidr[v] = mpidr,
-                Some(_) => cx.err(
-                    cpu.span().start,
-                    format!("{name}: more than {} CPUs", config::MAX_VCPUS),
-                ),
+                Some(_) => cx.err(cpu.span().start, format!("{name}: more than {} CPUs", config::MAX_VCPUS)),
                 None => cx.err(
                     cpu.span().start,
                     format!(
@@ -338,10 +305,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 Size::Text(t) => parse_size(t),
             };
             let Some(size) = size else {
-                cx.err(
-                    ram_at,
-                    format!("{name}: ram size is not a size (write e.g. \"16M\" or 0x100_0000)"),
-                );
+                cx.err(ram_at, format!("{name}: ram size is not a size (write e.g. \"16M\" or 0x100_0000)"));
                 continue;
             };
             regions.push(MemRegion {
@@ -360,11 +324,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 let known: Vec<_> = board.devices.iter().map(|d| d.name).collect();
                 cx.err(
                     dev.span().start,
-                    format!(
-                        "{name}: device \"{dname}\" is not on {} (it has {})",
-                        board.name,
-                        known.join(", ")
-                    ),
+                    format!("{name}: device \"{dname}\" is not on {} (it has {})", board.name, known.join(", ")),
                 );
                 continue;
             };
@@ -389,13 +349,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             devices.push(info);
         }
         if regions.len() > config::MAX_REGIONS {
-            cx.err_line(
-                line,
-                format!(
-                    "{name}: more than {} memory and device regions",
-                    config::MAX_REGIONS
-                ),
-            );
+            cx.err_line(line, format!("{name}: more than {} memory and device regions", config::MAX_REGIONS));
             regions.truncate(config::MAX_REGIONS);
         }
         desc.region_count = regions.len() as u32;
@@ -475,9 +429,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         return Err(cx.errors.into_iter().map(SystemError).collect());
     }
     let system = System {
-        name: path
-            .file_stem()
-            .map_or("system".into(), |s| s.to_string_lossy().into_owned()),
+        name: path.file_stem().map_or("system".into(), |s| s.to_string_lossy().into_owned()),
         path: path.to_path_buf(),
         board,
         partitions,
@@ -521,16 +473,9 @@ impl System {
         let pname = |i: usize| p(i).map_or("?".to_string(), |p| p.name.clone());
         let rname = |i: usize, r: usize| -> String {
             let Some(part) = p(i) else { return "?".into() };
-            let rams = part
-                .desc
-                .regions()
-                .iter()
-                .filter(|x| x.kind() == Some(RegionKind::Ram))
-                .count();
+            let rams = part.desc.regions().iter().filter(|x| x.kind() == Some(RegionKind::Ram)).count();
             let reg = part.desc.regions.get(r).copied();
-            let range = reg
-                .map(|x| format!("{:#x}..{:#x}", x.pa, x.pa.saturating_add(x.size)))
-                .unwrap_or_default();
+            let range = reg.map(|x| format!("{:#x}..{:#x}", x.pa, x.pa.saturating_add(x.size))).unwrap_or_default();
             if r < rams {
                 format!("ram of {} ({range})", part.name)
             } else {
@@ -553,11 +498,21 @@ impl System {
                 rname(other_partition, other_region)
             ),
             ConfigError::UnalignedRegion { partition, region } => {
-                write!(msg, "{} is not 4 KiB aligned (base, ipa and size must be multiples of 0x1000)", rname(partition, region))
+                write!(
+                    msg,
+                    "{} is not 4 KiB aligned (base, ipa and size must be multiples of 0x1000)",
+                    rname(partition, region)
+                )
             }
             ConfigError::RamOutsideBoard { partition, region, .. } => {
                 let board_ram: Vec<_> = self.board.ram.iter().map(|r| r.to_string()).collect();
-                write!(msg, "{} is outside the RAM of {} ({})", rname(partition, region), self.board.name, board_ram.join(", "))
+                write!(
+                    msg,
+                    "{} is outside the RAM of {} ({})",
+                    rname(partition, region),
+                    self.board.name,
+                    board_ram.join(", ")
+                )
             }
             ConfigError::OverlapsReserved { partition, region, reserved, .. } => write!(
                 msg,
@@ -570,7 +525,12 @@ impl System {
                 if other == partition {
                     write!(msg, "{}: CPU {n} is listed twice", pname(partition))
                 } else {
-                    write!(msg, "{}: CPU {n} is already given to {}; a CPU belongs to one partition", pname(partition), pname(other))
+                    write!(
+                        msg,
+                        "{}: CPU {n} is already given to {}; a CPU belongs to one partition",
+                        pname(partition),
+                        pname(other)
+                    )
                 }
             }
             ConfigError::SafeStateNotCritical { partition } => {
@@ -580,7 +540,9 @@ impl System {
                     pname(partition)
                 )
             }
-            ConfigError::ImageOutsideRam { partition } => write!(msg, "{}: its image does not fit in its first RAM region", pname(partition)),
+            ConfigError::ImageOutsideRam { partition } => {
+                write!(msg, "{}: its image does not fit in its first RAM region", pname(partition))
+            }
             ConfigError::DtbOutsideRam { partition } => write!(
                 msg,
                 "{}: its first RAM region is too small for image and device tree ({} KiB at the top)",
@@ -600,25 +562,19 @@ impl System {
         SystemError(format!("{file}:{line}: {msg}"))
     }
 
-
     /// The line a validator finding is about.
     fn line_of(&self, e: ConfigError) -> usize {
         let p = |i: usize| self.partitions.get(i);
         match e.location() {
             Where::Header => 1,
             Where::Partition(i) => p(i).map_or(1, |p| p.line),
-            Where::Region(i, r) => p(i)
-                .and_then(|p| p.region_lines.get(r).copied())
-                .unwrap_or(1),
+            Where::Region(i, r) => p(i).and_then(|p| p.region_lines.get(r).copied()).unwrap_or(1),
             Where::Vcpu(i, v) => p(i).and_then(|p| p.cpu_lines.get(v).copied()).unwrap_or(1),
         }
     }
 
     fn board_cpu(&self, partition: usize, vcpu: usize) -> String {
-        let mpidr = self
-            .partitions
-            .get(partition)
-            .and_then(|p| p.desc.vcpu_mpidr.get(vcpu).copied());
+        let mpidr = self.partitions.get(partition).and_then(|p| p.desc.vcpu_mpidr.get(vcpu).copied());
         match mpidr.and_then(|m| self.board.cpus.iter().position(|&c| c == m)) {
             Some(n) => n.to_string(),
             None => format!("{mpidr:#x?}"),

@@ -183,11 +183,9 @@ impl PartitionDesc {
         let Some(end) = ipa.checked_add(len) else {
             return false;
         };
-        self.regions().iter().any(|r| {
-            r.kind() == Some(RegionKind::Ram)
-                && r.ipa <= ipa
-                && r.ipa_end().is_some_and(|e| end <= e)
-        })
+        self.regions()
+            .iter()
+            .any(|r| r.kind() == Some(RegionKind::Ram) && r.ipa <= ipa && r.ipa_end().is_some_and(|e| end <= e))
     }
     /// Translate an IPA inside one of this partition's RAM regions to its PA.
     pub fn ram_ipa_to_pa(&self, ipa: u64) -> Option<u64> {
@@ -236,10 +234,7 @@ pub struct List<T: Copy, const N: usize> {
 
 impl<T: Copy, const N: usize> Default for List<T, N> {
     fn default() -> Self {
-        Self {
-            items: [None; N],
-            len: 0,
-        }
+        Self { items: [None; N], len: 0 }
     }
 }
 
@@ -295,134 +290,39 @@ pub enum Where {
 /// Everything [`Config::parse`] can refuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    TooShort {
-        len: usize,
-    },
+    TooShort { len: usize },
     BadMagic,
-    UnsupportedVersion {
-        found: u32,
-    },
-    LengthMismatch {
-        header: u32,
-        actual: usize,
-    },
-    ChecksumMismatch {
-        stored: u32,
-        computed: u32,
-    },
-    WrongBoard {
-        found: u32,
-        expected: u32,
-    },
-    PartitionCount {
-        count: u32,
-    },
-    BadName {
-        partition: usize,
-    },
-    DuplicateName {
-        partition: usize,
-        other: usize,
-    },
-    BadVmid {
-        partition: usize,
-    },
-    DuplicateVmid {
-        partition: usize,
-        other: usize,
-    },
-    BadPolicy {
-        partition: usize,
-    },
-    SafeStateNotCritical {
-        partition: usize,
-    },
-    BadRestartLimits {
-        partition: usize,
-    },
-    VcpuCount {
-        partition: usize,
-        count: u32,
-    },
-    CpuNotOnBoard {
-        partition: usize,
-        vcpu: usize,
-        mpidr: u64,
-    },
-    CpuGivenTwice {
-        partition: usize,
-        vcpu: usize,
-        mpidr: u64,
-        other: usize,
-    },
-    RegionCount {
-        partition: usize,
-        count: u32,
-    },
-    IrqCount {
-        partition: usize,
-        count: u32,
-    },
-    BadRegionKind {
-        partition: usize,
-        region: usize,
-    },
-    EmptyRegion {
-        partition: usize,
-        region: usize,
-    },
-    UnalignedRegion {
-        partition: usize,
-        region: usize,
-    },
-    RegionWraps {
-        partition: usize,
-        region: usize,
-    },
-    NoRam {
-        partition: usize,
-    },
-    RamOutsideBoard {
-        partition: usize,
-        region: usize,
-        range: Range,
-    },
-    DeviceNotOnBoard {
-        partition: usize,
-        region: usize,
-        range: Range,
-    },
-    DeviceNotAssignable {
-        partition: usize,
-        region: usize,
-        range: Range,
-    },
-    OverlapsReserved {
-        partition: usize,
-        region: usize,
-        range: Range,
-        reserved: Range,
-    },
-    PhysicalOverlap {
-        partition: usize,
-        region: usize,
-        other_partition: usize,
-        other_region: usize,
-    },
-    IpaOverlap {
-        partition: usize,
-        region: usize,
-        other_region: usize,
-    },
-    ImageOutsideRam {
-        partition: usize,
-    },
-    EntryOutsideRam {
-        partition: usize,
-    },
-    DtbOutsideRam {
-        partition: usize,
-    },
+    UnsupportedVersion { found: u32 },
+    LengthMismatch { header: u32, actual: usize },
+    ChecksumMismatch { stored: u32, computed: u32 },
+    WrongBoard { found: u32, expected: u32 },
+    PartitionCount { count: u32 },
+    BadName { partition: usize },
+    DuplicateName { partition: usize, other: usize },
+    BadVmid { partition: usize },
+    DuplicateVmid { partition: usize, other: usize },
+    BadPolicy { partition: usize },
+    SafeStateNotCritical { partition: usize },
+    BadRestartLimits { partition: usize },
+    VcpuCount { partition: usize, count: u32 },
+    CpuNotOnBoard { partition: usize, vcpu: usize, mpidr: u64 },
+    CpuGivenTwice { partition: usize, vcpu: usize, mpidr: u64, other: usize },
+    RegionCount { partition: usize, count: u32 },
+    IrqCount { partition: usize, count: u32 },
+    BadRegionKind { partition: usize, region: usize },
+    EmptyRegion { partition: usize, region: usize },
+    UnalignedRegion { partition: usize, region: usize },
+    RegionWraps { partition: usize, region: usize },
+    NoRam { partition: usize },
+    RamOutsideBoard { partition: usize, region: usize, range: Range },
+    DeviceNotOnBoard { partition: usize, region: usize, range: Range },
+    DeviceNotAssignable { partition: usize, region: usize, range: Range },
+    OverlapsReserved { partition: usize, region: usize, range: Range, reserved: Range },
+    PhysicalOverlap { partition: usize, region: usize, other_partition: usize, other_region: usize },
+    IpaOverlap { partition: usize, region: usize, other_region: usize },
+    ImageOutsideRam { partition: usize },
+    EntryOutsideRam { partition: usize },
+    DtbOutsideRam { partition: usize },
 }
 
 impl ConfigError {
@@ -437,34 +337,19 @@ impl ConfigError {
             | ChecksumMismatch { .. }
             | WrongBoard { .. }
             | PartitionCount { .. } => Where::Header,
-            CpuNotOnBoard {
-                partition, vcpu, ..
+            CpuNotOnBoard { partition, vcpu, .. } | CpuGivenTwice { partition, vcpu, .. } => {
+                Where::Vcpu(partition, vcpu)
             }
-            | CpuGivenTwice {
-                partition, vcpu, ..
-            } => Where::Vcpu(partition, vcpu),
             BadRegionKind { partition, region }
             | EmptyRegion { partition, region }
             | UnalignedRegion { partition, region }
             | RegionWraps { partition, region }
-            | RamOutsideBoard {
-                partition, region, ..
-            }
-            | DeviceNotOnBoard {
-                partition, region, ..
-            }
-            | DeviceNotAssignable {
-                partition, region, ..
-            }
-            | OverlapsReserved {
-                partition, region, ..
-            }
-            | PhysicalOverlap {
-                partition, region, ..
-            }
-            | IpaOverlap {
-                partition, region, ..
-            } => Where::Region(partition, region),
+            | RamOutsideBoard { partition, region, .. }
+            | DeviceNotOnBoard { partition, region, .. }
+            | DeviceNotAssignable { partition, region, .. }
+            | OverlapsReserved { partition, region, .. }
+            | PhysicalOverlap { partition, region, .. }
+            | IpaOverlap { partition, region, .. } => Where::Region(partition, region),
             BadName { partition }
             | DuplicateName { partition, .. }
             | BadVmid { partition }
@@ -620,97 +505,56 @@ impl<'a> Config<'a> {
         board: &BoardFacts,
         image_len: &dyn Fn(usize) -> Option<u64>,
     ) -> Result<Self, ConfigError> {
-        let (header, rest) = ConfigHeader::ref_from_prefix(bytes)
-            .map_err(|_| ConfigError::TooShort { len: bytes.len() })?;
+        let (header, rest) =
+            ConfigHeader::ref_from_prefix(bytes).map_err(|_| ConfigError::TooShort { len: bytes.len() })?;
         if header.magic != CONFIG_MAGIC {
             return Err(ConfigError::BadMagic);
         }
         if header.version != CONFIG_VERSION {
-            return Err(ConfigError::UnsupportedVersion {
-                found: header.version,
-            });
+            return Err(ConfigError::UnsupportedVersion { found: header.version });
         }
         if header.total_len as usize != bytes.len() {
-            return Err(ConfigError::LengthMismatch {
-                header: header.total_len,
-                actual: bytes.len(),
-            });
+            return Err(ConfigError::LengthMismatch { header: header.total_len, actual: bytes.len() });
         }
         let computed = checksum(bytes);
         if computed != header.crc32 {
-            return Err(ConfigError::ChecksumMismatch {
-                stored: header.crc32,
-                computed,
-            });
+            return Err(ConfigError::ChecksumMismatch { stored: header.crc32, computed });
         }
         if header.board != expected_board as u32 {
-            return Err(ConfigError::WrongBoard {
-                found: header.board,
-                expected: expected_board as u32,
-            });
+            return Err(ConfigError::WrongBoard { found: header.board, expected: expected_board as u32 });
         }
         let count = header.partition_count;
         if count == 0 || count as usize > MAX_PARTITIONS {
             return Err(ConfigError::PartitionCount { count });
         }
         let partitions = <[PartitionDesc]>::ref_from_bytes_with_elems(rest, count as usize)
-            .map_err(|_| ConfigError::LengthMismatch {
-                header: header.total_len,
-                actual: bytes.len(),
-            })?;
+            .map_err(|_| ConfigError::LengthMismatch { header: header.total_len, actual: bytes.len() })?;
         let config = Config { header, partitions };
         config.check(board, image_len)?;
         Ok(config)
     }
 
-    fn check(
-        &self,
-        board: &BoardFacts,
-        image_len: &dyn Fn(usize) -> Option<u64>,
-    ) -> Result<(), ConfigError> {
+    fn check(&self, board: &BoardFacts, image_len: &dyn Fn(usize) -> Option<u64>) -> Result<(), ConfigError> {
         use ConfigError::*;
         for (i, p) in self.partitions.iter().enumerate() {
             check_partition_fields(i, p)?;
             for (j, q) in self.partitions[..i].iter().enumerate() {
                 if q.name() == p.name() {
-                    return Err(DuplicateName {
-                        partition: i,
-                        other: j,
-                    });
+                    return Err(DuplicateName { partition: i, other: j });
                 }
                 if q.vmid == p.vmid {
-                    return Err(DuplicateVmid {
-                        partition: i,
-                        other: j,
-                    });
+                    return Err(DuplicateVmid { partition: i, other: j });
                 }
             }
             for (v, &mpidr) in p.vcpus().iter().enumerate() {
                 if !board.cpus.iter().any(|c| c == mpidr) {
-                    return Err(CpuNotOnBoard {
-                        partition: i,
-                        vcpu: v,
-                        mpidr,
-                    });
+                    return Err(CpuNotOnBoard { partition: i, vcpu: v, mpidr });
                 }
                 if p.vcpus()[..v].contains(&mpidr) {
-                    return Err(CpuGivenTwice {
-                        partition: i,
-                        vcpu: v,
-                        mpidr,
-                        other: i,
-                    });
+                    return Err(CpuGivenTwice { partition: i, vcpu: v, mpidr, other: i });
                 }
-                if let Some(other) = self.partitions[..i]
-                    .iter()
-                    .position(|q| q.vcpus().contains(&mpidr))
-                {
-                    return Err(CpuGivenTwice {
-                        partition: i,
-                        vcpu: v,
-                        mpidr,
-                        other,
-                    });
+                if let Some(other) = self.partitions[..i].iter().position(|q| q.vcpus().contains(&mpidr)) {
+                    return Err(CpuGivenTwice { partition: i, vcpu: v, mpidr, other });
                 }
             }
             for (r, region) in p.regions().iter().enumerate() {
@@ -719,19 +563,13 @@ impl<'a> Config<'a> {
                     let a = Range::new(region.ipa, region.size);
                     let b = Range::new(earlier.ipa, earlier.size);
                     if a.overlaps(&b) {
-                        return Err(IpaOverlap {
-                            partition: i,
-                            region: r,
-                            other_region: s,
-                        });
+                        return Err(IpaOverlap { partition: i, region: r, other_region: s });
                     }
                 }
                 for (j, q) in self.partitions[..=i].iter().enumerate() {
                     let limit = if j == i { r } else { q.regions().len() };
                     for (s, other) in q.regions()[..limit].iter().enumerate() {
-                        if Range::new(region.pa, region.size)
-                            .overlaps(&Range::new(other.pa, other.size))
-                        {
+                        if Range::new(region.pa, region.size).overlaps(&Range::new(other.pa, other.size)) {
                             return Err(PhysicalOverlap {
                                 partition: i,
                                 region: r,
@@ -742,11 +580,7 @@ impl<'a> Config<'a> {
                     }
                 }
             }
-            if !p
-                .regions()
-                .iter()
-                .any(|r| r.kind() == Some(RegionKind::Ram))
-            {
+            if !p.regions().iter().any(|r| r.kind() == Some(RegionKind::Ram)) {
                 return Err(NoRam { partition: i });
             }
             let len = image_len(i).unwrap_or(1);
@@ -788,103 +622,54 @@ fn check_partition_fields(i: usize, p: &PartitionDesc) -> Result<(), ConfigError
     }
     match p.policy() {
         None => return Err(BadPolicy { partition: i }),
-        Some(FaultPolicy::SafeState) if !p.is_critical() => {
-            return Err(SafeStateNotCritical { partition: i })
-        }
+        Some(FaultPolicy::SafeState) if !p.is_critical() => return Err(SafeStateNotCritical { partition: i }),
         Some(FaultPolicy::Restart) if p.restart_max == 0 || p.restart_window_ms == 0 => {
             return Err(BadRestartLimits { partition: i })
         }
         Some(_) => {}
     }
     if p.vcpu_count == 0 || p.vcpu_count as usize > MAX_VCPUS {
-        return Err(VcpuCount {
-            partition: i,
-            count: p.vcpu_count,
-        });
+        return Err(VcpuCount { partition: i, count: p.vcpu_count });
     }
     if p.region_count as usize > MAX_REGIONS {
-        return Err(RegionCount {
-            partition: i,
-            count: p.region_count,
-        });
+        return Err(RegionCount { partition: i, count: p.region_count });
     }
     if p.irq_count as usize > MAX_IRQS {
-        return Err(IrqCount {
-            partition: i,
-            count: p.irq_count,
-        });
+        return Err(IrqCount { partition: i, count: p.irq_count });
     }
     Ok(())
 }
 
-fn check_region(
-    i: usize,
-    r: usize,
-    region: &MemRegion,
-    board: &BoardFacts,
-) -> Result<(), ConfigError> {
+fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> Result<(), ConfigError> {
     use ConfigError::*;
     let Some(kind) = region.kind() else {
-        return Err(BadRegionKind {
-            partition: i,
-            region: r,
-        });
+        return Err(BadRegionKind { partition: i, region: r });
     };
     if region.size == 0 {
-        return Err(EmptyRegion {
-            partition: i,
-            region: r,
-        });
+        return Err(EmptyRegion { partition: i, region: r });
     }
     if !region.pa.is_multiple_of(PAGE_SIZE)
         || !region.ipa.is_multiple_of(PAGE_SIZE)
         || !region.size.is_multiple_of(PAGE_SIZE)
     {
-        return Err(UnalignedRegion {
-            partition: i,
-            region: r,
-        });
+        return Err(UnalignedRegion { partition: i, region: r });
     }
     if region.pa_end().is_none() || region.ipa_end().is_none() {
-        return Err(RegionWraps {
-            partition: i,
-            region: r,
-        });
+        return Err(RegionWraps { partition: i, region: r });
     }
     let range = Range::new(region.pa, region.size);
     match kind {
         RegionKind::Ram => {
             if !board.ram.iter().any(|ram| ram.contains(&range)) {
-                return Err(RamOutsideBoard {
-                    partition: i,
-                    region: r,
-                    range,
-                });
+                return Err(RamOutsideBoard { partition: i, region: r, range });
             }
             if let Some(reserved) = board.reserved.iter().find(|res| res.overlaps(&range)) {
-                return Err(OverlapsReserved {
-                    partition: i,
-                    region: r,
-                    range,
-                    reserved,
-                });
+                return Err(OverlapsReserved { partition: i, region: r, range, reserved });
             }
         }
         RegionKind::Device => match board.devices.iter().find(|d| d.range.contains(&range)) {
-            None => {
-                return Err(DeviceNotOnBoard {
-                    partition: i,
-                    region: r,
-                    range,
-                })
-            }
-            Some(d) if !d.assignable => {
-                return Err(DeviceNotAssignable {
-                    partition: i,
-                    region: r,
-                    range,
-                })
-            }
+            None => return Err(DeviceNotOnBoard { partition: i, region: r, range }),
+            Some(d) if !d.assignable => return Err(DeviceNotAssignable { partition: i, region: r, range }),
             Some(_) => {}
         },
     }

@@ -10,18 +10,9 @@ fn board() -> BoardFacts {
     for c in 0..4 {
         b.cpus.push(c);
     }
-    b.devices.push(BoardDevice {
-        range: Range::new(0x0900_0000, 0x1000),
-        assignable: true,
-    });
-    b.devices.push(BoardDevice {
-        range: Range::new(0x0904_0000, 0x1000),
-        assignable: true,
-    });
-    b.devices.push(BoardDevice {
-        range: Range::new(0x0800_0000, 0x10000),
-        assignable: false,
-    });
+    b.devices.push(BoardDevice { range: Range::new(0x0900_0000, 0x1000), assignable: true });
+    b.devices.push(BoardDevice { range: Range::new(0x0904_0000, 0x1000), assignable: true });
+    b.devices.push(BoardDevice { range: Range::new(0x0800_0000, 0x10000), assignable: false });
     b.reserved.push(Range::new(0x4000_0000, 64 * MB));
     b
 }
@@ -36,20 +27,8 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
     p.vcpu_count = 1;
     p.vcpu_mpidr[0] = cpu;
     p.region_count = 2;
-    p.regions[0] = MemRegion {
-        pa,
-        ipa: 0x4000_0000,
-        size: 16 * MB,
-        kind: RegionKind::Ram as u32,
-        _reserved: 0,
-    };
-    p.regions[1] = MemRegion {
-        pa: uart,
-        ipa: uart,
-        size: 0x1000,
-        kind: RegionKind::Device as u32,
-        _reserved: 0,
-    };
+    p.regions[0] = MemRegion { pa, ipa: 0x4000_0000, size: 16 * MB, kind: RegionKind::Ram as u32, _reserved: 0 };
+    p.regions[1] = MemRegion { pa: uart, ipa: uart, size: 0x1000, kind: RegionKind::Device as u32, _reserved: 0 };
     p.image_ipa = 0x4000_0000;
     p.entry_ipa = 0x4000_0000;
     p.dtb_ipa = 0x4000_0000 + 15 * MB;
@@ -57,10 +36,7 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
 }
 
 fn two() -> [PartitionDesc; 2] {
-    [
-        partition("critical", 1, 0, 0x5000_0000, 0x0900_0000),
-        partition("conn", 2, 1, 0x6000_0000, 0x0904_0000),
-    ]
+    [partition("critical", 1, 0, 0x5000_0000, 0x0900_0000), partition("conn", 2, 1, 0x6000_0000, 0x0904_0000)]
 }
 
 fn check(parts: &[PartitionDesc]) -> Result<(), ConfigError> {
@@ -77,10 +53,7 @@ fn a_good_configuration_round_trips() {
     let cfg = Config::parse(&buf[..n], BoardId::QemuVirt, &board(), &|_| Some(4096)).unwrap();
     assert_eq!(cfg.partitions.len(), 2);
     assert_eq!(cfg.partitions[1].name(), "conn");
-    assert_eq!(
-        cfg.partitions[1].ram_ipa_to_pa(0x4000_1000),
-        Some(0x6000_1000)
-    );
+    assert_eq!(cfg.partitions[1].ram_ipa_to_pa(0x4000_1000), Some(0x6000_1000));
 }
 
 /// CFG-002: every single-bit corruption of a configuration is refused.
@@ -115,107 +88,59 @@ fn truncated_and_foreign_configurations_are_refused() {
 fn overlapping_ram_is_refused() {
     let mut p = two();
     p[1].regions[0].pa = 0x5000_0000 + 8 * MB;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::PhysicalOverlap {
-            partition: 1,
-            region: 0,
-            other_partition: 0,
-            ..
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { partition: 1, region: 0, other_partition: 0, .. })));
 }
 
 #[test]
 fn unaligned_region_is_refused() {
     let mut p = two();
     p[0].regions[0].size = 16 * MB + 12;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::UnalignedRegion {
-            partition: 0,
-            region: 0
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::UnalignedRegion { partition: 0, region: 0 })));
 }
 
 #[test]
 fn cpu_given_twice_is_refused() {
     let mut p = two();
     p[1].vcpu_mpidr[0] = 0;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::CpuGivenTwice {
-            partition: 1,
-            mpidr: 0,
-            other: 0,
-            ..
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::CpuGivenTwice { partition: 1, mpidr: 0, other: 0, .. })));
 }
 
 #[test]
 fn device_given_twice_is_refused() {
     let mut p = two();
     p[1].regions[1].pa = 0x0900_0000;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::PhysicalOverlap {
-            partition: 1,
-            region: 1,
-            ..
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { partition: 1, region: 1, .. })));
 }
 
 #[test]
 fn memory_outside_the_board_is_refused() {
     let mut p = two();
     p[1].regions[0].pa = 0x8000_0000;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::RamOutsideBoard { partition: 1, .. })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::RamOutsideBoard { partition: 1, .. })));
 }
 
 #[test]
 fn hypervisor_memory_and_kept_devices_are_refused() {
     let mut p = two();
     p[1].regions[0].pa = 0x4100_0000;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::OverlapsReserved { .. })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::OverlapsReserved { .. })));
     let mut p = two();
     p[1].regions[1].pa = 0x0800_0000;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::DeviceNotAssignable { .. })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::DeviceNotAssignable { .. })));
 }
 
 #[test]
 fn cpu_not_on_board_is_refused() {
     let mut p = two();
     p[1].vcpu_mpidr[0] = 7;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::CpuNotOnBoard {
-            partition: 1,
-            mpidr: 7,
-            ..
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::CpuNotOnBoard { partition: 1, mpidr: 7, .. })));
 }
 
 #[test]
 fn safe_state_needs_a_critical_partition() {
     let mut p = two();
     p[1].policy = FaultPolicy::SafeState as u32;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::SafeStateNotCritical { partition: 1 })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::SafeStateNotCritical { partition: 1 })));
     p[1].flags = flags::CRITICAL;
     assert!(check(&p).is_ok());
 }
@@ -227,30 +152,15 @@ fn entry_and_dtb_must_be_in_ram() {
     assert!(check(&p).is_err());
     let mut p = two();
     p[0].dtb_ipa = 0x4000_0000 + 16 * MB - 4096;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::DtbOutsideRam { partition: 0 })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::DtbOutsideRam { partition: 0 })));
 }
 
 #[test]
 fn duplicate_names_and_vmids_are_refused() {
     let mut p = two();
     p[1].name = p[0].name;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::DuplicateName {
-            partition: 1,
-            other: 0
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::DuplicateName { partition: 1, other: 0 })));
     let mut p = two();
     p[1].vmid = 1;
-    assert!(matches!(
-        check(&p),
-        Err(ConfigError::DuplicateVmid {
-            partition: 1,
-            other: 0
-        })
-    ));
+    assert!(matches!(check(&p), Err(ConfigError::DuplicateVmid { partition: 1, other: 0 })));
 }
