@@ -12,8 +12,9 @@ use zerocopy::FromBytes;
 /// Heartbeat period in the test systems, in generic-timer ticks (62.5 MHz, 20 ms).
 const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
 
-/// BOOT-001, BOOT-002, PART-001: both partitions boot at EL2 and heartbeat 200 times;
-/// the critical monitor's largest gap stays within twice its period.
+/// BOOT-001, BOOT-004, ISO-006, LOG-001: both partitions boot at EL2 and heartbeat 200
+/// times, each on its own console; the critical monitor's largest gap stays within twice
+/// its period.
 #[test]
 fn both_partitions_boot_and_heartbeat_200_times() {
     let art = artifacts("qemu-virt");
@@ -37,7 +38,7 @@ fn both_partitions_boot_and_heartbeat_200_times() {
     assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{}", m.transcript());
 }
 
-/// BOOT-003: entered at EL1 the hypervisor refuses, says why, and starts nothing.
+/// BOOT-002: entered at EL1 the hypervisor refuses, says why, and starts nothing.
 #[test]
 fn entry_at_el1_is_refused() {
     let art = artifacts("qemu-virt");

@@ -261,7 +261,7 @@ mod tests {
         );
     }
 
-    /// BOOT-004: any corrupted byte is refused at parse or at payload access.
+    /// BOOT-003: any corrupted byte is refused at parse or at payload access.
     #[test]
     fn every_corrupted_byte_is_detected() {
         let mut buf = [0u8; 512];

@@ -134,6 +134,7 @@ mod tests {
     /// dumped with `dumpdtb=` and two `-serial`s.
     const VIRT_DTB: &[u8] = include_bytes!("../tests/qemu-virt.dtb");
 
+    /// BOOT-005: RAM, CPUs, devices and the PSCI conduit come from the board's DTB.
     #[test]
     fn reads_qemu_virt() {
         let f = read(VIRT_DTB).unwrap();

@@ -56,6 +56,7 @@ mod tests {
     use super::*;
     use std::{string::String, vec::Vec};
 
+    /// LOG-001: a partition cannot forge or erase hypervisor log lines.
     #[test]
     fn assembles_lines_and_neutralises_control_characters() {
         let mut lb = LineBuffer::default();

@@ -256,6 +256,7 @@ mod tests {
 
     const MB: u64 = 1 << 20;
 
+    /// ISO-001: a stage 2 maps exactly what it was given, with the given rights.
     #[test]
     fn maps_blocks_and_pages_and_translates() {
         let mut tables = vec![Table::EMPTY; 8];
@@ -314,6 +315,7 @@ mod tests {
         );
     }
 
+    /// BOOT-001: hypervisor text read-only and executable, data never executable.
     #[test]
     fn el2_stage1_text_is_read_only_executable_and_data_never_executable() {
         let rx = Regime::El2Stage1.leaf_attrs(MemType::Normal, Access::RX);
