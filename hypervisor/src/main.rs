@@ -172,7 +172,9 @@ fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
         stop(format_args!("boot bundle address {base:#x} is not in RAM"));
     };
-    let available = (ram.end() - base).min(BUNDLE_MAX);
+    // Bounded by the initrd the bootloader reported, else by the RAM it lies in.
+    let limit = facts.initrd.map_or(BUNDLE_MAX, |r| r.size.min(BUNDLE_MAX));
+    let available = (ram.end() - base).min(limit);
     // SAFETY: `[base, base+available)` is RAM; the bundle is never mapped to a partition
     // (its range joins the reserved ranges the configuration is checked against).
     let head = unsafe { physmem::slice(base, available as usize) };

@@ -6,10 +6,10 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
-use septum_abi::config::{Config, PartitionDesc, RegionKind, MAX_PARTITIONS};
+use septum_abi::config::{Config, PartitionDesc, RegionKind, DTB_MAX, MAX_PARTITIONS};
 use septum_abi::hypercall::{StartCondition, SUCCESS};
 use septum_core::board::Conduit;
-use septum_core::console::LineBuffer;
+use septum_core::console::{Admit, LineBuffer, RateLimit};
 use septum_core::health::{Decision, HaltReason, Health, StopCause};
 use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
@@ -54,6 +54,7 @@ struct Runtime {
 struct State {
     health: Health,
     console: LineBuffer,
+    limit: RateLimit,
     start: StartCondition,
 }
 
@@ -73,6 +74,8 @@ static SLOT_PARTITION: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NONE)
 pub enum LoadError {
     Bundle(septum_abi::bundle::BundleError),
     Stage2(septum_core::pagetable::MapError),
+    /// The image or device tree does not fit where the configuration puts it.
+    TooLarge(&'static str),
 }
 
 impl core::fmt::Display for LoadError {
@@ -80,6 +83,7 @@ impl core::fmt::Display for LoadError {
         match self {
             LoadError::Bundle(e) => write!(f, "{e}"),
             LoadError::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
+            LoadError::TooLarge(what) => write!(f, "its {what} does not fit where the configuration puts it"),
         }
     }
 }
@@ -94,7 +98,7 @@ pub fn init(
     let mut parts: [Option<Runtime>; MAX_PARTITIONS] = [const { None }; MAX_PARTITIONS];
     for (i, desc) in config.partitions.iter().enumerate() {
         let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
-        load(desc, i, &bundle).map_err(|e| (i, LoadError::Bundle(e)))?;
+        load(desc, i, &bundle).map_err(|e| (i, e))?;
         parts[i] = Some(Runtime {
             desc,
             index: i,
@@ -102,6 +106,7 @@ pub fn init(
             state: Mutex::new(State {
                 health: Health::new(desc, ticks_per_ms),
                 console: LineBuffer::default(),
+                limit: RateLimit::new(cpu::counter_hz(), cpu::counter()),
                 start: StartCondition::NormalStart,
             }),
         });
@@ -111,20 +116,24 @@ pub fn init(
 
 /// Zeroes the partition's RAM and copies in its image and device tree from the bundle
 /// (CRC-checked on every load), then cleans them to the point of coherency.
-fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), septum_abi::bundle::BundleError> {
-    let image = bundle.payload(EntryKind::Image, index as u32)?;
-    let dtb = bundle.payload(EntryKind::DeviceTree, index as u32)?;
+fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), LoadError> {
+    let image = bundle.payload(EntryKind::Image, index as u32).map_err(LoadError::Bundle)?;
+    let dtb = bundle.payload(EntryKind::DeviceTree, index as u32).map_err(LoadError::Bundle)?;
     for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         // SAFETY: validated RAM of this partition, which is not running while it loads.
         unsafe { crate::physmem::zero(r.pa, r.size) };
     }
-    // Validation put image and DTB inside the partition's RAM; translate, then copy.
-    for (ipa, data) in [(desc.image_ipa, image), (desc.dtb_ipa, dtb)] {
-        if let Some(pa) = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64)) {
-            // SAFETY: inside this partition's validated RAM; the bundle is elsewhere
-            // (reserved memory), so the ranges do not overlap.
-            unsafe { crate::physmem::copy_in(pa, data) };
-        }
+    // Validation put the image inside the partition's RAM and reserved DTB_MAX bytes for
+    // the device tree; check the actual sizes against that, translate, then copy.
+    if dtb.len() as u64 > DTB_MAX {
+        return Err(LoadError::TooLarge("device tree"));
+    }
+    for (what, ipa, data) in [("image", desc.image_ipa, image), ("device tree", desc.dtb_ipa, dtb)] {
+        let pa = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64));
+        let Some(pa) = pa else { return Err(LoadError::TooLarge(what)) };
+        // SAFETY: inside this partition's validated RAM; the bundle is elsewhere
+        // (reserved memory), so the ranges do not overlap.
+        unsafe { crate::physmem::copy_in(pa, data) };
     }
     for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         cpu::clean_dcache_range(r.pa, r.size);
@@ -204,7 +213,18 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                 Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
                 Answer::ConsoleWrite { bytes, len } => {
                     let name = part.desc.name();
-                    part.state.lock().console.push(&bytes[..len], |l| crate::console::line(name, format_args!("{l}")));
+                    let now = cpu::counter();
+                    let mut st = part.state.lock();
+                    let State { console, limit, .. } = &mut *st;
+                    console.push(&bytes[..len], |l| match limit.admit(now) {
+                        Admit::Write { dropped } => {
+                            if dropped > 0 {
+                                log::warn!("{name}: {dropped} console lines dropped (rate limit)");
+                            }
+                            crate::console::line(name, format_args!("{l}"));
+                        }
+                        Admit::Drop => {}
+                    });
                     frame.x[0] = SUCCESS;
                 }
                 Answer::CpuOff => {

@@ -51,6 +51,51 @@ impl LineBuffer {
     }
 }
 
+/// Lines a partition may write through the hypervisor per second, and the burst it
+/// may save up. A flood beyond that is dropped and counted, so a hostile partition
+/// cannot monopolise the log (or the lock other cores' log lines take).
+pub const LINES_PER_SECOND: u64 = 100;
+pub const LINE_BURST: u64 = 50;
+
+/// A token bucket over counter ticks.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    tokens: u64,
+    last: u64,
+    ticks_per_line: u64,
+    dropped: u64,
+}
+
+/// What to do with one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Write it; `dropped` lines were lost before it (say so first, if non-zero).
+    Write { dropped: u64 },
+    /// Drop it.
+    Drop,
+}
+
+impl RateLimit {
+    pub fn new(ticks_per_second: u64, now: u64) -> Self {
+        Self { tokens: LINE_BURST, last: now, ticks_per_line: (ticks_per_second / LINES_PER_SECOND).max(1), dropped: 0 }
+    }
+
+    pub fn admit(&mut self, now: u64) -> Admit {
+        let earned = now.saturating_sub(self.last) / self.ticks_per_line;
+        if earned > 0 {
+            self.tokens = (self.tokens + earned).min(LINE_BURST);
+            self.last += earned * self.ticks_per_line;
+        }
+        if self.tokens == 0 {
+            self.dropped += 1;
+            return Admit::Drop;
+        }
+        self.tokens -= 1;
+        let dropped = core::mem::take(&mut self.dropped);
+        Admit::Write { dropped }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +109,17 @@ mod tests {
         lb.push(b"hello ", |l| lines.push(l.into()));
         lb.push(b"world\n\x1b[2Jfake\r\n", |l| lines.push(l.into()));
         assert_eq!(lines, ["hello world", "?[2Jfake"]);
+    }
+
+    /// LOG-002: a flood is cut to the budget and the loss is reported.
+    #[test]
+    fn floods_are_rate_limited_and_counted() {
+        let mut rl = RateLimit::new(1000, 0); // 10 ticks per line
+        let written = (0..200).filter(|_| matches!(rl.admit(0), Admit::Write { .. })).count();
+        assert_eq!(written as u64, LINE_BURST);
+        assert_eq!(rl.admit(10), Admit::Write { dropped: 150 });
+        assert_eq!(rl.admit(10), Admit::Drop);
+        assert_eq!(rl.admit(10_000), Admit::Write { dropped: 1 });
     }
 
     #[test]

@@ -555,6 +555,7 @@ impl System {
                 let mut out = text.clone();
                 for (i, part) in self.partitions.iter().enumerate() {
                     out = out.replace(&format!("partition #{i} "), &format!("{} ", part.name));
+                    out = out.replace(&format!("partition #{i}:"), &format!("{}:", part.name));
                 }
                 write!(msg, "{out}")
             }

@@ -323,6 +323,7 @@ pub enum ConfigError {
     ImageOutsideRam { partition: usize },
     EntryOutsideRam { partition: usize },
     DtbOutsideRam { partition: usize },
+    DtbOverlapsImage { partition: usize },
 }
 
 impl ConfigError {
@@ -363,7 +364,8 @@ impl ConfigError {
             | NoRam { partition }
             | ImageOutsideRam { partition }
             | EntryOutsideRam { partition }
-            | DtbOutsideRam { partition } => Where::Partition(partition),
+            | DtbOutsideRam { partition }
+            | DtbOverlapsImage { partition } => Where::Partition(partition),
         }
     }
 }
@@ -473,6 +475,9 @@ impl fmt::Display for ConfigError {
             }
             DtbOutsideRam { partition } => {
                 write!(f, "partition #{partition}: device tree does not fit in its RAM")
+            }
+            DtbOverlapsImage { partition } => {
+                write!(f, "partition #{partition}: its image runs into the space for its device tree")
             }
         }
     }
@@ -592,6 +597,9 @@ impl<'a> Config<'a> {
             }
             if p.dtb_ipa % 8 != 0 || !p.ram_contains(p.dtb_ipa, DTB_MAX) {
                 return Err(DtbOutsideRam { partition: i });
+            }
+            if Range::new(p.image_ipa, len.max(1)).overlaps(&Range::new(p.dtb_ipa, DTB_MAX)) {
+                return Err(DtbOverlapsImage { partition: i });
             }
         }
         Ok(())

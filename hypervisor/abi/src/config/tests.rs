@@ -156,6 +156,16 @@ fn entry_and_dtb_must_be_in_ram() {
 }
 
 #[test]
+fn image_must_not_run_into_the_device_tree() {
+    let parts = two();
+    let mut buf = [0u8; encoded_len(MAX_PARTITIONS)];
+    let n = encode(BoardId::QemuVirt, &parts, &mut buf).unwrap();
+    let big = 15 * MB + 4096;
+    let r = Config::parse(&buf[..n], BoardId::QemuVirt, &board(), &|_| Some(big));
+    assert!(matches!(r, Err(ConfigError::DtbOverlapsImage { partition: 0 })), "{r:?}");
+}
+
+#[test]
 fn duplicate_names_and_vmids_are_refused() {
     let mut p = two();
     p[1].name = p[0].name;
