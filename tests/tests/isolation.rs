@@ -1,6 +1,7 @@
 //! Attack tests: the connectivity partition reads critical-monitor RAM, writes the
-//! critical monitor's UART, touches the GIC distributor, issues SMC and PSCI
-//! SYSTEM_RESET, and executes an undefined instruction. Each must be contained, logged
+//! critical monitor's UART, touches the GIC distributor, sends an SGI to the critical
+//! monitor's core, issues SMC and PSCI SYSTEM_RESET, writes a trapped register and
+//! executes an undefined instruction. Each must be contained, logged
 //! with a decoded reason and answered by its restart policy, with a pristine reload;
 //! the critical monitor must keep its beat throughout.
 
@@ -10,16 +11,17 @@ use septum_system_tests::{artifacts, beats, count, largest_gap};
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
 const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
-const ATTACKS: usize = 7;
+const ATTACKS: usize = 8;
 
 /// What the hypervisor log must say about each attack, in order.
 const EXPECTED: [&str; ATTACKS] = [
     "connectivity: FAULT access outside its memory map: read at IPA 0x50000000",
     "connectivity: FAULT access outside its memory map: write at IPA 0x9000000",
     "connectivity: FAULT access outside its memory map: read at IPA 0x8000000",
+    "trapped system register or instruction: MSR ICC_SGI1R_EL1 from",
     "connectivity: FAULT forbidden SMC: function 0x84000009",
     "connectivity: asked for PSCI SYSTEM_RESET; applying its policy",
-    "connectivity: FAULT trapped system register access",
+    "trapped system register or instruction: MSR ACTLR_EL1 from",
     // UDF is taken at the guest's own EL1; with no vectors it then fetches from
     // VBAR_EL1 + 0x200 = IPA 0x200, which its stage 2 does not map.
     "connectivity: FAULT instruction fetch outside its memory map: fetch at IPA 0x200",
@@ -32,7 +34,7 @@ fn judge(system: &str, entry: Entry) {
         let after_last = l.iter().skip_while(|x| !x.text.contains(&format!("restarts {ATTACKS})"))).collect::<Vec<_>>();
         after_last.iter().any(|x| x.text.contains("connectivity: heartbeat n=20 "))
     };
-    m.wait_for("all seven attacks and 20 beats after the last restart", Duration::from_secs(120), done)
+    m.wait_for("all eight attacks and 20 beats after the last restart", Duration::from_secs(120), done)
         .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
     let t = m.transcript();
@@ -41,16 +43,20 @@ fn judge(system: &str, entry: Entry) {
     // with the decoded syndrome for the faults.
     let mut last = 0;
     for (k, expected) in EXPECTED.iter().enumerate() {
-        let at = lines.iter().position(|l| l.text.contains(expected)).unwrap_or_else(|| panic!("no `{expected}`\n{t}"));
-        assert!(at >= last, "attack {k} logged out of order\n{t}");
-        last = at;
+        let at = last
+            + lines[last..]
+                .iter()
+                .position(|l| l.text.contains(expected))
+                .unwrap_or_else(|| panic!("attack {k}: no `{expected}` after the previous one\n{t}"));
+        last = at + 1;
         let restart = format!("connectivity: policy restart: restart #{}", k + 1);
         assert!(lines[at..].iter().any(|l| l.text.contains(&restart)), "no `{restart}`\n{t}");
     }
     assert_eq!(count(&lines, "ESR 0x"), ATTACKS - 1, "each fault carries its decoded ESR\n{t}");
     assert!(count(&lines, "EC=0x24 data abort from the partition") >= 3, "{t}");
     assert!(count(&lines, "EC=0x17 SMC") == 1, "{t}");
-    assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR/SYS S3_0_C1_C0_1") == 1, "{t}");
+    assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR ICC_SGI1R_EL1") == 1, "{t}");
+    assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR ACTLR_EL1") == 1, "{t}");
     assert!(count(&lines, "EC=0x20 instruction abort from the partition") == 1, "{t}");
     assert_eq!(count(&lines, "NOT CONTAINED"), 0, "an attack went through\n{t}");
 

@@ -255,8 +255,28 @@ impl SysRegAccess {
     }
 }
 
+impl SysRegAccess {
+    /// The architectural name of registers Septum traps on purpose.
+    pub fn name(&self) -> Option<&'static str> {
+        Some(match (self.op0, self.op1, self.crn, self.crm, self.op2) {
+            (3, 0, 1, 0, 1) => "ACTLR_EL1",
+            (3, 0, 12, 11, 5) => "ICC_SGI1R_EL1",
+            (3, 0, 12, 11, 6) => "ICC_ASGI1R_EL1",
+            (3, 0, 12, 11, 7) => "ICC_SGI0R_EL1",
+            (1, 0, 7, 6, 2) => "DC ISW",
+            (1, 0, 7, 10, 2) => "DC CSW",
+            (1, 0, 7, 14, 2) => "DC CISW",
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for SysRegAccess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = self.name() {
+            let dir = if self.read { "MRS" } else { "MSR" };
+            return write!(f, "{dir} {name} {} x{}", if self.read { "into" } else { "from" }, self.reg);
+        }
         write!(
             f,
             "{} S{}_{}_C{}_C{}_{} {} x{}",

@@ -84,6 +84,9 @@ fn run_attack(name: &str, victim: u64) {
         "psci-reset" => {
             hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
         }
+        // SAFETY: ICC_SGI1R_EL1 (S3_0_C12_C11_5): SGI 1 to core Aff0 = 0, the critical
+        // monitor's core. Trapped to EL2 because HCR_EL2.IMO is set.
+        "sgi" => unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", in(reg) (1u64 << 24) | 1, options(nostack)) },
         // SAFETY: ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
         "trapped-sysreg" => unsafe { core::arch::asm!("msr actlr_el1, xzr", options(nostack)) },
         // SAFETY: undefined at EL1 is the guest's own exception, taken to its VBAR_EL1.
