@@ -52,3 +52,16 @@ pub fn reset() {
     );
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
+
+/// MDCR_EL2 and HSTR_EL2 reset to UNKNOWN values on hardware, so they are set here.
+/// A partition owns its cores outright, so it also owns their debug and PMU: all PMU
+/// counters belong to EL1 (HPMN = PMCR_EL0.N), no debug or PMU access traps, debug
+/// exceptions go to the guest (TDE = 0). The ID registers therefore tell the truth
+/// without emulation: what they advertise is the partition's to use.
+pub fn own_core_debug_and_pmu() {
+    let pmcr: u64;
+    // SAFETY: reads PMCR_EL0 at EL2, which has no side effect.
+    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nostack, nomem)) };
+    let counters = (pmcr >> 11) & 0x1F;
+    write_sysregs!("mdcr_el2" = counters, "hstr_el2" = 0);
+}

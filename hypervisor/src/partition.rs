@@ -173,6 +173,7 @@ pub fn run(slot: usize) -> ! {
 /// Sets up EL2 for `part` on this core and enters its boot vCPU at its entry point.
 fn enter(part: &Runtime) -> ! {
     HCR_EL2.set(HCR_GUEST);
+    crate::el1::own_core_debug_and_pmu();
     VTCR_EL2.set(crate::stage2::vtcr());
     VTTBR_EL2.set(part.vttbr);
     // The guest sees the real CPU model and a virtual MPIDR numbered from 0.
