@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, PartitionDesc, RegionKind, DTB_MAX, MAX_PARTITIONS};
 use septum_abi::hypercall::{StartCondition, SUCCESS};
@@ -23,24 +23,6 @@ use crate::trap::TrapFrame;
 pub const MAX_CPUS: usize = 8;
 const NONE: usize = usize::MAX;
 
-/// HCR_EL2 while a partition runs: stage 2 on (VM); physical IRQ/FIQ/SError to EL2
-/// (IMO/FMO/AMO); trap SMC (TSC), set/way maintenance (TSW), ACTLR (TACR),
-/// implementation-defined registers (TIDCP), LORegions (TLOR); synchronous external
-/// aborts to EL2 (TEA); EL1 is AArch64 (RW); pointer-auth keys stay the guest's (APK, API).
-const HCR_GUEST: u64 = (1 << 0)
-    | (1 << 1)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 19)
-    | (1 << 20)
-    | (1 << 21)
-    | (1 << 22)
-    | (1 << 31)
-    | (1 << 35)
-    | (1 << 37)
-    | (1 << 40)
-    | (1 << 41);
 /// SPSR for a guest's first instruction: EL1h, interrupts masked.
 const SPSR_EL1H_MASKED: u64 = 0x3C5;
 
@@ -172,9 +154,28 @@ pub fn run(slot: usize) -> ! {
 
 /// Sets up EL2 for `part` on this core and enters its boot vCPU at its entry point.
 fn enter(part: &Runtime) -> ! {
-    HCR_EL2.set(HCR_GUEST);
+    // Stage 2 on; physical IRQ/FIQ/SError to EL2; trap SMC, set/way maintenance, ACTLR,
+    // implementation-defined registers, LORegions and RAS error records; synchronous
+    // external aborts to EL2; EL1 is AArch64; pointer-auth keys stay the guest's.
+    HCR_EL2.write(
+        HCR_EL2::VM::SET
+            + HCR_EL2::SWIO::SET
+            + HCR_EL2::FMO::SET
+            + HCR_EL2::IMO::SET
+            + HCR_EL2::AMO::SET
+            + HCR_EL2::TSC::SET
+            + HCR_EL2::TIDCP::SET
+            + HCR_EL2::TACR::SET
+            + HCR_EL2::TSW::SET
+            + HCR_EL2::RW::SET
+            + HCR_EL2::TLOR::SET
+            + HCR_EL2::TERR::SET
+            + HCR_EL2::TEA::SET
+            + HCR_EL2::APK::SET
+            + HCR_EL2::API::SET,
+    );
     crate::el1::own_core_debug_and_pmu();
-    VTCR_EL2.set(crate::stage2::vtcr());
+    crate::stage2::set_vtcr();
     VTTBR_EL2.set(part.vttbr);
     // The guest sees the real CPU model and a virtual MPIDR numbered from 0.
     let midr = MIDR_EL1.get();

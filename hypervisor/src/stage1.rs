@@ -4,7 +4,9 @@
 //! partitions can be loaded. No device is mapped: on QEMU virt the log uses semihosting.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
+use aarch64_cpu::registers::{
+    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2,
+};
 use septum_abi::config::Range;
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
 use spin::Mutex;
@@ -68,17 +70,23 @@ pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
 pub fn enable_on_this_core() {
     let Some(&root) = ROOT.get() else { crate::cpu::park() };
     MAIR_EL2.set(MAIR_VALUE);
-    // Physical address size: what the core supports, at most 48 bits.
-    let pa_range = ID_AA64MMFR0_EL1.get() & 0xF;
-    let ps = pa_range.min(5);
-    // TCR_EL2 (non-VHE): RES1 bits 31 and 23, T0SZ, inner/outer write-back
-    // write-allocate cacheable walks, inner shareable, 4 KiB granule, PS.
-    let tcr = (1 << 31) | (1 << 23) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | T0SZ;
-    TCR_EL2.set(tcr);
+    // 39-bit VA from level 1, 4 KiB granule, write-back inner-shareable walks,
+    // physical addresses as wide as the core supports (at most 48 bits).
+    let ps = (ID_AA64MMFR0_EL1.get() & 0xF).min(5);
+    TCR_EL2.write(
+        TCR_EL2::PS.val(ps)
+            + TCR_EL2::TG0.val(0b00)
+            + TCR_EL2::SH0.val(0b11)
+            + TCR_EL2::ORGN0.val(0b01)
+            + TCR_EL2::IRGN0.val(0b01)
+            + TCR_EL2::T0SZ.val(T0SZ),
+    );
+    // TCR_EL2 bits 31 and 23 are RES1 (non-VHE); aarch64-cpu names no field for them.
+    TCR_EL2.set(TCR_EL2.get() | (1 << 31) | (1 << 23));
     TTBR0_EL2.set(root);
     crate::cpu::flush_el2_tlb();
-    // M (MMU), C (data cache), I (instruction cache), WXN, SA (stack alignment check).
-    let sctlr = SCTLR_EL2.get() | (1 << 0) | (1 << 2) | (1 << 12) | (1 << 19) | (1 << 3);
-    SCTLR_EL2.set(sctlr);
+    // MMU, caches, write-implies-execute-never, stack alignment check.
+    SCTLR_EL2
+        .modify(SCTLR_EL2::M::SET + SCTLR_EL2::C::SET + SCTLR_EL2::I::SET + SCTLR_EL2::WXN::SET + SCTLR_EL2::SA::SET);
     barrier::isb(barrier::SY);
 }

@@ -2,7 +2,7 @@
 //! validated configuration (RAM normal cacheable, devices Device-nGnRnE and never
 //! executable), nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
 
-use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1};
+use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2};
 use septum_abi::config::{PartitionDesc, RegionKind};
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, T0SZ};
 use spin::Mutex;
@@ -29,11 +29,19 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
     Ok(arena.pa_of(root))
 }
 
-/// VTCR_EL2 for every partition.
-pub fn vtcr() -> u64 {
-    let pa_range = ID_AA64MMFR0_EL1.get() & 0xF;
-    let ps = pa_range.min(5);
-    // RES1 bit 31, PS, TG0 = 4 KiB, SH0 inner shareable, ORGN0/IRGN0 write-back,
-    // SL0 = 1 (start at level 1), T0SZ = 25.
-    (1 << 31) | (ps << 16) | (0b11 << 12) | (0b01 << 10) | (0b01 << 8) | (0b01 << 6) | T0SZ
+/// VTCR_EL2, the same for every partition: 39-bit IPA starting at level 1, 4 KiB
+/// granule, write-back inner-shareable walks, 8-bit VMID, physical addresses as wide
+/// as the core supports (at most 48 bits).
+pub fn set_vtcr() {
+    let ps = (ID_AA64MMFR0_EL1.get() & 0xF).min(5);
+    VTCR_EL2.write(
+        VTCR_EL2::RES1::SET
+            + VTCR_EL2::PS.val(ps)
+            + VTCR_EL2::TG0.val(0b00)
+            + VTCR_EL2::SH0.val(0b11)
+            + VTCR_EL2::ORGN0.val(0b01)
+            + VTCR_EL2::IRGN0.val(0b01)
+            + VTCR_EL2::SL0.val(0b01)
+            + VTCR_EL2::T0SZ.val(T0SZ),
+    );
 }
