@@ -91,6 +91,13 @@ primary_entry:
     bl      primary_main
     b       0b
 
+// A core released by a firmware spin table arrives here (at EL2); its pen word was
+// set before the release, so it passes straight through the pen.
+.global pen_entry
+pen_entry:
+    mrs     x9, mpidr_el1
+    b       holding_pen
+
 // Holding pen: wait (caches off) until the boot core writes slot+1 into this core's
 // word of `holding_pen` (indexed by MPIDR Aff0), then start like a PSCI-started core.
 holding_pen:
@@ -172,12 +179,34 @@ enter_guest_asm:
 extern "C" {
     fn enter_guest_asm(frame: *const TrapFrame) -> !;
     pub fn secondary_entry();
+    pub fn pen_entry();
     static holding_pen_words: [u64; crate::partition::MAX_CPUS];
 }
 
 /// Releases a core waiting in the holding pen (found by MPIDR Aff0) into `slot`.
 /// Returns false if no pen word exists for it.
 pub fn release_from_pen(aff0: usize, slot: usize) -> bool {
+    set_pen_word(aff0, slot) && {
+        aarch64_cpu::asm::sev();
+        true
+    }
+}
+
+/// Starts a core parked on a firmware spin table: its pen word first, then its entry
+/// address (`pen_entry`) into the release word the board DTB names.
+pub fn release_from_spin_table(aff0: usize, slot: usize, release: u64) -> bool {
+    if !set_pen_word(aff0, slot) {
+        return false;
+    }
+    // SAFETY: `release` is the cpu-release-addr of this core in the board DTB; the
+    // firmware's spin loop reads it and nothing else uses it (it is reserved memory).
+    unsafe { crate::physmem::write_u64(release, pen_entry as *const () as u64) };
+    crate::cpu::clean_dcache_range(release, 8);
+    aarch64_cpu::asm::sev();
+    true
+}
+
+fn set_pen_word(aff0: usize, slot: usize) -> bool {
     if aff0 >= crate::partition::MAX_CPUS {
         return false;
     }
@@ -186,9 +215,8 @@ pub fn release_from_pen(aff0: usize, slot: usize) -> bool {
     let word = unsafe { core::ptr::addr_of!(holding_pen_words[aff0]) } as *mut u64;
     // SAFETY: an aligned word of the pen (see above); volatile so it is really stored.
     unsafe { core::ptr::write_volatile(word, slot as u64 + 1) };
-    // The waiting core runs with caches off: push the word to memory, then wake it.
+    // The waiting core runs with caches off: push the word to memory.
     crate::cpu::clean_dcache_range(word as u64, 8);
-    aarch64_cpu::asm::sev();
     true
 }
 

@@ -25,7 +25,7 @@ mod trap;
 use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
-use septum_core::board::{self, BootFacts, Conduit};
+use septum_core::board::{self, BootFacts, CpuStart};
 use septum_platform::qemu_virt::BOARD;
 
 /// FDT header magic, big-endian.
@@ -76,7 +76,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     };
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter()) {
+    if let Err(e) = stage1::init(facts.board.ram.iter(), BOARD.hypervisor_devices) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
@@ -100,6 +100,15 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     checked.reserved.push(stage1::image_range());
     checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
     checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
+    // Spin-table release words belong to firmware and the hypervisor, never to a partition.
+    for mpidr in facts.board.cpus.iter() {
+        if let CpuStart::SpinTable { release } = facts.start_method(mpidr) {
+            let page = Range::new(release & !0xFFF, 0x1000);
+            if !checked.reserved.iter().any(|r| r.contains(&page)) && !checked.reserved.push(page) {
+                stop(format_args!("too many reserved ranges"));
+            }
+        }
+    }
     let config = load_config(&bundle, &checked);
     for p in config.partitions {
         log::info!(
@@ -134,7 +143,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             stop(format_args!("more cores than the hypervisor has stacks for"));
         }
         partition::assign(next_slot, i);
-        start_core(system.conduit(), mpidr, next_slot, p.name());
+        start_core(&facts, mpidr, next_slot, p.name());
         next_slot += 1;
     }
     partition::run(0)
@@ -146,19 +155,30 @@ extern "C" fn secondary_main(slot: u64) -> ! {
     partition::run(slot as usize)
 }
 
-/// Starts a core the board's way: PSCI `CPU_ON` where the DTB names a PSCI conduit;
-/// otherwise every core entered with us and waits in the holding pen.
-fn start_core(conduit: Option<Conduit>, mpidr: u64, slot: usize, name: &str) {
-    let Some(conduit) = conduit else {
-        if !entry::release_from_pen((mpidr & 0xFF) as usize, slot) {
-            stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
+/// Starts a core the board's way, as its DTB `enable-method` says: PSCI `CPU_ON`, a
+/// firmware spin table, or (no method: every core entered with us) the holding pen.
+fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
+    let aff0 = (mpidr & 0xFF) as usize;
+    match (facts.start_method(mpidr), facts.psci) {
+        (CpuStart::Psci, Some(conduit)) => {
+            let entry = entry::secondary_entry as *const () as u64;
+            let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
+            if r != 0 {
+                stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
+            }
         }
-        return;
-    };
-    let entry = entry::secondary_entry as *const () as u64;
-    let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
-    if r != 0 {
-        stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
+        (CpuStart::SpinTable { release }, _) => {
+            if !entry::release_from_spin_table(aff0, slot, release) {
+                stop(format_args!("core {mpidr:#x} for {name} cannot be released from its spin table"));
+            }
+        }
+        // No method, or "psci" with no PSCI to call (QEMU virt with secure=on and no
+        // firmware says so): every core entered with us and waits in the pen.
+        (CpuStart::Unnamed | CpuStart::Psci, _) => {
+            if !entry::release_from_pen(aff0, slot) {
+                stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
+            }
+        }
     }
 }
 

@@ -135,9 +135,6 @@ impl System {
     pub fn partitions(&self) -> impl Iterator<Item = &'static PartitionDesc> + '_ {
         self.config.partitions.iter()
     }
-    pub fn conduit(&self) -> Option<Conduit> {
-        self.conduit
-    }
 }
 
 /// Runs the partition assigned to this core's slot. Never returns.

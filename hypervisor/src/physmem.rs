@@ -38,3 +38,13 @@ pub unsafe fn copy_in(pa: u64, data: &[u8]) {
     // SAFETY: guaranteed by the caller.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), pa as *mut u8, data.len()) };
 }
+
+/// Writes a little-endian u64 at `pa`.
+///
+/// # Safety
+/// `pa` must be 8-byte aligned, mapped, and a word firmware hands to the hypervisor
+/// (a spin-table release address), used by nothing else.
+pub unsafe fn write_u64(pa: u64, value: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::ptr::write_volatile(pa as *mut u64, value) };
+}

@@ -1,7 +1,7 @@
 //! The hypervisor's own EL2 stage-1 translation: text read-only and executable, rodata
 //! read-only, data/BSS/stacks read-write and never executable (SCTLR_EL2.WXN enforces
 //! that nothing writable executes), the rest of RAM read-write non-executable so
-//! partitions can be loaded. No device is mapped: on QEMU virt the log uses semihosting.
+//! partitions can be loaded; the devices the hypervisor keeps (the GIC) Device-nGnRnE.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
@@ -11,7 +11,7 @@ use septum_abi::config::Range;
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
 use spin::Mutex;
 
-const TABLES: usize = 32;
+const TABLES: usize = 48;
 static S1_TABLES: Mutex<[Table; TABLES]> = Mutex::new([Table::EMPTY; TABLES]);
 static ROOT: spin::Once<u64> = spin::Once::new();
 
@@ -34,7 +34,7 @@ pub fn image_range() -> Range {
 }
 
 /// Builds the tables on the boot core (MMU still off) and turns the MMU on.
-pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
+pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), MapError> {
     // SAFETY: as above, addresses of linker symbols.
     let (start, text_end, rodata_end, end) =
         unsafe { (addr(&__hv_start), addr(&__text_end), addr(&__rodata_end), addr(&__hv_end)) };
@@ -56,6 +56,11 @@ pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
                 arena.map(r, root, Mapping::new(part.base, part.base, part.size, MemType::Normal, Access::RW))?;
             }
         }
+    }
+    // Devices the hypervisor keeps (the interrupt controller): Device-nGnRnE, never
+    // executable.
+    for d in devices {
+        arena.map(r, root, Mapping::new(d.base, d.base, d.size, MemType::Device, Access::RW))?;
     }
     let root_pa = arena.pa_of(root);
     drop(tables);

@@ -59,6 +59,9 @@ pub struct Machine {
 
 pub const HYPERVISOR: &str = "hypervisor";
 
+/// Hypervisor log lines after which nothing more will happen.
+pub const FATAL: &[&str] = &["BOOT STOPPED", "hypervisor fault", "hypervisor panic", "REFUSED"];
+
 static RUNS: AtomicUsize = AtomicUsize::new(0);
 
 /// Options of one run.
@@ -189,13 +192,23 @@ impl Machine {
         out
     }
 
-    /// Waits until `done` holds for the lines so far; on timeout (or QEMU exiting) the
-    /// error carries what was waited for and the whole transcript.
+    /// Waits until `done` holds for the lines so far; on timeout, QEMU exiting or a
+    /// fatal hypervisor line ([`FATAL`]) the error carries what was waited for and the
+    /// whole transcript.
     pub fn wait_for(&mut self, what: &str, timeout: Duration, done: impl Fn(&[Line]) -> bool) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            if done(&self.lines()) {
+            let lines = self.lines();
+            if done(&lines) {
                 return Ok(());
+            }
+            if let Some(l) = lines.iter().find(|l| l.console == HYPERVISOR && FATAL.iter().any(|f| l.text.contains(f)))
+            {
+                return Err(format!(
+                    "waiting for {what}: the hypervisor stopped: {}\n--- transcript ---\n{}",
+                    l.text,
+                    self.transcript()
+                ));
             }
             let exited = self.child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() > deadline {

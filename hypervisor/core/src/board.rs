@@ -12,10 +12,24 @@ pub enum Conduit {
     Hvc,
 }
 
+/// How the board starts a secondary core (the DTB's `enable-method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuStart {
+    /// PSCI `CPU_ON` over the conduit of `/psci`.
+    Psci,
+    /// The core spins in firmware until a non-zero entry address appears at `release`.
+    SpinTable { release: u64 },
+    /// No method named: the core either entered with the boot core (holding pen) or
+    /// cannot be started.
+    Unnamed,
+}
+
 /// What the hypervisor learns from the board DTB.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BootFacts {
     pub board: BoardFacts,
+    /// The start method of each CPU, in the order of `board.cpus`.
+    pub cpu_start: [Option<CpuStart>; 16],
     pub psci: Option<Conduit>,
     /// `/chosen` `linux,initrd-start/end`: where the bootloader put the boot bundle.
     pub initrd: Option<Range>,
@@ -29,6 +43,14 @@ pub enum DtbError {
     NoCpus,
     /// More RAM ranges, CPUs or devices than the fixed tables hold.
     TooMany(&'static str),
+}
+
+impl BootFacts {
+    /// How to start the core with this MPIDR.
+    pub fn start_method(&self, mpidr: u64) -> CpuStart {
+        let index = self.board.cpus.iter().position(|c| c == mpidr);
+        index.and_then(|i| self.cpu_start.get(i).copied().flatten()).unwrap_or(CpuStart::Unnamed)
+    }
 }
 
 impl core::fmt::Display for DtbError {
@@ -96,12 +118,18 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
 
     if let Some(cpus) = fdt.find_node("/cpus") {
         for cpu in cpus.children().filter(|c| c.name.split('@').next() == Some("cpu")) {
-            let Some(mpidr) = cpu.property("reg").and_then(|p| be_cells(p.value)) else {
-                continue;
-            };
+            let Some(mpidr) = cpu.property("reg").and_then(|p| be_cells(p.value)) else { continue };
+            let index = facts.board.cpus.len();
             if !facts.board.cpus.push(mpidr) {
                 return Err(DtbError::TooMany("CPUs"));
             }
+            let method = cpu.property("enable-method").and_then(|p| p.as_str());
+            let release = cpu.property("cpu-release-addr").and_then(|p| be_cells(p.value));
+            facts.cpu_start[index] = Some(match (method, release) {
+                (Some("psci"), _) => CpuStart::Psci,
+                (Some("spin-table"), Some(release)) => CpuStart::SpinTable { release },
+                _ => CpuStart::Unnamed,
+            });
         }
     }
     if facts.board.cpus.is_empty() {
@@ -145,6 +173,21 @@ mod tests {
         assert!(uart1.assignable);
         let gicd = f.board.devices.iter().find(|d| d.range.base == 0x0800_0000).unwrap();
         assert!(!gicd.assignable, "the GIC stays with the hypervisor");
+    }
+
+    /// Raspberry Pi-style spin tables (dtc-compiled from `tests/spin-table.dts`).
+    const SPIN_DTB: &[u8] = include_bytes!("../tests/spin-table.dtb");
+
+    /// BOOT-004: the start method of each core comes from its `enable-method`.
+    #[test]
+    fn reads_start_methods() {
+        let virt = read(VIRT_DTB).unwrap();
+        assert_eq!(virt.start_method(2), CpuStart::Psci);
+        let pi = read(SPIN_DTB).unwrap();
+        assert_eq!(pi.psci, None);
+        assert_eq!(pi.start_method(1), CpuStart::SpinTable { release: 0xe0 });
+        assert_eq!(pi.start_method(3), CpuStart::SpinTable { release: 0xf0 });
+        assert_eq!(pi.start_method(9), CpuStart::Unnamed);
     }
 
     #[test]
