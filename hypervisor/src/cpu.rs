@@ -31,30 +31,35 @@ pub fn wait_until(deadline: u64) {
     }
 }
 
-/// Cleans data-cache lines covering `[va, va+len)` to the point of coherency, so a guest
-/// that starts with its caches off sees what the hypervisor wrote.
-pub fn clean_dcache_range(va: u64, len: u64) {
+/// Runs `op` on the address of every data-cache line covering `[va, va+len)`, then
+/// waits for the maintenance to complete.
+fn each_dcache_line(va: u64, len: u64, op: impl Fn(u64)) {
     let mut line = va & !(CACHE_LINE - 1);
     while line < va + len {
-        // SAFETY: DC CVAC writes back a line; it changes no data and the address is
-        // mapped in the hypervisor's stage 1 (callers pass partition RAM or its own image).
-        unsafe { core::arch::asm!("dc cvac, {}", in(reg) line, options(nostack, preserves_flags)) };
+        op(line);
         line += CACHE_LINE;
     }
     barrier::dsb(barrier::SY);
 }
 
+/// Cleans data-cache lines covering `[va, va+len)` to the point of coherency, so a guest
+/// that starts with its caches off sees what the hypervisor wrote.
+pub fn clean_dcache_range(va: u64, len: u64) {
+    each_dcache_line(va, len, |line| {
+        // SAFETY: DC CVAC writes back a line; it changes no data and the address is
+        // mapped in the hypervisor's stage 1 (callers pass partition RAM or its own image).
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) line, options(nostack, preserves_flags)) };
+    });
+}
+
 /// Invalidates data-cache lines covering `[va, va+len)`; used with the MMU off, before
 /// turning caches on, so no stale line from the bootloader shadows what we wrote.
 pub fn invalidate_dcache_range(va: u64, len: u64) {
-    let mut line = va & !(CACHE_LINE - 1);
-    while line < va + len {
+    each_dcache_line(va, len, |line| {
         // SAFETY: called with caches off on the hypervisor's own image, whose memory
         // holds the authoritative data; dropping cached copies loses nothing.
         unsafe { core::arch::asm!("dc ivac, {}", in(reg) line, options(nostack, preserves_flags)) };
-        line += CACHE_LINE;
-    }
-    barrier::dsb(barrier::SY);
+    });
 }
 
 /// Invalidates all instruction caches to the point of unification (inner shareable).

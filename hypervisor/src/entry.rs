@@ -16,6 +16,15 @@ core::arch::global_asm!(
 .equ SCTLR_EL2_RESET, 0x30c50830                               // RES1 bits, MMU/caches off
 .equ CPTR_EL2_VALUE, 0x33ff                                    // RES1 bits, no FP/SIMD trap
 
+// \dst = top of the stack of core slot \slot (clobbers x10).
+.macro STACK_TOP dst, slot
+    adrp    \dst, __stacks_start
+    add     \dst, \dst, #:lo12:__stacks_start
+    mov     x10, #STACK_SIZE
+    madd    \dst, \slot, x10, \dst
+    add     \dst, \dst, #STACK_SIZE
+.endm
+
 .section .text.head, "ax"
 .global _start
 _start:
@@ -130,11 +139,8 @@ secondary_entry:
     b.ne    0b
     bl      el2_common_setup
     msr     tpidr_el2, x19
-    adrp    x9, __stacks_start
-    add     x9, x9, #:lo12:__stacks_start
-    mov     x10, #STACK_SIZE
-    madd    x9, x19, x10, x9
-    add     sp, x9, #STACK_SIZE
+    STACK_TOP x9, x19
+    mov     sp, x9
     mov     x0, x19
     bl      secondary_main
     b       0b
@@ -156,12 +162,8 @@ el2_common_setup:
 .global enter_guest_asm
 enter_guest_asm:
     mrs     x9, tpidr_el2
-    adrp    x10, __stacks_start
-    add     x10, x10, #:lo12:__stacks_start
-    mov     x11, #STACK_SIZE
-    madd    x10, x9, x11, x10
-    add     x10, x10, #STACK_SIZE
-    sub     x10, x10, #{frame_size}
+    STACK_TOP x11, x9
+    sub     x10, x11, #{frame_size}
     // The source frame may sit just below the stack top and overlap the destination,
     // which is never below it: copy from the highest word down, as memmove would.
     mov     x11, #{frame_size}

@@ -9,7 +9,7 @@
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
-use septum_guest::{counter, counter_hz, hvc, wait_until, Boot};
+use septum_guest::{hvc, Boot, Heartbeat};
 
 const DATA_PRISTINE: u64 = 0x5EB7_DA7A;
 const MARKER: u64 = 0xDEAD_BEEF;
@@ -19,7 +19,6 @@ static BSS_MARKER: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
 fn partition_main(mut boot: Boot) -> ! {
     let period_ms = boot.arg_u64("heartbeat_ms").unwrap_or(20).max(1);
-    let ticks = counter_hz() / 1000 * period_ms;
     let free_word = (boot.ram.0 + boot.ram.1 - 8) as *mut u64;
     // SAFETY: the last word of our RAM, above the image, stack and device tree.
     let free = unsafe { core::ptr::read_volatile(free_word) };
@@ -44,13 +43,10 @@ fn partition_main(mut boot: Boot) -> ! {
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
-    let mut next = counter() + ticks;
-    let mut n: u64 = 0;
+    let mut beat = Heartbeat::new(period_ms);
     loop {
-        wait_until(next);
-        n += 1;
-        let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={}", counter());
-        next += ticks;
+        let (n, cntvct) = beat.wait();
+        let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={cntvct}");
         if let Some(name) = attack.filter(|_| n == attack_after) {
             DATA_MARKER.store(MARKER, Ordering::Relaxed);
             BSS_MARKER.store(MARKER, Ordering::Relaxed);

@@ -5,12 +5,11 @@
 #![no_main]
 
 use core::fmt::Write;
-use septum_guest::{counter, counter_hz, wait_until, Boot};
+use septum_guest::{counter_hz, Boot, Heartbeat};
 
 #[no_mangle]
 fn partition_main(mut boot: Boot) -> ! {
     let period_ms = boot.arg_u64("heartbeat_ms").unwrap_or(20).max(1);
-    let ticks = counter_hz() / 1000 * period_ms;
     let _ = writeln!(
         boot.console,
         "critical-monitor: boot ({:?}, restarts {}), heartbeat every {period_ms} ms, timer {} Hz",
@@ -21,13 +20,10 @@ fn partition_main(mut boot: Boot) -> ! {
     // Test hook: `fault_after=N` makes the monitor itself fault after N beats, to show
     // the system's safe state.
     let fault_after = boot.arg_u64("fault_after");
-    let mut next = counter() + ticks;
-    let mut n: u64 = 0;
+    let mut beat = Heartbeat::new(period_ms);
     loop {
-        wait_until(next);
-        n += 1;
-        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={}", counter());
-        next += ticks;
+        let (n, cntvct) = beat.wait();
+        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={cntvct}");
         if fault_after == Some(n) {
             let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
             // SAFETY: a deliberate read outside our RAM (IPA 0x1000_0000 is unmapped);

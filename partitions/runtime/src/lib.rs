@@ -142,6 +142,29 @@ pub fn psci_system_reset_fid() -> u32 {
     psci::SYSTEM_RESET
 }
 
+/// A fixed-period beat on the generic timer: beat `n` is due `n` periods after start,
+/// however late the previous one was printed, so a stall shows as a gap in the counter.
+pub struct Heartbeat {
+    ticks: u64,
+    next: u64,
+    n: u64,
+}
+
+impl Heartbeat {
+    pub fn new(period_ms: u64) -> Self {
+        let ticks = counter_hz() / 1000 * period_ms.max(1);
+        Self { ticks, next: counter() + ticks, n: 0 }
+    }
+
+    /// Waits for the next beat; returns its number (from 1) and the counter value.
+    pub fn wait(&mut self) -> (u64, u64) {
+        wait_until(self.next);
+        self.next += self.ticks;
+        self.n += 1;
+        (self.n, counter())
+    }
+}
+
 /// Asks the hypervisor to reset this partition (PSCI SYSTEM_RESET).
 pub fn system_reset() -> ! {
     hvc(psci::SYSTEM_RESET, [0; 7]);
