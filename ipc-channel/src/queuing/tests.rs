@@ -1,0 +1,194 @@
+//! CH-001..CH-004 (docs/requirements.md): FIFO against a reference model, and the honest
+//! side's guarantees under arbitrary bytes from a hostile peer.
+
+use super::*;
+use crate::mem::HostRegion;
+use core::sync::atomic::{AtomicU32, Ordering};
+use proptest::prelude::*;
+use std::collections::VecDeque;
+use std::vec::Vec;
+
+fn words(bytes: usize) -> Vec<AtomicU32> {
+    (0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect()
+}
+
+struct Pair {
+    prod: Vec<AtomicU32>,
+    cons: Vec<AtomicU32>,
+    geo: Geometry,
+}
+
+impl Pair {
+    fn new(slot: u32, depth: u32) -> Self {
+        let geo = Geometry::new(slot, depth).unwrap();
+        Self { prod: words(geo.producer_region_size()), cons: words(geo.consumer_region_size()), geo }
+    }
+    fn producer(&self) -> Producer<HostRegion<'_>> {
+        Producer::new(self.geo, HostRegion::new(&self.prod), HostRegion::new(&self.cons)).unwrap()
+    }
+    fn consumer(&self) -> Consumer<HostRegion<'_>> {
+        Consumer::new(self.geo, HostRegion::new(&self.cons), HostRegion::new(&self.prod)).unwrap()
+    }
+}
+
+fn buf(geo: Geometry) -> Vec<u8> {
+    std::vec![0u8; geo.payload_capacity()]
+}
+
+#[test]
+fn fifo_full_and_empty() {
+    let p = Pair::new(32, 4);
+    let mut tx = p.producer();
+    let mut rx = p.consumer();
+    let mut b = buf(p.geo);
+    assert_eq!(rx.recv(&mut b), Err(RecvError::Empty));
+    for i in 0..4u8 {
+        tx.send(&[i; 3]).unwrap();
+    }
+    assert_eq!(tx.send(&[9]), Err(SendError::Full));
+    for i in 0..4u8 {
+        assert_eq!(rx.recv(&mut b), Ok(3));
+        assert_eq!(&b[..3], &[i; 3]);
+    }
+    assert_eq!(rx.recv(&mut b), Err(RecvError::Empty));
+    assert_eq!(tx.send(&[0; 17]), Err(SendError::TooLarge));
+    assert_eq!(rx.recv(&mut [0u8; 4]), Err(RecvError::BufferTooSmall));
+}
+
+#[test]
+fn restarted_consumer_resumes_in_step() {
+    let p = Pair::new(32, 4);
+    let mut tx = p.producer();
+    let mut old = p.consumer();
+    let mut b = buf(p.geo);
+    for _ in 0..3 {
+        tx.send(b"x").unwrap();
+        old.recv(&mut b).unwrap();
+    }
+    for _ in 0..3 {
+        tx.send(b"x").unwrap();
+    }
+    // The consumer partition restarts: its region is zeroed, then it re-attaches.
+    for w in &p.cons {
+        w.store(0, Ordering::Relaxed);
+    }
+    assert_eq!(tx.send(b"y"), Err(SendError::PeerCorrupt), "6 unread is impossible for depth 4");
+    let mut rx = p.consumer();
+    tx.send(b"z").unwrap();
+    assert_eq!(rx.recv(&mut b), Ok(1));
+    assert_eq!(b[0], b'z');
+}
+
+#[test]
+fn corrupted_slot_is_rejected_and_counted_once() {
+    let p = Pair::new(32, 4);
+    let mut tx = p.producer();
+    let mut rx = p.consumer();
+    tx.send(b"hello").unwrap();
+    tx.send(b"world").unwrap();
+    // Flip a payload byte of the first slot.
+    let at = (wire::HEADER_SIZE + SLOT_HEADER) / 4;
+    p.prod[at].fetch_xor(1, Ordering::Relaxed);
+    let mut b = buf(p.geo);
+    assert_eq!(rx.recv(&mut b), Err(RecvError::Rejected));
+    assert_eq!(rx.recv(&mut b), Ok(5));
+    assert_eq!(&b[..5], b"world");
+    assert_eq!(rx.stats().bad_crc, 1);
+    assert_eq!(rx.stats().received, 1);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Send(Vec<u8>),
+    Recv,
+}
+
+fn op(max: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![proptest::collection::vec(any::<u8>(), 0..=max).prop_map(Op::Send), Just(Op::Recv)]
+}
+
+proptest! {
+    /// CH-001: an honest pair behaves exactly as a bounded VecDeque: FIFO, no loss, no
+    /// duplication, full is an error, never an overwrite.
+    #[test]
+    fn honest_pair_matches_a_bounded_fifo(depth_log in 1u32..4, ops in proptest::collection::vec(op(16), 0..200)) {
+        let p = Pair::new(32, 1 << depth_log);
+        let mut tx = p.producer();
+        let mut rx = p.consumer();
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut b = buf(p.geo);
+        for o in ops {
+            match o {
+                Op::Send(m) => {
+                    let r = tx.send(&m);
+                    if model.len() < p.geo.depth() as usize {
+                        prop_assert_eq!(r, Ok(()));
+                        model.push_back(m);
+                    } else {
+                        prop_assert_eq!(r, Err(SendError::Full));
+                    }
+                }
+                Op::Recv => match model.pop_front() {
+                    Some(m) => {
+                        prop_assert_eq!(rx.recv(&mut b), Ok(m.len()));
+                        prop_assert_eq!(&b[..m.len()], &m[..]);
+                    }
+                    None => prop_assert_eq!(rx.recv(&mut b), Err(RecvError::Empty)),
+                },
+            }
+        }
+        prop_assert_eq!(rx.stats().rejected() + rx.stats().bad_index, 0);
+    }
+
+    /// CH-002: arbitrary bytes written anywhere in the producer region between any two
+    /// calls never make the consumer panic, read out of bounds, return more than a
+    /// slot, move its index by more than one, or stop answering.
+    #[test]
+    fn hostile_producer_cannot_break_the_consumer(
+        scribbles in proptest::collection::vec((any::<u16>(), any::<u32>(), 0u8..3), 0..300),
+    ) {
+        let p = Pair::new(48, 4);
+        let mut rx = p.consumer();
+        let mut b = buf(p.geo);
+        for (at, value, calls) in scribbles {
+            let i = at as usize % p.prod.len();
+            p.prod[i].store(value, Ordering::Relaxed);
+            for _ in 0..calls {
+                let before = rx.read;
+                match rx.recv(&mut b) {
+                    Ok(len) => prop_assert!(len <= p.geo.payload_capacity()),
+                    Err(RecvError::BufferTooSmall) => prop_assert!(false, "buffer is large enough"),
+                    Err(_) => {}
+                }
+                prop_assert!(rx.read.wrapping_sub(before) <= 1);
+                // The consumer's published index is its own and only ever its private one.
+                prop_assert_eq!(p.cons[wire::READ_INDEX / 4].load(Ordering::Relaxed), rx.read);
+            }
+        }
+    }
+
+    /// CH-003: arbitrary bytes in the consumer region never make the producer panic,
+    /// write outside its region or overwrite a slot an honest reading of the consumer's
+    /// index says is unread.
+    #[test]
+    fn hostile_consumer_cannot_break_the_producer(
+        reads in proptest::collection::vec(any::<u32>(), 0..200),
+        msg in proptest::collection::vec(any::<u8>(), 0..32),
+    ) {
+        let p = Pair::new(48, 8);
+        let mut tx = p.producer();
+        for r in reads {
+            p.cons[wire::READ_INDEX / 4].store(r, Ordering::Relaxed);
+            let before = tx.write;
+            let result = tx.send(&msg);
+            match result {
+                Ok(()) => {
+                    // It wrote slot `before`, which was free: fewer than depth unread.
+                    prop_assert!(before.wrapping_sub(r) < p.geo.depth());
+                    prop_assert_eq!(tx.write, before.wrapping_add(1));
+                }
+                Err(_) => prop_assert_eq!(tx.write, before),
+            }
+        }
+    }
+}
