@@ -8,10 +8,10 @@
 //! implementation must still never panic or touch memory outside the region: out of
 //! range, a read yields zeros and a write is dropped.
 
-#[cfg(loom)]
-use loom::sync::atomic::{fence, AtomicU32, Ordering};
 #[cfg(not(loom))]
 use core::sync::atomic::{fence, AtomicU32, Ordering};
+#[cfg(loom)]
+use loom::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// A region of memory shared with another partition.
 pub trait Shared {

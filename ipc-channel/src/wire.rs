@@ -107,7 +107,7 @@ impl Geometry {
         if !depth.is_power_of_two() || depth < 2 || depth > 65536 {
             return Err(GeometryError::Depth);
         }
-        if slot_size % 16 != 0 || slot_size < 32 || slot_size > 65536 {
+        if !slot_size.is_multiple_of(16) || slot_size < 32 || slot_size > 65536 {
             return Err(GeometryError::SlotSize);
         }
         Ok(Self { slot_size, depth })

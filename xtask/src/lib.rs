@@ -1,9 +1,11 @@
 //! Septum's build tool as a library, so the system tests drive QEMU the same way
 //! `cargo xtask run` does.
 
+pub mod bench;
 pub mod build;
 pub mod devicetree;
 pub mod image;
 pub mod prereq;
 pub mod qemu;
 pub mod system;
+pub mod verify;

@@ -15,6 +15,9 @@ cargo xtask <command>
         console labelled with the partition that owns it; Ctrl-C (or --seconds) stops it
   test  host tests, lints, then the QEMU system tests (installs QEMU 10 and the Rust
         targets first when run as root)
+  verify                     the channel's verification: SPIN model, loom, Miri, fuzzing
+                             (bounded; also part of `test`)
+  bench                      performance figures (printed, never asserted)
   build [--system NAME]      build images and the boot bundle into target/septum/NAME/
   check FILE...              validate system descriptions and explain any problem
   help
@@ -29,6 +32,8 @@ fn main() -> ExitCode {
             println!("built {} into {}", a.system.name, a.dir.display());
         }),
         Some("check") => check(&args[1..]),
+        Some("verify") => xtask::verify::all(),
+        Some("bench") => xtask::bench::run(),
         Some("help") | None => {
             print!("{HELP}");
             Ok(())
@@ -136,5 +141,6 @@ fn test() -> Result<(), String> {
     }
     cargo(&host)?;
     build::compile()?;
-    cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])
+    cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])?;
+    xtask::verify::all()
 }
