@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
-use septum_abi::config::{Config, PartitionDesc, RegionKind, DTB_MAX, MAX_PARTITIONS};
+use septum_abi::config::{Config, MemRegion, PartitionDesc, RegionKind, DTB_MAX, MAX_PARTITIONS, MAX_REGIONS};
 use septum_abi::hypercall::{StartCondition, SUCCESS};
 use septum_core::board::Conduit;
 use septum_core::console::{Admit, LineBuffer, RateLimit};
@@ -37,6 +37,8 @@ struct State {
     health: Health,
     console: LineBuffer,
     limit: RateLimit,
+    /// Per doorbell region (by region index).
+    doorbells: [Option<Doorbell>; MAX_REGIONS],
     start: StartCondition,
 }
 
@@ -88,7 +90,8 @@ pub fn init(
             state: Mutex::new(State {
                 health: Health::new(desc, ticks_per_ms),
                 console: LineBuffer::default(),
-                limit: RateLimit::new(cpu::counter_hz(), cpu::counter()),
+                limit: RateLimit::console(cpu::counter_hz(), cpu::counter()),
+                doorbells: doorbell_limits(desc),
                 start: StartCondition::NormalStart,
             }),
         });
@@ -101,8 +104,13 @@ pub fn init(
 fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), LoadError> {
     let image = bundle.payload(EntryKind::Image, index as u32).map_err(LoadError::Bundle)?;
     let dtb = bundle.payload(EntryKind::DeviceTree, index as u32).map_err(LoadError::Bundle)?;
-    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
-        // SAFETY: validated RAM of this partition, which is not running while it loads.
+    // Its RAM and the channel memory it writes start from zero; channel memory it only
+    // reads belongs to the peer and is left alone.
+    let own = |r: &&MemRegion| matches!(r.kind(), Some(RegionKind::Ram | RegionKind::SharedRw));
+    for r in desc.regions().iter().filter(own) {
+        // SAFETY: validated memory of this partition only (channel regions it writes are
+        // shared solely with readers), and the partition is not running while it loads;
+        // a reading peer sees zeros, which the channel protocol treats as any other bytes.
         unsafe { crate::physmem::zero(r.pa, r.size) };
     }
     // Validation put the image inside the partition's RAM and reserved DTB_MAX bytes for
@@ -117,11 +125,34 @@ fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), L
         // (reserved memory), so the ranges do not overlap.
         unsafe { crate::physmem::copy_in(pa, data) };
     }
-    for r in desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
+    for r in desc.regions().iter().filter(own) {
         cpu::clean_dcache_range(r.pa, r.size);
     }
     cpu::invalidate_icache();
     Ok(())
+}
+
+/// A doorbell's rate limit and counters.
+#[derive(Clone, Copy)]
+struct Doorbell {
+    limit: RateLimit,
+    rings: u64,
+    dropped: u64,
+    /// When drops were last reported (at most once a second).
+    reported: u64,
+}
+
+fn doorbell_limits(desc: &PartitionDesc) -> [Option<Doorbell>; MAX_REGIONS] {
+    let mut out = [None; MAX_REGIONS];
+    let (hz, now) = (cpu::counter_hz(), cpu::counter());
+    for (i, r) in desc.regions().iter().enumerate() {
+        if r.kind() == Some(RegionKind::Doorbell) {
+            let rate = u64::from(r.param.max(1));
+            let limit = RateLimit::new(rate, rate.div_ceil(10).max(1), hz, now);
+            out[i] = Some(Doorbell { limit, rings: 0, dropped: 0, reported: now });
+        }
+    }
+    out
 }
 
 /// Assigns a core slot to the partition's boot vCPU.
@@ -243,9 +274,46 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
             // HVC's preferred return address is already the next instruction.
         }
         Exit::SetWayMaintenance => frame.elr += 4,
+        Exit::Violation(Violation::Stage2DataAbort { ipa, esr, .. })
+            if septum_core::doorbell::decode(part.desc, ipa, esr).is_some() =>
+        {
+            if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
+                ring(part, access, ipa, frame);
+            }
+            frame.elr += 4;
+        }
         Exit::Violation(v) => {
             report(part, &v, frame);
             apply_policy(part, StopCause::Fault)
+        }
+    }
+}
+
+/// A doorbell access: a write rings (within the configured rate; the excess is counted
+/// and reported, never delivered), a read returns zero. Delivery to the peer as a
+/// virtual interrupt comes with interrupt virtualization; until then peers poll.
+fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64, frame: &mut TrapFrame) {
+    if !access.write {
+        if let Some(x) = frame.x.get_mut(usize::from(access.reg)) {
+            *x = 0;
+        }
+        return;
+    }
+    let now = cpu::counter();
+    let mut st = part.state.lock();
+    let Some(Some(db)) = st.doorbells.get_mut(access.region) else { return };
+    db.rings += 1;
+    if db.limit.admit(now) == Admit::Drop {
+        db.dropped += 1;
+        if now.saturating_sub(db.reported) >= cpu::counter_hz() {
+            db.reported = now;
+            log::warn!(
+                "{}: doorbell {ipa:#x} rung {} times, {} over its {} per second dropped",
+                part.desc.name(),
+                db.rings,
+                db.dropped,
+                access.rate
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Partition stage-2 translation: each partition's tables map exactly the regions of its
-//! validated configuration (RAM normal cacheable, devices Device-nGnRnE and never
-//! executable), nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
+//! validated configuration (RAM normal cacheable; devices Device-nGnRnE; channel memory
+//! read-write for its writer and read-only for its reader, never executable; doorbells
+//! not at all), nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
 
 use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2};
 use septum_abi::config::{PartitionDesc, RegionKind};
@@ -21,7 +22,10 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
         let (mem, access) = match region.kind() {
             Some(RegionKind::Ram) => (MemType::Normal, Access::RWX),
             Some(RegionKind::Device) => (MemType::Device, Access::RW),
-            None => continue, // refused by validation already
+            Some(RegionKind::SharedRw) => (MemType::Normal, Access::RW),
+            Some(RegionKind::SharedRo) => (MemType::Normal, Access::RO),
+            // Doorbells stay unmapped: every access traps (see `partition`).
+            Some(RegionKind::Doorbell) | None => continue,
         };
         arena.map(Regime::Stage2, root, Mapping::new(region.ipa, region.pa, region.size, mem, access))?;
     }

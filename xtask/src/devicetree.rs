@@ -73,6 +73,49 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         }
         fdt.end_node(node)?;
     }
+    if !p.channels.is_empty() {
+        channels(&mut fdt, p)?;
+    }
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+/// Compatible string of a channel endpoint node. Properties:
+/// `label` (channel name), `septum,kind` ("queuing" | "sampling"), `septum,role`
+/// ("producer" | "consumer" | "writer" | "reader"), `septum,own` and `septum,peer`
+/// (<ipa size> of the region this end writes / the peer writes, each present when
+/// the role has one), `septum,doorbell` (<ipa> of the page to write to signal the
+/// peer), and `septum,slot-size` + `septum,depth` (queuing) or `septum,capacity`
+/// (sampling).
+pub const CHANNEL_COMPATIBLE: &str = "septum,channel-endpoint-v1";
+
+fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
+    use crate::system::channel::Kind;
+    let node = fdt.begin_node("channels")?;
+    for (i, c) in p.channels.iter().enumerate() {
+        let ep = fdt.begin_node(&format!("endpoint@{i}"))?;
+        fdt.property_string_list("compatible", vec![CHANNEL_COMPATIBLE.into()])?;
+        fdt.property_string("label", &c.channel)?;
+        fdt.property_string("septum,role", c.role)?;
+        if let Some((ipa, size)) = c.own {
+            fdt.property_array_u64("septum,own", &[ipa, size])?;
+        }
+        if let Some((ipa, size)) = c.peer {
+            fdt.property_array_u64("septum,peer", &[ipa, size])?;
+        }
+        fdt.property_u64("septum,doorbell", c.doorbell)?;
+        match c.kind {
+            Kind::Queuing { slot_size, depth } => {
+                fdt.property_string("septum,kind", "queuing")?;
+                fdt.property_u32("septum,slot-size", slot_size)?;
+                fdt.property_u32("septum,depth", depth)?;
+            }
+            Kind::Sampling { capacity } => {
+                fdt.property_string("septum,kind", "sampling")?;
+                fdt.property_u32("septum,capacity", capacity)?;
+            }
+        }
+        fdt.end_node(ep)?;
+    }
+    fdt.end_node(node)
 }

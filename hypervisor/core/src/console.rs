@@ -57,34 +57,47 @@ impl LineBuffer {
 pub const LINES_PER_SECOND: u64 = 100;
 pub const LINE_BURST: u64 = 50;
 
-/// A token bucket over counter ticks.
+/// A token bucket over counter ticks (console lines, doorbell rings).
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimit {
     tokens: u64,
+    burst: u64,
     last: u64,
-    ticks_per_line: u64,
+    ticks_per_token: u64,
     dropped: u64,
 }
 
-/// What to do with one line.
+/// What to do with one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admit {
-    /// Write it; `dropped` lines were lost before it (say so first, if non-zero).
+    /// Let it through; `dropped` events were lost before it (say so, if non-zero).
     Write { dropped: u64 },
     /// Drop it.
     Drop,
 }
 
 impl RateLimit {
-    pub fn new(ticks_per_second: u64, now: u64) -> Self {
-        Self { tokens: LINE_BURST, last: now, ticks_per_line: (ticks_per_second / LINES_PER_SECOND).max(1), dropped: 0 }
+    /// `per_second` events on average, up to `burst` at once.
+    pub fn new(per_second: u64, burst: u64, ticks_per_second: u64, now: u64) -> Self {
+        let ticks_per_token = (ticks_per_second / per_second.max(1)).max(1);
+        Self { tokens: burst, burst, last: now, ticks_per_token, dropped: 0 }
+    }
+
+    /// The limit for partition console lines.
+    pub fn console(ticks_per_second: u64, now: u64) -> Self {
+        Self::new(LINES_PER_SECOND, LINE_BURST, ticks_per_second, now)
+    }
+
+    /// Events dropped since the last one let through.
+    pub fn pending_drops(&self) -> u64 {
+        self.dropped
     }
 
     pub fn admit(&mut self, now: u64) -> Admit {
-        let earned = now.saturating_sub(self.last) / self.ticks_per_line;
+        let earned = now.saturating_sub(self.last) / self.ticks_per_token;
         if earned > 0 {
-            self.tokens = (self.tokens + earned).min(LINE_BURST);
-            self.last += earned * self.ticks_per_line;
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
+            self.last += earned * self.ticks_per_token;
         }
         if self.tokens == 0 {
             self.dropped += 1;
@@ -114,7 +127,7 @@ mod tests {
     /// LOG-002: a flood is cut to the budget and the loss is reported.
     #[test]
     fn floods_are_rate_limited_and_counted() {
-        let mut rl = RateLimit::new(1000, 0); // 10 ticks per line
+        let mut rl = RateLimit::console(1000, 0); // 10 ticks per line
         let written = (0..200).filter(|_| matches!(rl.admit(0), Admit::Write { .. })).count();
         assert_eq!(written as u64, LINE_BURST);
         assert_eq!(rl.admit(10), Admit::Write { dropped: 150 });

@@ -18,6 +18,7 @@ extern crate std;
 
 pub mod board;
 pub mod console;
+pub mod doorbell;
 pub mod esr;
 pub mod health;
 pub mod hypercall;

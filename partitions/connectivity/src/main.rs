@@ -9,7 +9,9 @@
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
-use septum_guest::{hvc, Boot, Heartbeat};
+use septum_guest::channel::queuing::RecvError;
+use septum_guest::channel::Shared;
+use septum_guest::{counter, hvc, Boot, Console, Heartbeat};
 
 const DATA_PRISTINE: u64 = 0x5EB7_DA7A;
 const MARKER: u64 = 0xDEAD_BEEF;
@@ -43,10 +45,40 @@ fn partition_main(mut boot: Boot) -> ! {
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
+    let vitals_end = boot.channel("vitals");
+    let commands_end = boot.channel("commands");
+    let mut vitals = vitals_end.and_then(|c| c.consumer());
+    let mut commands = commands_end.and_then(|c| c.producer());
+    // Test hook: `hostile=scribble` makes this partition write random bytes over every
+    // channel region it can write, as fast as it can, and flood its doorbells.
+    let scribble = boot.arg("hostile") == Some("scribble");
+    let mut stream = Stream::default();
+    let mut rng = counter() | 1;
+    let mut buf = [0u8; 256];
     let mut beat = Heartbeat::new(period_ms);
     loop {
-        let (n, cntvct) = beat.wait();
+        let Some((n, cntvct)) = beat.poll() else {
+            if scribble {
+                for end in [vitals_end, commands_end].into_iter().flatten() {
+                    if let Some(region) = end.own_region() {
+                        rng = xorshift(rng);
+                        let at = (rng as usize % region.size()) & !3;
+                        region.write(at, &(rng >> 32).to_le_bytes()[..4]);
+                    }
+                    end.ring();
+                }
+            } else if let Some(rx) = vitals.as_mut() {
+                stream.take(rx.recv(&mut buf), &buf, &mut boot.console);
+            }
+            continue;
+        };
         let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={cntvct}");
+        if let (Some(tx), false) = (commands.as_mut(), scribble) {
+            let _ = tx.send(&n.to_le_bytes());
+            if let Some(end) = commands_end {
+                end.ring();
+            }
+        }
         if let Some(name) = attack.filter(|_| n == attack_after) {
             DATA_MARKER.store(MARKER, Ordering::Relaxed);
             BSS_MARKER.store(MARKER, Ordering::Relaxed);
@@ -57,6 +89,51 @@ fn partition_main(mut boot: Boot) -> ! {
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }
     }
+}
+
+/// The receiving side of the vitals stream: checks that records arrive numbered one
+/// after another and reports every [`Stream::REPORT_EVERY`] records.
+#[derive(Default)]
+struct Stream {
+    received: u64,
+    expected: Option<u64>,
+    last: u64,
+    gaps: u64,
+    out_of_order: u64,
+}
+
+impl Stream {
+    const REPORT_EVERY: u64 = 1000;
+
+    fn take(&mut self, result: Result<usize, RecvError>, buf: &[u8], console: &mut Console) {
+        let Ok(len) = result else { return };
+        let Some(seq) = buf.get(..8).filter(|_| len >= 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        else {
+            return;
+        };
+        match self.expected {
+            Some(e) if seq > e => self.gaps += seq - e,
+            Some(e) if seq < e => self.out_of_order += 1,
+            _ => {}
+        }
+        self.expected = Some(seq + 1);
+        self.last = seq;
+        self.received += 1;
+        if self.received.is_multiple_of(Self::REPORT_EVERY) {
+            let _ = writeln!(
+                console,
+                "connectivity: vitals received={} last={} gaps={} out_of_order={}",
+                self.received, self.last, self.gaps, self.out_of_order
+            );
+        }
+    }
+}
+
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
 }
 
 fn run_attack(name: &str, victim: u64) {

@@ -1,11 +1,24 @@
 //! The critical-monitor partition: the safety function. Here it stands in for patient
 //! monitoring with a fixed-period loop that reports a heartbeat with a monotonic count
 //! and the generic-timer count, so a test (or an assessor) can see any stall.
+//!
+//! Between beats it streams numbered "vital signs" records to the connectivity
+//! partition over the `vitals` channel, and takes commands from it over `commands`,
+//! counting every message it rejects. Channel work is bounded per iteration, so
+//! whatever the other side does, the next beat is never late by more than one step.
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
-use septum_guest::{counter_hz, Boot, Heartbeat};
+use septum_guest::channel::queuing::{Consumer, Producer, RecvError};
+use septum_guest::channel::volatile::VolatileRegion;
+use septum_guest::{counter_hz, Boot, Console, Heartbeat};
+
+/// Beats between channel reports.
+const REPORT_EVERY: u64 = 25;
+/// Records sent between doorbell rings (the peer polls too; a ring per queue-full is
+/// plenty, and stays well inside the configured doorbell rate).
+const RING_EVERY: u64 = 64;
 
 #[no_mangle]
 fn partition_main(mut boot: Boot) -> ! {
@@ -20,15 +33,79 @@ fn partition_main(mut boot: Boot) -> ! {
     // Test hook: `fault_after=N` makes the monitor itself fault after N beats, to show
     // the system's safe state.
     let fault_after = boot.arg_u64("fault_after");
+    let vitals_end = boot.channel("vitals");
+    let mut vitals = vitals_end.and_then(|c| c.producer());
+    let mut commands = boot.channel("commands").and_then(|c| c.consumer());
     let mut beat = Heartbeat::new(period_ms);
+    let mut seq: u64 = 0;
+    let mut buf = [0u8; 256];
     loop {
-        let (n, cntvct) = beat.wait();
-        let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={cntvct}");
-        if fault_after == Some(n) {
-            let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
-            // SAFETY: a deliberate read outside our RAM (IPA 0x1000_0000 is unmapped);
-            // the hypervisor stops it.
-            unsafe { core::ptr::read_volatile(0x1000_0000 as *const u64) };
+        if let Some((n, cntvct)) = beat.poll() {
+            let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={cntvct}");
+            if n.is_multiple_of(REPORT_EVERY) {
+                report(&mut boot.console, seq, vitals.as_ref(), commands.as_ref());
+            }
+            if fault_after == Some(n) {
+                let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
+                // SAFETY: a deliberate read outside our RAM (IPA 0x1000_0000 is
+                // unmapped); the hypervisor stops it.
+                unsafe { core::ptr::read_volatile(0x1000_0000 as *const u64) };
+            }
+            continue;
         }
+        if let Some(tx) = vitals.as_mut() {
+            if tx.send(&record(seq)).is_ok() {
+                seq += 1;
+                if seq.is_multiple_of(RING_EVERY) {
+                    if let Some(end) = vitals_end {
+                        end.ring();
+                    }
+                }
+            }
+        }
+        if let Some(rx) = commands.as_mut() {
+            if let Err(e) = rx.recv(&mut buf) {
+                // Empty is the normal case; the rest is counted in the consumer's stats.
+                let _ = e == RecvError::Empty;
+            }
+        }
+    }
+}
+
+/// A vital-signs record: its sequence number, then a simulated heart rate and SpO2.
+fn record(seq: u64) -> [u8; 16] {
+    let mut r = [0u8; 16];
+    r[..8].copy_from_slice(&seq.to_le_bytes());
+    r[8..12].copy_from_slice(&(60 + (seq % 40) as u32).to_le_bytes());
+    r[12..16].copy_from_slice(&(95 + (seq % 5) as u32).to_le_bytes());
+    r
+}
+
+fn report(
+    console: &mut Console,
+    seq: u64,
+    vitals: Option<&Producer<VolatileRegion>>,
+    commands: Option<&Consumer<VolatileRegion>>,
+) {
+    if let Some(tx) = vitals {
+        let s = tx.stats();
+        let _ = writeln!(
+            console,
+            "critical-monitor: vitals sent={} next={seq} full={} peer_corrupt={}",
+            s.sent, s.full, s.peer_corrupt
+        );
+    }
+    if let Some(rx) = commands {
+        let s = rx.stats();
+        let _ = writeln!(
+            console,
+            "critical-monitor: commands received={} rejected={} (seq {} len {} crc {}) bad_index={}",
+            s.received,
+            s.rejected(),
+            s.bad_seq,
+            s.bad_len,
+            s.bad_crc,
+            s.bad_index
+        );
     }
 }

@@ -7,7 +7,12 @@
 
 use core::fmt::{self, Write};
 use septum_abi::hypercall::{self as hc, psci, StartCondition};
+use septum_ipc_channel::queuing::{Consumer, Producer};
+use septum_ipc_channel::volatile::VolatileRegion;
+use septum_ipc_channel::Geometry;
 use septum_platform::pl011::Pl011;
+
+pub use septum_ipc_channel as channel;
 
 core::arch::global_asm!(
     r#"
@@ -41,6 +46,80 @@ extern "Rust" {
     fn partition_main(boot: Boot) -> !;
 }
 
+/// Channel ends a guest can have.
+pub const MAX_CHANNELS: usize = 4;
+
+/// One end of a channel, from the guest's device tree (`septum,channel-endpoint-v1`).
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelInfo {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub role: &'static str,
+    /// The region this end writes, and the one the peer writes (IPA, size).
+    pub own: Option<(u64, u64)>,
+    pub peer: Option<(u64, u64)>,
+    pub doorbell: u64,
+    pub slot_size: u32,
+    pub depth: u32,
+    pub capacity: u32,
+}
+
+fn region((ipa, size): (u64, u64)) -> VolatileRegion {
+    // SAFETY: the hypervisor built our device tree from the system description and maps
+    // exactly these channel regions into our stage 2 (ours read-write, the peer's
+    // read-only); nothing else in this program refers to them.
+    unsafe { VolatileRegion::new(ipa as usize, size as usize) }
+}
+
+impl ChannelInfo {
+    pub fn producer(&self) -> Option<Producer<VolatileRegion>> {
+        let geo = Geometry::new(self.slot_size, self.depth).ok()?;
+        Producer::new(geo, region(self.own?), region(self.peer?)).ok()
+    }
+    pub fn consumer(&self) -> Option<Consumer<VolatileRegion>> {
+        let geo = Geometry::new(self.slot_size, self.depth).ok()?;
+        Consumer::new(geo, region(self.own?), region(self.peer?)).ok()
+    }
+    /// This end's writable region, raw: for a test build that plays a hostile peer.
+    pub fn own_region(&self) -> Option<VolatileRegion> {
+        self.own.map(region)
+    }
+    /// Signals the peer (a write to the doorbell page, which traps to the hypervisor).
+    pub fn ring(&self) {
+        // SAFETY: the doorbell page is unmapped in our stage 2; the write traps to the
+        // hypervisor, which emulates it. No memory of ours is touched.
+        unsafe { core::ptr::write_volatile(self.doorbell as *mut u32, 1) };
+    }
+}
+
+fn read_channels(fdt: &fdt::Fdt<'static>) -> [Option<ChannelInfo>; MAX_CHANNELS] {
+    let mut out = [None; MAX_CHANNELS];
+    let Some(node) = fdt.find_node("/channels") else { return out };
+    let pair = |v: &[u8]| -> Option<(u64, u64)> {
+        Some((u64::from_be_bytes(v.get(..8)?.try_into().ok()?), u64::from_be_bytes(v.get(8..16)?.try_into().ok()?)))
+    };
+    let u32_of = |v: &[u8]| v.get(..4).and_then(|b| b.try_into().ok()).map_or(0, u32::from_be_bytes);
+    let eps = node
+        .children()
+        .filter(|c| c.compatible().is_some_and(|co| co.all().any(|x| x == "septum,channel-endpoint-v1")));
+    for (slot, ep) in out.iter_mut().zip(eps) {
+        let text = |name: &str| ep.property(name).and_then(|p| p.as_str()).unwrap_or("");
+        let raw = |name: &str| ep.property(name).map_or(&[][..], |p| p.value);
+        *slot = Some(ChannelInfo {
+            name: text("label"),
+            kind: text("septum,kind"),
+            role: text("septum,role"),
+            own: pair(raw("septum,own")),
+            peer: pair(raw("septum,peer")),
+            doorbell: raw("septum,doorbell").get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes),
+            slot_size: u32_of(raw("septum,slot-size")),
+            depth: u32_of(raw("septum,depth")),
+            capacity: u32_of(raw("septum,capacity")),
+        });
+    }
+    out
+}
+
 /// What a guest knows at start.
 pub struct Boot {
     pub console: Console,
@@ -50,9 +129,15 @@ pub struct Boot {
     pub ram: (u64, u64),
     pub start: StartCondition,
     pub restarts: u64,
+    pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
 }
 
 impl Boot {
+    /// The channel end named `name`.
+    pub fn channel(&self, name: &str) -> Option<ChannelInfo> {
+        self.channels.iter().flatten().find(|c| c.name == name).copied()
+    }
+
     /// The value of `key=value` in the boot arguments.
     pub fn arg(&self, key: &str) -> Option<&'static str> {
         self.bootargs.split_whitespace().find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
@@ -99,7 +184,8 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     } else {
         StartCondition::NormalStart
     };
-    let boot = Boot { console, bootargs, ram, start, restarts };
+    let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
+    let boot = Boot { console, bootargs, ram, start, restarts, channels };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }
@@ -154,6 +240,17 @@ impl Heartbeat {
     pub fn new(period_ms: u64) -> Self {
         let ticks = counter_hz() / 1000 * period_ms.max(1);
         Self { ticks, next: counter() + ticks, n: 0 }
+    }
+
+    /// The next beat if it is due now, without waiting: for loops that do other work
+    /// between beats.
+    pub fn poll(&mut self) -> Option<(u64, u64)> {
+        let now = counter();
+        (now >= self.next).then(|| {
+            self.next += self.ticks;
+            self.n += 1;
+            (self.n, now)
+        })
     }
 
     /// Waits for the next beat; returns its number (from 1) and the counter value.

@@ -35,6 +35,7 @@ impl std::error::Error for SystemError {}
 struct RawSystem {
     board: Spanned<String>,
     partition: Option<indexmap_like::Ordered<RawPartition>>,
+    channel: Option<indexmap_like::Ordered<channel::RawChannel>>,
 }
 
 /// A TOML table kept in file order.
@@ -150,6 +151,8 @@ pub struct Partition {
     pub bootargs: String,
     /// Devices by catalogue name, in region order after the RAM regions.
     pub devices: Vec<&'static catalog::DeviceInfo>,
+    /// Channel ends, whose regions follow the devices.
+    pub channels: Vec<channel::Endpoint>,
     line: usize,
     cpu_lines: Vec<usize>,
     region_lines: Vec<usize>,
@@ -313,7 +316,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 ipa: r.ipa.unwrap_or(r.base),
                 size,
                 kind: RegionKind::Ram as u32,
-                _reserved: 0,
+                param: 0,
             });
             region_lines.push(cx.line(ram_at));
         }
@@ -343,7 +346,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 ipa: info.base,
                 size: info.size,
                 kind: RegionKind::Device as u32,
-                _reserved: 0,
+                param: 0,
             });
             region_lines.push(cx.line(dev.span().start));
             devices.push(info);
@@ -419,11 +422,43 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             image,
             bootargs: rp.bootargs,
             devices,
+            channels: Vec::new(),
             line,
             cpu_lines,
             region_lines,
             policy_line,
         });
+    }
+    for (name, raw) in raw.channel.map(|c| c.0).unwrap_or_default() {
+        let header = format!("[channel.{name}]");
+        let line = text.find(&header).map_or(1, |at| cx.line(at));
+        let laid = match channel::lay_out(&name, &raw, line) {
+            Ok(l) => l,
+            Err((offset, msg)) => {
+                cx.err(offset, msg);
+                continue;
+            }
+        };
+        for (end, regions, endpoint) in
+            [(&laid.from, &laid.from_regions, &laid.from_end), (&laid.to, &laid.to_regions, &laid.to_end)]
+        {
+            let Some(p) = partitions.iter_mut().find(|p| &p.name == end) else {
+                cx.err_line(laid.line, format!("channel {name}: no partition named \"{end}\""));
+                continue;
+            };
+            let count = p.desc.region_count as usize;
+            if count + regions.len() > config::MAX_REGIONS {
+                cx.err_line(
+                    laid.line,
+                    format!("{}: more than {} memory, device and channel regions", p.name, config::MAX_REGIONS),
+                );
+                continue;
+            }
+            p.desc.regions[count..count + regions.len()].copy_from_slice(regions);
+            p.desc.region_count += regions.len() as u32;
+            p.region_lines.extend(std::iter::repeat_n(laid.line, regions.len()));
+            p.channels.push(endpoint.clone());
+        }
     }
     if !cx.errors.is_empty() {
         return Err(cx.errors.into_iter().map(SystemError).collect());
@@ -476,7 +511,14 @@ impl System {
             let rams = part.desc.regions().iter().filter(|x| x.kind() == Some(RegionKind::Ram)).count();
             let reg = part.desc.regions.get(r).copied();
             let range = reg.map(|x| format!("{:#x}..{:#x}", x.pa, x.pa.saturating_add(x.size))).unwrap_or_default();
-            if r < rams {
+            let kind = reg.and_then(|x| x.kind());
+            if matches!(kind, Some(RegionKind::SharedRw | RegionKind::SharedRo | RegionKind::Doorbell)) {
+                let ipa = reg.map_or(0, |x| x.ipa);
+                let ch = part.channels.iter().find(|c| {
+                    [c.own, c.peer].iter().flatten().any(|&(b, sz)| b <= ipa && ipa < b + sz) || c.doorbell == ipa
+                });
+                format!("channel {} memory of {} ({range})", ch.map_or("?", |c| c.channel.as_str()), part.name)
+            } else if r < rams {
                 format!("ram of {} ({range})", part.name)
             } else {
                 let dev = part.devices.get(r - rams).map_or("?", |d| d.name);
@@ -590,6 +632,8 @@ impl System {
         }
     }
 }
+
+pub mod channel;
 
 #[cfg(test)]
 mod tests;

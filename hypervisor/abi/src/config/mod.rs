@@ -67,6 +67,22 @@ pub enum RegionKind {
     Ram = 1,
     /// A device's MMIO window, Device-nGnRnE, never executable.
     Device = 2,
+    /// Channel memory this partition writes (its producer or consumer region): normal
+    /// memory, read-write, never executable.
+    SharedRw = 3,
+    /// Channel memory the peer writes: normal memory, read-only, never executable.
+    SharedRo = 4,
+    /// A channel doorbell page: mapped nowhere, so every access traps to the hypervisor,
+    /// which counts (and, with interrupt virtualization, forwards) a write as a ring.
+    /// `pa` is unused.
+    Doorbell = 5,
+}
+
+impl RegionKind {
+    /// Backed by physical memory that must not be shared except as a channel.
+    pub fn is_memory(self) -> bool {
+        !matches!(self, RegionKind::Doorbell)
+    }
 }
 
 #[repr(C)]
@@ -79,7 +95,9 @@ pub struct MemRegion {
     pub size: u64,
     /// [`RegionKind`].
     pub kind: u32,
-    pub _reserved: u32,
+    /// Kind-specific: for a [`RegionKind::Doorbell`], the rings per second the peer may
+    /// be signalled (more are counted and dropped); otherwise 0.
+    pub param: u32,
 }
 
 impl MemRegion {
@@ -87,6 +105,9 @@ impl MemRegion {
         match self.kind {
             1 => Some(RegionKind::Ram),
             2 => Some(RegionKind::Device),
+            3 => Some(RegionKind::SharedRw),
+            4 => Some(RegionKind::SharedRo),
+            5 => Some(RegionKind::Doorbell),
             _ => None,
         }
     }
@@ -574,7 +595,12 @@ impl<'a> Config<'a> {
                 for (j, q) in self.partitions[..=i].iter().enumerate() {
                     let limit = if j == i { r } else { q.regions().len() };
                     for (s, other) in q.regions()[..limit].iter().enumerate() {
-                        if Range::new(region.pa, region.size).overlaps(&Range::new(other.pa, other.size)) {
+                        let both_memory = region.kind().is_some_and(RegionKind::is_memory)
+                            && other.kind().is_some_and(RegionKind::is_memory);
+                        if both_memory
+                            && Range::new(region.pa, region.size).overlaps(&Range::new(other.pa, other.size))
+                            && !is_channel_pair(region, other, i != j)
+                        {
                             return Err(PhysicalOverlap {
                                 partition: i,
                                 region: r,
@@ -667,7 +693,7 @@ fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> R
     }
     let range = Range::new(region.pa, region.size);
     match kind {
-        RegionKind::Ram => {
+        RegionKind::Ram | RegionKind::SharedRw | RegionKind::SharedRo => {
             if !board.ram.iter().any(|ram| ram.contains(&range)) {
                 return Err(RamOutsideBoard { partition: i, region: r, range });
             }
@@ -680,8 +706,22 @@ fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> R
             Some(d) if !d.assignable => return Err(DeviceNotAssignable { partition: i, region: r, range }),
             Some(_) => {}
         },
+        RegionKind::Doorbell => {}
     }
     Ok(())
+}
+
+/// Two regions may share physical memory only as the two ends of a channel: the same
+/// range, in different partitions, with at most one of them writable.
+fn is_channel_pair(a: &MemRegion, b: &MemRegion, different_partitions: bool) -> bool {
+    use RegionKind::{SharedRo, SharedRw};
+    different_partitions
+        && a.pa == b.pa
+        && a.size == b.size
+        && matches!(
+            (a.kind(), b.kind()),
+            (Some(SharedRw), Some(SharedRo)) | (Some(SharedRo), Some(SharedRw | SharedRo))
+        )
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
     p.vcpu_count = 1;
     p.vcpu_mpidr[0] = cpu;
     p.region_count = 2;
-    p.regions[0] = MemRegion { pa, ipa: 0x4000_0000, size: 16 * MB, kind: RegionKind::Ram as u32, _reserved: 0 };
-    p.regions[1] = MemRegion { pa: uart, ipa: uart, size: 0x1000, kind: RegionKind::Device as u32, _reserved: 0 };
+    p.regions[0] = MemRegion { pa, ipa: 0x4000_0000, size: 16 * MB, kind: RegionKind::Ram as u32, param: 0 };
+    p.regions[1] = MemRegion { pa: uart, ipa: uart, size: 0x1000, kind: RegionKind::Device as u32, param: 0 };
     p.image_ipa = 0x4000_0000;
     p.entry_ipa = 0x4000_0000;
     p.dtb_ipa = 0x4000_0000 + 15 * MB;
@@ -173,4 +173,47 @@ fn duplicate_names_and_vmids_are_refused() {
     let mut p = two();
     p[1].vmid = 1;
     assert!(matches!(check(&p), Err(ConfigError::DuplicateVmid { partition: 1, other: 0 })));
+}
+
+fn shared(pa: u64, ipa: u64, kind: RegionKind) -> MemRegion {
+    MemRegion { pa, ipa, size: 0x10000, kind: kind as u32, param: 0 }
+}
+
+fn with_channel(a: RegionKind, b: RegionKind) -> [PartitionDesc; 2] {
+    let mut p = two();
+    p[0].regions[2] = shared(0x4F00_0000, 0x3000_0000, a);
+    p[0].region_count = 3;
+    p[1].regions[2] = shared(0x4F00_0000, 0x3000_0000, b);
+    p[1].region_count = 3;
+    p
+}
+
+/// CH-006: channel memory is shared only as writer + reader(s), never two writers,
+/// never with anything else.
+#[test]
+fn channel_memory_is_shared_only_between_one_writer_and_readers() {
+    use RegionKind::*;
+    assert!(check(&with_channel(SharedRw, SharedRo)).is_ok());
+    assert!(check(&with_channel(SharedRo, SharedRw)).is_ok());
+    assert!(check(&with_channel(SharedRo, SharedRo)).is_ok());
+    assert!(matches!(check(&with_channel(SharedRw, SharedRw)), Err(ConfigError::PhysicalOverlap { .. })));
+    assert!(matches!(check(&with_channel(SharedRw, Ram)), Err(ConfigError::PhysicalOverlap { .. })));
+    let mut p = with_channel(SharedRw, SharedRo);
+    p[1].regions[2].size = 0x20000;
+    assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { .. })), "ends must be the same range");
+    let mut p = with_channel(SharedRw, SharedRo);
+    p[0].regions[2].pa = 0x5000_0000; // onto the partition's own RAM
+    assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { .. })));
+}
+
+#[test]
+fn doorbells_are_not_memory_but_must_not_collide_in_guest_space() {
+    let mut p = two();
+    p[1].regions[2] = MemRegion { pa: 0, ipa: 0x3100_0000, size: 4096, kind: RegionKind::Doorbell as u32, param: 0 };
+    p[1].region_count = 3;
+    p[0].regions[2] = MemRegion { pa: 0, ipa: 0x3100_0000, size: 4096, kind: RegionKind::Doorbell as u32, param: 0 };
+    p[0].region_count = 3;
+    assert!(check(&p).is_ok());
+    p[1].regions[2].ipa = 0x4000_0000;
+    assert!(matches!(check(&p), Err(ConfigError::IpaOverlap { partition: 1, .. })));
 }

@@ -1,0 +1,79 @@
+//! The channel between partitions, end to end in QEMU.
+
+use std::time::Duration;
+
+use septum_system_tests::{artifacts, beats, count, largest_gap};
+use xtask::qemu::{Launch, Line, Machine};
+
+const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
+
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
+fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
+    lines.iter().rev().find(|l| l.text.contains(needle))
+}
+
+/// CH-008: at least 10,000 numbered, checksummed records from the critical monitor
+/// reach connectivity with nothing lost, duplicated or reordered.
+#[test]
+fn vitals_stream_arrives_complete_and_in_order() {
+    let art = artifacts("qemu-virt");
+    let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
+    m.wait_for("10,000 vitals records", Duration::from_secs(120), |l| {
+        last_with(l, "connectivity: vitals received=").and_then(|x| field(&x.text, "received")).unwrap_or(0) >= 10_000
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    let reports: Vec<&Line> = lines.iter().filter(|l| l.text.contains("connectivity: vitals received=")).collect();
+    for r in &reports {
+        let received = field(&r.text, "received").expect("received");
+        assert_eq!(field(&r.text, "last"), Some(received - 1), "a record lost or repeated: {}\n{t}", r.text);
+        assert_eq!(field(&r.text, "gaps"), Some(0), "{}\n{t}", r.text);
+        assert_eq!(field(&r.text, "out_of_order"), Some(0), "{}\n{t}", r.text);
+    }
+    let last = reports.last().map(|r| r.text.clone()).unwrap_or_default();
+    println!("{last}");
+    assert_eq!(count(&lines, "peer_corrupt=0"), count(&lines, "critical-monitor: vitals sent="), "{t}");
+    let gap = largest_gap(&beats(&lines, "critical-monitor"));
+    println!(
+        "critical-monitor: largest gap while streaming {gap} ticks ({:.2} periods)",
+        gap as f64 / PERIOD_TICKS as f64
+    );
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled while streaming: {gap} ticks\n{t}");
+}
+
+/// CH-009: a hostile connectivity partition scribbles random bytes over every channel
+/// region it can write, as fast as it can, and floods its doorbells. The critical
+/// monitor rejects and counts everything, keeps its heartbeat period, and the
+/// hypervisor holds the doorbells to their configured rate.
+#[test]
+fn hostile_scribbling_and_doorbell_floods_are_contained() {
+    let art = artifacts("tests/systems/hostile-channel.toml");
+    let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
+    m.wait_for("300 critical beats under attack", Duration::from_secs(120), |l| {
+        beats(l, "critical-monitor").len() >= 300 && count(l, "doorbell 0x") >= 2
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    let crit = beats(&lines, "critical-monitor");
+    assert!(crit.windows(2).all(|w| w[1].n == w[0].n + 1), "critical-monitor skipped a beat\n{t}");
+    assert_eq!(count(&lines, "critical-monitor: boot"), 1, "{t}");
+    assert_eq!(count(&lines, "FAULT"), 0, "scribbling its own channel memory is no fault\n{t}");
+    let commands = last_with(&lines, "critical-monitor: commands received=").expect("commands report");
+    let vitals = last_with(&lines, "critical-monitor: vitals sent=").expect("vitals report");
+    let refused = field(&commands.text, "bad_index").unwrap_or(0) + field(&commands.text, "rejected").unwrap_or(0);
+    assert!(refused > 0, "nothing rejected: {}\n{t}", commands.text);
+    println!("{}\n{}", commands.text, vitals.text);
+    let doorbell = last_with(&lines, "connectivity: doorbell 0x31").expect("doorbell report");
+    println!("{}", doorbell.text);
+    let gap = largest_gap(&crit);
+    println!(
+        "critical-monitor: largest gap under attack {gap} ticks ({:.2} periods)",
+        gap as f64 / PERIOD_TICKS as f64
+    );
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: {gap} ticks\n{t}");
+}
