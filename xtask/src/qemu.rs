@@ -137,6 +137,7 @@ impl Machine {
         let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
         std::fs::write(dir.join("command"), format!("{cmd:?}")).ok();
+        die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", mf.binary))?;
         let mut machine = Machine { child, dir, lines: Arc::new(Mutex::new(Vec::new())), started: Instant::now() };
         for (label, sock) in consoles {
@@ -243,6 +244,24 @@ impl Drop for Machine {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Makes QEMU receive SIGKILL when the process that started it dies, however it dies
+/// (a test killed by a timeout, xtask stopped by Ctrl-C): no emulator is ever left
+/// running on its own.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // prctl(2), which is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
