@@ -96,6 +96,7 @@ fn partition_main(mut boot: Boot) -> ! {
 #[derive(Default)]
 struct Stream {
     received: u64,
+    first: Option<u64>,
     expected: Option<u64>,
     last: u64,
     gaps: u64,
@@ -117,13 +118,18 @@ impl Stream {
             _ => {}
         }
         self.expected = Some(seq + 1);
+        self.first.get_or_insert(seq);
         self.last = seq;
         self.received += 1;
         if self.received.is_multiple_of(Self::REPORT_EVERY) {
             let _ = writeln!(
                 console,
-                "connectivity: vitals received={} last={} gaps={} out_of_order={}",
-                self.received, self.last, self.gaps, self.out_of_order
+                "connectivity: vitals received={} first={} last={} gaps={} out_of_order={}",
+                self.received,
+                self.first.unwrap_or(0),
+                self.last,
+                self.gaps,
+                self.out_of_order
             );
         }
     }
