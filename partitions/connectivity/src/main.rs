@@ -68,11 +68,14 @@ fn partition_main(mut boot: Boot) -> ! {
                     end.ring();
                 }
             } else if let Some(rx) = vitals.as_mut() {
-                stream.take(rx.recv(&mut buf), &buf, &mut boot.console);
+                stream.take(rx.recv(&mut buf), &buf);
             }
             continue;
         };
         let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={cntvct}");
+        if vitals.is_some() && n.is_multiple_of(Stream::REPORT_EVERY) {
+            stream.report(&mut boot.console);
+        }
         if let (Some(tx), false) = (commands.as_mut(), scribble) {
             let _ = tx.send(&n.to_le_bytes());
             if let Some(end) = commands_end {
@@ -92,7 +95,7 @@ fn partition_main(mut boot: Boot) -> ! {
 }
 
 /// The receiving side of the vitals stream: checks that records arrive numbered one
-/// after another and reports every [`Stream::REPORT_EVERY`] records.
+/// after another; reported every [`Stream::REPORT_EVERY`] beats.
 #[derive(Default)]
 struct Stream {
     received: u64,
@@ -104,9 +107,9 @@ struct Stream {
 }
 
 impl Stream {
-    const REPORT_EVERY: u64 = 1000;
+    const REPORT_EVERY: u64 = 50;
 
-    fn take(&mut self, result: Result<usize, RecvError>, buf: &[u8], console: &mut Console) {
+    fn take(&mut self, result: Result<usize, RecvError>, buf: &[u8]) {
         let Ok(len) = result else { return };
         let Some(seq) = buf.get(..8).filter(|_| len >= 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
         else {
@@ -121,17 +124,18 @@ impl Stream {
         self.first.get_or_insert(seq);
         self.last = seq;
         self.received += 1;
-        if self.received.is_multiple_of(Self::REPORT_EVERY) {
-            let _ = writeln!(
-                console,
-                "connectivity: vitals received={} first={} last={} gaps={} out_of_order={}",
-                self.received,
-                self.first.unwrap_or(0),
-                self.last,
-                self.gaps,
-                self.out_of_order
-            );
-        }
+    }
+
+    fn report(&self, console: &mut Console) {
+        let _ = writeln!(
+            console,
+            "connectivity: vitals received={} first={} last={} gaps={} out_of_order={}",
+            self.received,
+            self.first.unwrap_or(0),
+            self.last,
+            self.gaps,
+            self.out_of_order
+        );
     }
 }
 
