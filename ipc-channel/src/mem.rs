@@ -35,39 +35,49 @@ pub trait Shared {
     }
 }
 
-/// Copies bytes out of a word-addressed region, reading each word once.
+/// Copies bytes out of a word-addressed region: whole words where aligned, single bytes
+/// at the edges; bytes past the region's end read as zero. Every byte of `dst` is written.
 pub(crate) fn copy_out(words: usize, load: impl Fn(usize) -> u32, off: usize, dst: &mut [u8]) {
-    let mut i = 0;
-    while i < dst.len() {
-        let at = off.saturating_add(i);
-        let word = at / 4;
-        if word >= words {
-            break;
-        }
-        let value = load(word).to_le_bytes();
-        let first = at % 4;
-        let n = (4 - first).min(dst.len() - i);
-        dst[i..i + n].copy_from_slice(&value[first..first + n]);
-        i += n;
+    let byte = |at: usize| if at / 4 < words { load(at / 4).to_le_bytes()[at % 4] } else { 0 };
+    let lead = ((4 - off % 4) % 4).min(dst.len());
+    for (i, d) in dst[..lead].iter_mut().enumerate() {
+        *d = byte(off.saturating_add(i));
+    }
+    let first_word = off.saturating_add(lead) / 4;
+    let body = (dst.len() - lead) / 4;
+    let whole = words.saturating_sub(first_word).min(body);
+    for (k, chunk) in dst[lead..lead + whole * 4].chunks_exact_mut(4).enumerate() {
+        chunk.copy_from_slice(&load(first_word + k).to_le_bytes());
+    }
+    let tail = lead + whole * 4;
+    for (i, d) in dst.iter_mut().enumerate().skip(tail) {
+        *d = byte(off.saturating_add(i));
     }
 }
 
-/// Copies bytes into a word-addressed region; partial words are read, merged, written
-/// (safe because only the region's owner writes it).
+/// Copies bytes into a word-addressed region: whole words where aligned, a
+/// read-merge-write at the edges (safe because only the region's owner writes it);
+/// bytes past the region's end are dropped.
 pub(crate) fn copy_in(words: usize, load: impl Fn(usize) -> u32, store: impl Fn(usize, u32), off: usize, src: &[u8]) {
-    let mut i = 0;
-    while i < src.len() {
-        let at = off.saturating_add(i);
-        let word = at / 4;
-        if word >= words {
-            break;
+    let put_byte = |at: usize, b: u8| {
+        if at / 4 < words {
+            let mut w = load(at / 4).to_le_bytes();
+            w[at % 4] = b;
+            store(at / 4, u32::from_le_bytes(w));
         }
-        let first = at % 4;
-        let n = (4 - first).min(src.len() - i);
-        let mut value = if n == 4 { [0; 4] } else { load(word).to_le_bytes() };
-        value[first..first + n].copy_from_slice(&src[i..i + n]);
-        store(word, u32::from_le_bytes(value));
-        i += n;
+    };
+    let lead = ((4 - off % 4) % 4).min(src.len());
+    for (i, &b) in src[..lead].iter().enumerate() {
+        put_byte(off.saturating_add(i), b);
+    }
+    let first_word = off.saturating_add(lead) / 4;
+    let body = (src.len() - lead) / 4;
+    let whole = words.saturating_sub(first_word).min(body);
+    for (k, chunk) in src[lead..lead + whole * 4].chunks_exact(4).enumerate() {
+        store(first_word + k, u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
+    }
+    for (i, &b) in src.iter().enumerate().skip(lead + whole * 4) {
+        put_byte(off.saturating_add(i), b);
     }
 }
 
@@ -96,7 +106,6 @@ impl Shared for HostRegion<'_> {
         }
     }
     fn read(&self, off: usize, dst: &mut [u8]) {
-        dst.fill(0);
         copy_out(self.words.len(), |i| self.words[i].load(Ordering::Relaxed), off, dst);
     }
     fn write(&self, off: usize, src: &[u8]) {

@@ -50,7 +50,6 @@ impl Shared for VolatileRegion {
         }
     }
     fn read(&self, off: usize, dst: &mut [u8]) {
-        dst.fill(0);
         // SAFETY: `copy_out` only asks for words below `self.words`.
         copy_out(self.words, |i| unsafe { self.word(i).read_volatile() }, off, dst);
     }
