@@ -4,7 +4,6 @@
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
-use septum_core::board::Conduit;
 
 const CACHE_LINE: u64 = 64;
 
@@ -89,30 +88,20 @@ pub fn flush_el2_tlb() {
     barrier::isb(barrier::SY);
 }
 
-/// Calls the board firmware's PSCI (Arm DEN 0022) over `conduit`.
-pub fn psci(conduit: Conduit, function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+/// Calls the board firmware's PSCI (Arm DEN 0022) with SMC. (A DTB that names HVC as
+/// the conduit describes a guest's view; from EL2, HVC would trap to ourselves.)
+pub fn psci(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     let mut x0 = u64::from(function);
-    match conduit {
-        // SAFETY: an SMCCC call to firmware: it may clobber x0-x17 (declared) and, for
-        // CPU_ON, start another core at our secondary entry point; it touches no memory
-        // of ours.
-        Conduit::Smc => unsafe {
-            core::arch::asm!("smc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _,
-                inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack))
-        },
-        // SAFETY: as above, for firmware reached with HVC (EL2 calling a higher EL2 is
-        // not a thing; this exists for boards whose DTB says "hvc" to a nested setup).
-        Conduit::Hvc => unsafe {
-            core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _,
-                inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-                out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
-                out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
-                options(nostack))
-        },
-    }
+    // SAFETY: an SMCCC call to firmware: it may clobber x0-x17 (declared) and, for
+    // CPU_ON, start another core at our secondary entry point; it touches no memory of
+    // ours.
+    unsafe {
+        core::arch::asm!("smc #0", inout("x0") x0, inout("x1") a1 => _, inout("x2") a2 => _,
+            inout("x3") a3 => _, out("x4") _, out("x5") _, out("x6") _, out("x7") _,
+            out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+            out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _,
+            options(nostack))
+    };
     x0 as i64
 }
 

@@ -25,7 +25,7 @@ mod trap;
 use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
-use septum_core::board::{self, BootFacts, CpuStart};
+use septum_core::board::{self, BootFacts, Conduit, CpuStart};
 use septum_platform::qemu_virt::BOARD;
 
 /// FDT header magic, big-endian.
@@ -94,6 +94,10 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         facts.psci
     );
 
+    if facts.psci == Some(Conduit::Hvc) {
+        log::warn!("board DTB names PSCI over HVC, which a hypervisor at EL2 cannot call: no PSCI");
+    }
+
     // 4. Bundle and configuration.
     let bundle = find_bundle(&facts);
     let mut checked = facts.board;
@@ -160,9 +164,9 @@ extern "C" fn secondary_main(slot: u64) -> ! {
 fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
     let aff0 = (mpidr & 0xFF) as usize;
     match (facts.start_method(mpidr), facts.psci) {
-        (CpuStart::Psci, Some(conduit)) => {
+        (CpuStart::Psci, Some(Conduit::Smc)) => {
             let entry = entry::secondary_entry as *const () as u64;
-            let r = cpu::psci(conduit, septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
+            let r = cpu::psci(septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
             if r != 0 {
                 stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
             }

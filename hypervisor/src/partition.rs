@@ -382,8 +382,8 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
 /// and de-energises outputs; if the firmware refuses, this core parks.
 pub fn safe_state(reason: &str) -> ! {
     log::error!("SAFE STATE: {reason}; stopping every partition (PSCI SYSTEM_OFF)");
-    if let Some(conduit) = SYSTEM.get().and_then(|s| s.conduit) {
-        cpu::psci(conduit, septum_abi::hypercall::psci::SYSTEM_OFF, 0, 0, 0);
+    if SYSTEM.get().is_some_and(|s| s.conduit == Some(Conduit::Smc)) {
+        cpu::psci(septum_abi::hypercall::psci::SYSTEM_OFF, 0, 0, 0);
     }
     log::error!("SAFE STATE: firmware did not power off; core parked");
     cpu::park()
