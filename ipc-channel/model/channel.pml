@@ -280,9 +280,17 @@ proctype Producer() {
     byte calls;
     mtype res;
 
-    /* Producer::new (:80-95): :83 let write = peer.load_acquire(READ_INDEX);
-     * :92-93 own.write(header), own.store_release(WRITE_INDEX, write) */
-    w = read_index;
+    /* Producer::new: let published = own.load_acquire(WRITE_INDEX);
+     * let read = peer.load_acquire(READ_INDEX);
+     * let write = if published.wrapping_sub(read) <= depth { published } else { read };
+     * own.write(header), own.store_release(WRITE_INDEX, write) */
+    w = write_index;
+    r_seen = read_index;
+    if
+    :: WRAP(w - r_seen) <= DEPTH -> skip
+    :: else -> w = r_seen
+    fi;
+    r_seen = 0;
     write_index = w;
     ATTACHED();
     do

@@ -49,10 +49,12 @@ fn run(mut s: Script) {
     let consumer = || Consumer::new(geo, Checked::own(&cons), Checked::hostile(&prod, &race)).expect("regions fit");
     let mut rx = consumer();
     let mut tx: Option<Producer<Checked>> = None;
-    // What an honest producer has sent and the consumer not yet taken; `None` once
-    // the hostile side has written since the producer last attached, when the
-    // protocol promises nothing about delivery.
-    let mut honest: Option<VecDeque<Vec<u8>>> = None;
+    // What an honest producer has sent and the consumer not yet taken, in order; an
+    // unknown entry (`None`) is a slot left in flight by an earlier, possibly hostile,
+    // incarnation, which may be delivered or rejected but takes its turn. The whole
+    // queue is `None` once the hostile side has written since the producer last
+    // attached, when the protocol promises nothing about delivery.
+    let mut honest: Option<VecDeque<Option<Vec<u8>>>> = None;
 
     while let Some(tag) = s.byte() {
         match tag % 8 {
@@ -72,10 +74,18 @@ fn run(mut s: Script) {
                 honest = None;
             }
             4 => {
-                // It starts at the consumer's index: nothing is in flight.
+                // It keeps its published index when that is consistent with the
+                // consumer's, so what is in flight stays in flight; else it starts at
+                // the consumer's index with nothing in flight.
                 race.disarm();
+                let published = prod[wire::WRITE_INDEX / 4].load(Ordering::Relaxed);
+                let read = cons[wire::READ_INDEX / 4].load(Ordering::Relaxed);
+                let in_flight = published.wrapping_sub(read);
                 tx = Some(Producer::new(geo, Checked::own(&prod), Checked::peer(&cons)).expect("regions fit"));
-                honest = Some(VecDeque::new());
+                if honest.is_none() {
+                    let unknown = if in_flight <= depth { in_flight as usize } else { 0 };
+                    honest = Some(std::iter::repeat_n(None, unknown).collect());
+                }
             }
             5 => {
                 let n = s.u8();
@@ -87,7 +97,7 @@ fn run(mut s: Script) {
                 } else if let Some(queue) = honest.as_mut() {
                     if queue.len() < depth as usize {
                         assert_eq!(result, Ok(()), "an honest pair has room");
-                        queue.push_back(msg.to_vec());
+                        queue.push_back(Some(msg.to_vec()));
                     } else {
                         assert_eq!(result, Err(SendError::Full), "an honest pair is full at depth");
                     }
@@ -115,7 +125,7 @@ fn recv(
     cons: &[AtomicU32],
     capacity: usize,
     len: usize,
-    honest: Option<&mut VecDeque<Vec<u8>>>,
+    honest: Option<&mut VecDeque<Option<Vec<u8>>>>,
 ) {
     let mut buf = vec![0u8; len];
     // The consumer publishes its private index after every call that moves it, and no
@@ -148,10 +158,11 @@ fn recv(
             return;
         }
         match queue.pop_front() {
-            Some(msg) => {
+            Some(Some(msg)) => {
                 assert_eq!(result, Ok(msg.len()), "an honest message is delivered");
                 assert_eq!(&buf[..msg.len()], &msg[..], "an honest message is delivered intact");
             }
+            Some(None) => assert!(takes_slot, "a slot left in flight takes its turn: {result:?}"),
             None => assert_eq!(result, Err(RecvError::Empty), "an honest empty queue is empty"),
         }
     }

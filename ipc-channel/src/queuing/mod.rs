@@ -74,13 +74,18 @@ pub struct Producer<M: Shared> {
 }
 
 impl<M: Shared> Producer<M> {
-    /// Takes over the producer region. The first index is the consumer's current one,
-    /// so a restarted producer (or consumer) resumes in step; a lying consumer only
-    /// makes later sends fail.
+    /// Takes over the producer region. A producer re-attaching keeps the write index it
+    /// published if that is consistent with the consumer's (never moving it backwards,
+    /// so a consumer still running keeps its footing); only an impossible one (a zeroed
+    /// region after a restart) is replaced by the consumer's index, and while it is
+    /// impossible the consumer takes nothing (`Empty` or `BadIndex`). A lying consumer
+    /// only makes later sends fail.
     pub fn new(geo: Geometry, own: M, peer: M) -> Result<Self, GeometryError> {
         check_size(geo.producer_region_size(), own.size())?;
         check_size(geo.consumer_region_size(), peer.size())?;
-        let write = peer.load_acquire(wire::READ_INDEX);
+        let published = own.load_acquire(wire::WRITE_INDEX);
+        let read = peer.load_acquire(wire::READ_INDEX);
+        let write = if published.wrapping_sub(read) <= geo.depth() { published } else { read };
         let header = wire::ProducerHeader {
             magic: wire::MAGIC_PRODUCER,
             version: wire::VERSION,

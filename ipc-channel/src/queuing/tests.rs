@@ -79,6 +79,25 @@ fn restarted_consumer_resumes_in_step() {
     assert_eq!(b[0], b'z');
 }
 
+/// The interleaving SPIN found: a producer re-attaches (its region intact) while the
+/// consumer, still seeing the old write index, takes a message. Nothing may jam or be
+/// lost.
+#[test]
+fn producer_reattaching_while_the_consumer_runs_stays_in_step() {
+    let p = Pair::new(32, 4);
+    let mut old = p.producer();
+    let mut rx = p.consumer();
+    old.send(b"one").unwrap();
+    let mut tx = p.producer(); // re-attach: reads the indices...
+    let mut b = buf(p.geo);
+    assert_eq!(rx.recv(&mut b), Ok(3)); // ...while the consumer takes "one"
+    assert_eq!(&b[..3], b"one");
+    tx.send(b"two").unwrap();
+    assert_eq!(rx.recv(&mut b), Ok(3));
+    assert_eq!(&b[..3], b"two");
+    assert_eq!(rx.stats().bad_index + tx.stats().peer_corrupt, 0);
+}
+
 #[test]
 fn corrupted_slot_is_rejected_and_counted_once() {
     let p = Pair::new(32, 4);
