@@ -5,7 +5,7 @@ use std::time::Duration;
 use septum_system_tests::{artifacts, beats, count, largest_gap};
 use xtask::qemu::{Launch, Line, Machine};
 
-const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
+const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
 
 fn field(text: &str, name: &str) -> Option<u64> {
     text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use septum_system_tests::{artifacts, beats, count, largest_gap};
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
-const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 20;
+const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
 const ATTACKS: usize = 8;
 
 /// What the hypervisor log must say about each attack, in order.
