@@ -3,13 +3,19 @@
 //! block with its reason.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
+use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0, ID_AA64MMFR0_EL1, MPIDR_EL1};
 
 const CACHE_LINE: u64 = 64;
 
 /// This core's MPIDR affinity fields (Aff3..Aff0).
 pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xFF_00FF_FFFF
+}
+
+/// The PS/IPS field value for TCR_EL2 and VTCR_EL2: the physical address size the core
+/// supports (ID_AA64MMFR0_EL1.PARange), at most 48 bits.
+pub fn pa_size() -> u64 {
+    (ID_AA64MMFR0_EL1.get() & 0xF).min(5)
 }
 
 /// The generic timer's count.

@@ -232,9 +232,7 @@ fn load_config(bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts)
     };
     let (words, len) = STORE.call_once(|| {
         let mut words = [0u64; CONFIG_MAX / 8];
-        for (i, b) in raw.iter().enumerate() {
-            words[i / 8] |= u64::from(*b) << ((i % 8) * 8);
-        }
+        zerocopy::IntoBytes::as_mut_bytes(&mut words[..])[..raw.len()].copy_from_slice(raw);
         (words, raw.len())
     });
     let bytes = &zerocopy::IntoBytes::as_bytes(&words[..])[..*len];

@@ -274,15 +274,14 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
             // HVC's preferred return address is already the next instruction.
         }
         Exit::SetWayMaintenance => frame.elr += 4,
-        Exit::Violation(Violation::Stage2DataAbort { ipa, esr, .. })
-            if septum_core::doorbell::decode(part.desc, ipa, esr).is_some() =>
-        {
-            if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
-                ring(part, access, ipa, frame);
-            }
-            frame.elr += 4;
-        }
         Exit::Violation(v) => {
+            if let Violation::Stage2DataAbort { ipa, esr, .. } = v {
+                if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
+                    ring(part, access, ipa, frame);
+                    frame.elr += 4;
+                    return;
+                }
+            }
             report(part, &v, frame);
             apply_policy(part, StopCause::Fault)
         }

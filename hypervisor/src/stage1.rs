@@ -4,9 +4,7 @@
 //! partitions can be loaded; the devices the hypervisor keeps (the GIC) Device-nGnRnE.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, ID_AA64MMFR0_EL1, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2,
-};
+use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
 use septum_abi::config::Range;
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
 use spin::Mutex;
@@ -22,22 +20,23 @@ extern "C" {
     static __hv_end: u8;
 }
 
-fn addr(sym: &u8) -> u64 {
-    sym as *const u8 as u64
+/// Where the linker put the hypervisor's sections: (start, end of text, end of
+/// rodata, end of everything including BSS and stacks).
+fn layout() -> (u64, u64, u64, u64) {
+    let addr = |sym: &u8| sym as *const u8 as u64;
+    // SAFETY: linker-script symbols; only their addresses are taken, never their values.
+    unsafe { (addr(&__hv_start), addr(&__text_end), addr(&__rodata_end), addr(&__hv_end)) }
 }
 
 /// The hypervisor's own footprint in RAM (image, BSS, stacks).
 pub fn image_range() -> Range {
-    // SAFETY: linker-script symbols; only their addresses are taken, never their values.
-    let (start, end) = unsafe { (addr(&__hv_start), addr(&__hv_end)) };
+    let (start, _, _, end) = layout();
     Range::new(start, end - start)
 }
 
 /// Builds the tables on the boot core (MMU still off) and turns the MMU on.
 pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), MapError> {
-    // SAFETY: as above, addresses of linker symbols.
-    let (start, text_end, rodata_end, end) =
-        unsafe { (addr(&__hv_start), addr(&__text_end), addr(&__rodata_end), addr(&__hv_end)) };
+    let (start, text_end, rodata_end, end) = layout();
     let mut tables = S1_TABLES.lock();
     let base = tables.as_ptr() as u64;
     let mut arena = Arena::new(&mut tables[..], base);
@@ -77,7 +76,7 @@ pub fn enable_on_this_core() {
     MAIR_EL2.set(MAIR_VALUE);
     // 39-bit VA from level 1, 4 KiB granule, write-back inner-shareable walks,
     // physical addresses as wide as the core supports (at most 48 bits).
-    let ps = (ID_AA64MMFR0_EL1.get() & 0xF).min(5);
+    let ps = crate::cpu::pa_size();
     TCR_EL2.write(
         TCR_EL2::PS.val(ps)
             + TCR_EL2::TG0.val(0b00)

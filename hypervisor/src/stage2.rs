@@ -3,7 +3,7 @@
 //! read-write for its writer and read-only for its reader, never executable; doorbells
 //! not at all), nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
 
-use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2};
+use aarch64_cpu::registers::{Writeable, VTCR_EL2};
 use septum_abi::config::{PartitionDesc, RegionKind};
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, T0SZ};
 use spin::Mutex;
@@ -37,7 +37,7 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
 /// granule, write-back inner-shareable walks, 8-bit VMID, physical addresses as wide
 /// as the core supports (at most 48 bits).
 pub fn set_vtcr() {
-    let ps = (ID_AA64MMFR0_EL1.get() & 0xF).min(5);
+    let ps = crate::cpu::pa_size();
     VTCR_EL2.write(
         VTCR_EL2::RES1::SET
             + VTCR_EL2::PS.val(ps)

@@ -223,9 +223,8 @@ fn dtb_ipa(ram: &MemRegion) -> u64 {
     ram.ipa + ram.size.saturating_sub(2 << 20).max(ram.size / 2) / 4096 * 4096
 }
 
-/// Reads and checks a system description. `image_layout(partition)` gives the image's
-/// load address, entry point and length when the image is known (after a build);
-/// without it those checks wait for the build.
+/// Reads and checks a system description. Checks that need the images' sizes run again
+/// in `build::pack`, once the images are built.
 pub fn load(path: &Path) -> Result<System, Vec<SystemError>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| vec![SystemError(format!("{}: cannot read: {e}", path.display()))])?;
