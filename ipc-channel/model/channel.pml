@@ -158,10 +158,17 @@ inline checksum(s, l, out) {
  * the private buffer `buf`; w is the private Producer::write; the outcome goes to
  * res. */
 inline send(w, m, res) {
-    /* :101 let read = self.peer.load_acquire(READ_INDEX): the one load of the peer */
-    r_seen = read_index;
-    /* :102 let used = self.write.wrapping_sub(read) */
+    /* let mut used = self.write.wrapping_sub(self.read_seen): r_seen is the
+     * consumer's index as last loaded (Producer::read_seen), kept between calls */
     used = WRAP(w - r_seen);
+    if
+    :: used >= DEPTH ->
+        /* looks full: self.read_seen = self.peer.load_acquire(READ_INDEX), the one
+         * load of the peer; used = self.write.wrapping_sub(self.read_seen) */
+        r_seen = read_index;
+        used = WRAP(w - r_seen)
+    :: else -> skip
+    fi;
     if
     :: used > DEPTH ->
         /* :103-106 peer_corrupt += 1; return Err(PeerCorrupt) */
@@ -204,7 +211,7 @@ inline send(w, m, res) {
         atomic { write_index = w; sent++ };
         res = OK
     fi;
-    d_step { r_seen = 0; used = 0; slot = 0; crc = 0 }
+    d_step { used = 0; slot = 0; crc = 0 }
 }
 
 /* Consumer::recv (queuing/mod.rs:161-199), one call: r is the private
@@ -290,7 +297,7 @@ proctype Producer() {
     :: WRAP(w - r_seen) <= DEPTH -> skip
     :: else -> w = r_seen
     fi;
-    r_seen = 0;
+    /* read_seen: read */
     write_index = w;
     ATTACHED();
     do

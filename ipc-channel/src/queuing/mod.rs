@@ -1,7 +1,9 @@
 //! Queuing port: a bounded FIFO from one producer to one consumer.
 //!
 //! Each side keeps its own index privately and is the only writer of its copy in
-//! shared memory; it reads the peer's index **once per call** and bounds it. The
+//! shared memory; it reads the peer's index **at most once per call** and bounds it
+//! (the producer keeps the last value it loaded and loads again only when the queue
+//! looks full). The
 //! producer writes payload, then slot header, then publishes with a release store of
 //! `write_index`; the consumer acquires `write_index`, copies the slot header and then
 //! the payload into private memory (each shared byte read once), validates the copy
@@ -70,6 +72,10 @@ pub struct Producer<M: Shared> {
     peer: M,
     geo: Geometry,
     write: u32,
+    /// The consumer's index as last loaded and bounded. It only ever lags the true
+    /// one, so a slot it shows free is free; the peer's cache line is loaded again only
+    /// when the queue looks full (as SPSC rings do, to keep the line from bouncing).
+    read_seen: u32,
     stats: SendStats,
 }
 
@@ -96,15 +102,18 @@ impl<M: Shared> Producer<M> {
         };
         own.write(0, header.as_bytes());
         own.store_release(wire::WRITE_INDEX, write);
-        Ok(Self { own, peer, geo, write, stats: SendStats::default() })
+        Ok(Self { own, peer, geo, write, read_seen: read, stats: SendStats::default() })
     }
 
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         if msg.len() > self.geo.payload_capacity() {
             return Err(SendError::TooLarge);
         }
-        let read = self.peer.load_acquire(wire::READ_INDEX);
-        let used = self.write.wrapping_sub(read);
+        let mut used = self.write.wrapping_sub(self.read_seen);
+        if used >= self.geo.depth() {
+            self.read_seen = self.peer.load_acquire(wire::READ_INDEX);
+            used = self.write.wrapping_sub(self.read_seen);
+        }
         if used > self.geo.depth() {
             self.stats.peer_corrupt += 1;
             return Err(SendError::PeerCorrupt);
