@@ -3,9 +3,12 @@
 //! 1. `entry`: arm64 `Image` header; EL3 drops to EL2, EL1 is refused; stack, BSS.
 //! 2. [`primary_main`]: read the board DTB (RAM, CPUs, devices, PSCI conduit, bundle).
 //! 3. `stage1`: the hypervisor's own MMU on, caches on.
-//! 4. Find the boot bundle; copy out and check the configuration against the board.
-//! 5. `partition::init`: per partition, build stage 2 and load the pristine image and
-//!    device tree (the chain-of-trust issue verifies signatures here, before mapping).
+//! 4. Find the boot bundle. `trust`: open the flash bank (anti-rollback counters, audit
+//!    log), verify the root chain against the built-in anchor and the configuration's
+//!    signature; copy out the configuration and check it against the board.
+//! 5. `partition::init`: per partition, load the pristine image and device tree, verify
+//!    the image in the partition's RAM against its signed manifest, and only then build
+//!    the stage 2 that maps it; raise the counters to what was accepted.
 //! 6. Start each partition's core (PSCI `CPU_ON`), then run this core's partition.
 //!
 //! After that the hypervisor only runs when a partition traps (`trap`).
@@ -17,10 +20,12 @@ mod cpu;
 mod el1;
 mod entry;
 mod partition;
+mod pflash;
 mod physmem;
 mod stage1;
 mod stage2;
 mod trap;
+mod trust;
 
 use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
@@ -113,7 +118,18 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             }
         }
     }
-    let config = load_config(&bundle, &checked);
+    partition::set_firmware(facts.psci);
+    trust::open_storage();
+    let root = match trust::verify_root(&bundle) {
+        Ok(r) => r,
+        Err(e) => refuse_system(format_args!("root of trust: {e}")),
+    };
+    let signed_config = match trust::verify_config(&root, &bundle) {
+        Ok(c) => c,
+        Err(e) => refuse_system(format_args!("configuration signature: {e}")),
+    };
+    let config_hash = septum_trust::hash::sha512(signed_config);
+    let config = load_config(signed_config, &bundle, &checked);
     for p in config.partitions {
         log::info!(
             "partition {}: VMID {}, CPUs {:x?}, {} regions, policy {:?}, entry {:#x}",
@@ -127,7 +143,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     }
 
     // 5. Stage 2 and pristine images.
-    let system = match partition::init(config, bundle, facts.psci) {
+    let system = match partition::init(config, bundle, root, config_hash) {
         Ok(s) => s,
         Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e}")),
     };
@@ -135,7 +151,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 6. Cores.
     let me = cpu::mpidr();
     let mut next_slot = 1;
-    for (i, p) in system.partitions().enumerate() {
+    for (i, p) in system.partitions() {
         let Some(&mpidr) = p.vcpus().first() else {
             continue;
         };
@@ -223,13 +239,11 @@ fn bundle_base(b: &Bundle<'static>) -> u64 {
 
 /// Copies the configuration out of the bundle (into aligned hypervisor memory the
 /// partitions cannot reach) and checks it against the board.
-fn load_config(bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
+fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
     static STORE: spin::Once<([u64; CONFIG_MAX / 8], usize)> = spin::Once::new();
-    let raw = match bundle.payload(EntryKind::Config, 0) {
-        Ok(r) if r.len() <= CONFIG_MAX => r,
-        Ok(r) => stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", r.len())),
-        Err(e) => stop(format_args!("configuration refused: {e}")),
-    };
+    if raw.len() > CONFIG_MAX {
+        stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", raw.len()));
+    }
     let (words, len) = STORE.call_once(|| {
         let mut words = [0u64; CONFIG_MAX / 8];
         zerocopy::IntoBytes::as_mut_bytes(&mut words[..])[..raw.len()].copy_from_slice(raw);
@@ -244,6 +258,13 @@ fn load_config(bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts)
         }
         Err(e) => stop(format_args!("configuration refused: {e}")),
     }
+}
+
+/// The chain of trust refused the system as a whole: no partition can be trusted, so
+/// none runs (the safe state). The refusal is already in the audit log.
+fn refuse_system(args: core::fmt::Arguments<'_>) -> ! {
+    log::error!("REFUSED: {args}");
+    partition::safe_state("the system's signed documents were refused")
 }
 
 /// Refuses to go on: logs why and parks the boot core. Nothing has been started.

@@ -13,6 +13,10 @@ use septum_core::console::{Admit, LineBuffer, RateLimit};
 use septum_core::health::{Decision, HaltReason, Health, StopCause};
 use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
+use septum_trust::audit::EventKind;
+use septum_trust::format::RootBody;
+use septum_trust::hash::Hash;
+use septum_trust::verify::TrustError;
 use spin::{Mutex, Once};
 
 use crate::cpu;
@@ -43,9 +47,11 @@ struct State {
 }
 
 pub struct System {
-    config: Config<'static>,
     bundle: Bundle<'static>,
-    conduit: Option<Conduit>,
+    /// The root in force and the signed configuration's hash: a restart verifies the
+    /// reloaded image again, against them.
+    root: RootBody,
+    config_hash: Hash,
     ticks_per_ms: u64,
     parts: [Option<Runtime>; MAX_PARTITIONS],
 }
@@ -60,6 +66,8 @@ pub enum LoadError {
     Stage2(septum_core::pagetable::MapError),
     /// The image or device tree does not fit where the configuration puts it.
     TooLarge(&'static str),
+    /// The image in its RAM is not what its signed manifest names.
+    Refused(TrustError),
 }
 
 impl core::fmt::Display for LoadError {
@@ -68,21 +76,49 @@ impl core::fmt::Display for LoadError {
             LoadError::Bundle(e) => write!(f, "{e}"),
             LoadError::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
             LoadError::TooLarge(what) => write!(f, "its {what} does not fit where the configuration puts it"),
+            LoadError::Refused(e) => write!(f, "image refused: {e}"),
         }
     }
 }
 
-/// Builds every partition's stage 2 and loads its pristine image and device tree.
+/// Loads every partition's pristine image and device tree, verifies the image as it
+/// lies in the partition's RAM against its signed manifest, and only then builds the
+/// stage 2 that maps it. A refused critical partition puts the system in its safe
+/// state; any other refused partition is not started and the rest run.
 pub fn init(
     config: Config<'static>,
     bundle: Bundle<'static>,
-    conduit: Option<Conduit>,
+    root: RootBody,
+    config_hash: Hash,
 ) -> Result<&'static System, (usize, LoadError)> {
     let ticks_per_ms = (cpu::counter_hz() / 1000).max(1);
     let mut parts: [Option<Runtime>; MAX_PARTITIONS] = [const { None }; MAX_PARTITIONS];
+    let mut accepted: [(&str, u64); MAX_PARTITIONS] = [("", 0); MAX_PARTITIONS];
+    let mut n_accepted = 0;
     for (i, desc) in config.partitions.iter().enumerate() {
+        match load(desc, i, &bundle).and_then(|()| verify_loaded(desc, i, &bundle, &root, &config_hash)) {
+            Ok(counter) => {
+                accepted[n_accepted] = (desc.name(), counter);
+                n_accepted += 1;
+            }
+            Err(LoadError::Refused(e)) if !desc.is_critical() => {
+                // A warning, not a stop: the system goes on without this partition.
+                log::warn!("{}: image not accepted: {e}; partition not started, the others run", desc.name());
+                crate::trust::record(EventKind::PartitionRefused, i as u8, e.code(), 0, &[0; 64]);
+                // Leave nothing unverified behind in its memory.
+                for r in desc.regions().iter().filter(|r| matches!(r.kind(), Some(RegionKind::Ram))) {
+                    // SAFETY: this partition's validated RAM; it never runs.
+                    unsafe { crate::physmem::zero(r.pa, r.size) };
+                }
+                continue;
+            }
+            Err(LoadError::Refused(e)) => {
+                log::error!("{}: REFUSED: {e}", desc.name());
+                safe_state("critical partition image refused by the chain of trust")
+            }
+            Err(e) => return Err((i, e)),
+        }
         let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
-        load(desc, i, &bundle).map_err(|e| (i, e))?;
         parts[i] = Some(Runtime {
             desc,
             index: i,
@@ -96,7 +132,27 @@ pub fn init(
             }),
         });
     }
-    Ok(SYSTEM.call_once(|| System { config, bundle, conduit, ticks_per_ms, parts }))
+    crate::trust::accept(&root, &accepted[..n_accepted]);
+    Ok(SYSTEM.call_once(|| System { bundle, root, config_hash, ticks_per_ms, parts }))
+}
+
+/// Verifies partition `index`'s image where `load` put it; the result is its manifest's
+/// security counter.
+fn verify_loaded(
+    desc: &PartitionDesc,
+    index: usize,
+    bundle: &Bundle<'_>,
+    root: &RootBody,
+    config_hash: &Hash,
+) -> Result<u64, LoadError> {
+    let len = bundle.payload_len(EntryKind::Image, index as u32).unwrap_or(0) as usize;
+    let pa = desc.ram_ipa_to_pa(desc.image_ipa).ok_or(LoadError::TooLarge("image"))?;
+    // SAFETY: `load` just copied the image to `[pa, pa+len)`, inside this partition's
+    // validated RAM; the partition is not running and the view ends with this call.
+    let in_ram = unsafe { crate::physmem::partition_bytes(pa, len) };
+    crate::trust::verify_partition(root, bundle, index, desc.name(), config_hash, in_ram)
+        .map(|m| m.security_counter)
+        .map_err(LoadError::Refused)
 }
 
 /// Zeroes the partition's RAM and copies in its image and device tree from the bundle
@@ -163,8 +219,9 @@ pub fn assign(slot: usize, partition: usize) {
 }
 
 impl System {
-    pub fn partitions(&self) -> impl Iterator<Item = &'static PartitionDesc> + '_ {
-        self.config.partitions.iter()
+    /// The partitions that were accepted, with their index in the configuration.
+    pub fn partitions(&self) -> impl Iterator<Item = (usize, &'static PartitionDesc)> + '_ {
+        self.parts.iter().flatten().map(|p| (p.index, p.desc))
     }
 }
 
@@ -320,6 +377,7 @@ fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64,
 /// One log record per violation: partition, what it did, where, and the decoded ESR.
 fn report(part: &Runtime, v: &Violation, frame: &TrapFrame) {
     let name = part.desc.name();
+    crate::trust::record(EventKind::Fault, part.index as u8, 1, v.esr().0, &[0; 64]);
     match *v {
         Violation::Stage2DataAbort { ipa, va, write, esr } => log::warn!(
             "{name}: FAULT {}: {} at IPA {ipa:#x} (VA {va:#x}), PC {:#x}; {esr}",
@@ -348,7 +406,10 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
                 delay_ticks / sys.ticks_per_ms
             );
             cpu::wait_until(cpu::counter() + delay_ticks);
-            if let Err(e) = load(part.desc, part.index, &sys.bundle) {
+            crate::trust::record(EventKind::Restart, part.index as u8, 0, u64::from(restart), &[0; 64]);
+            let reloaded = load(part.desc, part.index, &sys.bundle)
+                .and_then(|()| verify_loaded(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash));
+            if let Err(e) = reloaded {
                 log::error!("{name}: cannot reload its image ({e}); halting it");
                 cpu::park()
             }
@@ -364,6 +425,7 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
             enter(part)
         }
         Decision::Halt { reason } => {
+            crate::trust::record(EventKind::Halt, part.index as u8, 0, 0, &[0; 64]);
             match reason {
                 HaltReason::Policy => log::warn!("{name}: policy halt: partition stopped"),
                 HaltReason::RestartLimit { max, window_ms } => log::error!(
@@ -376,12 +438,21 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
     }
 }
 
+/// Whether PSCI SYSTEM_OFF can be asked of firmware (over SMC): known from the board
+/// DTB before any partition exists, so even a refusal at boot can power off.
+static POWER_OFF_BY_SMC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub fn set_firmware(conduit: Option<Conduit>) {
+    POWER_OFF_BY_SMC.store(conduit == Some(Conduit::Smc), Ordering::Release);
+}
+
 /// The system's safe state: every partition stops. Septum logs the reason and asks the
 /// board firmware to power the system off (PSCI SYSTEM_OFF), which stops every core
 /// and de-energises outputs; if the firmware refuses, this core parks.
 pub fn safe_state(reason: &str) -> ! {
     log::error!("SAFE STATE: {reason}; stopping every partition (PSCI SYSTEM_OFF)");
-    if SYSTEM.get().is_some_and(|s| s.conduit == Some(Conduit::Smc)) {
+    crate::trust::record(EventKind::SafeState, crate::trust::NO_PARTITION, 1, 0, &[0; 64]);
+    if POWER_OFF_BY_SMC.load(Ordering::Acquire) {
         cpu::psci(septum_abi::hypercall::psci::SYSTEM_OFF, 0, 0, 0);
     }
     log::error!("SAFE STATE: firmware did not power off; core parked");

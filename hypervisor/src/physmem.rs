@@ -48,3 +48,13 @@ pub unsafe fn write_u64(pa: u64, value: u64) {
     // SAFETY: guaranteed by the caller.
     unsafe { core::ptr::write_volatile(pa as *mut u64, value) };
 }
+
+/// A view of a partition's RAM, for the hypervisor to check what it loaded there.
+///
+/// # Safety
+/// `[pa, pa+len)` must be RAM of a partition that is not running, and the view must
+/// be dropped before the partition runs again.
+pub unsafe fn partition_bytes<'a>(pa: u64, len: usize) -> &'a [u8] {
+    // SAFETY: guaranteed by the caller.
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+}

@@ -108,7 +108,7 @@ impl Shared for HostRegion<'_> {
     fn read(&self, off: usize, dst: &mut [u8]) {
         // The common case, an aligned copy inside the region, runs as one tight loop
         // over the words (no per-word bounds checks); anything else goes byte-careful.
-        if off % 4 == 0 && dst.len() % 4 == 0 {
+        if off.is_multiple_of(4) && dst.len().is_multiple_of(4) {
             if let Some(words) = self.words.get(off / 4..off / 4 + dst.len() / 4) {
                 for (d, w) in dst.chunks_exact_mut(4).zip(words) {
                     d.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
@@ -119,7 +119,7 @@ impl Shared for HostRegion<'_> {
         copy_out(self.words.len(), |i| self.words[i].load(Ordering::Relaxed), off, dst);
     }
     fn write(&self, off: usize, src: &[u8]) {
-        if off % 4 == 0 && src.len() % 4 == 0 {
+        if off.is_multiple_of(4) && src.len().is_multiple_of(4) {
             if let Some(words) = self.words.get(off / 4..off / 4 + src.len() / 4) {
                 for (s, w) in src.chunks_exact(4).zip(words) {
                     w.store(u32::from_le_bytes([s[0], s[1], s[2], s[3]]), Ordering::Relaxed);

@@ -43,6 +43,18 @@ pub struct Board {
     /// Where the board DTB is when `x0` does not point at one (ELF boots).
     pub default_dtb: u64,
     pub console: HypervisorConsole,
+    /// Persistent storage only the hypervisor uses (anti-rollback counters, audit log);
+    /// it is also listed in `hypervisor_devices`, so no partition can be given it.
+    pub storage: Option<Storage>,
+}
+
+/// A CFI (Intel command set) NOR flash bank.
+#[derive(Clone, Copy, Debug)]
+pub struct Storage {
+    pub base: u64,
+    pub size: u64,
+    /// Erase block bytes.
+    pub block_size: u64,
 }
 
 impl Board {

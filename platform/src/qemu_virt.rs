@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, HypervisorConsole};
+use crate::catalog::{Board, DeviceInfo, HypervisorConsole, Storage};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -17,6 +17,10 @@ pub const STAGING_BASE: u64 = RAM_BASE + 128 * MIB;
 
 pub const UART0: u64 = 0x0900_0000;
 pub const GICD: u64 = 0x0800_0000;
+/// The second pflash bank (`-drive if=pflash,unit=1`): non-secure even with
+/// `secure=on`, 64 MiB of 256 KiB erase blocks (QEMU `virt_flash_create1`).
+pub const FLASH1: u64 = 0x0400_0000;
+pub const FLASH1_SIZE: u64 = 64 * MIB;
 
 pub static BOARD: Board = Board {
     id: BoardId::QemuVirt,
@@ -53,8 +57,9 @@ pub static BOARD: Board = Board {
             compatible: &["arm,pl061", "arm,primecell"],
         },
     ],
-    // GICv3 distributor, ITS and redistributors.
+    // GICv3 distributor, ITS and redistributors; the hypervisor's flash bank.
     hypervisor_devices: &[
+        Range::new(FLASH1, FLASH1_SIZE),
         Range::new(GICD, 0x10000),
         Range::new(0x0808_0000, 0x20000),
         Range::new(0x080A_0000, 0xF6_0000),
@@ -64,4 +69,5 @@ pub static BOARD: Board = Board {
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,
     console: HypervisorConsole::Semihosting,
+    storage: Some(Storage { base: FLASH1, size: FLASH1_SIZE, block_size: 256 * 1024 }),
 };

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use septum_abi::bundle::{self, Bundle, EntryKind};
 use septum_abi::config::{self, PartitionDesc};
 use septum_system_tests::{artifacts, beats, count, largest_gap};
 use xtask::qemu::{Entry, Launch, Machine, HYPERVISOR};
+use xtask::trust::BundleParts;
 use zerocopy::FromBytes;
 
 /// Heartbeat period in the test systems, in generic-timer ticks (62.5 MHz, 50 ms).
@@ -51,25 +51,15 @@ fn entry_at_el1_is_refused() {
     assert!(m.console(HYPERVISOR).iter().any(|t| t.contains("must start at EL2 or EL3")), "{}", m.transcript());
 }
 
-/// Rebuilds the bundle of `art` with a different configuration payload.
+/// Rebuilds the bundle of `art` with a different configuration, signed with the
+/// system's (development) root keys, as its owner would sign it.
 fn bundle_with_config(art: &xtask::build::Artifacts, config: &[u8], name: &str) -> std::path::PathBuf {
     let original = std::fs::read(&art.bundle).expect("bundle");
-    let b = Bundle::parse(&original).expect("bundle parses");
-    let parts = art.system.partitions.len() as u32;
-    let payloads: Vec<(EntryKind, u32, Vec<u8>)> = (0..parts)
-        .flat_map(|p| {
-            [
-                (EntryKind::Image, p, b.payload(EntryKind::Image, p).expect("image").to_vec()),
-                (EntryKind::DeviceTree, p, b.payload(EntryKind::DeviceTree, p).expect("dtb").to_vec()),
-            ]
-        })
-        .collect();
-    let mut items: Vec<(EntryKind, u32, &[u8])> = vec![(EntryKind::Config, 0, config)];
-    items.extend(payloads.iter().map(|(k, p, d)| (*k, *p, d.as_slice())));
-    let mut out = vec![0u8; original.len() + 4096];
-    let n = bundle::encode(&items, &mut out).expect("fits");
+    let mut parts = BundleParts::parse(&original).expect("bundle parses");
+    let keys = xtask::trust::dev_keys(&art.system);
+    parts.config = xtask::trust::sign_config(&keys, config).expect("signs");
     let path = art.dir.join(name);
-    std::fs::write(&path, &out[..n]).expect("write");
+    std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
     path
 }
 
@@ -83,7 +73,8 @@ fn expect_refusal(art: &xtask::build::Artifacts, bundle: std::path::PathBuf, rea
     assert_eq!(count(&m.lines(), "heartbeat"), 0, "no partition may start\n{}", m.transcript());
 }
 
-/// CFG-003: a configuration corrupted after xtask wrote it is refused at boot.
+/// CFG-003: a configuration corrupted before it was signed is still refused at boot
+/// (its own checksum), even though its signature is good.
 #[test]
 fn corrupted_configuration_is_refused_at_boot() {
     let art = artifacts("qemu-virt");

@@ -1,13 +1,13 @@
-//! Building: the EL2 kernel and guests for bare-metal aarch64, then the boot bundle
-//! (configuration, images, device trees) for one system description.
+//! Building: the EL2 kernel and guests for bare-metal aarch64, then the signed boot
+//! bundle (root chain, configuration, images, device trees, manifests) for one system
+//! description.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use septum_abi::bundle::{self, EntryKind};
-
 use crate::image::{self, LoadImage};
 use crate::system::{self, ImageSource, System};
+use crate::trust::{self, BundleParts, Keys};
 
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
 /// EL2 code must not use the FP/SIMD registers, which hold the guest's state.
@@ -33,6 +33,19 @@ pub struct Artifacts {
     pub hypervisor_elf: PathBuf,
     pub hypervisor_image: PathBuf,
     pub bundle: PathBuf,
+    /// The keys the bundle is signed with (and whose genesis root the hypervisor trusts),
+    /// so a test can re-sign a tampered piece.
+    pub keys: Keys,
+}
+
+/// How to sign a build.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// A key directory (`cargo xtask keygen`); `None`: the development keys.
+    pub keys: Option<PathBuf>,
+    /// A production hypervisor refuses development-signed roots; building one refuses
+    /// development keys.
+    pub production: bool,
 }
 
 pub fn run(cmd: &mut Command) -> Result<(), String> {
@@ -50,14 +63,29 @@ fn cargo() -> Command {
     c
 }
 
-/// Builds the hypervisor and every guest crate, release profile.
-pub fn compile() -> Result<(), String> {
+/// The hypervisor's build-time trust settings, read with `option_env!` (cargo rebuilds
+/// it when they change): the SHA-512 of the genesis root's body, in hex.
+pub const ROOT_ANCHOR_ENV: &str = "SEPTUM_ROOT_ANCHOR";
+/// `"1"` in production builds, absent otherwise.
+pub const PRODUCTION_ENV: &str = "SEPTUM_PRODUCTION";
+
+/// Builds the hypervisor (trusting `keys`' genesis root) and every guest crate, release
+/// profile.
+pub fn compile(keys: &Keys, production: bool) -> Result<(), String> {
     crate::prereq::rust_targets()?;
     let target_dir = cross_target_dir();
-    run(cargo()
-        .args(["build", "--release", "--quiet", "-p", "septum-hypervisor", "--target", HYPERVISOR_TARGET])
+    let mut hv = cargo();
+    hv.args(["build", "--release", "--quiet", "-p", "septum-hypervisor", "--target", HYPERVISOR_TARGET])
         .arg("--target-dir")
-        .arg(&target_dir))?;
+        .arg(&target_dir)
+        .env(ROOT_ANCHOR_ENV, trust::hex(&keys.anchor()));
+    if production {
+        hv.env(PRODUCTION_ENV, "1");
+    } else {
+        // Whatever the calling shell says: only `--production` makes a production build.
+        hv.env_remove(PRODUCTION_ENV);
+    }
+    run(&mut hv)?;
     let mut c = cargo();
     c.args(["build", "--release", "--quiet", "--target", GUEST_TARGET]).arg("--target-dir").arg(&target_dir);
     for g in system::GUESTS {
@@ -84,20 +112,49 @@ pub fn system_path(name: &str) -> PathBuf {
     }
 }
 
-/// Checks a system description, compiles everything and writes its artifacts.
+/// Checks a system description, compiles everything and writes its artifacts, signed
+/// with the development keys.
 pub fn system(name: &str) -> Result<Artifacts, String> {
+    system_with(name, &Options::default())
+}
+
+/// [`system`] with a choice of keys and production mode.
+pub fn system_with(name: &str, opts: &Options) -> Result<Artifacts, String> {
     let path = system_path(name);
     let mut sys = system::load(&path).map_err(join_errors)?;
-    compile()?;
-    pack(&mut sys)
+    let keys = signing_keys(&sys, opts)?;
+    compile(&keys, opts.production)?;
+    pack(&mut sys, &keys)
+}
+
+/// The keys `opts` asks for, refusing development keys for production.
+pub fn signing_keys(sys: &System, opts: &Options) -> Result<Keys, String> {
+    let keys = match &opts.keys {
+        Some(dir) => trust::load_keys(dir, sys)?,
+        None if opts.production => {
+            return Err("production builds need real keys: give --keys DIR (made by `cargo xtask keygen`)".into())
+        }
+        None => trust::dev_keys(sys),
+    };
+    if opts.production && keys.development {
+        let dir = opts.keys.as_deref().unwrap_or(Path::new("?")).display();
+        return Err(format!(
+            "{dir}: holds development keys (published seeds) or a DEVELOPMENT root; production builds need real keys"
+        ));
+    }
+    Ok(keys)
 }
 
 pub fn join_errors(errs: Vec<system::SystemError>) -> String {
     errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n")
 }
 
-/// Writes bundle and hypervisor images for an already compiled tree.
-pub fn pack(sys: &mut System) -> Result<Artifacts, String> {
+/// Writes the signed bundle and hypervisor images for an already compiled tree: in
+/// `target/septum/<system>/`, `bundle.bin`, `septum.bin`, `septum.elf`, each
+/// partition's `<name>.dtb` and `<name>.manifest`, `config.bin` (the configuration
+/// body), `config.envelope`, the root chain `root-<n>.envelope` (n from 1: genesis) and
+/// `root-anchor.hex`.
+pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
     let dir = root().join("target").join("septum").join(&sys.name);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
@@ -127,18 +184,40 @@ pub fn pack(sys: &mut System) -> Result<Artifacts, String> {
         std::fs::write(dir.join(format!("{}.dtb", p.name)), &dtb).map_err(|e| e.to_string())?;
         dtbs.push(dtb);
     }
-    let mut items: Vec<(EntryKind, u32, &[u8])> = vec![(EntryKind::Config, 0, &config)];
-    for (i, img) in images.iter().enumerate() {
-        items.push((EntryKind::Image, i as u32, &img.bytes));
-        items.push((EntryKind::DeviceTree, i as u32, &dtbs[i]));
+    let image_bytes: Vec<&[u8]> = images.iter().map(|i| i.bytes.as_slice()).collect();
+    let signed = trust::sign_system(keys, sys, &image_bytes, &config)?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    for (i, root) in signed.chain.iter().enumerate() {
+        write(&format!("root-{}.envelope", i + 1), root)?;
     }
-    let capacity: usize = 4096 + items.iter().map(|(_, _, d)| d.len() + 16).sum::<usize>();
-    let mut out = vec![0u8; capacity];
-    let n = bundle::encode(&items, &mut out).ok_or("bundle does not fit")?;
-    out.truncate(n);
+    // A longer chain of an earlier build must not look like part of this one.
+    for n in signed.chain.len() + 1.. {
+        if std::fs::remove_file(dir.join(format!("root-{n}.envelope"))).is_err() {
+            break;
+        }
+    }
+    write("root-anchor.hex", format!("{}\n", trust::hex(&keys.anchor())).as_bytes())?;
+    write("config.bin", &config)?;
+    write("config.envelope", &signed.config)?;
+    for (p, m) in sys.partitions.iter().zip(&signed.manifests) {
+        write(&format!("{}.manifest", p.name), m)?;
+    }
+    let parts = BundleParts {
+        roots: signed.chain,
+        config: signed.config,
+        images: images.into_iter().map(|i| i.bytes).collect(),
+        device_trees: dtbs,
+        manifests: signed.manifests,
+    };
+    let bytes = parts.encode()?;
+    // What the hypervisor will check at boot, checked now: a key directory whose roles
+    // do not fit the system fails here, with a reason, rather than at boot.
+    trust::verify_bundle(&bytes, &keys.anchor(), false).map_err(|e| format!("{}: signed bundle: {e}", sys.name))?;
     let bundle = dir.join("bundle.bin");
-    std::fs::write(&bundle, &out).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("config.bin"), &config).map_err(|e| e.to_string())?;
+    write("bundle.bin", &bytes)?;
 
     let hv_elf = elf_path(HYPERVISOR_TARGET, "septum");
     let elf = std::fs::read(&hv_elf).map_err(|e| format!("{}: {e}", hv_elf.display()))?;
@@ -150,5 +229,5 @@ pub fn pack(sys: &mut System) -> Result<Artifacts, String> {
     std::fs::write(&hypervisor_image, &img.bytes).map_err(|e| e.to_string())?;
     let hypervisor_elf = dir.join("septum.elf");
     std::fs::write(&hypervisor_elf, &elf).map_err(|e| e.to_string())?;
-    Ok(Artifacts { system: sys.clone(), dir, hypervisor_elf, hypervisor_image, bundle })
+    Ok(Artifacts { system: sys.clone(), dir, hypervisor_elf, hypervisor_image, bundle, keys: keys.clone() })
 }

@@ -8,4 +8,5 @@ pub mod image;
 pub mod prereq;
 pub mod qemu;
 pub mod system;
+pub mod trust;
 pub mod verify;

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use xtask::build::{self, root};
 use xtask::qemu::{Entry, Launch, Machine};
-use xtask::{prereq, system};
+use xtask::{prereq, system, trust};
 
 const HELP: &str = "\
 cargo xtask <command>
 
-  run   [--system NAME] [--el3 | --el1] [--seconds N]
+  run   [--system NAME] [--el3 | --el1] [--seconds N] [--keys DIR]
         build everything and boot a system on QEMU (default: qemu-virt), showing each
         console labelled with the partition that owns it; Ctrl-C (or --seconds) stops it
   test  host tests, lints, then the QEMU system tests (installs QEMU 10 and the Rust
@@ -18,8 +18,29 @@ cargo xtask <command>
   verify                     the channel's verification: SPIN model, loom, Miri, fuzzing
                              (bounded; also part of `test`)
   bench                      performance figures (printed, never asserted)
-  build [--system NAME]      build images and the boot bundle into target/septum/NAME/
+  build [--system NAME] [--keys DIR] [--production]
+                             build images and the signed boot bundle into
+                             target/septum/NAME/; signed with the development keys
+                             unless --keys names a directory made by keygen
   check FILE...              validate system descriptions and explain any problem
+
+chain of trust:
+  keygen --out DIR [--system NAME | --role NAME [--count N]]
+                             fresh random keys: DIR/<role>-<n>.key (secret, 0600) and
+                             .pub; by default 3 root keys and 2 per partition
+  sign --kind root|config|manifest --body FILE --key KEY [--key KEY...] --out FILE
+                             sign a document body (or an envelope's, afresh)
+  sign --add KEY [--add KEY...] --to ENVELOPE [--out FILE]
+                             add signatures to an envelope (threshold signing)
+  root --keys DIR --version N [--previous ENVELOPE [--old-keys DIR]] --out FILE
+                             a root document for DIR's keys (rotation: also signed by
+                             the previous root's keys found in --old-keys)
+  inspect FILE [--anchor root-anchor.hex]
+                             a bundle or envelope in human form, every signature,
+                             threshold and hash checked offline
+  audit-verify FILE [--records]
+                             check a dump of the hypervisor's flash bank: the audit
+                             log's hash chain (--records: list every record)
   help
 ";
 
@@ -28,9 +49,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
-        Some("build") => build::system(&flag(&args, "--system").unwrap_or("qemu-virt".into())).map(|a| {
-            println!("built {} into {}", a.system.name, a.dir.display());
-        }),
+        Some("build") => build_cmd(&args[1..]),
+        Some("keygen") => trust::cli::keygen(&args[1..]),
+        Some("sign") => trust::cli::sign(&args[1..]),
+        Some("root") => trust::cli::root(&args[1..]),
+        Some("inspect") => trust::cli::inspect(&args[1..]),
+        Some("audit-verify") => trust::cli::audit_verify(&args[1..]),
         Some("check") => check(&args[1..]),
         Some("verify") => xtask::verify::all(),
         Some("bench") => xtask::bench::run(),
@@ -51,6 +75,24 @@ fn main() -> ExitCode {
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn options(args: &[String]) -> build::Options {
+    build::Options { keys: flag(args, "--keys").map(Into::into), production: args.iter().any(|a| a == "--production") }
+}
+
+/// Says, once, what signed the images when it was not a production key set.
+fn signed_with(art: &build::Artifacts) {
+    if art.keys.development {
+        println!("note: the images are signed with DEVELOPMENT keys (published seeds): for development only");
+    }
+}
+
+fn build_cmd(args: &[String]) -> Result<(), String> {
+    let art = build::system_with(&flag(args, "--system").unwrap_or("qemu-virt".into()), &options(args))?;
+    println!("built {} into {}", art.system.name, art.dir.display());
+    signed_with(&art);
+    Ok(())
 }
 
 fn check(files: &[String]) -> Result<(), String> {
@@ -88,7 +130,8 @@ fn run(args: &[String]) -> Result<(), String> {
     let default = if entry == Entry::El3 { "qemu-virt-el3" } else { "qemu-virt" };
     let name = flag(args, "--system").unwrap_or(default.into());
     let seconds = flag(args, "--seconds").and_then(|s| s.parse::<u64>().ok());
-    let art = build::system(&name)?;
+    let art = build::system_with(&name, &options(args))?;
+    signed_with(&art);
     println!("booting {} on QEMU ({entry:?} entry); Ctrl-C stops", art.system.name);
     let mut m = Machine::launch(&art, &Launch { entry, echo: true, ..Launch::default() })?;
     let limit = Duration::from_secs(seconds.unwrap_or(u64::MAX / 4));
@@ -106,7 +149,8 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     build::run(&mut c)
 }
 
-const HOST_CRATES: &[&str] = &["septum-abi", "septum-core", "septum-platform", "septum-ipc-channel", "xtask"];
+const HOST_CRATES: &[&str] =
+    &["septum-abi", "septum-core", "septum-trust", "septum-platform", "septum-ipc-channel", "xtask"];
 
 fn test() -> Result<(), String> {
     prereq::rust_targets()?;
@@ -140,7 +184,10 @@ fn test() -> Result<(), String> {
         host.extend(["-p", c]);
     }
     cargo(&host)?;
-    build::compile()?;
+    // Builds the hypervisor the system tests boot first (trusting qemu-virt's
+    // development root), so they do not wait on it.
+    let sys = system::load(&build::system_path("qemu-virt")).map_err(build::join_errors)?;
+    build::compile(&trust::dev_keys(&sys), false)?;
     cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])?;
     xtask::verify::all()
 }

@@ -29,6 +29,9 @@ struct MachineFile {
     cpu: String,
     smp: u32,
     memory: String,
+    /// Bytes of the hypervisor's flash bank (`-drive if=pflash,unit=1`), if the board
+    /// has one.
+    storage_bytes: Option<u64>,
     el2: Mode,
     el3: Mode,
     el1: Mode,
@@ -74,11 +77,14 @@ pub struct Launch {
     pub icount: Option<u32>,
     /// Replaces the bundle (tests of corrupted configurations).
     pub bundle: Option<PathBuf>,
+    /// The hypervisor's flash bank as a file that outlives the run (created erased if
+    /// missing); `None`: a fresh, erased bank for this run only.
+    pub storage: Option<PathBuf>,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Self { entry: Entry::El2, echo: false, icount: None, bundle: None }
+        Self { entry: Entry::El2, echo: false, icount: None, bundle: None, storage: None }
     }
 }
 
@@ -133,6 +139,11 @@ impl Machine {
                 cmd.arg("-kernel").arg(&art.hypervisor_image);
                 cmd.arg("-initrd").arg(&bundle);
             }
+        }
+        if let Some(bytes) = mf.storage_bytes {
+            let path = opts.storage.clone().unwrap_or_else(|| dir.join("storage.bin"));
+            erased_flash(&path, bytes)?;
+            cmd.arg("-drive").arg(format!("if=pflash,unit=1,format=raw,file={}", path.display()));
         }
         let stderr = std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
@@ -283,4 +294,13 @@ fn read_console(stream: UnixStream, label: String, lines: Arc<Mutex<Vec<Line>>>,
             l.push(Line { console: label.clone(), text, at: started.elapsed() });
         }
     }
+}
+
+/// Makes `path` a flash bank of `bytes` bytes, erased (all 0xFF) as a new chip is,
+/// unless it already is one of that size (a bank kept across runs).
+pub fn erased_flash(path: &Path, bytes: u64) -> Result<(), String> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == bytes) {
+        return Ok(());
+    }
+    std::fs::write(path, vec![0xFFu8; bytes as usize]).map_err(|e| format!("{}: {e}", path.display()))
 }

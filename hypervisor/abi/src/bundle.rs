@@ -5,8 +5,18 @@
 //!
 //! Layout: [`BundleHeader`], then `entry_count` [`BundleEntry`]s, then payloads, each
 //! 16-byte aligned. The header's CRC covers header and entry table; each entry's CRC
-//! covers its payload. These catch corruption; signatures (chain-of-trust issue) will
-//! cover authenticity.
+//! covers its payload. These catch corruption only: authenticity comes from the signed
+//! envelopes (`septum_trust::format`) the bundle carries:
+//!
+//! * [`EntryKind::Root`]: the root chain, one entry per root document, genesis first
+//!   (its body's SHA-512 is the anchor built into the hypervisor), then each rotation.
+//! * [`EntryKind::Config`]: the configuration, as the body of an envelope signed by the
+//!   root role. The body starts 24 bytes into the payload, so it stays 8-byte aligned.
+//! * [`EntryKind::Manifest`]: per partition, an envelope signed by the partition's
+//!   release role, naming its image's length and hash and the configuration's hash.
+//!
+//! Images and device trees are carried as is: a manifest vouches for an image; a
+//! device tree is generated from the (signed) configuration.
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -34,12 +44,32 @@ pub struct BundleHeader {
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
-    /// The compiled system configuration (see [`crate::config`]).
+    /// A signed envelope of kind Config whose body is the compiled system configuration
+    /// (see [`crate::config`]). One per bundle; its `partition` field is unused (0).
     Config = 1,
     /// A partition's image, copied to its `image_ipa`.
     Image = 2,
     /// A partition's flattened device tree, copied to its `dtb_ipa`.
     DeviceTree = 3,
+    /// A signed envelope of kind Manifest for the partition at `partition` (its index
+    /// in the configuration).
+    Manifest = 4,
+    /// A signed envelope of kind Root; `partition` is its position in the root chain,
+    /// 0 being the genesis document.
+    Root = 5,
+}
+
+impl EntryKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(Self::Config),
+            2 => Some(Self::Image),
+            3 => Some(Self::DeviceTree),
+            4 => Some(Self::Manifest),
+            5 => Some(Self::Root),
+            _ => None,
+        }
+    }
 }
 
 #[repr(C)]
@@ -47,7 +77,8 @@ pub enum EntryKind {
 pub struct BundleEntry {
     /// [`EntryKind`].
     pub kind: u32,
-    /// Partition index in the configuration (unused for [`EntryKind::Config`]).
+    /// Partition index in the configuration (unused for [`EntryKind::Config`]); for
+    /// [`EntryKind::Root`], the position in the root chain.
     pub partition: u32,
     /// Offset of the payload from the start of the bundle.
     pub offset: u64,
@@ -147,18 +178,12 @@ impl<'a> Bundle<'a> {
 
     /// The payload of the entry of `kind` for `partition`, CRC-checked.
     pub fn payload(&self, kind: EntryKind, partition: u32) -> Result<&'a [u8], BundleError> {
-        let (i, e) = self
+        let i = self
             .entries
             .iter()
-            .enumerate()
-            .find(|(_, e)| e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition))
+            .position(|e| e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition))
             .ok_or(BundleError::Missing { kind, partition })?;
-        // Bounds were checked in `parse`.
-        let data = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        if crc32fast::hash(data) != e.crc32 {
-            return Err(BundleError::PayloadChecksum { entry: i });
-        }
-        Ok(data)
+        self.entry_payload(i)
     }
 
     /// The length of an entry's payload, without checking its CRC.
@@ -167,6 +192,22 @@ impl<'a> Bundle<'a> {
             .iter()
             .find(|e| e.kind == kind as u32 && (kind == EntryKind::Config || e.partition == partition))
             .map(|e| e.len)
+    }
+
+    /// The entry table, in bundle order (for tools that list a bundle).
+    pub fn entries(&self) -> &'a [BundleEntry] {
+        self.entries
+    }
+
+    /// The payload of entry `index` of [`Self::entries`], CRC-checked.
+    pub fn entry_payload(&self, index: usize) -> Result<&'a [u8], BundleError> {
+        let e = self.entries.get(index).ok_or(BundleError::EntryOutOfBounds { entry: index })?;
+        // Bounds were checked in `parse`.
+        let data = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+        if crc32fast::hash(data) != e.crc32 {
+            return Err(BundleError::PayloadChecksum { entry: index });
+        }
+        Ok(data)
     }
 
     /// The whole bundle.
@@ -239,22 +280,38 @@ fn align_up(v: u64, a: u64) -> u64 {
 mod tests {
     use super::*;
 
+    const SAMPLE: [(EntryKind, u32, &[u8]); 7] = [
+        (EntryKind::Root, 0, b"genesis"),
+        (EntryKind::Root, 1, b"rotated"),
+        (EntryKind::Config, 0, b"cfg"),
+        (EntryKind::Image, 0, b"image-zero"),
+        (EntryKind::Manifest, 0, b"manifest-zero"),
+        (EntryKind::Image, 1, b"one"),
+        (EntryKind::Manifest, 1, b"manifest-one"),
+    ];
+
     fn sample(out: &mut [u8]) -> usize {
-        encode(
-            &[(EntryKind::Config, 0, b"cfg"), (EntryKind::Image, 0, b"image-zero"), (EntryKind::Image, 1, b"one")],
-            out,
-        )
-        .unwrap()
+        encode(&SAMPLE, out).unwrap()
     }
 
     #[test]
     fn round_trip() {
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let n = sample(&mut buf);
         let b = Bundle::parse(&buf[..n]).unwrap();
         assert_eq!(b.payload(EntryKind::Image, 0).unwrap(), b"image-zero");
         assert_eq!(b.payload(EntryKind::Image, 1).unwrap(), b"one");
         assert_eq!(b.payload(EntryKind::Config, 9).unwrap(), b"cfg");
+        assert_eq!(b.payload(EntryKind::Root, 0).unwrap(), b"genesis");
+        assert_eq!(b.payload(EntryKind::Root, 1).unwrap(), b"rotated");
+        assert_eq!(b.payload(EntryKind::Manifest, 1).unwrap(), b"manifest-one");
+        assert_eq!(b.payload(EntryKind::Root, 2), Err(BundleError::Missing { kind: EntryKind::Root, partition: 2 }));
+        for (i, (kind, partition, data)) in SAMPLE.iter().enumerate() {
+            let e = b.entries()[i];
+            assert_eq!((EntryKind::from_u32(e.kind), e.partition), (Some(*kind), *partition));
+            assert_eq!(b.entry_payload(i).unwrap(), *data);
+        }
+        assert_eq!(EntryKind::from_u32(6), None);
         assert_eq!(
             b.payload(EntryKind::DeviceTree, 0),
             Err(BundleError::Missing { kind: EntryKind::DeviceTree, partition: 0 })
@@ -264,30 +321,27 @@ mod tests {
     /// BOOT-003: any corrupted byte is refused at parse or at payload access.
     #[test]
     fn every_corrupted_byte_is_detected() {
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let n = sample(&mut buf);
         for i in 0..n {
             let mut copy = buf;
             copy[i] ^= 0x40;
-            let ok = Bundle::parse(&copy[..n]).and_then(|b| {
-                b.payload(EntryKind::Config, 0)?;
-                b.payload(EntryKind::Image, 0)?;
-                b.payload(EntryKind::Image, 1)
-            });
+            let ok = Bundle::parse(&copy[..n])
+                .and_then(|b| (0..SAMPLE.len()).try_for_each(|e| b.entry_payload(e).map(drop)));
             // Padding between payloads is not covered; everything else is.
             let padding = Bundle::parse(&buf[..n])
                 .unwrap()
                 .entries
                 .iter()
                 .all(|e| !(e.offset as usize..(e.offset + e.len) as usize).contains(&i))
-                && i >= size_of::<BundleHeader>() + 3 * size_of::<BundleEntry>();
+                && i >= size_of::<BundleHeader>() + SAMPLE.len() * size_of::<BundleEntry>();
             assert!(ok.is_err() || padding, "corruption at {i} not detected");
         }
     }
 
     #[test]
     fn truncation_is_refused() {
-        let mut buf = [0u8; 512];
+        let mut buf = [0u8; 1024];
         let n = sample(&mut buf);
         for cut in [0, 8, 40, n - 1] {
             assert!(Bundle::parse(&buf[..cut]).is_err());

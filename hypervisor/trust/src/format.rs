@@ -143,14 +143,29 @@ pub struct Manifest {
 pub enum FormatError {
     TooShort,
     BadMagic,
-    UnsupportedVersion { found: u32 },
-    UnknownKind { found: u32 },
-    BodyTooLarge { len: u32 },
-    TooManySignatures { count: u32 },
+    UnsupportedVersion {
+        found: u32,
+    },
+    UnknownKind {
+        found: u32,
+    },
+    BodyTooLarge {
+        len: u32,
+    },
+    TooManySignatures {
+        count: u32,
+    },
     /// The envelope's length is not exactly header + padded body + signatures.
-    BadLength { expected: usize, found: usize },
+    BadLength {
+        expected: usize,
+        found: usize,
+    },
     /// The body is not the size its kind has.
-    BodySize { kind: Kind, expected: usize, found: usize },
+    BodySize {
+        kind: Kind,
+        expected: usize,
+        found: usize,
+    },
 }
 
 impl fmt::Display for FormatError {

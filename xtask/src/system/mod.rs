@@ -85,6 +85,10 @@ struct RawPartition {
     #[serde(default)]
     bootargs: String,
     on_fault: Spanned<RawPolicy>,
+    /// The image's release version for its signed manifest, "x.y.z".
+    version: Option<Spanned<String>>,
+    /// The manifest's anti-rollback counter: raise it to make older images unbootable.
+    security_counter: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +157,10 @@ pub struct Partition {
     pub devices: Vec<&'static catalog::DeviceInfo>,
     /// Channel ends, whose regions follow the devices.
     pub channels: Vec<channel::Endpoint>,
+    /// Release version its manifest names (default: the workspace's version).
+    pub version: [u16; 3],
+    /// Anti-rollback counter its manifest carries (default 1).
+    pub security_counter: u64,
     line: usize,
     cpu_lines: Vec<usize>,
     region_lines: Vec<usize>,
@@ -216,6 +224,18 @@ pub fn parse_duration_ms(s: &str) -> Option<u32> {
         return None;
     };
     u32::try_from(num.trim().parse::<u64>().ok()?.checked_mul(mult)?).ok()
+}
+
+/// Parses a release version `"x.y.z"` (each part at most 65535).
+pub fn parse_version(s: &str) -> Option<[u16; 3]> {
+    let mut parts = s.trim().split('.').map(|p| p.parse::<u16>().ok());
+    let v = [parts.next()??, parts.next()??, parts.next()??];
+    parts.next().is_none().then_some(v)
+}
+
+/// The version manifests carry when a description gives none: the workspace's.
+pub fn default_version() -> [u16; 3] {
+    parse_version(env!("CARGO_PKG_VERSION")).unwrap_or([0, 0, 0])
 }
 
 /// Where a partition's device tree goes: 2 MiB below the top of its first RAM region.
@@ -415,6 +435,13 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 ImageSource::File(PathBuf::from(other))
             }
         };
+        let version = match &rp.version {
+            None => default_version(),
+            Some(v) => parse_version(v.get_ref()).unwrap_or_else(|| {
+                cx.err(v.span().start, format!("{name}: version \"{}\" is not x.y.z (e.g. \"1.2.0\")", v.get_ref()));
+                [0; 3]
+            }),
+        };
         partitions.push(Partition {
             name,
             desc,
@@ -422,6 +449,8 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             bootargs: rp.bootargs,
             devices,
             channels: Vec::new(),
+            version,
+            security_counter: rp.security_counter.unwrap_or(1),
             line,
             cpu_lines,
             region_lines,

@@ -53,6 +53,28 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration_ms("10ms"), Some(10));
     assert_eq!(parse_duration_ms("2min"), Some(120_000));
     assert_eq!(parse_duration_ms("soon"), None);
+    assert_eq!(parse_version("1.2.3"), Some([1, 2, 3]));
+    assert_eq!(parse_version("1.2"), None);
+    assert_eq!(parse_version("1.2.3.4"), None);
+    assert_eq!(parse_version("1.x.3"), None);
+}
+
+#[test]
+fn release_version_and_security_counter_default_and_override() {
+    let sys = load(&root().join("systems/qemu-virt.toml")).expect("valid");
+    assert_eq!(sys.partitions[0].version, default_version());
+    assert_eq!(sys.partitions[0].security_counter, 1);
+    let text = std::fs::read_to_string(root().join("systems/qemu-virt.toml")).expect("readable");
+    let text = text.replacen(
+        "on_fault = \"safe-state\"",
+        "on_fault = \"safe-state\"\nversion = \"2.5.1\"\nsecurity_counter = 7",
+        1,
+    );
+    let sys = parse(&root().join("systems/qemu-virt.toml"), &text).expect("valid");
+    assert_eq!((sys.partitions[0].version, sys.partitions[0].security_counter), ([2, 5, 1], 7));
+    let bad = text.replace("2.5.1", "2.5");
+    let errs = parse(Path::new("v.toml"), &bad).expect_err("refused");
+    assert!(errs[0].0.starts_with("v.toml:") && errs[0].0.contains("is not x.y.z"), "{errs:?}");
 }
 
 #[test]

@@ -1,0 +1,181 @@
+//! The chain of trust at boot, wired to this machine: the root anchor built into the
+//! image, the flash bank holding the anti-rollback counters and the audit log, and the
+//! checks of the bundle's signed documents. The logic is `septum_trust`'s (host-tested);
+//! this module only feeds it bytes and records what it decided.
+
+use septum_abi::bundle::{Bundle, EntryKind};
+use septum_platform::qemu_virt::BOARD;
+use septum_trust::audit::{AuditLog, Event, EventKind};
+use septum_trust::counters::{CounterStore, Floors};
+use septum_trust::format::{Manifest, RootBody};
+use septum_trust::hash::{self, Hash};
+use septum_trust::verify::{self, Expected, TrustError};
+use spin::Mutex;
+
+use crate::cpu;
+use crate::pflash::Pflash;
+
+/// SHA-512 of the genesis root document, put in by `cargo xtask build` (hex).
+const ANCHOR_HEX: Option<&str> = option_env!("SEPTUM_ROOT_ANCHOR");
+/// "1" in production builds: development-signed roots are refused.
+const PRODUCTION: Option<&str> = option_env!("SEPTUM_PRODUCTION");
+/// Root documents a bundle may chain (genesis, then each rotation).
+const MAX_ROOT_CHAIN: u32 = 16;
+/// Audit `partition` value for the hypervisor itself.
+pub const NO_PARTITION: u8 = 0xFF;
+
+struct Store {
+    flash: Pflash,
+    counters: CounterStore,
+    log: AuditLog,
+}
+
+static STORE: Mutex<Option<Store>> = Mutex::new(None);
+/// The floors in force for this boot (copied out of the store, which may be absent).
+static FLOORS: Mutex<Floors> = Mutex::new(Floors {
+    root_version: 0,
+    root_min_key_version: 0,
+    boot_count: 0,
+    _reserved: 0,
+    partitions: [septum_trust::counters::PartitionFloor {
+        name: [0; septum_trust::NAME_LEN],
+        min_key_version: 0,
+        _reserved: 0,
+        security_counter: 0,
+    }; septum_trust::MAX_ROLES],
+});
+
+pub fn production() -> bool {
+    PRODUCTION == Some("1")
+}
+
+/// Opens the flash bank: counters (counting this boot) and the audit log. Without a
+/// usable bank the system still boots, but says loudly that nothing is persistent.
+pub fn open_storage() {
+    let Some(storage) = BOARD.storage else {
+        log::warn!("trust: this board has no hypervisor storage: counters and audit log are not persistent");
+        return;
+    };
+    // SAFETY: the board's storage bank is in `hypervisor_devices`: mapped by stage 1 as
+    // Device memory and never given to a partition (configuration validation).
+    let mut flash = unsafe { Pflash::new(storage) };
+    let (mut counters, creport) = match CounterStore::open(&flash) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("trust: flash bank unreadable ({e}): counters and audit log are not persistent");
+            return;
+        }
+    };
+    let mut floors = *counters.floors();
+    floors.boot_count = floors.boot_count.wrapping_add(1);
+    if let Err(e) = counters.store(&mut flash, &floors) {
+        log::error!("trust: cannot store the boot count ({e})");
+    }
+    let (log, lreport) = match AuditLog::open(&flash, floors.boot_count) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("trust: audit log unreadable ({e})");
+            return;
+        }
+    };
+    log::info!("trust: boot #{}, counters {creport}, audit log {lreport}", floors.boot_count);
+    *FLOORS.lock() = floors;
+    *STORE.lock() = Some(Store { flash, counters, log });
+    record(EventKind::Boot, NO_PARTITION, 0, u64::from(floors.boot_count), &[0; 64]);
+    if let Some(slot) = lreport.torn {
+        record(EventKind::TornRecord, NO_PARTITION, 1, u64::from(slot), &[0; 64]);
+    }
+    if creport.torn() {
+        record(EventKind::CountersTorn, NO_PARTITION, 1, 0, &[0; 64]);
+    }
+}
+
+/// Appends an event to the audit log (when there is one).
+pub fn record(kind: EventKind, partition: u8, result: u8, detail: u64, subject: &Hash) {
+    let mut guard = STORE.lock();
+    let Some(store) = guard.as_mut() else { return };
+    let event = Event { kind, partition, result, ticks: cpu::counter(), detail, subject: *subject };
+    if let Err(e) = store.log.append(&mut store.flash, &event) {
+        log::error!("trust: audit record {kind} not written ({e})");
+    }
+}
+
+fn anchor() -> Option<Hash> {
+    let hex = ANCHOR_HEX?.as_bytes();
+    if hex.len() != 128 {
+        return None;
+    }
+    let mut out = [0u8; 64];
+    for (i, b) in out.iter_mut().enumerate() {
+        let nib = |c: u8| (c as char).to_digit(16);
+        *b = (nib(hex[2 * i])? << 4 | nib(hex[2 * i + 1])?) as u8;
+    }
+    Some(out)
+}
+
+/// Verifies the root chain in the bundle against the built-in anchor and the stored
+/// floors; the result is the root in force.
+pub fn verify_root(bundle: &Bundle<'_>) -> Result<RootBody, TrustError> {
+    let Some(anchor) = anchor() else { return Err(TrustError::NoAnchor) };
+    let chain = (0..MAX_ROOT_CHAIN).map_while(|i| bundle.payload(EntryKind::Root, i).ok());
+    let floors = *FLOORS.lock();
+    let result = verify::verify_root_chain(&anchor, chain, &floors, production());
+    match &result {
+        Ok(root) => record(EventKind::RootVerified, NO_PARTITION, 0, u64::from(root.version), &anchor),
+        Err(e) => record(EventKind::VerificationFailed, NO_PARTITION, e.code(), 0, &anchor),
+    }
+    result
+}
+
+/// Verifies the configuration's signature; the result is its body.
+pub fn verify_config<'a>(root: &RootBody, bundle: &Bundle<'a>) -> Result<&'a [u8], TrustError> {
+    let envelope = bundle.payload(EntryKind::Config, 0).map_err(|_| TrustError::Missing)?;
+    let floors = *FLOORS.lock();
+    let result = verify::verify_config(root, envelope, &floors);
+    match &result {
+        Ok(body) => record(EventKind::ConfigVerified, NO_PARTITION, 0, body.len() as u64, &hash::sha512(body)),
+        Err(e) => record(EventKind::VerificationFailed, NO_PARTITION, e.code(), 0, &hash::sha512(envelope)),
+    }
+    result
+}
+
+/// Verifies partition `index`'s manifest and the image bytes as they lie in its RAM.
+pub fn verify_partition(
+    root: &RootBody,
+    bundle: &Bundle<'_>,
+    index: usize,
+    name: &str,
+    config_hash: &Hash,
+    image_in_ram: &[u8],
+) -> Result<Manifest, TrustError> {
+    let floors = *FLOORS.lock();
+    let expected = Expected { partition: name, board_id: BOARD.name, config_hash };
+    let result = bundle
+        .payload(EntryKind::Manifest, index as u32)
+        .map_err(|_| TrustError::Missing)
+        .and_then(|m| verify::verify_manifest(root, m, &expected, &floors))
+        .and_then(|m| verify::verify_image(&m, image_in_ram).map(|()| m));
+    let who = index as u8;
+    match &result {
+        Ok(m) => record(EventKind::ImageVerified, who, 0, m.security_counter, &m.image_hash),
+        Err(e) => record(EventKind::VerificationFailed, who, e.code(), 0, &hash::sha512(image_in_ram)),
+    }
+    result
+}
+
+/// Raises the stored floors to what this boot accepted (never lowering any).
+pub fn accept(root: &RootBody, accepted: &[(&str, u64)]) {
+    let mut floors = FLOORS.lock();
+    let Some(new) = verify::raise_floors(&floors, root, accepted) else { return };
+    *floors = new;
+    drop(floors);
+    let mut guard = STORE.lock();
+    let Some(store) = guard.as_mut() else { return };
+    if let Err(e) = store.counters.store(&mut store.flash, &new) {
+        log::error!("trust: counters not raised ({e})");
+        return;
+    }
+    drop(guard);
+    log::info!("trust: anti-rollback counters raised (root version {})", new.root_version);
+    record(EventKind::CounterRaised, NO_PARTITION, 0, u64::from(new.root_version), &[0; 64]);
+}
