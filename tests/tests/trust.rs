@@ -2,7 +2,7 @@
 //! the hypervisor's flash survives a restart and shows any edit. Requirement IDs are in
 //! docs/requirements.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use septum_system_tests::{artifacts, beats, count};
@@ -82,8 +82,8 @@ fn tampered_configuration_puts_the_system_in_safe_state() {
 }
 
 /// Boots with the flash bank kept in `storage` until `beats` critical heartbeats.
-fn boot_with_storage(art: &Artifacts, storage: &PathBuf, beats_wanted: usize) -> Machine {
-    let opts = Launch { storage: Some(storage.clone()), ..Launch::default() };
+fn boot_with_storage(art: &Artifacts, storage: &Path, beats_wanted: usize) -> Machine {
+    let opts = Launch { storage: Some(storage.to_path_buf()), ..Launch::default() };
     let mut m = Machine::launch(art, &opts).expect("QEMU starts");
     m.wait_for("critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= beats_wanted)
         .unwrap_or_else(|e| panic!("{e}"));
