@@ -976,7 +976,7 @@ pub fn verify_blocks(log_area: &[u8], block_size: u32) -> Report {
 
 /// Where the log lies in a dump.
 struct Bounds {
-    /// The torn run after the newest record (`(0, n)` with no valid record).
+    /// The torn run after the newest record (from slot 0 when there is no valid record).
     run: (u32, u32),
     /// The log: `len` slots from `start`, the newest valid record last (0 if none).
     start: u32,

@@ -177,7 +177,8 @@ impl fmt::Display for OpenReport {
         }
         match self.current {
             Some(c) => write!(f, "copy {c}")?,
-            None => write!(f, "LOST (no valid copy, defaults used)")?,
+            None if self.lost() => write!(f, "LOST (no valid copy, defaults used)")?,
+            None => write!(f, "first boot (no valid copy)")?,
         }
         for (i, s) in self.copies.iter().enumerate() {
             match s {
