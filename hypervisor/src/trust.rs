@@ -31,19 +31,13 @@ struct Store {
 }
 
 static STORE: Mutex<Option<Store>> = Mutex::new(None);
-/// The floors in force for this boot (copied out of the store, which may be absent).
-static FLOORS: Mutex<Floors> = Mutex::new(Floors {
-    root_version: 0,
-    root_min_key_version: 0,
-    boot_count: 0,
-    _reserved: 0,
-    partitions: [septum_trust::counters::PartitionFloor {
-        name: [0; septum_trust::NAME_LEN],
-        min_key_version: 0,
-        _reserved: 0,
-        security_counter: 0,
-    }; septum_trust::MAX_ROLES],
-});
+/// The floors in force for this boot (`None`: none read yet, the defaults hold); kept
+/// apart from the store, which may be absent.
+static FLOORS: Mutex<Option<Floors>> = Mutex::new(None);
+
+fn floors() -> Floors {
+    FLOORS.lock().unwrap_or_default()
+}
 
 pub fn production() -> bool {
     PRODUCTION == Some("1")
@@ -79,12 +73,11 @@ pub fn open_storage() {
         }
     };
     log::info!("trust: boot #{}, counters {creport}, audit log {lreport}", floors.boot_count);
-    *FLOORS.lock() = floors;
+    *FLOORS.lock() = Some(floors);
     *STORE.lock() = Some(Store { flash, counters, log });
+    // A torn last record (`lreport.torn`) is named by the log itself, in a TornRecord
+    // ahead of the next append.
     record(EventKind::Boot, NO_PARTITION, 0, u64::from(floors.boot_count), &[0; 64]);
-    if let Some(slot) = lreport.torn {
-        record(EventKind::TornRecord, NO_PARTITION, 1, u64::from(slot), &[0; 64]);
-    }
     if creport.torn() {
         record(EventKind::CountersTorn, NO_PARTITION, 1, 0, &[0; 64]);
     }
@@ -118,8 +111,7 @@ fn anchor() -> Option<Hash> {
 pub fn verify_root(bundle: &Bundle<'_>) -> Result<RootBody, TrustError> {
     let Some(anchor) = anchor() else { return Err(TrustError::NoAnchor) };
     let chain = (0..MAX_ROOT_CHAIN).map_while(|i| bundle.payload(EntryKind::Root, i).ok());
-    let floors = *FLOORS.lock();
-    let result = verify::verify_root_chain(&anchor, chain, &floors, production());
+    let result = verify::verify_root_chain(&anchor, chain, &floors(), production());
     match &result {
         Ok(root) => record(EventKind::RootVerified, NO_PARTITION, 0, u64::from(root.version), &anchor),
         Err(e) => record(EventKind::VerificationFailed, NO_PARTITION, e.code(), 0, &anchor),
@@ -130,8 +122,7 @@ pub fn verify_root(bundle: &Bundle<'_>) -> Result<RootBody, TrustError> {
 /// Verifies the configuration's signature; the result is its body.
 pub fn verify_config<'a>(root: &RootBody, bundle: &Bundle<'a>) -> Result<&'a [u8], TrustError> {
     let envelope = bundle.payload(EntryKind::Config, 0).map_err(|_| TrustError::Missing)?;
-    let floors = *FLOORS.lock();
-    let result = verify::verify_config(root, envelope, &floors);
+    let result = verify::verify_config(root, envelope, &floors());
     match &result {
         Ok(body) => record(EventKind::ConfigVerified, NO_PARTITION, 0, body.len() as u64, &hash::sha512(body)),
         Err(e) => record(EventKind::VerificationFailed, NO_PARTITION, e.code(), 0, &hash::sha512(envelope)),
@@ -148,12 +139,12 @@ pub fn verify_partition(
     config_hash: &Hash,
     image_in_ram: &[u8],
 ) -> Result<Manifest, TrustError> {
-    let floors = *FLOORS.lock();
+    let current = floors();
     let expected = Expected { partition: name, board_id: BOARD.name, config_hash };
     let result = bundle
         .payload(EntryKind::Manifest, index as u32)
         .map_err(|_| TrustError::Missing)
-        .and_then(|m| verify::verify_manifest(root, m, &expected, &floors))
+        .and_then(|m| verify::verify_manifest(root, m, &expected, &current))
         .and_then(|m| verify::verify_image(&m, image_in_ram).map(|()| m));
     let who = index as u8;
     match &result {
@@ -165,10 +156,8 @@ pub fn verify_partition(
 
 /// Raises the stored floors to what this boot accepted (never lowering any).
 pub fn accept(root: &RootBody, accepted: &[(&str, u64)]) {
-    let mut floors = FLOORS.lock();
-    let Some(new) = verify::raise_floors(&floors, root, accepted) else { return };
-    *floors = new;
-    drop(floors);
+    let Some(new) = verify::raise_floors(&floors(), root, accepted) else { return };
+    *FLOORS.lock() = Some(new);
     let mut guard = STORE.lock();
     let Some(store) = guard.as_mut() else { return };
     if let Err(e) = store.counters.store(&mut store.flash, &new) {

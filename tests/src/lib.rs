@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use xtask::build::{self, Artifacts};
 use xtask::qemu::Line;
+use xtask::trust::BundleParts;
 
 /// Builds (once per process and system) and returns the artifacts of a system named by
 /// `systems/<name>.toml` or a path relative to the workspace root.
@@ -59,4 +61,14 @@ pub fn largest_gap(beats: &[Beat]) -> u64 {
 /// Lines containing `needle`.
 pub fn count(lines: &[Line], needle: &str) -> usize {
     lines.iter().filter(|l| l.text.contains(needle)).count()
+}
+
+/// Writes `name`, in `art`'s directory, as a copy of its bundle that `edit` changed (the
+/// bundle's own CRCs recomputed, so only what the edit breaks can be noticed).
+pub fn rebundle(art: &Artifacts, name: &str, edit: impl FnOnce(&mut BundleParts)) -> PathBuf {
+    let mut parts = BundleParts::parse(&std::fs::read(&art.bundle).expect("bundle")).expect("bundle parses");
+    edit(&mut parts);
+    let path = art.dir.join(name);
+    std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
+    path
 }

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use septum_abi::config::{self, PartitionDesc};
-use septum_system_tests::{artifacts, beats, count, largest_gap};
+use septum_system_tests::{artifacts, beats, count, largest_gap, rebundle};
 use xtask::qemu::{Entry, Launch, Machine, HYPERVISOR};
-use xtask::trust::BundleParts;
 use zerocopy::FromBytes;
 
 /// Heartbeat period in the test systems, in generic-timer ticks (62.5 MHz, 50 ms).
@@ -51,16 +50,10 @@ fn entry_at_el1_is_refused() {
     assert!(m.console(HYPERVISOR).iter().any(|t| t.contains("must start at EL2 or EL3")), "{}", m.transcript());
 }
 
-/// Rebuilds the bundle of `art` with a different configuration, signed with the
-/// system's (development) root keys, as its owner would sign it.
+/// Rebuilds the bundle of `art` with a different configuration, signed with the root
+/// keys the system was built with, as its owner would sign it.
 fn bundle_with_config(art: &xtask::build::Artifacts, config: &[u8], name: &str) -> std::path::PathBuf {
-    let original = std::fs::read(&art.bundle).expect("bundle");
-    let mut parts = BundleParts::parse(&original).expect("bundle parses");
-    let keys = xtask::trust::dev_keys(&art.system);
-    parts.config = xtask::trust::sign_config(&keys, config).expect("signs");
-    let path = art.dir.join(name);
-    std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
-    path
+    rebundle(art, name, |parts| parts.config = xtask::trust::sign_config(&art.keys, config).expect("signs"))
 }
 
 fn expect_refusal(art: &xtask::build::Artifacts, bundle: std::path::PathBuf, reason: &str) {

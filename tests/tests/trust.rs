@@ -5,23 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use septum_system_tests::{artifacts, beats, count};
+use septum_system_tests::{artifacts, beats, count, rebundle};
 use septum_trust::audit;
 use septum_trust::flash::{BLOCK_SIZE, LOG_FIRST_BLOCK};
 use xtask::build::Artifacts;
 use xtask::qemu::{Launch, Machine};
-use xtask::trust::BundleParts;
 
-/// A copy of the system's bundle with one byte of partition `index`'s image flipped
-/// (the bundle's own CRCs recomputed: only the signatures can notice).
+/// A copy of the system's bundle with one byte of partition `index`'s image flipped:
+/// only the signatures can notice.
 fn bundle_with_tampered_image(art: &Artifacts, index: usize, name: &str) -> PathBuf {
-    let mut parts = BundleParts::parse(&std::fs::read(&art.bundle).expect("bundle")).expect("bundle parses");
-    let image = &mut parts.images[index];
-    let at = image.len() / 2;
-    image[at] ^= 0x01;
-    let path = art.dir.join(name);
-    std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
-    path
+    rebundle(art, name, |parts| {
+        let image = &mut parts.images[index];
+        let at = image.len() / 2;
+        image[at] ^= 0x01;
+    })
 }
 
 /// TRUST-003, TRUST-004: a connectivity image changed after signing is refused; the
@@ -67,11 +64,10 @@ fn tampered_critical_image_puts_the_system_in_safe_state() {
 #[test]
 fn tampered_configuration_puts_the_system_in_safe_state() {
     let art = artifacts("qemu-virt");
-    let mut parts = BundleParts::parse(&std::fs::read(&art.bundle).expect("bundle")).expect("bundle parses");
-    let at = parts.config.len() / 2;
-    parts.config[at] ^= 0x20;
-    let path = art.dir.join("bundle-tampered-config.bin");
-    std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
+    let path = rebundle(&art, "bundle-tampered-config.bin", |parts| {
+        let at = parts.config.len() / 2;
+        parts.config[at] ^= 0x20;
+    });
     let mut m = Machine::launch(&art, &Launch { bundle: Some(path), ..Launch::default() }).expect("QEMU starts");
     m.wait_for("the refusal", Duration::from_secs(30), |l| count(l, "SAFE STATE") >= 1)
         .unwrap_or_else(|e| panic!("{e}"));
