@@ -119,7 +119,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         }
     }
     partition::set_firmware(facts.psci);
-    trust::open_storage();
+    trust::open_storage(facts.power_cut_after);
     let root = match trust::verify_root(&bundle) {
         Ok(r) => r,
         Err(e) => refuse_system(format_args!("root of trust: {e}")),

@@ -7,6 +7,7 @@ use septum_abi::bundle::{Bundle, EntryKind};
 use septum_platform::qemu_virt::BOARD;
 use septum_trust::audit::{AuditLog, Event, EventKind};
 use septum_trust::counters::{CounterStore, Floors};
+use septum_trust::flash::CutAfter;
 use septum_trust::format::{Manifest, RootBody};
 use septum_trust::hash::{self, Hash};
 use septum_trust::verify::{self, Expected, TrustError};
@@ -25,7 +26,8 @@ const MAX_ROOT_CHAIN: u32 = 16;
 pub const NO_PARTITION: u8 = 0xFF;
 
 struct Store {
-    flash: Pflash,
+    /// The bank, behind the power-cut test hook (which, unarmed, only counts writes).
+    flash: CutAfter<Pflash>,
     counters: CounterStore,
     log: AuditLog,
 }
@@ -45,14 +47,30 @@ pub fn production() -> bool {
 
 /// Opens the flash bank: counters (counting this boot) and the audit log. Without a
 /// usable bank the system still boots, but says loudly that nothing is persistent.
-pub fn open_storage() {
+///
+/// `power_cut`: the `septum.power_cut=N` test hook from the bootloader. A development
+/// build honours it: the bank loses power in the middle of its N-th write step (erase
+/// or program), and the hypervisor stops as a board losing power would, leaving the
+/// bank for the next boot to recover. A production build ignores it.
+pub fn open_storage(power_cut: Option<u32>) {
     let Some(storage) = BOARD.storage else {
         log::warn!("trust: this board has no hypervisor storage: counters and audit log are not persistent");
         return;
     };
     // SAFETY: the board's storage bank is in `hypervisor_devices`: mapped by stage 1 as
     // Device memory and never given to a partition (configuration validation).
-    let mut flash = unsafe { Pflash::new(storage) };
+    let pflash = unsafe { Pflash::new(storage) };
+    let mut flash = match power_cut {
+        Some(n) if !production() => {
+            log::warn!("trust: TEST HOOK: the flash bank loses power at write step {n}");
+            CutAfter::new(pflash, n)
+        }
+        Some(_) => {
+            log::warn!("trust: septum.power_cut ignored: production build");
+            CutAfter::never(pflash)
+        }
+        None => CutAfter::never(pflash),
+    };
     let (mut counters, creport) = match CounterStore::open(&flash) {
         Ok(c) => c,
         Err(e) => {
@@ -63,6 +81,7 @@ pub fn open_storage() {
     let mut floors = *counters.floors();
     floors.boot_count = floors.boot_count.wrapping_add(1);
     if let Err(e) = counters.store(&mut flash, &floors) {
+        stop_if_cut(&flash);
         log::error!("trust: cannot store the boot count ({e})");
     }
     let (log, lreport) = match AuditLog::open(&flash, floors.boot_count) {
@@ -89,7 +108,17 @@ pub fn record(kind: EventKind, partition: u8, result: u8, detail: u64, subject: 
     let Some(store) = guard.as_mut() else { return };
     let event = Event { kind, partition, result, ticks: cpu::counter(), detail, subject: *subject };
     if let Err(e) = store.log.append(&mut store.flash, &event) {
+        stop_if_cut(&store.flash);
         log::error!("trust: audit record {kind} not written ({e})");
+    }
+}
+
+/// The power-cut test hook fired: nothing more reaches the bank, and the system stops
+/// where it is, as a board losing power would (the test kills QEMU and boots again).
+fn stop_if_cut(flash: &CutAfter<Pflash>) {
+    if flash.is_cut() {
+        log::error!("POWER CUT (test hook) in flash write step {}: stopped", flash.steps());
+        cpu::park()
     }
 }
 
@@ -161,6 +190,7 @@ pub fn accept(root: &RootBody, accepted: &[(&str, u64)]) {
     let mut guard = STORE.lock();
     let Some(store) = guard.as_mut() else { return };
     if let Err(e) = store.counters.store(&mut store.flash, &new) {
+        stop_if_cut(&store.flash);
         log::error!("trust: counters not raised ({e})");
         return;
     }

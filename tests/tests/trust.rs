@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use septum_system_tests::{artifacts, beats, count, rebundle};
 use septum_trust::audit;
-use septum_trust::flash::{BLOCK_SIZE, LOG_FIRST_BLOCK};
+use septum_trust::counters::{CounterStore, Floors};
+use septum_trust::flash::{RamFlash, BLOCK_SIZE, LOG_FIRST_BLOCK};
+use septum_trust::format;
 use xtask::build::Artifacts;
 use xtask::qemu::{Launch, Machine};
+use xtask::trust::resign_manifest;
 
 /// A copy of the system's bundle with one byte of partition `index`'s image flipped:
 /// only the signatures can notice.
@@ -115,4 +118,95 @@ fn audit_log_survives_a_restart_and_verifies() {
     let report = audit::verify_bank(&edited);
     let broken = report.broken.as_ref().unwrap_or_else(|| panic!("edit not detected: {report}"));
     assert_eq!(broken.slot, 2, "{report}");
+}
+
+/// The anti-rollback floors stored in a flash bank file.
+fn stored_floors(bank: &[u8]) -> Floors {
+    let mut copy = bank.to_vec();
+    let flash = RamFlash::new(&mut copy, BLOCK_SIZE).expect("bank geometry");
+    let (store, _) = CounterStore::open(&flash).expect("counters readable");
+    *store.floors()
+}
+
+fn security_counter(f: &Floors, partition: &str) -> u64 {
+    f.partitions.iter().find(|p| format::field_str(&p.name) == partition).map_or(0, |p| p.security_counter)
+}
+
+/// TRUST-005, TRUST-006: the flash loses power in the middle of each write step of a
+/// boot that raises a counter (`septum.power_cut=N`, for N = 1, 2, ... until a boot
+/// completes). After every cut the stored floors are the old or the new ones, never
+/// lower, and once the hypervisor has said the raise is stored it is never lost; the
+/// next boot opens the bank, names any torn record, and leaves a log that verifies.
+#[test]
+fn power_cut_at_every_flash_write_step_loses_nothing() {
+    let art = artifacts("qemu-virt");
+    // The accepted state: one complete boot of the system as built.
+    let accepted = art.dir.join("storage-power-cut-accepted.bin");
+    let _ = std::fs::remove_file(&accepted);
+    drop(boot_with_storage(&art, &accepted, 2));
+    let before = stored_floors(&std::fs::read(&accepted).expect("bank"));
+    assert_eq!(before.boot_count, 1);
+    let old_counter = security_counter(&before, "connectivity");
+
+    // A newer connectivity release: its acceptance raises the stored counter.
+    let raised = rebundle(&art, "bundle-raised-counter.bin", |parts| {
+        parts.manifests[1] =
+            resign_manifest(&art.keys, &parts.manifests[1], |m| m.security_counter += 1).expect("re-signs");
+    });
+    let new_counter = old_counter + 1;
+
+    let bank = art.dir.join("storage-power-cut.bin");
+    let mut completed = false;
+    let mut torn_logs = 0;
+    for n in 1..=64u32 {
+        std::fs::copy(&accepted, &bank).expect("copy bank");
+        let opts = Launch {
+            bundle: Some(raised.clone()),
+            storage: Some(bank.clone()),
+            bootargs: Some(format!("septum.power_cut={n}")),
+            ..Launch::default()
+        };
+        let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
+        let outcome = m.wait_for("a power cut or a running system", Duration::from_secs(60), |l| {
+            count(l, "POWER CUT") >= 1 || beats(l, "critical-monitor").len() >= 2
+        });
+        outcome.unwrap_or_else(|e| panic!("step {n}: {e}"));
+        let lines = m.lines();
+        let told_raised = count(&lines, "anti-rollback counters raised") >= 1;
+        let cut = count(&lines, &format!("POWER CUT (test hook) in flash write step {n}")) == 1;
+        drop(m);
+        if !cut {
+            assert!(told_raised, "step {n}: the boot completed without raising the counter");
+            completed = true;
+            println!("power cut: a boot makes {} write steps; each was cut once", n - 1);
+            assert!(torn_logs > 0, "no cut left a torn audit record to name");
+            break;
+        }
+
+        // What the cut left: never below the accepted floors.
+        let after = stored_floors(&std::fs::read(&bank).expect("bank"));
+        let counter = security_counter(&after, "connectivity");
+        assert!(counter == old_counter || counter == new_counter, "step {n}: counter {counter}");
+        assert!(after.boot_count == 1 || after.boot_count == 2, "step {n}: boot count {}", after.boot_count);
+        assert!(after.root_version >= before.root_version, "step {n}");
+        if told_raised {
+            assert_eq!(counter, new_counter, "step {n}: a stored raise was lost");
+        }
+
+        // The next boot recovers: it runs, and the log (torn record named) verifies.
+        let opts = Launch { bundle: Some(raised.clone()), storage: Some(bank.clone()), ..Launch::default() };
+        let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
+        m.wait_for("critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 2)
+            .unwrap_or_else(|e| panic!("reboot after step {n}: {e}"));
+        drop(m);
+        let bank_bytes = std::fs::read(&bank).expect("bank");
+        let report = audit::verify_bank(&bank_bytes);
+        assert!(report.is_intact(), "after step {n}: {report}");
+        assert!(report.torn_at_end.is_none(), "after step {n}: torn record left unnamed: {report}");
+        torn_logs += usize::from(report.torn > 0);
+        let recovered = stored_floors(&bank_bytes);
+        assert_eq!(security_counter(&recovered, "connectivity"), new_counter, "after step {n}");
+        assert!(recovered.boot_count > after.boot_count.max(1), "after step {n}");
+    }
+    assert!(completed, "more than 64 write steps in one boot");
 }

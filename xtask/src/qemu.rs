@@ -80,11 +80,14 @@ pub struct Launch {
     /// The hypervisor's flash bank as a file that outlives the run (created erased if
     /// missing); `None`: a fresh, erased bank for this run only.
     pub storage: Option<PathBuf>,
+    /// The hypervisor's command line (`-append`, seen in the DTB's `/chosen/bootargs`),
+    /// e.g. the `septum.power_cut=N` test hook.
+    pub bootargs: Option<String>,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Self { entry: Entry::El2, echo: false, icount: None, bundle: None, storage: None }
+        Self { entry: Entry::El2, echo: false, icount: None, bundle: None, storage: None, bootargs: None }
     }
 }
 
@@ -139,6 +142,9 @@ impl Machine {
                 cmd.arg("-kernel").arg(&art.hypervisor_image);
                 cmd.arg("-initrd").arg(&bundle);
             }
+        }
+        if let Some(args) = &opts.bootargs {
+            cmd.arg("-append").arg(args);
         }
         if let Some(bytes) = mf.storage_bytes {
             let path = opts.storage.clone().unwrap_or_else(|| dir.join("storage.bin"));

@@ -357,6 +357,15 @@ pub fn sign_manifest(keys: &Keys, m: &Manifest) -> Result<Vec<u8>, String> {
     sign_envelope(Kind::Manifest, m.as_bytes(), &role.signers())
 }
 
+/// `envelope`'s manifest, changed by `edit` and signed again by `keys`' release role
+/// (tests and benchmarks that need a different, yet validly signed, manifest).
+pub fn resign_manifest(keys: &Keys, envelope: &[u8], edit: impl FnOnce(&mut Manifest)) -> Result<Vec<u8>, String> {
+    let env = Envelope::parse(envelope).map_err(|e| format!("manifest envelope: {e}"))?;
+    let mut m = env.manifest().ok_or("not a manifest envelope")?;
+    edit(&mut m);
+    sign_manifest(keys, &m)
+}
+
 /// The signed documents of one packed system.
 #[derive(Clone, Debug)]
 pub struct Signed {

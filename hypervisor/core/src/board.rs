@@ -33,6 +33,9 @@ pub struct BootFacts {
     pub psci: Option<Conduit>,
     /// `/chosen` `linux,initrd-start/end`: where the bootloader put the boot bundle.
     pub initrd: Option<Range>,
+    /// `septum.power_cut=N` in `/chosen` `bootargs`: a test hook (development builds
+    /// only) that cuts the flash bank's power at its N-th write step.
+    pub power_cut_after: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,8 +153,19 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
                 facts.initrd = Some(Range::new(s, e - s));
             }
         }
+        let bootargs = chosen.property("bootargs").and_then(|p| p.as_str()).unwrap_or("");
+        facts.power_cut_after = power_cut_after(bootargs);
     }
     Ok(facts)
+}
+
+/// The `septum.power_cut=N` test hook in a kernel command line, if there (N > 0).
+pub fn power_cut_after(bootargs: &str) -> Option<u32> {
+    bootargs
+        .split_ascii_whitespace()
+        .filter_map(|arg| arg.strip_prefix("septum.power_cut="))
+        .filter_map(|n| n.parse().ok())
+        .find(|&n| n > 0)
 }
 
 #[cfg(test)]
@@ -188,6 +202,15 @@ mod tests {
         assert_eq!(pi.start_method(1), CpuStart::SpinTable { release: 0xe0 });
         assert_eq!(pi.start_method(3), CpuStart::SpinTable { release: 0xf0 });
         assert_eq!(pi.start_method(9), CpuStart::Unnamed);
+    }
+
+    #[test]
+    fn reads_the_power_cut_test_hook() {
+        assert_eq!(read(VIRT_DTB).unwrap().power_cut_after, None);
+        assert_eq!(power_cut_after("console=ttyAMA0 septum.power_cut=7"), Some(7));
+        assert_eq!(power_cut_after("septum.power_cut=0 septum.power_cut=x"), None);
+        assert_eq!(power_cut_after("septum.power_cut_after=3 xseptum.power_cut=3"), None);
+        assert_eq!(power_cut_after(""), None);
     }
 
     #[test]
