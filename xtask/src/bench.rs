@@ -1,19 +1,133 @@
 //! `cargo xtask bench`: performance figures, printed, never asserted.
 //!
-//! The figures come from the channel's host benchmark (`ipc-channel/benches/throughput.rs`),
-//! built by `cargo bench` so it runs with optimisations, like the channel in a partition.
-//! `SEPTUM_BENCH_QUICK=1` in the environment reaches it unchanged and makes the runs short.
+//! * Boot-time verification: QEMU virt under `-icount shift=4`, where one tick of the
+//!   62.5 MHz generic timer is one instruction, boots a system whose connectivity image
+//!   is padded to 1 MiB (and signed again); the hypervisor logs the ticks each check
+//!   took. The figures are exact and repeatable: instructions, not host time.
+//! * The channel's host benchmark (`ipc-channel/benches/throughput.rs`), built by
+//!   `cargo bench` so it runs with optimisations, like the channel in a partition.
+//!   `SEPTUM_BENCH_QUICK=1` in the environment reaches it unchanged and makes the runs
+//!   short.
 
 use std::process::Command;
+use std::time::Duration;
+
+use septum_trust::hash;
 
 use crate::build::{self, root};
+use crate::qemu::{Launch, Line, Machine};
+use crate::trust::{resign_manifest, BundleParts};
+
+/// Runs every benchmark, figures going straight to the terminal. A failure (build
+/// error, a boot that does not verify, a message lost or out of order) is an error;
+/// slow figures are not.
+pub fn run() -> Result<(), String> {
+    boot_verification()?;
+    channel()
+}
+
+/// Size the connectivity image is padded to.
+const IMAGE_BYTES: usize = 1 << 20;
+/// `-icount shift=4`: 16 ns per instruction, one tick of virt's 62.5 MHz counter.
+const ICOUNT_SHIFT: u32 = 4;
+const PARTITION: &str = "connectivity";
+
+fn boot_verification() -> Result<(), String> {
+    let art = build::system("qemu-virt")?;
+    let index = art
+        .system
+        .partitions
+        .iter()
+        .position(|p| p.name == PARTITION)
+        .ok_or_else(|| format!("qemu-virt has no {PARTITION} partition"))?;
+    let bytes = std::fs::read(&art.bundle).map_err(|e| format!("{}: {e}", art.bundle.display()))?;
+    let mut parts = BundleParts::parse(&bytes)?;
+    // Zeros after the program: bytes the partition never reads, but every one hashed.
+    let image = &mut parts.images[index];
+    let program_len = image.len();
+    if program_len > IMAGE_BYTES {
+        return Err(format!("{PARTITION} image is {program_len} bytes, more than {IMAGE_BYTES}"));
+    }
+    image.resize(IMAGE_BYTES, 0);
+    let image_hash = hash::sha512(image);
+    parts.manifests[index] = resign_manifest(&art.keys, &parts.manifests[index], |m| {
+        m.image_len = IMAGE_BYTES as u64;
+        m.image_hash = image_hash;
+    })?;
+    let bundle = art.dir.join("bundle-bench-1mib.bin");
+    std::fs::write(&bundle, parts.encode()?).map_err(|e| format!("{}: {e}", bundle.display()))?;
+
+    eprintln!("xtask: booting qemu-virt under -icount shift={ICOUNT_SHIFT} with a 1 MiB {PARTITION} image");
+    let opts = Launch { bundle: Some(bundle), icount: Some(ICOUNT_SHIFT), ..Launch::default() };
+    let mut m = Machine::launch(&art, &opts)?;
+    let needle = format!("trust: {PARTITION}: manifest verified");
+    let waited = m
+        .wait_for("the verification figures", Duration::from_secs(120), |l| l.iter().any(|l| l.text.contains(&needle)));
+    let lines = m.lines();
+    drop(m);
+    waited.map_err(|e| format!("{e}\n{}", transcript(&lines)))?;
+
+    let find = |needle: &str| lines.iter().find(|l| l.text.contains(needle)).map(|l| l.text.as_str());
+    let root = find("trust: root chain verified").and_then(|t| number_before(t, " ticks"));
+    let config = find("trust: configuration signature verified").and_then(|t| number_before(t, " ticks"));
+    let image_line = find(&needle).ok_or("no verification line")?;
+    let manifest = number_before(image_line, " ticks,");
+    let image_ticks = image_line.rsplit_once(" in ").and_then(|(_, t)| number_before(t, " ticks"));
+
+    println!();
+    println!("Boot-time verification on qemu-virt (cortex-a72, -icount shift={ICOUNT_SHIFT}: 1 tick = 1 instruction)");
+    println!("  {:<52} {:>14}", "check", "instructions");
+    let row = |what: &str, v: Option<u64>| match v {
+        Some(v) => println!("  {what:<52} {v:>14}"),
+        None => println!("  {what:<52} {:>14}", "(not logged)"),
+    };
+    row("root chain (genesis document, ed25519)", root);
+    row("configuration signature (ed25519)", config);
+    row(&format!("{PARTITION} manifest (ed25519, fields, counters)"), manifest);
+    row(&format!("{PARTITION} image, SHA-512 of 1 MiB"), image_ticks);
+    if let Some(t) = image_ticks {
+        println!("  {:<52} {:>14.1}", "  per image byte", t as f64 / IMAGE_BYTES as f64);
+    }
+    if let (Some(m), Some(t)) = (manifest, image_ticks) {
+        let total = m + t;
+        println!("  {:<52} {:>14}", "1 MiB partition, manifest + image", total);
+        println!("  {:<52} {:>11.1} ms", "  at 1.5 GHz and one instruction per cycle", total as f64 / 1.5e6);
+    }
+    println!("  (the image: {program_len} bytes of program, then zeros to 1 MiB, signed again)");
+    println!();
+    Ok(())
+}
+
+/// The decimal number right before `suffix` in `text`.
+fn number_before(text: &str, suffix: &str) -> Option<u64> {
+    let head = &text[..text.find(suffix)?];
+    let digits = head.rsplit(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+fn transcript(lines: &[Line]) -> String {
+    lines.iter().map(|l| format!("{:<18}| {}\n", l.console, l.text)).collect()
+}
 
 /// Runs the channel benchmark with its output going straight to the terminal, so the
-/// progress and the table show as they come. A failure (build error, or a message lost
-/// or out of order) is an error; slow figures are not.
-pub fn run() -> Result<(), String> {
+/// progress and the table show as they come.
+fn channel() -> Result<(), String> {
     let args = ["bench", "-p", "septum-ipc-channel", "--bench", "throughput"];
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     build::run(c.current_dir(root()).args(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::number_before;
+
+    #[test]
+    fn reads_the_figures_of_a_log_line() {
+        let line = "[ 0.1] trust: connectivity: manifest verified in 812345 ticks, 1048576 image bytes verified in 20123456 ticks";
+        assert_eq!(number_before(line, " ticks,"), Some(812345));
+        let image = line.rsplit_once(" in ").and_then(|(_, t)| number_before(t, " ticks"));
+        assert_eq!(image, Some(20123456));
+        assert_eq!(number_before("no figures here", " ticks"), None);
+    }
 }
