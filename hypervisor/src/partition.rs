@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, MemRegion, PartitionDesc, RegionKind, DTB_MAX, MAX_PARTITIONS, MAX_REGIONS};
-use septum_abi::hypercall::{StartCondition, SUCCESS};
+use septum_abi::hypercall::{StartCondition, INVALID_PARAMETERS, NOT_SUPPORTED, SUCCESS};
 use septum_core::board::Conduit;
 use septum_core::console::{Admit, LineBuffer, RateLimit};
 use septum_core::health::{Decision, HaltReason, Health, StopCause};
@@ -295,7 +295,13 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                 let st = part.state.lock();
                 (st.start, st.health.restarts())
             };
-            let caller = Caller { vcpu: 0, vcpu_count: part.desc.vcpus().len(), start, restarts };
+            let caller = Caller {
+                vcpu: 0,
+                vcpu_count: part.desc.vcpus().len(),
+                start,
+                restarts,
+                audit_reader: part.desc.is_audit_reader(),
+            };
             match answer(function, args, &caller) {
                 Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
                 Answer::ConsoleWrite { bytes, len } => {
@@ -314,6 +320,21 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                     });
                     frame.x[0] = SUCCESS;
                 }
+                Answer::AuditInfo => {
+                    frame.x[..4].copy_from_slice(&match crate::trust::audit_info() {
+                        Some((slots, next_slot, next_seq)) => {
+                            [SUCCESS, u64::from(slots), u64::from(next_slot), next_seq]
+                        }
+                        None => [NOT_SUPPORTED, 0, 0, 0],
+                    });
+                }
+                Answer::AuditRead { slot, half } => match crate::trust::audit_read(slot, half) {
+                    Some(words) => {
+                        frame.x[0] = SUCCESS;
+                        frame.x[1..17].copy_from_slice(&words);
+                    }
+                    None => frame.x[0] = INVALID_PARAMETERS,
+                },
                 Answer::CpuOff => {
                     log::info!("{}: vCPU 0 turned itself off (PSCI CPU_OFF)", part.desc.name());
                     cpu::park()

@@ -113,6 +113,34 @@ pub fn record(kind: EventKind, partition: u8, result: u8, detail: u64, subject: 
     }
 }
 
+/// The audit log's shape for the read-only export: (slots, next slot, next sequence
+/// number); `None` without a log.
+pub fn audit_info() -> Option<(u32, u32, u64)> {
+    let guard = STORE.lock();
+    let log = &guard.as_ref()?.log;
+    Some((log.slots(), log.next_slot(), log.next_seq()))
+}
+
+/// Half `half` of log slot `slot` as it lies in flash, for the read-only export, as
+/// the sixteen little-endian words `AUDIT_READ` returns; `None`: no log, or the slot
+/// or half is outside it.
+pub fn audit_read(slot: u64, half: u8) -> Option<[u64; 16]> {
+    const HALF: usize = septum_abi::hypercall::AUDIT_READ_BYTES;
+    let guard = STORE.lock();
+    let store = guard.as_ref()?;
+    let mut bytes = [0u8; HALF];
+    let slot = u32::try_from(slot).ok()?;
+    if let Err(e) = store.log.read_slot(&store.flash, slot, usize::from(half) * HALF, &mut bytes)? {
+        log::error!("trust: audit log slot {slot} unreadable ({e})");
+        return None;
+    }
+    let mut words = [0u64; 16];
+    for (w, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+    }
+    Some(words)
+}
+
 /// The power-cut test hook fired: nothing more reaches the bank, and the system stops
 /// where it is, as a board losing power would (the test kills QEMU and boots again).
 fn stop_if_cut(flash: &CutAfter<Pflash>) {

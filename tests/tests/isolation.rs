@@ -1,7 +1,7 @@
 //! Attack tests: the connectivity partition reads critical-monitor RAM, writes the
 //! critical monitor's UART, touches the GIC distributor, sends an SGI to the critical
-//! monitor's core, issues SMC and PSCI SYSTEM_RESET, writes a trapped register and
-//! executes an undefined instruction. Each must be contained, logged
+//! monitor's core, issues SMC and PSCI SYSTEM_RESET, writes a trapped register,
+//! executes an undefined instruction and writes the hypervisor's flash bank. Each must be contained, logged
 //! with a decoded reason and answered by its restart policy, with a pristine reload;
 //! the critical monitor must keep its beat throughout.
 
@@ -11,7 +11,7 @@ use septum_system_tests::{artifacts, beats, count, largest_gap};
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
 const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
-const ATTACKS: usize = 8;
+const ATTACKS: usize = 9;
 
 /// What the hypervisor log must say about each attack, in order.
 const EXPECTED: [&str; ATTACKS] = [
@@ -25,6 +25,8 @@ const EXPECTED: [&str; ATTACKS] = [
     // UDF is taken at the guest's own EL1; with no vectors it then fetches from
     // VBAR_EL1 + 0x200 = IPA 0x200, which its stage 2 does not map.
     "connectivity: FAULT instruction fetch outside its memory map: fetch at IPA 0x200",
+    // TRUST-007: the flash bank holding the counters and the audit log.
+    "connectivity: FAULT access outside its memory map: write at IPA 0x4000000",
 ];
 
 fn judge(system: &str, entry: Entry) {
@@ -34,7 +36,7 @@ fn judge(system: &str, entry: Entry) {
         let after_last = l.iter().skip_while(|x| !x.text.contains(&format!("restarts {ATTACKS})"))).collect::<Vec<_>>();
         after_last.iter().any(|x| x.text.contains("connectivity: heartbeat n=20 "))
     };
-    m.wait_for("all eight attacks and 20 beats after the last restart", Duration::from_secs(120), done)
+    m.wait_for("all nine attacks and 20 beats after the last restart", Duration::from_secs(120), done)
         .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
     let t = m.transcript();
@@ -59,6 +61,8 @@ fn judge(system: &str, entry: Entry) {
     assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR ACTLR_EL1") == 1, "{t}");
     assert!(count(&lines, "EC=0x20 instruction abort from the partition") == 1, "{t}");
     assert_eq!(count(&lines, "NOT CONTAINED"), 0, "an attack went through\n{t}");
+    // TRUST-007: this system does not grant connectivity the audit export.
+    assert_eq!(count(&lines, "connectivity: audit export: not granted"), ATTACKS + 1, "{t}");
 
     // HM-002: restart is real: markers written before each fault are gone after it.
     assert_eq!(count(&lines, "connectivity: markers written"), ATTACKS, "{t}");

@@ -210,3 +210,45 @@ fn power_cut_at_every_flash_write_step_loses_nothing() {
     }
     assert!(completed, "more than 64 write steps in one boot");
 }
+
+/// TRUST-007: connectivity, granted `audit_reader`, reads the newest audit records
+/// through the read-only export; they are the records in the flash bank, their chain
+/// checks out in the partition, and the log in the bank still verifies.
+#[test]
+fn audit_log_is_exported_read_only_to_connectivity() {
+    let art = artifacts("qemu-virt");
+    let storage = art.dir.join("storage-export-test.bin");
+    let _ = std::fs::remove_file(&storage);
+    drop(boot_with_storage(&art, &storage, 3));
+    let m = boot_with_storage(&art, &storage, 3);
+    let lines = m.lines();
+    let t = m.transcript();
+    drop(m);
+    let export = lines
+        .iter()
+        .find_map(|l| l.text.split("connectivity: audit export: ").nth(1).map(str::to_string))
+        .unwrap_or_else(|| panic!("no export line\n{t}"));
+    assert!(export.ends_with(", 0 torn, chain intact"), "{export}\n{t}");
+    // "<n> records #<first>..=#<last> of <next> written, ..."
+    let numbers: Vec<u64> = export
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .take(4)
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    let [n, first, last, written] = numbers[..] else { panic!("{export}") };
+    assert_eq!(n, last - first + 1, "{export}");
+    assert_eq!(last + 1, written, "the newest record is exported: {export}");
+    // The second boot logged at least its boot, root, configuration and images before
+    // connectivity started; the first boot's records are older.
+    assert!(n >= 10, "{export}");
+
+    let bank = std::fs::read(&storage).expect("bank");
+    let report = audit::verify_bank(&bank);
+    assert!(report.is_intact(), "{report}");
+    let log = &bank[LOG_FIRST_BLOCK as usize * BLOCK_SIZE as usize..];
+    let stored: Vec<u64> = audit::records(log).filter_map(|(_, r)| r.ok()).map(|r| r.seq).collect();
+    for seq in first..=last {
+        assert!(stored.contains(&seq), "exported record #{seq} is not in the bank");
+    }
+}

@@ -17,6 +17,21 @@ pub const CONSOLE_WRITE_MAX: usize = 48;
 /// `x0` = [`SUCCESS`], `x1` = [`StartCondition`] as u64, `x2` = restarts so far.
 pub const PARTITION_STATUS: u32 = VENDOR_HYP_BASE | 0x02;
 
+/// The audit log's shape, for a partition granted `audit_reader` (read-only export,
+/// so an uploader can copy the log off the device; nothing can write it). Returns
+/// `x0` = [`SUCCESS`], `x1` = slots in the log's ring, `x2` = the slot the next record
+/// goes to (the newest is the one before it), `x3` = the next record's sequence number.
+/// Not granted, or no log on this board: `x0` = [`NOT_SUPPORTED`].
+pub const AUDIT_INFO: u32 = VENDOR_HYP_BASE | 0x03;
+/// Half of one audit log slot, as it lies in flash (the reader checks it: a record
+/// carries its own hash and its predecessor's). `x1` = slot, `x2` = half (0: bytes
+/// `0..128`, 1: `128..256`). Returns `x0` = [`SUCCESS`] and the bytes in `x1..=x16`,
+/// little-endian; a slot or half out of range: [`INVALID_PARAMETERS`]; not granted:
+/// [`NOT_SUPPORTED`].
+pub const AUDIT_READ: u32 = VENDOR_HYP_BASE | 0x04;
+/// Bytes one [`AUDIT_READ`] returns (sixteen registers).
+pub const AUDIT_READ_BYTES: usize = 128;
+
 /// Return value: the call succeeded.
 pub const SUCCESS: u64 = 0;
 /// Return value (SMCCC): the function is not implemented.

@@ -12,6 +12,8 @@ pub struct Caller {
     pub vcpu_count: usize,
     pub start: StartCondition,
     pub restarts: u32,
+    /// The configuration grants it the audit log export.
+    pub audit_reader: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,11 @@ pub enum Answer {
     CpuOff,
     /// The partition asked to be reset or switched off: its fault policy decides.
     Stop(StopCause),
+    /// Answer `AUDIT_INFO` from the log (granted).
+    AuditInfo,
+    /// Answer `AUDIT_READ` with half `half` (0 or 1) of slot `slot` (granted; the slot
+    /// is checked against the log).
+    AuditRead { slot: u64, half: u8 },
 }
 
 fn ret(v: i64) -> Answer {
@@ -99,6 +106,12 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
             }
             Answer::ConsoleWrite { bytes, len }
         }
+        abi::AUDIT_INFO | abi::AUDIT_READ if !caller.audit_reader => ret(abi::NOT_SUPPORTED as i64),
+        abi::AUDIT_INFO => Answer::AuditInfo,
+        abi::AUDIT_READ => match u8::try_from(args[1]) {
+            Ok(half @ (0 | 1)) => Answer::AuditRead { slot: args[0], half },
+            _ => ret(abi::INVALID_PARAMETERS as i64),
+        },
         abi::PARTITION_STATUS => Answer::Return([abi::SUCCESS, caller.start as u64, u64::from(caller.restarts), 0]),
         _ => Answer::Return([abi::NOT_SUPPORTED, 0, 0, 0]),
     }
@@ -108,7 +121,8 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
 mod tests {
     use super::*;
 
-    const CALLER: Caller = Caller { vcpu: 0, vcpu_count: 1, start: StartCondition::NormalStart, restarts: 0 };
+    const CALLER: Caller =
+        Caller { vcpu: 0, vcpu_count: 1, start: StartCondition::NormalStart, restarts: 0, audit_reader: false };
 
     #[test]
     fn psci_version_features_and_reset() {
@@ -137,6 +151,24 @@ mod tests {
             answer(abi::CONSOLE_WRITE, [49, 0, 0, 0, 0, 0, 0], &CALLER),
             Answer::Return([abi::INVALID_PARAMETERS, 0, 0, 0])
         );
+    }
+
+    /// TRUST-007: only a partition granted `audit_reader` reaches the audit log, and
+    /// only to read it (there is no call that writes it).
+    #[test]
+    fn audit_export_is_granted_read_only() {
+        let reader = Caller { audit_reader: true, ..CALLER };
+        for f in [abi::AUDIT_INFO, abi::AUDIT_READ] {
+            assert_eq!(answer(f, [0; 7], &CALLER), Answer::Return([abi::NOT_SUPPORTED, 0, 0, 0]));
+        }
+        assert_eq!(answer(abi::AUDIT_INFO, [0; 7], &reader), Answer::AuditInfo);
+        assert_eq!(answer(abi::AUDIT_READ, [7, 1, 0, 0, 0, 0, 0], &reader), Answer::AuditRead { slot: 7, half: 1 });
+        for half in [2, 256, u64::MAX] {
+            assert_eq!(
+                answer(abi::AUDIT_READ, [0, half, 0, 0, 0, 0, 0], &reader),
+                Answer::Return([abi::INVALID_PARAMETERS, 0, 0, 0])
+            );
+        }
     }
 
     #[test]

@@ -685,6 +685,28 @@ impl AuditLog {
         self.boot
     }
 
+    /// Slots in the log's ring.
+    pub fn slots(&self) -> u32 {
+        self.geo.slots()
+    }
+
+    /// Reads `buf.len()` bytes of slot `slot` from byte `offset` in it, as they lie in
+    /// flash, for the read-only export (the reader checks what it gets). `None`: outside
+    /// the slot or the ring.
+    pub fn read_slot(
+        &self,
+        flash: &impl Flash,
+        slot: u32,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Option<Result<(), FlashError>> {
+        let end = offset.checked_add(buf.len())?;
+        if slot >= self.geo.slots() || end > RECORD_LEN {
+            return None;
+        }
+        Some(flash.read(self.base + slot * RECORD_LEN as u32 + offset as u32, buf))
+    }
+
     /// Appends `event` and returns its sequence number. Before it, if due, writes the
     /// [`EventKind::TornRecord`] naming a torn run (unless `event` is that record) and
     /// the [`EventKind::LogWrapped`] record of an erase. Every record is read back; a
@@ -1230,6 +1252,31 @@ mod tests {
         assert_eq!(torn_slots(torn_detail(17, 1)), (17, 1));
         assert_eq!(torn_detail(17, 1), 17);
         assert_eq!(torn_slots(torn_detail(u32::MAX, 3)), (u32::MAX, 3));
+    }
+
+    /// TRUST-007: the export reads a slot exactly as it lies in flash, and nothing
+    /// outside the log's ring.
+    #[test]
+    fn read_slot_exports_records_as_stored() {
+        let mut mem = bank(4);
+        let mut ram = RamFlash::new(&mut mem, BS).unwrap();
+        let (mut log, _) = AuditLog::open(&ram, 1).unwrap();
+        for i in 0..3 {
+            log.append(&mut ram, &event(i)).unwrap();
+        }
+        assert_eq!((log.slots(), log.next_slot()), (16, 3));
+        let mut slot = [0u8; RECORD_LEN];
+        let (first, second) = slot.split_at_mut(RECORD_LEN / 2);
+        log.read_slot(&ram, 2, 0, first).unwrap().unwrap();
+        log.read_slot(&ram, 2, RECORD_LEN / 2, second).unwrap().unwrap();
+        let at = (LOG_FIRST_BLOCK * BS) as usize + 2 * RECORD_LEN;
+        assert_eq!(&slot[..], &ram.bytes()[at..at + RECORD_LEN]);
+        assert_eq!(Record::parse(&slot).unwrap().seq, 2);
+        let mut b = [0u8; 8];
+        assert!(log.read_slot(&ram, 16, 0, &mut b).is_none());
+        assert!(log.read_slot(&ram, u32::MAX, 0, &mut b).is_none());
+        assert!(log.read_slot(&ram, 0, RECORD_LEN - 7, &mut b).is_none());
+        assert!(log.read_slot(&ram, 0, usize::MAX, &mut b).is_none());
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! has been restarted, so each restart moves on to the next attack. Before each attack
 //! it writes markers into its data, BSS and free RAM; after a restart it reports them,
 //! proving the restart reloaded a pristine image into zeroed RAM.
+//!
+//! At each start it also reads the newest audit records through the hypervisor's
+//! read-only export and checks them as the server it would upload them to does.
 #![no_std]
 #![no_main]
 
@@ -11,7 +14,8 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use septum_guest::channel::queuing::RecvError;
 use septum_guest::channel::Shared;
-use septum_guest::{counter, hvc, Boot, Console, Heartbeat};
+use septum_guest::{audit, counter, hvc, Boot, Console, Heartbeat};
+use septum_trust::audit::Record;
 
 const DATA_PRISTINE: u64 = 0x5EB7_DA7A;
 const MARKER: u64 = 0xDEAD_BEEF;
@@ -42,6 +46,8 @@ fn partition_main(mut boot: Boot) -> ! {
             "NOT pristine"
         }
     );
+    let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
+    export_audit(&mut boot.console, export_max);
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
@@ -139,6 +145,54 @@ impl Stream {
     }
 }
 
+/// Reads up to `max` of the newest audit log slots, newest first, and checks each
+/// record's own hash and its link to the record before it: what an upload server does
+/// with the copy. Reports one line.
+fn export_audit(console: &mut Console, max: u32) {
+    let Some(info) = audit::info() else {
+        let _ = writeln!(console, "connectivity: audit export: not granted");
+        return;
+    };
+    let (mut records, mut torn, mut broken) = (0u32, 0u32, None);
+    let (mut newest, mut oldest): (Option<Record>, Option<Record>) = (None, None);
+    let mut slot = info.next_slot;
+    for _ in 0..max.min(info.slots) {
+        slot = slot.checked_sub(1).unwrap_or(info.slots - 1);
+        let Some(bytes) = audit::read_slot(slot) else {
+            broken = Some((slot, "refused"));
+            break;
+        };
+        if bytes.iter().all(|&b| b == 0xFF) {
+            break; // the log's start (or an erased block)
+        }
+        match Record::parse(&bytes) {
+            Ok(r) => {
+                if let Some(newer) = &oldest {
+                    if newer.prev != r.self_hash || newer.seq != r.seq + 1 {
+                        broken = Some((slot, "does not chain to the next record"));
+                        break;
+                    }
+                }
+                records += 1;
+                newest.get_or_insert(r);
+                oldest = Some(r);
+            }
+            Err(_) => torn += 1,
+        }
+    }
+    let (first, last) = (oldest.map_or(0, |r| r.seq), newest.map_or(0, |r| r.seq));
+    let _ = write!(
+        console,
+        "connectivity: audit export: {records} records #{first}..=#{last} of {} written",
+        info.next_seq
+    );
+    match broken {
+        None => writeln!(console, ", {torn} torn, chain intact"),
+        Some((slot, why)) => writeln!(console, ", {torn} torn, BROKEN at slot {slot}: {why}"),
+    }
+    .ok();
+}
+
 fn xorshift(mut x: u64) -> u64 {
     x ^= x << 13;
     x ^= x >> 7;
@@ -172,6 +226,9 @@ fn run_attack(name: &str, victim: u64) {
         "sgi" => unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", in(reg) (1u64 << 24) | 1, options(nostack)) },
         // SAFETY: ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
         "trapped-sysreg" => unsafe { core::arch::asm!("msr actlr_el1, xzr", options(nostack)) },
+        // SAFETY: a write to the hypervisor's flash bank (counters, audit log), which no
+        // partition's stage 2 maps.
+        "write-flash-bank" => unsafe { core::ptr::write_volatile(0x0400_0000 as *mut u32, 0) },
         // SAFETY: undefined at EL1 is the guest's own exception, taken to its VBAR_EL1.
         "undefined" => unsafe { core::arch::asm!("udf #0", options(nostack)) },
         _ => {}

@@ -312,3 +312,58 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         core::hint::spin_loop();
     }
 }
+
+/// The audit log's read-only export (`AUDIT_INFO`, `AUDIT_READ`), for a partition its
+/// configuration grants `audit_reader`: the slots come as they lie in the hypervisor's
+/// flash, and the reader (or the server it uploads them to) checks them.
+pub mod audit {
+    use super::hc;
+
+    /// A log slot's bytes (one record).
+    pub const SLOT_LEN: usize = 2 * hc::AUDIT_READ_BYTES;
+
+    #[derive(Clone, Copy, Debug)]
+    pub struct Info {
+        /// Slots in the log's ring.
+        pub slots: u32,
+        /// The slot the next record goes to; the newest is the one before it.
+        pub next_slot: u32,
+        /// The next record's sequence number (records so far, ever).
+        pub next_seq: u64,
+    }
+
+    /// `None`: not granted, or no log on this board.
+    pub fn info() -> Option<Info> {
+        let [status, slots, next_slot, next_seq] = super::hvc(hc::AUDIT_INFO, [0; 7]);
+        let info = Info { slots: u32::try_from(slots).ok()?, next_slot: u32::try_from(next_slot).ok()?, next_seq };
+        (status == hc::SUCCESS && info.slots > 0).then_some(info)
+    }
+
+    /// Slot `slot`'s bytes as stored; `None` if refused.
+    pub fn read_slot(slot: u32) -> Option<[u8; SLOT_LEN]> {
+        let mut out = [0u8; SLOT_LEN];
+        for (half, bytes) in out.chunks_exact_mut(hc::AUDIT_READ_BYTES).enumerate() {
+            let words = read_half(slot, half as u64)?;
+            for (chunk, w) in bytes.chunks_exact_mut(8).zip(words) {
+                chunk.copy_from_slice(&w.to_le_bytes());
+            }
+        }
+        Some(out)
+    }
+
+    /// One `AUDIT_READ`: sixteen words back in x1..=x16.
+    fn read_half(slot: u32, half: u64) -> Option<[u64; 16]> {
+        let mut w = [0u64; 16];
+        let mut x0 = u64::from(hc::AUDIT_READ);
+        // SAFETY: a hypercall; the hypervisor writes x0..=x16 and preserves the rest.
+        unsafe {
+            core::arch::asm!("hvc #0",
+                inout("x0") x0, inout("x1") u64::from(slot) => w[0], inout("x2") half => w[1],
+                out("x3") w[2], out("x4") w[3], out("x5") w[4], out("x6") w[5], out("x7") w[6],
+                out("x8") w[7], out("x9") w[8], out("x10") w[9], out("x11") w[10], out("x12") w[11],
+                out("x13") w[12], out("x14") w[13], out("x15") w[14], out("x16") w[15],
+                options(nostack));
+        }
+        (x0 == hc::SUCCESS).then_some(w)
+    }
+}

@@ -77,6 +77,9 @@ mod indexmap_like {
 struct RawPartition {
     #[serde(default)]
     critical: bool,
+    /// May read the audit log (read-only export, to upload it).
+    #[serde(default)]
+    audit_reader: bool,
     cpus: Spanned<Vec<Spanned<u64>>>,
     ram: Spanned<OneOrMany<RawRam>>,
     #[serde(default)]
@@ -290,6 +293,9 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         desc.vmid = i as u32 + 1;
         if rp.critical {
             desc.flags |= flags::CRITICAL;
+        }
+        if rp.audit_reader {
+            desc.flags |= flags::AUDIT_READER;
         }
         // CPUs, by board CPU number.
         let mut cpu_lines = Vec::new();

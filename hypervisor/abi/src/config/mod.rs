@@ -146,6 +146,8 @@ impl FaultPolicy {
 pub mod flags {
     /// The partition is safety-critical: it may (and only it may) use `safe-state`.
     pub const CRITICAL: u32 = 1 << 0;
+    /// The partition may read the audit log (`AUDIT_INFO`, `AUDIT_READ`), to upload it.
+    pub const AUDIT_READER: u32 = 1 << 1;
 }
 
 #[repr(C)]
@@ -188,6 +190,9 @@ impl PartitionDesc {
     }
     pub fn is_critical(&self) -> bool {
         self.flags & flags::CRITICAL != 0
+    }
+    pub fn is_audit_reader(&self) -> bool {
+        self.flags & flags::AUDIT_READER != 0
     }
     /// The regions in use (bounded by the validated count).
     pub fn regions(&self) -> &[MemRegion] {
