@@ -10,9 +10,11 @@ use septum_trust::audit;
 use septum_trust::counters::{CounterStore, Floors};
 use septum_trust::flash::{RamFlash, BLOCK_SIZE, LOG_FIRST_BLOCK};
 use septum_trust::format;
+use septum_trust::hash;
+use septum_trust::verify::{Role, TrustError};
 use xtask::build::Artifacts;
 use xtask::qemu::{Launch, Machine};
-use xtask::trust::resign_manifest;
+use xtask::trust::{resign_manifest, BundleParts};
 
 /// A copy of the system's bundle with one byte of partition `index`'s image flipped:
 /// only the signatures can notice.
@@ -24,13 +26,36 @@ fn bundle_with_tampered_image(art: &Artifacts, index: usize, name: &str) -> Path
     })
 }
 
-/// TRUST-003, TRUST-004: a connectivity image changed after signing is refused; the
-/// critical monitor boots and keeps its heartbeat.
+/// The audit records in a flash bank file, in log order; the log must verify.
+fn audit_records(storage: &Path) -> Vec<audit::Record> {
+    let bank = std::fs::read(storage).expect("flash bank");
+    let report = audit::verify_bank(&bank);
+    assert!(report.is_intact(), "{report}");
+    let log = &bank[LOG_FIRST_BLOCK as usize * BLOCK_SIZE as usize..];
+    audit::records(log).filter_map(|(_, r)| r.ok()).collect()
+}
+
+/// The one VerificationFailed record of `records`, for `partition`, with `error`'s code.
+fn assert_refusal_logged(records: &[audit::Record], partition: u8, error: TrustError, subject: &[u8; 64]) {
+    let failed: Vec<_> =
+        records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::VerificationFailed)).collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let r = failed[0];
+    assert_eq!((r.partition, r.result), (partition, error.code()), "{r}");
+    assert_eq!(&r.subject, subject, "{r}: subject is the hash of what was refused");
+}
+
+/// TRUST-003, TRUST-004, TRUST-006: a connectivity image changed after signing is
+/// refused, and the refusal is in the audit log; the critical monitor boots and keeps
+/// its heartbeat.
 #[test]
 fn tampered_connectivity_image_is_refused_and_critical_runs() {
     let art = artifacts("qemu-virt");
     let bundle = bundle_with_tampered_image(&art, 1, "bundle-tampered-connectivity.bin");
-    let mut m = Machine::launch(&art, &Launch { bundle: Some(bundle), ..Launch::default() }).expect("QEMU starts");
+    let storage = art.dir.join("storage-tampered-connectivity.bin");
+    let _ = std::fs::remove_file(&storage);
+    let opts = Launch { bundle: Some(bundle.clone()), storage: Some(storage.clone()), ..Launch::default() };
+    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
     m.wait_for("30 critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 30)
         .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
@@ -41,15 +66,25 @@ fn tampered_connectivity_image_is_refused_and_critical_runs() {
         m.transcript()
     );
     assert!(beats(&lines, "connectivity").is_empty(), "refused image ran\n{}", m.transcript());
+    drop(m);
+    let parts = BundleParts::parse(&std::fs::read(&bundle).expect("bundle")).expect("parses");
+    let records = audit_records(&storage);
+    assert_refusal_logged(&records, 1, TrustError::ImageHash, &hash::sha512(&parts.images[1]));
+    let verified = records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::ImageVerified));
+    assert_eq!(verified.map(|r| r.partition).collect::<Vec<_>>(), [0], "only critical-monitor verified");
 }
 
-/// TRUST-003, TRUST-004: a critical-monitor image changed after signing puts the system
-/// in its safe state, with the reason on the console, and nothing runs.
+/// TRUST-003, TRUST-004, TRUST-006: a critical-monitor image changed after signing puts
+/// the system in its safe state, with the reason on the console and in the audit log,
+/// and nothing runs.
 #[test]
 fn tampered_critical_image_puts_the_system_in_safe_state() {
     let art = artifacts("qemu-virt");
     let bundle = bundle_with_tampered_image(&art, 0, "bundle-tampered-critical.bin");
-    let mut m = Machine::launch(&art, &Launch { bundle: Some(bundle), ..Launch::default() }).expect("QEMU starts");
+    let storage = art.dir.join("storage-tampered-critical.bin");
+    let _ = std::fs::remove_file(&storage);
+    let opts = Launch { bundle: Some(bundle.clone()), storage: Some(storage.clone()), ..Launch::default() };
+    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
     m.wait_for("the safe state", Duration::from_secs(30), |l| count(l, "SAFE STATE") >= 1)
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
@@ -61,9 +96,15 @@ fn tampered_critical_image_puts_the_system_in_safe_state() {
         m.transcript()
     );
     assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{}", m.transcript());
+    drop(m);
+    let parts = BundleParts::parse(&std::fs::read(&bundle).expect("bundle")).expect("parses");
+    let records = audit_records(&storage);
+    assert_refusal_logged(&records, 0, TrustError::ImageHash, &hash::sha512(&parts.images[0]));
+    assert_eq!(records.last().and_then(|r| r.event_kind()), Some(audit::EventKind::SafeState));
 }
 
-/// TRUST-002: a configuration changed after signing is refused as a whole.
+/// TRUST-002, TRUST-006: a configuration changed after signing is refused as a whole,
+/// and the refusal is in the audit log.
 #[test]
 fn tampered_configuration_puts_the_system_in_safe_state() {
     let art = artifacts("qemu-virt");
@@ -71,13 +112,21 @@ fn tampered_configuration_puts_the_system_in_safe_state() {
         let at = parts.config.len() / 2;
         parts.config[at] ^= 0x20;
     });
-    let mut m = Machine::launch(&art, &Launch { bundle: Some(path), ..Launch::default() }).expect("QEMU starts");
+    let storage = art.dir.join("storage-tampered-config.bin");
+    let _ = std::fs::remove_file(&storage);
+    let opts = Launch { bundle: Some(path.clone()), storage: Some(storage.clone()), ..Launch::default() };
+    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
     m.wait_for("the refusal", Duration::from_secs(30), |l| count(l, "SAFE STATE") >= 1)
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
     let lines = m.lines();
     assert_eq!(count(&lines, "REFUSED: configuration signature"), 1, "{}", m.transcript());
     assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{}", m.transcript());
+    drop(m);
+    let parts = BundleParts::parse(&std::fs::read(&path).expect("bundle")).expect("parses");
+    let records = audit_records(&storage);
+    let threshold = TrustError::Threshold { role: Role::Root { version: 1 }, valid: 0, needed: 0 };
+    assert_refusal_logged(&records, audit::NO_PARTITION, threshold, &hash::sha512(&parts.config));
 }
 
 /// Boots with the flash bank kept in `storage` until `beats` critical heartbeats.
