@@ -3,6 +3,8 @@
 //! * [`format`]: the signed documents' wire layout (zerocopy, fixed sizes): the signed
 //!   envelope, the root document with its roles, the partition manifest.
 //! * [`verify`]: thresholds, rotation, revocation, manifest and image checks.
+//! * [`boot`]: the boot-time checks as the hypervisor runs them; each returns its result
+//!   together with the audit event that records it.
 //! * [`flash`], [`counters`], [`audit`]: hypervisor-owned persistent storage (NOR
 //!   flash): anti-rollback counters in two copies, and the hash-chained audit log.
 //! * [`hash`]: SHA-512 and constant-time comparison.
@@ -15,6 +17,7 @@
 extern crate std;
 
 pub mod audit;
+pub mod boot;
 pub mod counters;
 pub mod flash;
 pub mod format;

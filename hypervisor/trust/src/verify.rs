@@ -24,8 +24,9 @@ use crate::format::{
 use crate::hash::{self, Hash};
 use crate::{BOARD_ID_LEN, MAX_KEYS, MAX_ROLES, NAME_LEN};
 
+// Crate-visible: the boot checks' tests reuse its fixtures.
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Whose signatures fell short of a threshold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,12 +13,12 @@ use zerocopy::{FromZeros, IntoBytes};
 use super::*;
 use crate::format::{envelope_len, name_field, statement, write_envelope};
 
-const CRITICAL: &str = "critical-monitor";
-const CONNECTIVITY: &str = "connectivity";
-const LOGGER: &str = "logger";
-const BOARD: &str = "qemu-virt";
+pub(crate) const CRITICAL: &str = "critical-monitor";
+pub(crate) const CONNECTIVITY: &str = "connectivity";
+pub(crate) const LOGGER: &str = "logger";
+pub(crate) const BOARD: &str = "qemu-virt";
 /// 43 bytes: not a multiple of 8, so its envelope has padding.
-const CONFIG: &[u8] = b"compiled configuration (not a multiple of 8";
+pub(crate) const CONFIG: &[u8] = b"compiled configuration (not a multiple of 8";
 
 /// Key derivation is a scalar multiplication, slow in debug builds: each key once.
 fn signing(n: u8) -> &'static SigningKey {
@@ -30,7 +30,7 @@ fn public(n: u8) -> [u8; 32] {
     signing(n).verifying_key().to_bytes()
 }
 
-fn key(n: u8, key_version: u32) -> KeyEntry {
+pub(crate) fn key(n: u8, key_version: u32) -> KeyEntry {
     KeyEntry { public: public(n), key_version, _reserved: 0 }
 }
 
@@ -45,12 +45,12 @@ fn envelope_with(kind: Kind, body: &[u8], sigs: &[Signature]) -> Vec<u8> {
     out
 }
 
-fn envelope(kind: Kind, body: &[u8], signers: &[u8]) -> Vec<u8> {
+pub(crate) fn envelope(kind: Kind, body: &[u8], signers: &[u8]) -> Vec<u8> {
     let sigs: Vec<Signature> = signers.iter().map(|&n| sig(n, kind, body)).collect();
     envelope_with(kind, body, &sigs)
 }
 
-fn role(name: &str, threshold: u32, min_key_version: u32, keys: &[KeyEntry]) -> RoleEntry {
+pub(crate) fn role(name: &str, threshold: u32, min_key_version: u32, keys: &[KeyEntry]) -> RoleEntry {
     let mut r = RoleEntry {
         name: name_field(name).unwrap(),
         threshold,
@@ -62,7 +62,13 @@ fn role(name: &str, threshold: u32, min_key_version: u32, keys: &[KeyEntry]) -> 
     r
 }
 
-fn root(version: u32, threshold: u32, min_key_version: u32, keys: &[KeyEntry], roles: &[RoleEntry]) -> RootBody {
+pub(crate) fn root(
+    version: u32,
+    threshold: u32,
+    min_key_version: u32,
+    keys: &[KeyEntry],
+    roles: &[RoleEntry],
+) -> RootBody {
     let mut r = RootBody::new_zeroed();
     r.magic = ROOT_MAGIC;
     r.format_version = FORMAT_VERSION;
@@ -76,7 +82,7 @@ fn root(version: u32, threshold: u32, min_key_version: u32, keys: &[KeyEntry], r
     r
 }
 
-fn release_roles() -> [RoleEntry; 3] {
+pub(crate) fn release_roles() -> [RoleEntry; 3] {
     [
         role(CRITICAL, 2, 1, &[key(10, 1), key(11, 2)]),
         role(CONNECTIVITY, 2, 0, &[key(20, 0), key(21, 0)]),
@@ -86,36 +92,36 @@ fn release_roles() -> [RoleEntry; 3] {
 
 /// Root keys 1, 2, 3 (threshold 2); critical-monitor and connectivity 2 keys,
 /// threshold 2; logger 2 keys, threshold 1.
-fn genesis() -> RootBody {
+pub(crate) fn genesis() -> RootBody {
     root(1, 2, 0, &[key(1, 1), key(2, 1), key(3, 1)], &release_roles())
 }
 
 /// The rotation of [`genesis`] to keys 4, 5, 6 (version 2, revoking version 1).
-fn rotated() -> RootBody {
+pub(crate) fn rotated() -> RootBody {
     root(2, 2, 2, &[key(4, 2), key(5, 2), key(6, 2)], &release_roles())
 }
 
-fn root_envelope(body: &RootBody, signers: &[u8]) -> Vec<u8> {
+pub(crate) fn root_envelope(body: &RootBody, signers: &[u8]) -> Vec<u8> {
     envelope(Kind::Root, body.as_bytes(), signers)
 }
 
-fn anchor(body: &RootBody) -> Hash {
+pub(crate) fn anchor(body: &RootBody) -> Hash {
     hash::sha512(body.as_bytes())
 }
 
-fn chain_of(docs: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn chain_of(docs: &[Vec<u8>]) -> impl Iterator<Item = &[u8]> {
     docs.iter().map(Vec::as_slice)
 }
 
-fn image() -> Vec<u8> {
+pub(crate) fn image() -> Vec<u8> {
     (0..1000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 3)) as u8).collect()
 }
 
-fn config_hash() -> Hash {
+pub(crate) fn config_hash() -> Hash {
     hash::sha512(CONFIG)
 }
 
-fn manifest(partition: &str) -> Manifest {
+pub(crate) fn manifest(partition: &str) -> Manifest {
     let image = image();
     let mut m = Manifest::new_zeroed();
     m.magic = MANIFEST_MAGIC;
@@ -134,7 +140,7 @@ fn manifest(partition: &str) -> Manifest {
     m
 }
 
-fn manifest_envelope(m: &Manifest, signers: &[u8]) -> Vec<u8> {
+pub(crate) fn manifest_envelope(m: &Manifest, signers: &[u8]) -> Vec<u8> {
     envelope(Kind::Manifest, m.as_bytes(), signers)
 }
 
@@ -164,7 +170,7 @@ fn critical() -> Role {
     Role::Release { name: name_field(CRITICAL).unwrap() }
 }
 
-fn floors_with(partition: &str, min_key_version: u32, security_counter: u64) -> Floors {
+pub(crate) fn floors_with(partition: &str, min_key_version: u32, security_counter: u64) -> Floors {
     let mut floors = Floors::default();
     floors.partitions[0] =
         PartitionFloor { name: name_field(partition).unwrap(), min_key_version, _reserved: 0, security_counter };
