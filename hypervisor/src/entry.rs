@@ -62,6 +62,15 @@ primary_entry:
     ldr     x9, =SCR_EL3_VALUE
     msr     scr_el3, x9
     msr     cptr_el3, xzr
+    // The GIC in its single-security-state view (GICD_CTLR.DS = 1), as Septum runs it:
+    // non-secure EL2 then owns every interrupt, with no secure firmware to configure
+    // groups. And EL2 may use the system-register CPU interface (ICC_SRE_EL3 SRE, Enable).
+    ldr     x9, ={gicd}
+    ldr     w10, [x9]
+    orr     w10, w10, #(1 << 6)
+    str     w10, [x9]
+    mov     x9, #((1 << 3) | 1)
+    msr     icc_sre_el3, x9
     ldr     x9, =SCTLR_EL2_RESET
     msr     sctlr_el2, x9
     mov     x9, #SPSR_EL2H_MASKED
@@ -176,6 +185,7 @@ enter_guest_asm:
 "#,
     frame_size = const core::mem::size_of::<TrapFrame>(),
     max_cpus = const crate::partition::MAX_CPUS,
+    gicd = const septum_platform::qemu_virt::GICD,
 );
 
 extern "C" {

@@ -19,6 +19,7 @@ mod console;
 mod cpu;
 mod el1;
 mod entry;
+mod gic;
 mod partition;
 mod pflash;
 mod physmem;
@@ -148,7 +149,8 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e}")),
     };
 
-    // 6. Cores.
+    // 6. Interrupts, then cores.
+    gic::init_distributor();
     let me = cpu::mpidr();
     let mut next_slot = 1;
     for (i, p) in system.partitions() {

@@ -269,6 +269,7 @@ fn enter(part: &Runtime) -> ! {
     // Bit 31 is RES1; Aff0 = vCPU 0.
     VMPIDR_EL2.set(1 << 31);
     crate::el1::reset();
+    crate::gic::init_core();
     cpu::flush_guest_tlb();
     let mut frame = TrapFrame::default();
     frame.x[0] = part.desc.dtb_ipa;

@@ -152,8 +152,9 @@ extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
     let info = TrapInfo { esr: ESR_EL2.get(), far: FAR_EL2.get(), hpfar: HPFAR_EL2.get(), x };
     match kind {
         LowerKind::Sync => crate::partition::on_exit(frame, classify(&info), &info),
-        // No physical interrupt is enabled for delivery to EL2 yet: nothing to do.
-        LowerKind::Irq | LowerKind::Fiq => {}
+        LowerKind::Irq => crate::gic::on_irq(),
+        // Septum uses group 1 (IRQ) only; no FIQ is enabled.
+        LowerKind::Fiq => {}
         LowerKind::SError | LowerKind::AArch32 => {
             let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
             crate::partition::on_exit(frame, classify(&info), &info)

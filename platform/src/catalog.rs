@@ -46,6 +46,17 @@ pub struct Board {
     /// Persistent storage only the hypervisor uses (anti-rollback counters, audit log);
     /// it is also listed in `hypervisor_devices`, so no partition can be given it.
     pub storage: Option<Storage>,
+    /// The interrupt controller the hypervisor owns.
+    pub gic: Gic,
+}
+
+/// A GICv3: distributor and the contiguous redistributor frames (one per core).
+#[derive(Clone, Copy, Debug)]
+pub struct Gic {
+    pub distributor: u64,
+    pub redistributors: u64,
+    /// Frames to search for a core's redistributor.
+    pub redistributor_frames: usize,
 }
 
 /// A CFI (Intel command set) NOR flash bank.

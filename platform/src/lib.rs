@@ -3,14 +3,15 @@
 //! and bring-up work. xtask reads the catalogue to validate a system description; the
 //! hypervisor uses the same constants and checks them against the board's DTB at boot.
 //!
-//! The hardware-facing `unsafe` of this crate is in [`pl011`] (MMIO) and
+//! The hardware-facing `unsafe` of this crate is in [`pl011`] and [`gicv3`] (MMIO) and
 //! [`semihosting`] (the `HLT #0xF000` debug call); nothing else here touches hardware.
 #![no_std]
 
 pub mod catalog;
+pub mod gicv3;
 pub mod pl011;
 pub mod qemu_virt;
 #[cfg(target_arch = "aarch64")]
 pub mod semihosting;
 
-pub use catalog::{Board, DeviceInfo, HypervisorConsole};
+pub use catalog::{Board, DeviceInfo, Gic, HypervisorConsole};

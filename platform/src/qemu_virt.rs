@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, HypervisorConsole, Storage};
+use crate::catalog::{Board, DeviceInfo, Gic, HypervisorConsole, Storage};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -17,6 +17,8 @@ pub const STAGING_BASE: u64 = RAM_BASE + 128 * MIB;
 
 pub const UART0: u64 = 0x0900_0000;
 pub const GICD: u64 = 0x0800_0000;
+/// GICv3 redistributors (`VIRT_GIC_REDIST`), 128 KiB per core.
+pub const GICR: u64 = 0x080A_0000;
 /// The second pflash bank (`-drive if=pflash,unit=1`): non-secure even with
 /// `secure=on`, 64 MiB of 256 KiB erase blocks (QEMU `virt_flash_create1`).
 pub const FLASH1: u64 = 0x0400_0000;
@@ -70,4 +72,5 @@ pub static BOARD: Board = Board {
     default_dtb: RAM_BASE,
     console: HypervisorConsole::Semihosting,
     storage: Some(Storage { base: FLASH1, size: FLASH1_SIZE, block_size: 256 * 1024 }),
+    gic: Gic { distributor: GICD, redistributors: GICR, redistributor_frames: 8 },
 };

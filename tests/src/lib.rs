@@ -58,6 +58,17 @@ pub fn largest_gap(beats: &[Beat]) -> u64 {
         .unwrap_or(0)
 }
 
+/// The critical monitor's "timer interrupts=N" reports (every 25 beats), in order.
+pub fn timer_interrupt_reports(lines: &[Line]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.text.split("critical-monitor: timer interrupts=").nth(1)?.trim().parse().ok())
+        .collect()
+}
+
+/// Beats between two "timer interrupts=" reports of the critical monitor.
+pub const TIMER_REPORT_EVERY: u64 = 25;
+
 /// Lines containing `needle`.
 pub fn count(lines: &[Line], needle: &str) -> usize {
     lines.iter().filter(|l| l.text.contains(needle)).count()

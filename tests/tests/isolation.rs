@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use septum_system_tests::{artifacts, beats, count, largest_gap};
+use septum_system_tests::{artifacts, beats, count, largest_gap, timer_interrupt_reports, TIMER_REPORT_EVERY};
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
 const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
@@ -82,9 +82,18 @@ fn judge(system: &str, entry: Entry) {
         gap as f64 / PERIOD_TICKS as f64
     );
     assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{t}");
+
+    // IRQ-001: with no channel work, the critical monitor sleeps between beats and its
+    // virtual timer's interrupt wakes it for each one, attacks or not.
+    let irqs = timer_interrupt_reports(&lines);
+    assert!(!irqs.is_empty(), "{t}");
+    for (k, &n) in irqs.iter().enumerate() {
+        let by = TIMER_REPORT_EVERY * (k as u64 + 1);
+        assert!(n + 1 >= by, "only {n} of {by} beats woken by the timer interrupt\n{t}");
+    }
 }
 
-/// ISO-002..ISO-007, HM-001, HM-002, entered at EL2.
+/// ISO-002..ISO-007, HM-001, HM-002, IRQ-001, TRUST-007, entered at EL2.
 #[test]
 fn connectivity_attacks_are_contained_and_critical_keeps_time() {
     judge("tests/systems/attacks.toml", Entry::El2);

@@ -24,3 +24,4 @@ pub mod health;
 pub mod hypercall;
 pub mod pagetable;
 pub mod traps;
+pub mod vgic;

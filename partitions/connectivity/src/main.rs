@@ -75,6 +75,9 @@ fn partition_main(mut boot: Boot) -> ! {
                 }
             } else if let Some(rx) = vitals.as_mut() {
                 stream.take(rx.recv(&mut buf), &buf);
+            } else {
+                // Nothing to poll: idle until the next beat's timer interrupt.
+                beat.sleep();
             }
             continue;
         };

@@ -6,6 +6,8 @@
 //! partition over the `vitals` channel, and takes commands from it over `commands`,
 //! counting every message it rejects. Channel work is bounded per iteration, so
 //! whatever the other side does, the next beat is never late by more than one step.
+//! With nothing to send or take it sleeps until its virtual timer's interrupt, which
+//! the hypervisor forwards: the beat is interrupt-driven, and the core idles.
 #![no_std]
 #![no_main]
 
@@ -47,6 +49,7 @@ fn partition_main(mut boot: Boot) -> ! {
                 unsignalled = 0;
             }
             if n.is_multiple_of(REPORT_EVERY) {
+                let _ = writeln!(boot.console, "critical-monitor: timer interrupts={}", beat.timer_irqs());
                 report(&mut boot.console, seq, vitals.as_ref(), commands.as_ref());
             }
             if fault_after == Some(n) {
@@ -57,17 +60,26 @@ fn partition_main(mut boot: Boot) -> ! {
             }
             continue;
         }
+        let mut busy = false;
         if let Some(tx) = vitals.as_mut() {
             if tx.send(&record(seq)).is_ok() {
                 seq += 1;
                 unsignalled += 1;
+                busy = true;
             }
         }
         if let Some(rx) = commands.as_mut() {
-            if let Err(e) = rx.recv(&mut buf) {
+            match rx.recv(&mut buf) {
+                Ok(_) => busy = true,
                 // Empty is the normal case; the rest is counted in the consumer's stats.
-                let _ = e == RecvError::Empty;
+                Err(e) => {
+                    let _ = e == RecvError::Empty;
+                }
             }
+        }
+        // Nothing to send or take: idle until the next beat's timer interrupt.
+        if !busy {
+            beat.sleep();
         }
     }
 }

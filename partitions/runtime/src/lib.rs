@@ -185,6 +185,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         StartCondition::NormalStart
     };
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
+    vtimer::init();
     let boot = Boot { console, bootargs, ram, start, restarts, channels };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
@@ -234,12 +235,14 @@ pub struct Heartbeat {
     ticks: u64,
     next: u64,
     n: u64,
+    /// Sleeps ended by the virtual timer's interrupt.
+    timer_irqs: u64,
 }
 
 impl Heartbeat {
     pub fn new(period_ms: u64) -> Self {
         let ticks = counter_hz() / 1000 * period_ms.max(1);
-        Self { ticks, next: counter() + ticks, n: 0 }
+        Self { ticks, next: counter() + ticks, n: 0, timer_irqs: 0 }
     }
 
     /// The next beat if it is due now, without waiting: for loops that do other work
@@ -251,6 +254,20 @@ impl Heartbeat {
             self.n += 1;
             (self.n, now)
         })
+    }
+
+    /// Sleeps (WFI) until the next beat is due: woken by the virtual timer's interrupt,
+    /// which the hypervisor forwards; the core idles meanwhile. Returns early if
+    /// something else wakes the core: call [`Heartbeat::poll`] after it.
+    pub fn sleep(&mut self) {
+        if vtimer::sleep_until(self.next) {
+            self.timer_irqs += 1;
+        }
+    }
+
+    /// How many sleeps the virtual timer's interrupt ended.
+    pub fn timer_irqs(&self) -> u64 {
+        self.timer_irqs
     }
 
     /// Waits for the next beat; returns its number (from 1) and the counter value.
@@ -365,5 +382,77 @@ pub mod audit {
                 options(nostack));
         }
         (x0 == hc::SUCCESS).then_some(w)
+    }
+}
+
+/// The EL1 virtual timer and its interrupt, through the GICv3 virtual CPU interface
+/// the hypervisor provides. The guest keeps IRQs masked (PSTATE.I): WFI still wakes on
+/// a pending interrupt, which the guest then acknowledges and ends by polling the CPU
+/// interface, so it needs no vector table.
+pub mod vtimer {
+    /// The EL1 virtual timer's interrupt (PPI 11).
+    const INTID: u64 = 27;
+    /// ICC_IAR1_EL1's answer when nothing is pending.
+    const SPURIOUS: u64 = 1023;
+    /// CNTV_CTL_EL0: ENABLE, IMASK.
+    const ENABLE: u64 = 1;
+
+    /// Enables the system-register CPU interface, all priorities and group 1.
+    pub(crate) fn init() {
+        // SAFETY: the hypervisor gives every partition the GICv3 virtual CPU interface
+        // (ICC_SRE_EL2.Enable), so these reach ICV registers of this vCPU only.
+        unsafe {
+            core::arch::asm!(
+                "mrs {t}, icc_sre_el1",
+                "orr {t}, {t}, #1",
+                "msr icc_sre_el1, {t}",
+                "isb",
+                "msr icc_pmr_el1, {pmr}",
+                "msr icc_igrpen1_el1, {one}",
+                "isb",
+                t = out(reg) _, pmr = in(reg) 0xFFu64, one = in(reg) 1u64,
+                options(nostack),
+            );
+        }
+    }
+
+    /// Arms the timer for `deadline` (a counter value) and waits for it with WFI. A
+    /// wake-up from the timer's interrupt is acknowledged and ended here; the result says
+    /// whether that is what woke the core.
+    pub fn sleep_until(deadline: u64) -> bool {
+        if super::counter() >= deadline {
+            return false;
+        }
+        // SAFETY: programs this vCPU's own virtual timer, then waits for an interrupt.
+        unsafe {
+            core::arch::asm!(
+                "msr cntv_cval_el0, {d}",
+                "msr cntv_ctl_el0, {en}",
+                "isb",
+                "wfi",
+                d = in(reg) deadline, en = in(reg) ENABLE,
+                options(nostack),
+            );
+        }
+        acknowledge()
+    }
+
+    /// Takes a pending interrupt, if any: stops the timer (its level drops) and ends
+    /// the interrupt, which also lets the hypervisor forward the next one. True if it
+    /// was the timer's.
+    fn acknowledge() -> bool {
+        let intid: u64;
+        // SAFETY: reads this vCPU's virtual interrupt acknowledge register.
+        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
+        if intid == SPURIOUS {
+            return false;
+        }
+        if intid == INTID {
+            // SAFETY: disables this vCPU's own virtual timer.
+            unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+        }
+        // SAFETY: ends the interrupt just acknowledged (drop and deactivate).
+        unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid, options(nostack)) };
+        intid == INTID
     }
 }

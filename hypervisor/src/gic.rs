@@ -1,0 +1,166 @@
+//! The physical GICv3, owned by the hypervisor, and each core's virtual CPU interface.
+//! Decisions (what to forward, which list register) are `septum_core::vgic`'s; this
+//! module programs the distributor, this core's redistributor and the `ICC_*`/`ICH_*`
+//! system registers.
+//!
+//! EL2 splits priority drop from deactivation (`ICC_CTLR_EL1.EOImode` = 1): it drops
+//! the priority of an interrupt it forwards at once, and the guest's end of interrupt
+//! deactivates it through the hardware-linked list register.
+
+use aarch64_cpu::registers::{
+    Readable, Writeable, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
+    ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+};
+use septum_core::vgic::{self, ListRegister, Physical};
+use septum_platform::gicv3::{Distributor, Redistributor};
+use septum_platform::qemu_virt::BOARD;
+
+use crate::cpu;
+
+/// `ICC_CTLR_EL1.EOImode` (bit 1; aarch64-cpu only reads the register): priority drop
+/// and deactivation are separate writes.
+const EOI_MODE: u64 = 1 << 1;
+/// List registers this driver uses (every GICv3 implements at least four).
+const LIST_REGISTERS: usize = 4;
+
+/// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
+/// are per core ([`init_core`]).
+pub fn init_distributor() {
+    // SAFETY: the board's distributor is in `hypervisor_devices` (stage 1 Device memory,
+    // never given to a partition).
+    let gicd = unsafe { Distributor::new(BOARD.gic.distributor as usize) };
+    if !gicd.single_security_state() {
+        log::warn!("GIC: two security states (GICD_CTLR.DS = 0): interrupts may not reach EL2");
+    }
+    gicd.enable();
+}
+
+fn redistributor() -> Option<Redistributor> {
+    let mpidr = cpu::mpidr();
+    let aff = ((mpidr >> 8) & 0xFF_0000) as u32 | (mpidr & 0xFF_FFFF) as u32;
+    // SAFETY: the board's redistributor region is in `hypervisor_devices`, with at least
+    // `redistributor_frames` frames or a last one marked.
+    unsafe { Redistributor::find(BOARD.gic.redistributors as usize, aff, BOARD.gic.redistributor_frames) }
+}
+
+/// Readies this core for a partition's vCPU: its redistributor forwards the virtual
+/// timer's PPI to EL2, EL2's CPU interface takes group-1 interrupts, and the virtual
+/// CPU interface starts empty (what a restarted partition must find too). A physical
+/// timer interrupt the previous run left active is deactivated.
+pub fn init_core() {
+    let Some(gicr) = redistributor() else {
+        log::error!("GIC: no redistributor for MPIDR {:#x}: no virtual timer interrupt", cpu::mpidr());
+        return;
+    };
+    gicr.wake();
+    gicr.reset_private();
+    gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
+
+    // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
+    ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    write_ctlr(ICC_CTLR_EL1.get() | EOI_MODE);
+    write_pmr(0xFF);
+    write_igrpen1(1);
+
+    for n in 0..LIST_REGISTERS {
+        if let Some(intid) = ListRegister(read_lr(n)).left_active() {
+            gicr.deactivate_private(intid);
+        }
+        write_lr(n, 0);
+    }
+    ICH_AP1R0_EL2.set(0);
+    ICH_VMCR_EL2.set(0);
+    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// A physical IRQ taken from a partition: forward it or dispose of it.
+pub fn on_irq() {
+    let intid = read_iar1();
+    match vgic::classify(intid) {
+        Physical::Spurious => {}
+        Physical::Forward(lr) => {
+            let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
+            match vgic::free_list_register(read_elrsr(), implemented) {
+                Some(n) => {
+                    write_lr(n, lr.0);
+                    write_eoir1(intid);
+                }
+                None => {
+                    // Cannot happen for the timer (it cannot fire again while its
+                    // virtual interrupt is live); never leave the physical one stuck.
+                    write_eoir1(intid);
+                    write_dir(intid);
+                    log::error!("GIC: no free list register for INTID {intid}: dropped");
+                }
+            }
+        }
+        Physical::Unexpected(i) => {
+            write_eoir1(i);
+            write_dir(i);
+            log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
+        }
+    }
+}
+
+// The GIC CPU interface registers aarch64-cpu does not name.
+
+fn read_iar1() -> u32 {
+    let v: u64;
+    // SAFETY: acknowledging the highest-priority pending interrupt is EL2's to do here.
+    unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) v, options(nostack)) };
+    v as u32
+}
+
+fn write_eoir1(intid: u32) {
+    // SAFETY: drops the running priority of an interrupt this core acknowledged.
+    unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) u64::from(intid), options(nostack)) };
+}
+
+fn write_dir(intid: u32) {
+    // SAFETY: deactivates an interrupt this core acknowledged (EOImode = 1).
+    unsafe { core::arch::asm!("msr icc_dir_el1, {}", in(reg) u64::from(intid), options(nostack)) };
+}
+
+fn write_ctlr(v: u64) {
+    // SAFETY: EL2's own CPU interface control (only EOImode changes).
+    unsafe { core::arch::asm!("msr icc_ctlr_el1, {}", in(reg) v, options(nostack)) };
+}
+
+fn write_pmr(v: u64) {
+    // SAFETY: EL2's own priority mask.
+    unsafe { core::arch::asm!("msr icc_pmr_el1, {}", in(reg) v, options(nostack)) };
+}
+
+fn write_igrpen1(v: u64) {
+    // SAFETY: enables group-1 interrupts at EL2's physical CPU interface.
+    unsafe { core::arch::asm!("msr icc_igrpen1_el1, {}", in(reg) v, options(nostack)) };
+}
+
+fn read_elrsr() -> u64 {
+    let v: u64;
+    // SAFETY: reads which list registers are empty; no side effect.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) v, options(nostack, nomem)) };
+    v
+}
+
+fn read_lr(n: usize) -> u64 {
+    match n {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        _ => 0,
+    }
+}
+
+fn write_lr(n: usize, v: u64) {
+    match n {
+        0 => ICH_LR0_EL2.set(v),
+        1 => ICH_LR1_EL2.set(v),
+        2 => ICH_LR2_EL2.set(v),
+        3 => ICH_LR3_EL2.set(v),
+        _ => {}
+    }
+}

@@ -1,0 +1,175 @@
+//! GICv3 distributor and redistributors, as far as the hypervisor programs them (Arm
+//! GICv3/v4 architecture specification, IHI 0069, chapter 12). The hypervisor alone owns
+//! them: no partition's stage 2 maps either. The CPU interface is system registers
+//! (`ICC_*`, `ICH_*`), handled in the hypervisor.
+//!
+//! Septum runs the GIC in its single-security-state view (`GICD_CTLR.DS` = 1: QEMU virt
+//! without `secure=on`, or set by the hypervisor at EL3 before it drops to EL2), so the
+//! register layout below is that view's.
+
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+use tock_registers::{register_bitfields, register_structs};
+
+register_bitfields! {u32,
+    pub GICD_CTLR [
+        /// Register write pending.
+        RWP OFFSET(31) NUMBITS(1) [],
+        /// Disable security: one security state.
+        DS OFFSET(6) NUMBITS(1) [],
+        /// Affinity routing (GICv3 mode).
+        ARE OFFSET(4) NUMBITS(1) [],
+        ENABLE_GRP1 OFFSET(1) NUMBITS(1) [],
+        ENABLE_GRP0 OFFSET(0) NUMBITS(1) []
+    ],
+    pub GICR_WAKER [
+        CHILDREN_ASLEEP OFFSET(2) NUMBITS(1) [],
+        PROCESSOR_SLEEP OFFSET(1) NUMBITS(1) []
+    ]
+}
+
+register_bitfields! {u64,
+    pub GICR_TYPER [
+        /// Aff3.Aff2.Aff1.Aff0 of the PE this redistributor serves.
+        AFFINITY OFFSET(32) NUMBITS(32) [],
+        /// The last redistributor of the contiguous region.
+        LAST OFFSET(4) NUMBITS(1) []
+    ]
+}
+
+register_structs! {
+    pub DistributorRegs {
+        (0x0000 => pub ctlr: ReadWrite<u32, GICD_CTLR::Register>),
+        (0x0004 => pub typer: ReadOnly<u32>),
+        (0x0008 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's RD_base frame.
+    pub RdRegs {
+        (0x0000 => pub ctlr: ReadWrite<u32>),
+        (0x0004 => _reserved0),
+        (0x0008 => pub typer: ReadOnly<u64, GICR_TYPER::Register>),
+        (0x0010 => _reserved1),
+        (0x0014 => pub waker: ReadWrite<u32, GICR_WAKER::Register>),
+        (0x0018 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's SGI_base frame: SGIs and PPIs (INTIDs 0..32) of its PE.
+    pub SgiRegs {
+        (0x0000 => _reserved0),
+        (0x0080 => pub igroupr0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => pub isenabler0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0180 => pub icenabler0: WriteOnly<u32>),
+        (0x0184 => _reserved3),
+        (0x0380 => pub icactiver0: WriteOnly<u32>),
+        (0x0384 => _reserved4),
+        (0x0400 => pub ipriorityr: [ReadWrite<u32>; 8]),
+        (0x0420 => @END),
+    }
+}
+
+/// One redistributor: RD_base, then SGI_base 64 KiB above it.
+const FRAME_STRIDE: usize = 0x2_0000;
+const SGI_OFFSET: usize = 0x1_0000;
+
+/// The distributor.
+pub struct Distributor {
+    regs: &'static DistributorRegs,
+}
+
+impl Distributor {
+    /// # Safety
+    /// `base` is the GICv3 distributor, mapped as Device memory, used by nothing else.
+    pub unsafe fn new(base: usize) -> Self {
+        // SAFETY: per the caller, `base` is the distributor's register block.
+        Self { regs: unsafe { &*(base as *const DistributorRegs) } }
+    }
+
+    /// Affinity routing and group 1 on; interrupts stay disabled until enabled one by one.
+    pub fn enable(&self) {
+        self.regs.ctlr.modify(GICD_CTLR::ARE::SET + GICD_CTLR::ENABLE_GRP1::SET);
+        self.wait_for_writes();
+    }
+
+    fn wait_for_writes(&self) {
+        // Bounded: the distributor completes a write in a few cycles.
+        for _ in 0..1_000_000 {
+            if !self.regs.ctlr.is_set(GICD_CTLR::RWP) {
+                return;
+            }
+        }
+    }
+
+    /// Whether the GIC shows one security state (needed for the layout used here).
+    pub fn single_security_state(&self) -> bool {
+        self.regs.ctlr.is_set(GICD_CTLR::DS)
+    }
+}
+
+/// The redistributor of one PE.
+pub struct Redistributor {
+    rd: &'static RdRegs,
+    sgi: &'static SgiRegs,
+}
+
+impl Redistributor {
+    /// Finds the redistributor serving the PE with affinity `aff` (Aff3.Aff2.Aff1.Aff0)
+    /// among the contiguous frames at `base`, looking at no more than `max` frames.
+    ///
+    /// # Safety
+    /// `base` is the GICv3 redistributor region, mapped as Device memory, with at least
+    /// `max` frames or a frame marked last.
+    pub unsafe fn find(base: usize, aff: u32, max: usize) -> Option<Self> {
+        for i in 0..max {
+            let rd_base = base + i * FRAME_STRIDE;
+            // SAFETY: per the caller, frame `i` exists (the previous one was not last).
+            let rd = unsafe { &*(rd_base as *const RdRegs) };
+            if rd.typer.read(GICR_TYPER::AFFINITY) as u32 == aff {
+                // SAFETY: the SGI_base frame follows each RD_base frame.
+                let sgi = unsafe { &*((rd_base + SGI_OFFSET) as *const SgiRegs) };
+                return Some(Self { rd, sgi });
+            }
+            if rd.typer.is_set(GICR_TYPER::LAST) {
+                break;
+            }
+        }
+        None
+    }
+
+    /// Wakes the redistributor so it forwards interrupts to its PE.
+    pub fn wake(&self) {
+        self.rd.waker.modify(GICR_WAKER::PROCESSOR_SLEEP::CLEAR);
+        for _ in 0..1_000_000 {
+            if !self.rd.waker.is_set(GICR_WAKER::CHILDREN_ASLEEP) {
+                return;
+            }
+        }
+    }
+
+    /// All SGIs and PPIs in group 1 (the non-secure IRQ group), disabled.
+    pub fn reset_private(&self) {
+        self.sgi.icenabler0.set(u32::MAX);
+        self.sgi.icactiver0.set(u32::MAX);
+        self.sgi.igroupr0.set(u32::MAX);
+    }
+
+    /// Enables private interrupt `intid` (< 32) at `priority` (lower is more urgent).
+    pub fn enable_private(&self, intid: u32, priority: u8) {
+        let (reg, shift) = ((intid / 4) as usize, (intid % 4) * 8);
+        if let Some(p) = self.sgi.ipriorityr.get(reg) {
+            p.set((p.get() & !(0xFF << shift)) | (u32::from(priority) << shift));
+        }
+        self.sgi.isenabler0.set(1 << (intid % 32));
+    }
+
+    /// Deactivates private interrupt `intid` (< 32) if it is active.
+    pub fn deactivate_private(&self, intid: u32) {
+        self.sgi.icactiver0.set(1 << (intid % 32));
+    }
+}
