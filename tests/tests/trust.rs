@@ -159,6 +159,9 @@ fn audit_log_survives_a_restart_and_verifies() {
     assert!(report.is_intact(), "{report}");
     // Each boot logs at least: boot, root, configuration, two images, counters.
     assert!(report.records >= 10, "{report}");
+    // What an operator runs on a dump: `cargo xtask audit-verify FILE`.
+    let file = storage.to_string_lossy().into_owned();
+    xtask::trust::cli::audit_verify(std::slice::from_ref(&file)).expect("audit-verify accepts the log");
 
     // Edit one byte of the third record: reported at exactly that record.
     let log = LOG_FIRST_BLOCK as usize * BLOCK_SIZE as usize;
@@ -167,6 +170,10 @@ fn audit_log_survives_a_restart_and_verifies() {
     let report = audit::verify_bank(&edited);
     let broken = report.broken.as_ref().unwrap_or_else(|| panic!("edit not detected: {report}"));
     assert_eq!(broken.slot, 2, "{report}");
+    let edited_file = art.dir.join("storage-audit-test-edited.bin");
+    std::fs::write(&edited_file, &edited).expect("write");
+    let err = xtask::trust::cli::audit_verify(&[edited_file.to_string_lossy().into_owned()]).expect_err("refused");
+    assert!(err.contains("broken"), "{err}");
 }
 
 /// The anti-rollback floors stored in a flash bank file.
