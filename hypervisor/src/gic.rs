@@ -55,6 +55,7 @@ pub fn init_core() {
     gicr.wake();
     gicr.reset_private();
     gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
+    gicr.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
 
     // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
     ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
@@ -96,12 +97,24 @@ pub fn on_irq() {
                 }
             }
         }
+        Physical::Kick => {
+            write_eoir1(intid);
+            write_dir(intid);
+            crate::partition::on_kick();
+        }
         Physical::Unexpected(i) => {
             write_eoir1(i);
             write_dir(i);
             log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
         }
     }
+}
+
+/// Kicks the core with affinity `mpidr` (a physical SGI to EL2 there).
+pub fn kick(mpidr: u64) {
+    let v = vgic::sgi1r(vgic::KICK_SGI, mpidr);
+    // SAFETY: generates an SGI from EL2; only the hypervisor's own handler receives it.
+    unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nostack)) };
 }
 
 // The GIC CPU interface registers aarch64-cpu does not name.

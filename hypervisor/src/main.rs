@@ -154,19 +154,18 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     let me = cpu::mpidr();
     let mut next_slot = 1;
     for (i, p) in system.partitions() {
-        let Some(&mpidr) = p.vcpus().first() else {
-            continue;
-        };
-        if mpidr == me {
-            partition::assign(0, i);
-            continue;
+        for (vcpu, &mpidr) in p.vcpus().iter().enumerate() {
+            if mpidr == me {
+                partition::assign(0, i, vcpu);
+                continue;
+            }
+            if next_slot >= partition::MAX_CPUS {
+                stop(format_args!("more cores than the hypervisor has stacks for"));
+            }
+            partition::assign(next_slot, i, vcpu);
+            start_core(&facts, mpidr, next_slot, p.name());
+            next_slot += 1;
         }
-        if next_slot >= partition::MAX_CPUS {
-            stop(format_args!("more cores than the hypervisor has stacks for"));
-        }
-        partition::assign(next_slot, i);
-        start_core(&facts, mpidr, next_slot, p.name());
-        next_slot += 1;
     }
     partition::run(0)
 }

@@ -1,8 +1,14 @@
 //! Partitions at run time: loading a pristine image, entering a vCPU, and carrying out
 //! what a trap means: answering a hypercall, or applying the health monitor's decision
 //! (restart with back-off, halt, safe state) after a violation.
+//!
+//! Each vCPU is pinned to its own core. A core whose vCPU is off waits here (WFE) for
+//! a start: the boot vCPU's at boot and after each restart, the others' from the
+//! guest's PSCI `CPU_ON`. A partition stops as a whole: the core that decides a restart
+//! or halt moves the partition to a new generation and kicks its other cores (a
+//! physical SGI), which leave their guest before its memory is reloaded.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, MIDR_EL1, VMPIDR_EL2, VTTBR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
@@ -13,6 +19,7 @@ use septum_core::console::{Admit, LineBuffer, RateLimit};
 use septum_core::health::{Decision, HaltReason, Health, StopCause};
 use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
+use septum_core::vcpu::{Start, VcpuPower};
 use septum_trust::audit::EventKind;
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
@@ -35,6 +42,7 @@ struct Runtime {
     index: usize,
     vttbr: u64,
     state: Mutex<State>,
+    power: Mutex<VcpuPower>,
 }
 
 struct State {
@@ -59,6 +67,14 @@ pub struct System {
 static SYSTEM: Once<System> = Once::new();
 /// The partition each core slot runs (slot 0 is the boot core).
 static SLOT_PARTITION: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(NONE) }; MAX_CPUS];
+/// The vCPU of that partition each core slot runs.
+static SLOT_VCPU: [AtomicUsize; MAX_CPUS] = [const { AtomicUsize::new(0) }; MAX_CPUS];
+/// The partition generation the slot's vCPU entered in (see [`VcpuPower::generation`]).
+static SLOT_GENERATION: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// The slot's core is running its guest (not waiting for a start).
+static SLOT_RUNNING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// How long a stopping partition waits for its other cores to leave their guest.
+const STOP_WAIT_MS: u64 = 100;
 
 #[derive(Clone, Copy, Debug)]
 pub enum LoadError {
@@ -129,6 +145,11 @@ pub fn init(
                 limit: RateLimit::console(cpu::counter_hz(), cpu::counter()),
                 doorbells: doorbell_limits(desc),
                 start: StartCondition::NormalStart,
+            }),
+            power: Mutex::new({
+                let mut power = VcpuPower::new(desc.vcpus().len());
+                power.stop_all(Some(boot_start(desc)));
+                power
             }),
         });
     }
@@ -211,11 +232,17 @@ fn doorbell_limits(desc: &PartitionDesc) -> [Option<Doorbell>; MAX_REGIONS] {
     out
 }
 
-/// Assigns a core slot to the partition's boot vCPU.
-pub fn assign(slot: usize, partition: usize) {
-    if let Some(s) = SLOT_PARTITION.get(slot) {
+/// Assigns a core slot to vCPU `vcpu` of a partition.
+pub fn assign(slot: usize, partition: usize, vcpu: usize) {
+    if let (Some(s), Some(v)) = (SLOT_PARTITION.get(slot), SLOT_VCPU.get(slot)) {
+        v.store(vcpu, Ordering::Release);
         s.store(partition, Ordering::Release);
     }
+}
+
+/// The boot vCPU's start: the image's entry, its device tree in `x0`.
+fn boot_start(desc: &PartitionDesc) -> Start {
+    Start { entry: desc.entry_ipa, x0: desc.dtb_ipa }
 }
 
 impl System {
@@ -225,7 +252,7 @@ impl System {
     }
 }
 
-/// Runs the partition assigned to this core's slot. Never returns.
+/// Runs the vCPU assigned to this core's slot, once it is started. Never returns.
 pub fn run(slot: usize) -> ! {
     let Some(sys) = SYSTEM.get() else { cpu::park() };
     let index = SLOT_PARTITION.get(slot).map_or(NONE, |s| s.load(Ordering::Acquire));
@@ -233,12 +260,34 @@ pub fn run(slot: usize) -> ! {
         log::info!("cpu slot {slot} (MPIDR {:#x}) has no partition: parked", cpu::mpidr());
         cpu::park()
     };
-    log::info!("{}: vCPU 0 starting on MPIDR {:#x}", part.desc.name(), cpu::mpidr());
-    enter(part)
+    let vcpu = SLOT_VCPU.get(slot).map_or(0, |v| v.load(Ordering::Acquire));
+    wait_for_start(part, vcpu)
 }
 
-/// Sets up EL2 for `part` on this core and enters its boot vCPU at its entry point.
-fn enter(part: &Runtime) -> ! {
+/// Waits on this core until vCPU `vcpu` of `part` is started, then enters it.
+fn wait_for_start(part: &Runtime, vcpu: usize) -> ! {
+    let slot = crate::cpu_slot();
+    if let Some(r) = SLOT_RUNNING.get(slot) {
+        r.store(false, Ordering::Release);
+    }
+    loop {
+        let started = {
+            let mut power = part.power.lock();
+            power.take_start(vcpu).map(|s| (s, power.generation()))
+        };
+        if let Some((start, generation)) = started {
+            if let Some(g) = SLOT_GENERATION.get(slot) {
+                g.store(generation, Ordering::Release);
+            }
+            log::info!("{}: vCPU {vcpu} starting on MPIDR {:#x}", part.desc.name(), cpu::mpidr());
+            enter(part, vcpu, start)
+        }
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+/// Sets up EL2 for `part` on this core and enters vCPU `vcpu` at `start`.
+fn enter(part: &Runtime, vcpu: usize, start: Start) -> ! {
     // Stage 2 on; physical IRQ/FIQ/SError to EL2; trap SMC, set/way maintenance, ACTLR,
     // implementation-defined registers, LORegions and RAS error records; synchronous
     // external aborts to EL2; EL1 is AArch64; pointer-auth keys stay the guest's.
@@ -266,27 +315,84 @@ fn enter(part: &Runtime) -> ! {
     let midr = MIDR_EL1.get();
     // SAFETY: VPIDR_EL2 only sets what the guest's MIDR_EL1 reads return.
     unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack, preserves_flags)) };
-    // Bit 31 is RES1; Aff0 = vCPU 0.
-    VMPIDR_EL2.set(1 << 31);
+    // Bit 31 is RES1; Aff0 = the vCPU's number.
+    VMPIDR_EL2.set(1 << 31 | vcpu as u64);
     crate::el1::reset();
     crate::gic::init_core();
     cpu::flush_guest_tlb();
+    if let Some(r) = SLOT_RUNNING.get(crate::cpu_slot()) {
+        r.store(true, Ordering::Release);
+    }
     let mut frame = TrapFrame::default();
-    frame.x[0] = part.desc.dtb_ipa;
-    frame.elr = part.desc.entry_ipa;
+    frame.x[0] = start.x0;
+    frame.elr = start.entry;
     frame.spsr = SPSR_EL1H_MASKED;
     enter_guest(&frame)
 }
 
-fn current() -> Option<&'static Runtime> {
+/// The partition and vCPU this core runs.
+fn current() -> Option<(&'static Runtime, usize)> {
     let slot = crate::cpu_slot();
     let index = SLOT_PARTITION.get(slot)?.load(Ordering::Acquire);
-    SYSTEM.get()?.parts.get(index)?.as_ref()
+    let vcpu = SLOT_VCPU.get(slot)?.load(Ordering::Acquire);
+    Some((SYSTEM.get()?.parts.get(index)?.as_ref()?, vcpu))
+}
+
+/// Whether the partition was stopped as a whole since this core's vCPU entered it.
+fn stopped_since_entry(part: &Runtime) -> bool {
+    let entered = SLOT_GENERATION.get(crate::cpu_slot()).map_or(0, |g| g.load(Ordering::Acquire));
+    part.power.lock().generation() != entered
+}
+
+/// The hypervisor's kick (a physical SGI) reached this core: if its partition is being
+/// stopped, leave the guest and wait for a start; otherwise it was a stale kick.
+pub fn on_kick() {
+    if let Some((part, vcpu)) = current() {
+        if stopped_since_entry(part) {
+            wait_for_start(part, vcpu)
+        }
+    }
+}
+
+/// Stops every vCPU of `part` (a new generation; with `boot`, vCPU 0 to start at it
+/// afterwards is *not* set yet) and waits, bounded, until its other cores have left
+/// their guest. False if the partition was already being stopped by another core.
+fn stop_partition(part: &Runtime, me: usize) -> bool {
+    {
+        let mut power = part.power.lock();
+        let entered = SLOT_GENERATION.get(crate::cpu_slot()).map_or(0, |g| g.load(Ordering::Acquire));
+        if power.generation() != entered {
+            return false;
+        }
+        power.stop_all(None);
+    }
+    let others = || {
+        (0..MAX_CPUS).filter(move |&s| {
+            s != crate::cpu_slot()
+                && SLOT_PARTITION[s].load(Ordering::Acquire) == part.index
+                && SLOT_VCPU[s].load(Ordering::Acquire) != me
+        })
+    };
+    for s in others() {
+        let vcpu = SLOT_VCPU[s].load(Ordering::Acquire);
+        if let Some(&mpidr) = part.desc.vcpus().get(vcpu) {
+            crate::gic::kick(mpidr);
+        }
+    }
+    let deadline = cpu::counter() + STOP_WAIT_MS * (cpu::counter_hz() / 1000);
+    while others().any(|s| SLOT_RUNNING[s].load(Ordering::Acquire)) {
+        if cpu::counter() > deadline {
+            log::error!("{}: a vCPU did not leave its guest within {STOP_WAIT_MS} ms", part.desc.name());
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    true
 }
 
 /// Carries out what a partition's trap means.
 pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
-    let Some(part) = current() else {
+    let Some((part, vcpu)) = current() else {
         log::error!("trap from a core with no partition: {}", septum_core::esr::Esr(info.esr));
         cpu::park()
     };
@@ -297,7 +403,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                 (st.start, st.health.restarts())
             };
             let caller = Caller {
-                vcpu: 0,
+                vcpu,
                 vcpu_count: part.desc.vcpus().len(),
                 start,
                 restarts,
@@ -337,8 +443,23 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                     None => frame.x[0] = INVALID_PARAMETERS,
                 },
                 Answer::CpuOff => {
-                    log::info!("{}: vCPU 0 turned itself off (PSCI CPU_OFF)", part.desc.name());
-                    cpu::park()
+                    log::info!("{}: vCPU {vcpu} turned itself off (PSCI CPU_OFF)", part.desc.name());
+                    part.power.lock().cpu_off(vcpu);
+                    wait_for_start(part, vcpu)
+                }
+                Answer::CpuOn { target, entry, context } => {
+                    let result = part.power.lock().cpu_on(vcpu, target, entry, context);
+                    frame.x[0] = match result {
+                        Ok(_) => {
+                            // The target's core waits in WFE.
+                            aarch64_cpu::asm::sev();
+                            SUCCESS
+                        }
+                        Err(e) => i64::from(e) as u64,
+                    };
+                }
+                Answer::AffinityInfo { target, level } => {
+                    frame.x[0] = part.power.lock().affinity_info(target, level) as u64;
                 }
                 Answer::Stop(cause) => {
                     let what = match cause {
@@ -347,7 +468,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                         StopCause::Fault => "stopped",
                     };
                     log::warn!("{}: {what}; applying its policy", part.desc.name());
-                    apply_policy(part, cause)
+                    apply_policy(part, vcpu, cause)
                 }
             }
             // HVC's preferred return address is already the next instruction.
@@ -362,7 +483,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                 }
             }
             report(part, &v, frame);
-            apply_policy(part, StopCause::Fault)
+            apply_policy(part, vcpu, StopCause::Fault)
         }
     }
 }
@@ -417,9 +538,14 @@ fn report(part: &Runtime, v: &Violation, frame: &TrapFrame) {
     }
 }
 
-fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
+fn apply_policy(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
     let Some(sys) = SYSTEM.get() else { cpu::park() };
     let name = part.desc.name();
+    // The partition stops as a whole, once: a vCPU stopping while another core already
+    // stops it just waits for the restart.
+    if !stop_partition(part, vcpu) {
+        wait_for_start(part, vcpu)
+    }
     let decision = part.state.lock().health.on_stop(cause, cpu::counter());
     match decision {
         Decision::Restart { delay_ticks, restart } => {
@@ -444,7 +570,9 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
                 };
             }
             log::info!("{name}: restarted from its pristine image (RAM zeroed)");
-            enter(part)
+            part.power.lock().stop_all(Some(boot_start(part.desc)));
+            aarch64_cpu::asm::sev();
+            wait_for_start(part, vcpu)
         }
         Decision::Halt { reason } => {
             crate::trust::record(EventKind::Halt, part.index as u8, 0, 0, &[0; 64]);
@@ -454,7 +582,7 @@ fn apply_policy(part: &Runtime, cause: StopCause) -> ! {
                     "{name}: {max} restarts within {window_ms} ms: restarting is not helping; partition halted"
                 ),
             }
-            cpu::park()
+            wait_for_start(part, vcpu)
         }
         Decision::SafeState => safe_state("critical partition fault"),
     }

@@ -82,6 +82,7 @@ pub mod psci {
     pub const INVALID_PARAMETERS: i32 = -2;
     pub const DENIED: i32 = -3;
     pub const ALREADY_ON: i32 = -4;
+    pub const ON_PENDING: i32 = -5;
     /// VERSION's answer: major 1, minor 1.
     pub const VERSION_1_1: u32 = 0x0001_0001;
 }

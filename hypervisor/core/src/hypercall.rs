@@ -24,6 +24,11 @@ pub enum Answer {
     ConsoleWrite { bytes: [u8; abi::CONSOLE_WRITE_MAX], len: usize },
     /// The calling vCPU turns itself off (PSCI CPU_OFF).
     CpuOff,
+    /// PSCI CPU_ON: start the partition's vCPU with MPIDR `target` at `entry`, `x0` =
+    /// `context`.
+    CpuOn { target: u64, entry: u64, context: u64 },
+    /// PSCI AFFINITY_INFO for `target` at affinity `level`.
+    AffinityInfo { target: u64, level: u64 },
     /// The partition asked to be reset or switched off: its fault policy decides.
     Stop(StopCause),
     /// Answer `AUDIT_INFO` from the log (granted).
@@ -64,28 +69,15 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
         // A power-down request may return at once as if woken (PSCI 1.1, 5.4.2).
         psci::CPU_SUSPEND_32 | psci::CPU_SUSPEND_64 => ret(psci::SUCCESS as i64),
         psci::CPU_OFF => Answer::CpuOff,
-        psci::CPU_ON_32 | psci::CPU_ON_64 => {
-            // Secondary vCPUs arrive with interrupt virtualization; until then every
-            // partition runs its boot vCPU only.
-            let target = args[0] & 0xFF_00FF_FFFF;
-            if target as usize == caller.vcpu {
-                ret(psci::ALREADY_ON as i64)
-            } else if (target as usize) < caller.vcpu_count {
-                ret(psci::DENIED as i64)
-            } else {
-                ret(psci::INVALID_PARAMETERS as i64)
-            }
-        }
-        psci::AFFINITY_INFO_64 => {
-            let target = args[0] & 0xFF_00FF_FFFF;
-            if target as usize == caller.vcpu {
-                ret(0) // ON
-            } else if (target as usize) < caller.vcpu_count {
-                ret(1) // OFF
-            } else {
-                ret(psci::INVALID_PARAMETERS as i64)
-            }
-        }
+        // The partition's vCPU power states decide (`crate::vcpu`); SMC32 calls carry
+        // 32-bit addresses.
+        psci::CPU_ON_32 => Answer::CpuOn {
+            target: args[0] & 0xFFFF_FFFF,
+            entry: args[1] as u32 as u64,
+            context: args[2] as u32 as u64,
+        },
+        psci::CPU_ON_64 => Answer::CpuOn { target: args[0], entry: args[1], context: args[2] },
+        psci::AFFINITY_INFO_64 => Answer::AffinityInfo { target: args[0], level: args[1] },
         // 2: no trusted OS that needs migration.
         psci::MIGRATE_INFO_TYPE => ret(2),
         psci::SYSTEM_OFF => Answer::Stop(StopCause::OffRequest),
@@ -172,10 +164,19 @@ mod tests {
     }
 
     #[test]
-    fn cpu_on_never_reaches_beyond_the_partition() {
-        let two = Caller { vcpu_count: 2, ..CALLER };
-        assert_eq!(answer(psci::CPU_ON_64, [0, 0, 0, 0, 0, 0, 0], &two), ret(psci::ALREADY_ON as i64));
-        assert_eq!(answer(psci::CPU_ON_64, [1, 0, 0, 0, 0, 0, 0], &two), ret(psci::DENIED as i64));
-        assert_eq!(answer(psci::CPU_ON_64, [2, 0, 0, 0, 0, 0, 0], &two), ret(psci::INVALID_PARAMETERS as i64));
+    fn cpu_on_and_affinity_info_go_to_the_partitions_power_states() {
+        assert_eq!(
+            answer(psci::CPU_ON_64, [1, 0x4000_2000, 7, 0, 0, 0, 0], &CALLER),
+            Answer::CpuOn { target: 1, entry: 0x4000_2000, context: 7 }
+        );
+        assert_eq!(
+            answer(psci::CPU_ON_32, [1 << 40 | 1, 1 << 33 | 0x10, 1 << 32 | 5, 0, 0, 0, 0], &CALLER),
+            Answer::CpuOn { target: 1, entry: 0x10, context: 5 },
+            "SMC32: 32-bit arguments"
+        );
+        assert_eq!(
+            answer(psci::AFFINITY_INFO_64, [1, 0, 0, 0, 0, 0, 0], &CALLER),
+            Answer::AffinityInfo { target: 1, level: 0 }
+        );
     }
 }

@@ -24,4 +24,5 @@ pub mod health;
 pub mod hypercall;
 pub mod pagetable;
 pub mod traps;
+pub mod vcpu;
 pub mod vgic;

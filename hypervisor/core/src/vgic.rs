@@ -11,10 +11,25 @@
 /// The EL1 virtual timer's PPI (Arm BSA; every board's DTB `/timer` node says 11, i.e.
 /// INTID 16 + 11).
 pub const VTIMER_PPI: u32 = 27;
+/// The SGI the hypervisor sends between its own cores ("leave your guest": a partition
+/// is being stopped). Guests never see physical SGIs.
+pub const KICK_SGI: u32 = 0;
 /// INTIDs 1020..1023 are special (1023: spurious).
 pub const FIRST_SPECIAL: u32 = 1020;
 /// Priority the hypervisor gives forwarded interrupts, physical and virtual.
 pub const FORWARD_PRIORITY: u8 = 0xA0;
+/// Priority of the hypervisor's kick (more urgent than anything forwarded).
+pub const KICK_PRIORITY: u8 = 0x80;
+
+/// `ICC_SGI1R_EL1` value sending SGI `intid` to the one core with affinity `mpidr`
+/// (Aff0 < 16; Arm IHI 0069, 12.2.23).
+pub fn sgi1r(intid: u32, mpidr: u64) -> u64 {
+    let aff0 = mpidr & 0xF;
+    let aff1 = (mpidr >> 8) & 0xFF;
+    let aff2 = (mpidr >> 16) & 0xFF;
+    let aff3 = (mpidr >> 32) & 0xFF;
+    (aff3 << 48) | (aff2 << 32) | (u64::from(intid & 0xF) << 24) | (aff1 << 16) | (1 << aff0)
+}
 
 /// What a physical interrupt taken at EL2 means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +38,8 @@ pub enum Physical {
     Spurious,
     /// Forward to the partition on this core as this hardware-linked list register.
     Forward(ListRegister),
+    /// Another core of the hypervisor kicked this one: end it, then see why.
+    Kick,
     /// Not one the hypervisor enabled: drop its priority, deactivate it, report it.
     Unexpected(u32),
 }
@@ -32,6 +49,7 @@ pub fn classify(intid: u32) -> Physical {
     match intid {
         i if i >= FIRST_SPECIAL => Physical::Spurious,
         VTIMER_PPI => Physical::Forward(ListRegister::hw_pending(VTIMER_PPI, VTIMER_PPI, FORWARD_PRIORITY)),
+        KICK_SGI => Physical::Kick,
         i => Physical::Unexpected(i),
     }
 }
@@ -123,7 +141,17 @@ mod tests {
         assert_eq!(classify(1020), Physical::Spurious);
         assert_eq!(classify(u32::MAX), Physical::Spurious);
         assert_eq!(classify(30), Physical::Unexpected(30));
+        assert_eq!(classify(KICK_SGI), Physical::Kick);
+        assert_eq!(classify(1), Physical::Unexpected(1));
         assert_eq!(classify(33), Physical::Unexpected(33));
+    }
+
+    #[test]
+    fn sgi_to_one_core() {
+        assert_eq!(sgi1r(KICK_SGI, 0), 1);
+        assert_eq!(sgi1r(0, 3), 1 << 3);
+        assert_eq!(sgi1r(5, 0x0001_0102), (1 << 32) | (5 << 24) | (1 << 16) | (1 << 2));
+        assert_eq!(sgi1r(0, 0x2_0000_0000), 2 << 48 | 1);
     }
 
     #[test]

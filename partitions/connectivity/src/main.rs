@@ -14,6 +14,7 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use septum_guest::channel::queuing::RecvError;
 use septum_guest::channel::Shared;
+use septum_guest::smp;
 use septum_guest::{audit, counter, hvc, Boot, Console, Heartbeat};
 use septum_trust::audit::Record;
 
@@ -46,6 +47,7 @@ fn partition_main(mut boot: Boot) -> ! {
             "NOT pristine"
         }
     );
+    start_secondaries(&mut boot.console, boot.vcpus, period_ms);
     let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
     export_audit(&mut boot.console, export_max);
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
@@ -82,6 +84,11 @@ fn partition_main(mut boot: Boot) -> ! {
             continue;
         };
         let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={cntvct}");
+        if boot.vcpus > 1 && n.is_multiple_of(25) {
+            for (v, beats) in SECONDARY_BEATS.iter().enumerate().take(boot.vcpus).skip(1) {
+                let _ = writeln!(boot.console, "connectivity: vcpu {v} beats={}", beats.load(Ordering::Relaxed));
+            }
+        }
         if vitals.is_some() && n.is_multiple_of(Stream::REPORT_EVERY) {
             stream.report(&mut boot.console);
         }
@@ -145,6 +152,44 @@ impl Stream {
             self.gaps,
             self.out_of_order
         );
+    }
+}
+
+/// Beats each secondary vCPU counted (index: vCPU number).
+static SECONDARY_BEATS: [AtomicU64; smp::MAX_SECONDARIES + 1] = [const { AtomicU64::new(0) }; smp::MAX_SECONDARIES + 1];
+/// The secondaries' heartbeat period.
+static SECONDARY_PERIOD_MS: AtomicU64 = AtomicU64::new(50);
+
+/// Starts every other vCPU of the partition (each counts beats of its own virtual
+/// timer), and shows that CPU_ON cannot reach beyond the partition.
+fn start_secondaries(console: &mut Console, vcpus: usize, period_ms: u64) {
+    if vcpus < 2 {
+        return;
+    }
+    SECONDARY_PERIOD_MS.store(period_ms, Ordering::Relaxed);
+    for v in 1..vcpus.min(smp::MAX_SECONDARIES + 1) {
+        match smp::start(v, secondary) {
+            Ok(()) => writeln!(console, "connectivity: vCPU {v} started"),
+            Err(e) => writeln!(console, "connectivity: vCPU {v} NOT started ({e})"),
+        }
+        .ok();
+    }
+    for target in [vcpus as u64, 0x100, 0] {
+        let r = smp::cpu_on(target, 0).err().unwrap_or(0);
+        let _ = writeln!(console, "connectivity: CPU_ON mpidr {target:#x} -> {r}");
+    }
+}
+
+/// A secondary vCPU: beats on its own virtual timer, sleeping in between.
+fn secondary(vcpu: usize) -> ! {
+    let mut beat = Heartbeat::new(SECONDARY_PERIOD_MS.load(Ordering::Relaxed));
+    loop {
+        beat.sleep();
+        if beat.poll().is_some() {
+            if let Some(b) = SECONDARY_BEATS.get(vcpu) {
+                b.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

@@ -39,6 +39,18 @@ _start:
     bl      guest_start
 3:  wfe
     b       3b
+
+// A secondary vCPU, started by PSCI CPU_ON with x0 = its stack top.
+.global _secondary_start
+_secondary_start:
+    mrs     x9, cpacr_el1
+    orr     x9, x9, #(3 << 20)
+    msr     cpacr_el1, x9
+    isb
+    mov     sp, x0
+    bl      secondary_start
+4:  wfe
+    b       4b
 "#
 );
 
@@ -130,6 +142,8 @@ pub struct Boot {
     pub start: StartCondition,
     pub restarts: u64,
     pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
+    /// vCPUs the partition has (its device tree's `/cpus`); this one is vCPU 0.
+    pub vcpus: usize,
 }
 
 impl Boot {
@@ -185,8 +199,9 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         StartCondition::NormalStart
     };
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
+    let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     vtimer::init();
-    let boot = Boot { console, bootargs, ram, start, restarts, channels };
+    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }
@@ -454,5 +469,74 @@ pub mod vtimer {
         // SAFETY: ends the interrupt just acknowledged (drop and deactivate).
         unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid, options(nostack)) };
         intid == INTID
+    }
+}
+
+/// Secondary vCPUs: started with PSCI `CPU_ON` on the cores the partition's system
+/// description pins them to, each on a stack of its own.
+pub mod smp {
+    use core::cell::UnsafeCell;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::{hc, hvc, psci};
+
+    /// Secondary vCPUs with a stack here (vCPUs 1..=MAX_SECONDARIES).
+    pub const MAX_SECONDARIES: usize = 3;
+    const STACK_SIZE: usize = 16 * 1024;
+
+    #[repr(C, align(16))]
+    struct Stack(UnsafeCell<[u8; STACK_SIZE]>);
+    // SAFETY: each stack is handed to one vCPU only, by `start`, and never touched here.
+    unsafe impl Sync for Stack {}
+    static STACKS: [Stack; MAX_SECONDARIES] = [const { Stack(UnsafeCell::new([0; STACK_SIZE])) }; MAX_SECONDARIES];
+    /// The function secondaries run (a `fn(usize) -> !`, as an address).
+    static MAIN: AtomicUsize = AtomicUsize::new(0);
+
+    /// This vCPU's number (MPIDR Aff0: the hypervisor numbers vCPUs from 0).
+    pub fn id() -> usize {
+        let mpidr: u64;
+        // SAFETY: reads MPIDR_EL1 (VMPIDR_EL2's value), no side effect.
+        unsafe { core::arch::asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nostack, nomem)) };
+        (mpidr & 0xFF) as usize
+    }
+
+    /// Starts vCPU `vcpu` (1..=MAX_SECONDARIES) running `main(vcpu)`. The PSCI error
+    /// code if the hypervisor refuses.
+    pub fn start(vcpu: usize, main: fn(usize) -> !) -> Result<(), i64> {
+        let Some(stack) = vcpu.checked_sub(1).and_then(|i| STACKS.get(i)) else {
+            return Err(i64::from(psci::INVALID_PARAMETERS));
+        };
+        MAIN.store(main as usize, Ordering::Release);
+        let top = stack.0.get() as u64 + STACK_SIZE as u64;
+        cpu_on(vcpu as u64, top)
+    }
+
+    /// PSCI `CPU_ON` for the vCPU with MPIDR `target`, entering the runtime's secondary
+    /// entry with `x0` = `stack_top`: raw, for tests of what the hypervisor refuses.
+    pub fn cpu_on(target: u64, stack_top: u64) -> Result<(), i64> {
+        extern "C" {
+            fn _secondary_start();
+        }
+        let entry = _secondary_start as *const () as u64;
+        let [r, ..] = hvc(psci::CPU_ON_64, [target, entry, stack_top, 0, 0, 0, 0]);
+        if r == hc::SUCCESS {
+            Ok(())
+        } else {
+            Err(r as i64)
+        }
+    }
+
+    #[no_mangle]
+    extern "C" fn secondary_start() -> ! {
+        super::vtimer::init();
+        let main = MAIN.load(Ordering::Acquire);
+        if main == 0 {
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+        // SAFETY: `MAIN` only ever holds a `fn(usize) -> !` stored by `start`.
+        let main: fn(usize) -> ! = unsafe { core::mem::transmute::<usize, fn(usize) -> !>(main) };
+        main(id())
     }
 }
