@@ -7,11 +7,13 @@
 //! the priority of an interrupt it forwards at once, and the guest's end of interrupt
 //! deactivates it through the hardware-linked list register.
 
+use core::sync::atomic::{AtomicU16, Ordering};
+
 use aarch64_cpu::registers::{
     Readable, Writeable, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
     ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
-use septum_core::vgic::{self, ListRegister, Physical};
+use septum_core::vgic::{self, ListRegister, Physical, Placement};
 use septum_platform::gicv3::{Distributor, Redistributor};
 use septum_platform::qemu_virt::BOARD;
 
@@ -22,6 +24,10 @@ use crate::cpu;
 const EOI_MODE: u64 = 1 << 1;
 /// List registers this driver uses (every GICv3 implements at least four).
 const LIST_REGISTERS: usize = 4;
+/// Virtual SGIs waiting for each core slot's vCPU (bit n: SGI n), posted by any core,
+/// placed in list registers by the slot's own core.
+static PENDING_SGIS: [AtomicU16; crate::partition::MAX_CPUS] =
+    [const { AtomicU16::new(0) }; crate::partition::MAX_CPUS];
 
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
 /// are per core ([`init_core`]).
@@ -56,6 +62,10 @@ pub fn init_core() {
     gicr.reset_private();
     gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
     gicr.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
+    gicr.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
+    if let Some(p) = PENDING_SGIS.get(crate::cpu_slot()) {
+        p.store(0, Ordering::Release);
+    }
 
     // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
     ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
@@ -102,11 +112,47 @@ pub fn on_irq() {
             write_dir(intid);
             crate::partition::on_kick();
         }
+        Physical::Maintenance => {
+            write_eoir1(intid);
+            write_dir(intid);
+            ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+            place_sgis();
+        }
         Physical::Unexpected(i) => {
             write_eoir1(i);
             write_dir(i);
             log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
         }
+    }
+}
+
+/// Posts virtual SGI `intid` for the vCPU of core slot `slot`. The caller places it
+/// ([`place_sgis`]) if that is its own slot, or kicks the slot's core.
+pub fn post_sgi(slot: usize, intid: u32) {
+    if let Some(p) = PENDING_SGIS.get(slot) {
+        p.fetch_or(1 << (intid & 0xF), Ordering::AcqRel);
+    }
+}
+
+/// Moves the virtual SGIs posted for this core's vCPU into its list registers; what
+/// does not fit waits for the underflow maintenance interrupt.
+pub fn place_sgis() {
+    let Some(pending) = PENDING_SGIS.get(crate::cpu_slot()) else { return };
+    let mut bits = pending.swap(0, Ordering::AcqRel);
+    let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
+    while bits != 0 {
+        let intid = bits.trailing_zeros();
+        let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);
+        match vgic::place(&lrs[..implemented], read_elrsr(), intid, vgic::FORWARD_PRIORITY) {
+            Placement::Coalesced => {}
+            Placement::Write(n, v) => write_lr(n, v),
+            Placement::Full => {
+                pending.fetch_or(bits, Ordering::AcqRel);
+                ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
+                return;
+            }
+        }
+        bits &= !(1 << intid);
     }
 }
 

@@ -52,6 +52,8 @@ struct State {
     /// Per doorbell region (by region index).
     doorbells: [Option<Doorbell>; MAX_REGIONS],
     start: StartCondition,
+    /// SGIs that named vCPUs outside the partition (ignored).
+    sgis_outside: u64,
 }
 
 pub struct System {
@@ -145,6 +147,7 @@ pub fn init(
                 limit: RateLimit::console(cpu::counter_hz(), cpu::counter()),
                 doorbells: doorbell_limits(desc),
                 start: StartCondition::NormalStart,
+                sgis_outside: 0,
             }),
             power: Mutex::new({
                 let mut power = VcpuPower::new(desc.vcpus().len());
@@ -351,6 +354,42 @@ pub fn on_kick() {
         if stopped_since_entry(part) {
             wait_for_start(part, vcpu)
         }
+        crate::gic::place_sgis();
+    }
+}
+
+/// The core slot running vCPU `vcpu` of partition `index`.
+fn slot_of(index: usize, vcpu: usize) -> Option<usize> {
+    (0..MAX_CPUS)
+        .find(|&s| SLOT_PARTITION[s].load(Ordering::Acquire) == index && SLOT_VCPU[s].load(Ordering::Acquire) == vcpu)
+}
+
+/// A vCPU wrote an SGI generation register: the SGI goes to the named vCPUs of its own
+/// partition that are running; names outside the partition are ignored and reported.
+fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
+    let req = septum_core::vgic::sgi_targets(value, vcpu, part.desc.vcpus().len());
+    if req.outside {
+        let n = {
+            let mut st = part.state.lock();
+            st.sgis_outside += 1;
+            st.sgis_outside
+        };
+        if n.is_power_of_two() {
+            log::warn!("{}: SGI to vCPUs outside the partition ignored ({n} so far)", part.desc.name());
+        }
+    }
+    let me = crate::cpu_slot();
+    for target in (0..16).filter(|k| req.targets & (1 << k) != 0) {
+        let Some(slot) = slot_of(part.index, target) else { continue };
+        if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
+            continue;
+        }
+        crate::gic::post_sgi(slot, req.intid);
+        if slot == me {
+            crate::gic::place_sgis();
+        } else if let Some(&mpidr) = part.desc.vcpus().get(target) {
+            crate::gic::kick(mpidr);
+        }
     }
 }
 
@@ -474,6 +513,11 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
             // HVC's preferred return address is already the next instruction.
         }
         Exit::SetWayMaintenance => frame.elr += 4,
+        Exit::Sgi { reg } => {
+            let value = frame.x.get(usize::from(reg)).copied().unwrap_or(0);
+            send_sgi(part, vcpu, value);
+            frame.elr += 4;
+        }
         Exit::Violation(v) => {
             if let Violation::Stage2DataAbort { ipa, esr, .. } = v {
                 if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {

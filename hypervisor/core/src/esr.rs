@@ -249,6 +249,12 @@ impl SysRegAccess {
             read: iss & 1 != 0,
         }
     }
+    /// A write to an SGI generation register (`ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1`,
+    /// `ICC_SGI0R_EL1`), trapped by HCR_EL2.IMO/FMO. They are write-only.
+    pub fn is_sgi_write(&self) -> bool {
+        !self.read && self.op0 == 3 && self.op1 == 0 && self.crn == 12 && self.crm == 11 && (5..=7).contains(&self.op2)
+    }
+
     /// DC ISW / CSW / CISW (cache maintenance by set/way).
     pub fn is_set_way(&self) -> bool {
         self.op0 == 1 && self.op1 == 0 && self.crn == 7 && matches!((self.crm, self.op2), (6, 2) | (10, 2) | (14, 2))

@@ -25,6 +25,10 @@ pub enum Exit {
     /// cache (an invalidate could discard another partition's dirty lines). Completed
     /// as a no-op: the hypervisor keeps partition memory coherent itself.
     SetWayMaintenance,
+    /// A write to an SGI generation register: the SGI goes to the partition's own
+    /// vCPUs named in the value of guest register `reg` (31: zero), see
+    /// [`crate::vgic::sgi_targets`].
+    Sgi { reg: u8 },
     /// A rule broken: the health monitor applies the partition's policy.
     Violation(Violation),
 }
@@ -108,6 +112,8 @@ pub fn classify(t: &TrapInfo) -> Exit {
             let access = SysRegAccess::decode(esr);
             if access.is_set_way() {
                 Exit::SetWayMaintenance
+            } else if access.is_sgi_write() {
+                Exit::Sgi { reg: access.reg }
             } else {
                 Exit::Violation(Violation::SysReg { access, esr })
             }

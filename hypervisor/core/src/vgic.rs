@@ -11,6 +11,9 @@
 /// The EL1 virtual timer's PPI (Arm BSA; every board's DTB `/timer` node says 11, i.e.
 /// INTID 16 + 11).
 pub const VTIMER_PPI: u32 = 27;
+/// The GIC maintenance interrupt (PPI 9): here, "list registers ran empty" (underflow),
+/// asked for when virtual SGIs were left waiting for room.
+pub const MAINTENANCE_PPI: u32 = 25;
 /// The SGI the hypervisor sends between its own cores ("leave your guest": a partition
 /// is being stopped). Guests never see physical SGIs.
 pub const KICK_SGI: u32 = 0;
@@ -40,6 +43,8 @@ pub enum Physical {
     Forward(ListRegister),
     /// Another core of the hypervisor kicked this one: end it, then see why.
     Kick,
+    /// The list registers ran empty: end it, then place what waits.
+    Maintenance,
     /// Not one the hypervisor enabled: drop its priority, deactivate it, report it.
     Unexpected(u32),
 }
@@ -50,6 +55,7 @@ pub fn classify(intid: u32) -> Physical {
         i if i >= FIRST_SPECIAL => Physical::Spurious,
         VTIMER_PPI => Physical::Forward(ListRegister::hw_pending(VTIMER_PPI, VTIMER_PPI, FORWARD_PRIORITY)),
         KICK_SGI => Physical::Kick,
+        MAINTENANCE_PPI => Physical::Maintenance,
         i => Physical::Unexpected(i),
     }
 }
@@ -87,6 +93,13 @@ impl ListRegister {
         )
     }
 
+    /// A pending group-1 virtual interrupt with no physical one behind it (an SGI).
+    pub fn sw_pending(vintid: u32, priority: u8) -> Self {
+        Self(
+            (1 << Self::STATE_SHIFT) | Self::GROUP1 | (u64::from(priority) << Self::PRIORITY_SHIFT) | u64::from(vintid),
+        )
+    }
+
     pub fn state(self) -> LrState {
         match self.0 >> Self::STATE_SHIFT {
             0 => LrState::Invalid,
@@ -110,6 +123,66 @@ impl ListRegister {
     /// physical interrupt stays active until its virtual one is deactivated.
     pub fn left_active(self) -> Option<u32> {
         self.pintid().filter(|_| self.state() != LrState::Invalid)
+    }
+}
+
+/// The vCPUs of the sender's partition an SGI generation write names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgiRequest {
+    pub intid: u32,
+    /// Bit k: vCPU k of the partition.
+    pub targets: u16,
+    /// The value also named targets outside the partition (ignored).
+    pub outside: bool,
+}
+
+/// Decodes an `ICC_SGI1R_EL1` value written by vCPU `sender` of a partition with
+/// `vcpus` vCPUs (virtual MPIDR of vCPU k: Aff0 = k, the rest 0). Only the partition's
+/// own vCPUs can ever be named: every other affinity is outside it.
+pub fn sgi_targets(value: u64, sender: usize, vcpus: usize) -> SgiRequest {
+    let intid = ((value >> 24) & 0xF) as u32;
+    let own: u16 = if vcpus >= 16 { u16::MAX } else { (1u16 << vcpus) - 1 };
+    if value & (1 << 40) != 0 {
+        // IRM: every PE but the sender.
+        return SgiRequest { intid, targets: own & !(1u16 << (sender % 16)), outside: false };
+    }
+    let list = value as u16;
+    let high_affinity = (value >> 16) & 0xFF != 0 || (value >> 32) & 0xFF != 0 || (value >> 48) & 0xFF != 0;
+    let range_selector = (value >> 44) & 0xF != 0;
+    if high_affinity || range_selector {
+        return SgiRequest { intid, targets: 0, outside: list != 0 };
+    }
+    SgiRequest { intid, targets: list & own, outside: list & !own != 0 }
+}
+
+/// Where a software virtual interrupt (an SGI) goes among the list registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Already pending there: SGIs of one INTID coalesce.
+    Coalesced,
+    /// Write this value to list register n (new entry, or active made pending+active).
+    Write(usize, u64),
+    /// No room: keep it pending and ask for the underflow maintenance interrupt.
+    Full,
+}
+
+/// Places virtual interrupt `intid` given the current list registers `lrs` (the
+/// implemented ones) and `ICH_ELRSR_EL2`.
+pub fn place(lrs: &[u64], elrsr: u64, intid: u32, priority: u8) -> Placement {
+    for (n, &v) in lrs.iter().enumerate() {
+        let lr = ListRegister(v);
+        if elrsr & (1 << n) != 0 || lr.vintid() != intid {
+            continue;
+        }
+        return match lr.state() {
+            LrState::Pending | LrState::PendingActive => Placement::Coalesced,
+            LrState::Active => Placement::Write(n, v | (3 << ListRegister::STATE_SHIFT)),
+            LrState::Invalid => Placement::Write(n, ListRegister::sw_pending(intid, priority).0),
+        };
+    }
+    match free_list_register(elrsr, lrs.len()) {
+        Some(n) => Placement::Write(n, ListRegister::sw_pending(intid, priority).0),
+        None => Placement::Full,
     }
 }
 
@@ -142,6 +215,7 @@ mod tests {
         assert_eq!(classify(u32::MAX), Physical::Spurious);
         assert_eq!(classify(30), Physical::Unexpected(30));
         assert_eq!(classify(KICK_SGI), Physical::Kick);
+        assert_eq!(classify(MAINTENANCE_PPI), Physical::Maintenance);
         assert_eq!(classify(1), Physical::Unexpected(1));
         assert_eq!(classify(33), Physical::Unexpected(33));
     }
@@ -152,6 +226,43 @@ mod tests {
         assert_eq!(sgi1r(0, 3), 1 << 3);
         assert_eq!(sgi1r(5, 0x0001_0102), (1 << 32) | (5 << 24) | (1 << 16) | (1 << 2));
         assert_eq!(sgi1r(0, 0x2_0000_0000), 2 << 48 | 1);
+    }
+
+    #[test]
+    fn sgis_reach_only_the_partitions_own_vcpus() {
+        let sgi = |intid: u64| intid << 24;
+        assert_eq!(sgi_targets(sgi(3) | 0b10, 0, 2), SgiRequest { intid: 3, targets: 0b10, outside: false });
+        assert_eq!(
+            sgi_targets(sgi(3) | 0b11, 1, 2),
+            SgiRequest { intid: 3, targets: 0b11, outside: false },
+            "self too"
+        );
+        // Beyond the partition's vCPUs, in another cluster, or via a range selector.
+        assert_eq!(sgi_targets(sgi(1) | 0xFFFE, 0, 2), SgiRequest { intid: 1, targets: 0b10, outside: true });
+        assert_eq!(sgi_targets(sgi(1) | (1 << 16) | 1, 0, 2), SgiRequest { intid: 1, targets: 0, outside: true });
+        assert_eq!(sgi_targets(sgi(1) | (1 << 32) | 1, 0, 2).targets, 0);
+        assert_eq!(sgi_targets(sgi(1) | (1 << 48) | 1, 0, 2).targets, 0);
+        assert_eq!(sgi_targets(sgi(1) | (1 << 44) | 1, 0, 2).targets, 0);
+        // IRM: every other vCPU of the partition, and nothing else.
+        assert_eq!(sgi_targets(sgi(2) | (1 << 40), 0, 1), SgiRequest { intid: 2, targets: 0, outside: false });
+        assert_eq!(sgi_targets(sgi(2) | (1 << 40), 1, 3), SgiRequest { intid: 2, targets: 0b101, outside: false });
+        assert_eq!(sgi_targets(u64::MAX, 0, 8).targets, 0xFE);
+    }
+
+    #[test]
+    fn sgis_coalesce_and_fill_list_registers() {
+        let none = [0u64; 4];
+        let p = ListRegister::sw_pending(3, 0xA0);
+        assert_eq!(p.pintid(), None);
+        assert_eq!(place(&none, 0b1111, 3, 0xA0), Placement::Write(0, p.0));
+        let one = [p.0, 0, 0, 0];
+        assert_eq!(place(&one, 0b1110, 3, 0xA0), Placement::Coalesced);
+        assert_eq!(place(&one, 0b1110, 4, 0xA0), Placement::Write(1, ListRegister::sw_pending(4, 0xA0).0));
+        let active = p.0 & !(3 << 62) | (2 << 62);
+        assert_eq!(place(&[active, 0, 0, 0], 0b1110, 3, 0xA0), Placement::Write(0, active | (3 << 62)));
+        let full = [1, 2, 4, 5].map(|i| ListRegister::sw_pending(i, 0xA0).0);
+        assert_eq!(place(&full, 0, 3, 0xA0), Placement::Full);
+        assert_eq!(place(&full, 0, 2, 0xA0), Placement::Coalesced);
     }
 
     #[test]

@@ -84,9 +84,24 @@ fn partition_main(mut boot: Boot) -> ! {
             continue;
         };
         let _ = writeln!(boot.console, "connectivity: heartbeat n={n} cntvct={cntvct}");
+        if boot.vcpus > 1 {
+            // One SGI to every secondary each beat; and, each 25th, one aimed past the
+            // partition (vCPUs it does not have, another cluster): the hypervisor drops it.
+            let own = ((1u32 << boot.vcpus.min(16)) - 2) as u16;
+            smp::send_sgi(BEAT_SGI, own, 0);
+            if n.is_multiple_of(25) {
+                smp::send_sgi(BEAT_SGI, !own & !1, 0);
+                smp::send_sgi(BEAT_SGI, 1, 1);
+            }
+        }
         if boot.vcpus > 1 && n.is_multiple_of(25) {
             for (v, beats) in SECONDARY_BEATS.iter().enumerate().take(boot.vcpus).skip(1) {
-                let _ = writeln!(boot.console, "connectivity: vcpu {v} beats={}", beats.load(Ordering::Relaxed));
+                let sgis = SECONDARY_SGIS[v].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    boot.console,
+                    "connectivity: vcpu {v} beats={} sgis={sgis}",
+                    beats.load(Ordering::Relaxed)
+                );
             }
         }
         if vitals.is_some() && n.is_multiple_of(Stream::REPORT_EVERY) {
@@ -157,6 +172,10 @@ impl Stream {
 
 /// Beats each secondary vCPU counted (index: vCPU number).
 static SECONDARY_BEATS: [AtomicU64; smp::MAX_SECONDARIES + 1] = [const { AtomicU64::new(0) }; smp::MAX_SECONDARIES + 1];
+/// SGIs each secondary vCPU took.
+static SECONDARY_SGIS: [AtomicU64; smp::MAX_SECONDARIES + 1] = [const { AtomicU64::new(0) }; smp::MAX_SECONDARIES + 1];
+/// The SGI vCPU 0 sends its secondaries each beat.
+const BEAT_SGI: u32 = 3;
 /// The secondaries' heartbeat period.
 static SECONDARY_PERIOD_MS: AtomicU64 = AtomicU64::new(50);
 
@@ -184,7 +203,11 @@ fn start_secondaries(console: &mut Console, vcpus: usize, period_ms: u64) {
 fn secondary(vcpu: usize) -> ! {
     let mut beat = Heartbeat::new(SECONDARY_PERIOD_MS.load(Ordering::Relaxed));
     loop {
-        beat.sleep();
+        if beat.sleep() == Some(BEAT_SGI) {
+            if let Some(s) = SECONDARY_SGIS.get(vcpu) {
+                s.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if beat.poll().is_some() {
             if let Some(b) = SECONDARY_BEATS.get(vcpu) {
                 b.fetch_add(1, Ordering::Relaxed);
@@ -269,9 +292,14 @@ fn run_attack(name: &str, victim: u64) {
         "psci-reset" => {
             hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
         }
-        // SAFETY: ICC_SGI1R_EL1 (S3_0_C12_C11_5): SGI 1 to core Aff0 = 0, the critical
-        // monitor's core. Trapped to EL2 because HCR_EL2.IMO is set.
-        "sgi" => unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", in(reg) (1u64 << 24) | 1, options(nostack)) },
+        // SGIs aimed past the partition (vCPUs it does not have: physically, the other
+        // partition's cores; another cluster). Trapped (HCR_EL2.IMO) and dropped; not a
+        // fault, so this step ends with a reset request to move on to the next attack.
+        "sgi" => {
+            smp::send_sgi(1, 0xFFFE, 0);
+            smp::send_sgi(1, 1, 1);
+            hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
+        }
         // SAFETY: ACTLR_EL1 is implementation-defined and trapped by HCR_EL2.TACR.
         "trapped-sysreg" => unsafe { core::arch::asm!("msr actlr_el1, xzr", options(nostack)) },
         // SAFETY: a write to the hypervisor's flash bank (counters, audit log), which no

@@ -274,10 +274,13 @@ impl Heartbeat {
     /// Sleeps (WFI) until the next beat is due: woken by the virtual timer's interrupt,
     /// which the hypervisor forwards; the core idles meanwhile. Returns early if
     /// something else wakes the core: call [`Heartbeat::poll`] after it.
-    pub fn sleep(&mut self) {
-        if vtimer::sleep_until(self.next) {
+    /// The interrupt that ended the sleep (acknowledged and ended), if any.
+    pub fn sleep(&mut self) -> Option<u32> {
+        let intid = vtimer::sleep_until(self.next);
+        if intid == Some(vtimer::INTID) {
             self.timer_irqs += 1;
         }
+        intid
     }
 
     /// How many sleeps the virtual timer's interrupt ended.
@@ -406,7 +409,7 @@ pub mod audit {
 /// interface, so it needs no vector table.
 pub mod vtimer {
     /// The EL1 virtual timer's interrupt (PPI 11).
-    const INTID: u64 = 27;
+    pub const INTID: u32 = 27;
     /// ICC_IAR1_EL1's answer when nothing is pending.
     const SPURIOUS: u64 = 1023;
     /// CNTV_CTL_EL0: ENABLE, IMASK.
@@ -431,12 +434,12 @@ pub mod vtimer {
         }
     }
 
-    /// Arms the timer for `deadline` (a counter value) and waits for it with WFI. A
-    /// wake-up from the timer's interrupt is acknowledged and ended here; the result says
-    /// whether that is what woke the core.
-    pub fn sleep_until(deadline: u64) -> bool {
+    /// Arms the timer for `deadline` (a counter value) and waits for it with WFI. The
+    /// interrupt that woke the core (the timer's, or an SGI) is acknowledged and ended
+    /// here, and returned.
+    pub fn sleep_until(deadline: u64) -> Option<u32> {
         if super::counter() >= deadline {
-            return false;
+            return None;
         }
         // SAFETY: programs this vCPU's own virtual timer, then waits for an interrupt.
         unsafe {
@@ -452,23 +455,22 @@ pub mod vtimer {
         acknowledge()
     }
 
-    /// Takes a pending interrupt, if any: stops the timer (its level drops) and ends
-    /// the interrupt, which also lets the hypervisor forward the next one. True if it
-    /// was the timer's.
-    fn acknowledge() -> bool {
+    /// Takes a pending interrupt, if any, and ends it; the timer's also stops the timer
+    /// (its level drops), which lets the hypervisor forward the next one.
+    fn acknowledge() -> Option<u32> {
         let intid: u64;
         // SAFETY: reads this vCPU's virtual interrupt acknowledge register.
         unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
         if intid == SPURIOUS {
-            return false;
+            return None;
         }
-        if intid == INTID {
+        if intid == u64::from(INTID) {
             // SAFETY: disables this vCPU's own virtual timer.
             unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
         }
         // SAFETY: ends the interrupt just acknowledged (drop and deactivate).
         unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid, options(nostack)) };
-        intid == INTID
+        Some(intid as u32)
     }
 }
 
@@ -491,6 +493,15 @@ pub mod smp {
     static STACKS: [Stack; MAX_SECONDARIES] = [const { Stack(UnsafeCell::new([0; STACK_SIZE])) }; MAX_SECONDARIES];
     /// The function secondaries run (a `fn(usize) -> !`, as an address).
     static MAIN: AtomicUsize = AtomicUsize::new(0);
+
+    /// Sends SGI `intid` (0..16) through `ICC_SGI1R_EL1`, raw: `targets` is the
+    /// register's target list (bit k: vCPU k) and `affinity` its Aff1 field, so a test
+    /// can also aim outside the partition.
+    pub fn send_sgi(intid: u32, targets: u16, affinity: u8) {
+        let v = (u64::from(intid & 0xF) << 24) | (u64::from(affinity) << 16) | u64::from(targets);
+        // SAFETY: trapped to the hypervisor, which delivers it within the partition.
+        unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nostack)) };
+    }
 
     /// This vCPU's number (MPIDR Aff0: the hypervisor numbers vCPUs from 0).
     pub fn id() -> usize {
