@@ -437,9 +437,12 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
     };
     match exit {
         Exit::Hypercall { function, args } => {
-            let (start, restarts) = {
+            // Only PARTITION_STATUS reads these: other calls do not take the lock.
+            let (start, restarts) = if function == septum_abi::hypercall::PARTITION_STATUS {
                 let st = part.state.lock();
                 (st.start, st.health.restarts())
+            } else {
+                (StartCondition::NormalStart, 0)
             };
             let caller = Caller {
                 vcpu,

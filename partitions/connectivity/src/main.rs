@@ -10,6 +10,8 @@
 #![no_std]
 #![no_main]
 
+mod bench;
+
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 use septum_guest::channel::queuing::RecvError;
@@ -47,6 +49,9 @@ fn partition_main(mut boot: Boot) -> ! {
             "NOT pristine"
         }
     );
+    if boot.arg("bench") == Some("1") {
+        bench::run(&mut boot.console, boot.vcpus);
+    }
     start_secondaries(&mut boot.console, boot.vcpus, period_ms);
     let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
     export_audit(&mut boot.console, export_max);

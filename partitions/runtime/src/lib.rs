@@ -455,6 +455,11 @@ pub mod vtimer {
         acknowledge()
     }
 
+    /// Takes a pending interrupt without waiting, if there is one (see [`sleep_until`]).
+    pub fn take() -> Option<u32> {
+        acknowledge()
+    }
+
     /// Takes a pending interrupt, if any, and ends it; the timer's also stops the timer
     /// (its level drops), which lets the hypervisor forward the next one.
     fn acknowledge() -> Option<u32> {
