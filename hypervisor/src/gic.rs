@@ -7,7 +7,7 @@
 //! the priority of an interrupt it forwards at once, and the guest's end of interrupt
 //! deactivates it through the hardware-linked list register.
 
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
@@ -24,10 +24,17 @@ use crate::cpu;
 const EOI_MODE: u64 = 1 << 1;
 /// List registers this driver uses (every GICv3 implements at least four).
 const LIST_REGISTERS: usize = 4;
-/// Virtual SGIs waiting for each core slot's vCPU (bit n: SGI n), posted by any core,
-/// placed in list registers by the slot's own core.
-static PENDING_SGIS: [AtomicU16; crate::partition::MAX_CPUS] =
-    [const { AtomicU16::new(0) }; crate::partition::MAX_CPUS];
+/// Virtual interrupts waiting for each core slot's vCPU, posted by any core, placed in
+/// list registers by the slot's own core: SGIs (bit n: SGI n) and channel doorbells
+/// (bit k: INTID `DOORBELL_INTIDS.start + k`).
+struct Pending {
+    sgis: AtomicU16,
+    doorbells: AtomicU64,
+}
+
+static PENDING: [Pending; crate::partition::MAX_CPUS] =
+    [const { Pending { sgis: AtomicU16::new(0), doorbells: AtomicU64::new(0) } }; crate::partition::MAX_CPUS];
+const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
 
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
 /// are per core ([`init_core`]).
@@ -63,8 +70,9 @@ pub fn init_core() {
     gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
     gicr.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
     gicr.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
-    if let Some(p) = PENDING_SGIS.get(crate::cpu_slot()) {
-        p.store(0, Ordering::Release);
+    if let Some(p) = PENDING.get(crate::cpu_slot()) {
+        p.sgis.store(0, Ordering::Release);
+        p.doorbells.store(0, Ordering::Release);
     }
 
     // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
@@ -116,7 +124,7 @@ pub fn on_irq() {
             write_eoir1(intid);
             write_dir(intid);
             ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
-            place_sgis();
+            place_pending();
         }
         Physical::Unexpected(i) => {
             write_eoir1(i);
@@ -126,34 +134,47 @@ pub fn on_irq() {
     }
 }
 
-/// Posts virtual SGI `intid` for the vCPU of core slot `slot`. The caller places it
-/// ([`place_sgis`]) if that is its own slot, or kicks the slot's core.
-pub fn post_sgi(slot: usize, intid: u32) {
-    if let Some(p) = PENDING_SGIS.get(slot) {
-        p.fetch_or(1 << (intid & 0xF), Ordering::AcqRel);
+/// Posts virtual interrupt `intid` (an SGI, or a channel doorbell's INTID) for the vCPU
+/// of core slot `slot`. The caller places it ([`place_pending`]) if that is its own
+/// slot, or kicks the slot's core.
+pub fn post(slot: usize, intid: u32) {
+    let Some(p) = PENDING.get(slot) else { return };
+    if intid < 16 {
+        p.sgis.fetch_or(1 << intid, Ordering::AcqRel);
+    } else if let Some(k) = intid.checked_sub(DOORBELL_BASE).filter(|&k| k < 64) {
+        p.doorbells.fetch_or(1 << k, Ordering::AcqRel);
     }
 }
 
-/// Moves the virtual SGIs posted for this core's vCPU into its list registers; what
-/// does not fit waits for the underflow maintenance interrupt.
-pub fn place_sgis() {
-    let Some(pending) = PENDING_SGIS.get(crate::cpu_slot()) else { return };
-    let mut bits = pending.swap(0, Ordering::AcqRel);
+/// Moves the virtual interrupts posted for this core's vCPU into its list registers;
+/// what does not fit waits for the underflow maintenance interrupt.
+pub fn place_pending() {
+    let Some(p) = PENDING.get(crate::cpu_slot()) else { return };
+    let sgis = u64::from(p.sgis.swap(0, Ordering::AcqRel));
+    let doorbells = p.doorbells.swap(0, Ordering::AcqRel);
+    let left_sgis = place_bits(sgis, 0);
+    let left_doorbells = place_bits(doorbells, DOORBELL_BASE);
+    if left_sgis != 0 || left_doorbells != 0 {
+        p.sgis.fetch_or(left_sgis as u16, Ordering::AcqRel);
+        p.doorbells.fetch_or(left_doorbells, Ordering::AcqRel);
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
+    }
+}
+
+/// Places INTIDs `base + bit` for each set bit; returns the bits that did not fit.
+fn place_bits(mut bits: u64, base: u32) -> u64 {
     let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
     while bits != 0 {
-        let intid = bits.trailing_zeros();
+        let bit = bits.trailing_zeros();
         let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);
-        match vgic::place(&lrs[..implemented], read_elrsr(), intid, vgic::FORWARD_PRIORITY) {
+        match vgic::place(&lrs[..implemented], read_elrsr(), base + bit, vgic::FORWARD_PRIORITY) {
             Placement::Coalesced => {}
             Placement::Write(n, v) => write_lr(n, v),
-            Placement::Full => {
-                pending.fetch_or(bits, Ordering::AcqRel);
-                ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
-                return;
-            }
+            Placement::Full => return bits,
         }
-        bits &= !(1 << intid);
+        bits &= !(1 << bit);
     }
+    0
 }
 
 /// Kicks the core with affinity `mpidr` (a physical SGI to EL2 there).

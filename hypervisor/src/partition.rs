@@ -354,7 +354,7 @@ pub fn on_kick() {
         if stopped_since_entry(part) {
             wait_for_start(part, vcpu)
         }
-        crate::gic::place_sgis();
+        crate::gic::place_pending();
     }
 }
 
@@ -384,9 +384,9 @@ fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
         if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
             continue;
         }
-        crate::gic::post_sgi(slot, req.intid);
+        crate::gic::post(slot, req.intid);
         if slot == me {
-            crate::gic::place_sgis();
+            crate::gic::place_pending();
         } else if let Some(&mpidr) = part.desc.vcpus().get(target) {
             crate::gic::kick(mpidr);
         }
@@ -536,8 +536,8 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
 }
 
 /// A doorbell access: a write rings (within the configured rate; the excess is counted
-/// and reported, never delivered), a read returns zero. Delivery to the peer as a
-/// virtual interrupt comes with interrupt virtualization; until then peers poll.
+/// and reported, never delivered), a read returns zero. A ring reaches the peer as the
+/// channel's doorbell interrupt, so a flood can interrupt it at most at that rate.
 fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64, frame: &mut TrapFrame) {
     if !access.write {
         if let Some(x) = frame.x.get_mut(usize::from(access.reg)) {
@@ -546,21 +546,43 @@ fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64,
         return;
     }
     let now = cpu::counter();
-    let mut st = part.state.lock();
-    let Some(Some(db)) = st.doorbells.get_mut(access.region) else { return };
-    db.rings += 1;
-    if db.limit.admit(now) == Admit::Drop {
-        db.dropped += 1;
-        if now.saturating_sub(db.reported) >= cpu::counter_hz() {
-            db.reported = now;
-            log::warn!(
-                "{}: doorbell {ipa:#x} rung {} times, {} over its {} per second dropped",
-                part.desc.name(),
-                db.rings,
-                db.dropped,
-                access.rate
-            );
+    let admitted = {
+        let mut st = part.state.lock();
+        let Some(Some(db)) = st.doorbells.get_mut(access.region) else { return };
+        db.rings += 1;
+        let admitted = db.limit.admit(now) != Admit::Drop;
+        if !admitted {
+            db.dropped += 1;
+            if now.saturating_sub(db.reported) >= cpu::counter_hz() {
+                db.reported = now;
+                log::warn!(
+                    "{}: doorbell {ipa:#x} rung {} times, {} over its {} per second dropped",
+                    part.desc.name(),
+                    db.rings,
+                    db.dropped,
+                    access.rate
+                );
+            }
         }
+        admitted
+    };
+    if let Some(region) = part.desc.regions().get(access.region).filter(|_| admitted) {
+        signal(region.signal_partition as usize, region.signal_intid);
+    }
+}
+
+/// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer
+/// partition's boot vCPU, if it runs (a stopped peer has nothing to wake).
+fn signal(peer: usize, intid: u32) {
+    let Some(slot) = slot_of(peer, 0) else { return };
+    if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
+        return;
+    }
+    crate::gic::post(slot, intid);
+    let peer_core =
+        SYSTEM.get().and_then(|s| s.parts.get(peer)?.as_ref()).and_then(|p| p.desc.vcpus().first().copied());
+    if let Some(mpidr) = peer_core {
+        crate::gic::kick(mpidr);
     }
 }
 

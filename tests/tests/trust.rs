@@ -116,7 +116,7 @@ fn tampered_configuration_puts_the_system_in_safe_state() {
     let _ = std::fs::remove_file(&storage);
     let opts = Launch { bundle: Some(path.clone()), storage: Some(storage.clone()), ..Launch::default() };
     let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    m.wait_for("the refusal", Duration::from_secs(30), |l| count(l, "SAFE STATE") >= 1)
+    m.wait_for("the refusal", Duration::from_secs(60), |l| count(l, "SAFE STATE") >= 1)
         .unwrap_or_else(|e| panic!("{e}"));
     std::thread::sleep(Duration::from_millis(500));
     let lines = m.lines();

@@ -85,8 +85,9 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
 /// ("producer" | "consumer" | "writer" | "reader"), `septum,own` and `septum,peer`
 /// (<ipa size> of the region this end writes / the peer writes, each present when
 /// the role has one), `septum,doorbell` (<ipa> of the page to write to signal the
-/// peer), and `septum,slot-size` + `septum,depth` (queuing) or `septum,capacity`
-/// (sampling).
+/// peer), `septum,doorbell-intid` (<intid>: the virtual interrupt this end receives
+/// when the peer rings), and `septum,slot-size` + `septum,depth` (queuing) or
+/// `septum,capacity` (sampling).
 pub const CHANNEL_COMPATIBLE: &str = "septum,channel-endpoint-v1";
 
 fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
@@ -104,6 +105,7 @@ fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
             fdt.property_array_u64("septum,peer", &[ipa, size])?;
         }
         fdt.property_u64("septum,doorbell", c.doorbell)?;
+        fdt.property_u32("septum,doorbell-intid", c.interrupt)?;
         match c.kind {
             Kind::Queuing { slot_size, depth } => {
                 fdt.property_string("septum,kind", "queuing")?;

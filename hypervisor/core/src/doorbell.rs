@@ -38,7 +38,15 @@ mod tests {
 
     fn desc() -> PartitionDesc {
         let mut d = PartitionDesc::new_zeroed();
-        d.regions[0] = MemRegion { pa: 0, ipa: 0x3100_0000, size: 4096, kind: RegionKind::Doorbell as u32, param: 500 };
+        d.regions[0] = MemRegion {
+            pa: 0,
+            ipa: 0x3100_0000,
+            size: 4096,
+            kind: RegionKind::Doorbell as u32,
+            param: 500,
+            signal_partition: 1,
+            signal_intid: 960,
+        };
         d.region_count = 1;
         d
     }

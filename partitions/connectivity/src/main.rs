@@ -81,7 +81,13 @@ fn partition_main(mut boot: Boot) -> ! {
                     end.ring();
                 }
             } else if let Some(rx) = vitals.as_mut() {
-                stream.take(rx.recv(&mut buf), &buf);
+                let got = rx.recv(&mut buf);
+                let empty = got == Err(RecvError::Empty);
+                stream.take(got, &buf);
+                if empty {
+                    // Drained: idle until the producer's doorbell or the next beat.
+                    beat.sleep();
+                }
             } else {
                 // Nothing to poll: idle until the next beat's timer interrupt.
                 beat.sleep();

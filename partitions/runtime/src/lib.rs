@@ -71,6 +71,8 @@ pub struct ChannelInfo {
     pub own: Option<(u64, u64)>,
     pub peer: Option<(u64, u64)>,
     pub doorbell: u64,
+    /// The virtual interrupt this end receives when the peer rings (0: none).
+    pub interrupt: u32,
     pub slot_size: u32,
     pub depth: u32,
     pub capacity: u32,
@@ -124,6 +126,7 @@ fn read_channels(fdt: &fdt::Fdt<'static>) -> [Option<ChannelInfo>; MAX_CHANNELS]
             own: pair(raw("septum,own")),
             peer: pair(raw("septum,peer")),
             doorbell: raw("septum,doorbell").get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes),
+            interrupt: u32_of(raw("septum,doorbell-intid")),
             slot_size: u32_of(raw("septum,slot-size")),
             depth: u32_of(raw("septum,depth")),
             capacity: u32_of(raw("septum,capacity")),

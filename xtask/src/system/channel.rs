@@ -62,6 +62,9 @@ pub struct Endpoint {
     pub peer: Option<(u64, u64)>,
     /// The doorbell this end rings to signal its peer.
     pub doorbell: u64,
+    /// The virtual interrupt this end receives when its peer rings (the channel's
+    /// doorbell INTID, [`septum_abi::config::DOORBELL_INTIDS`]).
+    pub interrupt: u32,
 }
 
 /// A checked channel: the regions and endpoint each side gets.
@@ -79,8 +82,10 @@ fn round_page(v: u64) -> u64 {
     v.div_ceil(PAGE) * PAGE
 }
 
+/// A region; a doorbell's signal (partition, INTID) is filled in once the partitions'
+/// indices are known.
 fn region(pa: u64, ipa: u64, size: u64, kind: RegionKind, param: u32) -> MemRegion {
-    MemRegion { pa, ipa, size, kind: kind as u32, param }
+    MemRegion { pa, ipa, size, kind: kind as u32, param, signal_partition: 0, signal_intid: 0 }
 }
 
 /// Lays out a channel; `Err((offset, message))` names what is wrong and where.
@@ -154,6 +159,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 own: Some((ipa, prod)),
                 peer: Some((ipa + prod, cons)),
                 doorbell: db_from,
+                interrupt: 0,
             };
             to_end = Endpoint {
                 channel: name.into(),
@@ -162,6 +168,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 own: Some((ipa + prod, cons)),
                 peer: Some((ipa, prod)),
                 doorbell: db_to,
+                interrupt: 0,
             };
         }
         Kind::Sampling { capacity } => {
@@ -176,6 +183,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 own: Some((ipa, size)),
                 peer: None,
                 doorbell: db_from,
+                interrupt: 0,
             };
             to_end = Endpoint {
                 channel: name.into(),
@@ -184,6 +192,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 own: None,
                 peer: Some((ipa, size)),
                 doorbell: db_to,
+                interrupt: 0,
             };
         }
     }

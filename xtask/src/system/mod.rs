@@ -342,6 +342,8 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 size,
                 kind: RegionKind::Ram as u32,
                 param: 0,
+                signal_partition: 0,
+                signal_intid: 0,
             });
             region_lines.push(cx.line(ram_at));
         }
@@ -372,6 +374,8 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 size: info.size,
                 kind: RegionKind::Device as u32,
                 param: 0,
+                signal_partition: 0,
+                signal_intid: 0,
             });
             region_lines.push(cx.line(dev.span().start));
             devices.push(info);
@@ -463,9 +467,14 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             policy_line,
         });
     }
-    for (name, raw) in raw.channel.map(|c| c.0).unwrap_or_default() {
+    for (c, (name, raw)) in raw.channel.map(|c| c.0).unwrap_or_default().into_iter().enumerate() {
         let header = format!("[channel.{name}]");
         let line = text.find(&header).map_or(1, |at| cx.line(at));
+        // Each channel's doorbells arrive as one virtual interrupt of its own.
+        let Some(intid) = config::DOORBELL_INTIDS.clone().nth(c) else {
+            cx.err_line(line, format!("channel {name}: more channels than doorbell interrupts"));
+            continue;
+        };
         let laid = match channel::lay_out(&name, &raw, line) {
             Ok(l) => l,
             Err((offset, msg)) => {
@@ -473,9 +482,12 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 continue;
             }
         };
-        for (end, regions, endpoint) in
-            [(&laid.from, &laid.from_regions, &laid.from_end), (&laid.to, &laid.to_regions, &laid.to_end)]
-        {
+        let index_of = |n: &str| partitions.iter().position(|p| p.name == n).unwrap_or(0) as u32;
+        let (from_index, to_index) = (index_of(&laid.from), index_of(&laid.to));
+        for (end, regions, endpoint, peer) in [
+            (&laid.from, &laid.from_regions, &laid.from_end, to_index),
+            (&laid.to, &laid.to_regions, &laid.to_end, from_index),
+        ] {
             let Some(p) = partitions.iter_mut().find(|p| &p.name == end) else {
                 cx.err_line(laid.line, format!("channel {name}: no partition named \"{end}\""));
                 continue;
@@ -489,9 +501,14 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 continue;
             }
             p.desc.regions[count..count + regions.len()].copy_from_slice(regions);
+            for r in &mut p.desc.regions[count..count + regions.len()] {
+                if r.kind() == Some(RegionKind::Doorbell) {
+                    (r.signal_partition, r.signal_intid) = (peer, intid);
+                }
+            }
             p.desc.region_count += regions.len() as u32;
             p.region_lines.extend(std::iter::repeat_n(laid.line, regions.len()));
-            p.channels.push(endpoint.clone());
+            p.channels.push(channel::Endpoint { interrupt: intid, ..endpoint.clone() });
         }
     }
     if !cx.errors.is_empty() {

@@ -15,7 +15,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::{name_str, PAGE_SIZE};
 
 pub const CONFIG_MAGIC: [u8; 8] = *b"SEPTCFG\0";
-pub const CONFIG_VERSION: u32 = 1;
+/// 2: doorbells name the partition and virtual interrupt they signal.
+pub const CONFIG_VERSION: u32 = 2;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_VCPUS: usize = 8;
 pub const MAX_REGIONS: usize = 16;
@@ -98,7 +99,18 @@ pub struct MemRegion {
     /// Kind-specific: for a [`RegionKind::Doorbell`], the rings per second the peer may
     /// be signalled (more are counted and dropped); otherwise 0.
     pub param: u32,
+    /// [`RegionKind::Doorbell`] only (else 0): the partition a ring signals (its index
+    /// in the configuration), and the virtual interrupt it receives for it, one of
+    /// [`DOORBELL_INTIDS`].
+    pub signal_partition: u32,
+    pub signal_intid: u32,
 }
+
+/// The virtual INTIDs doorbells are delivered as (channel `c`: `start + c`): above any
+/// board's SPIs and below the special INTIDs (1020..), so never a real device's.
+pub const DOORBELL_INTIDS: core::ops::Range<u32> = 960..1020;
+
+const _: () = assert!(core::mem::size_of::<MemRegion>() == 40);
 
 impl MemRegion {
     pub fn kind(&self) -> Option<RegionKind> {
@@ -316,40 +328,143 @@ pub enum Where {
 /// Everything [`Config::parse`] can refuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigError {
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     BadMagic,
-    UnsupportedVersion { found: u32 },
-    LengthMismatch { header: u32, actual: usize },
-    ChecksumMismatch { stored: u32, computed: u32 },
-    WrongBoard { found: u32, expected: u32 },
-    PartitionCount { count: u32 },
-    BadName { partition: usize },
-    DuplicateName { partition: usize, other: usize },
-    BadVmid { partition: usize },
-    DuplicateVmid { partition: usize, other: usize },
-    BadPolicy { partition: usize },
-    SafeStateNotCritical { partition: usize },
-    BadRestartLimits { partition: usize },
-    VcpuCount { partition: usize, count: u32 },
-    CpuNotOnBoard { partition: usize, vcpu: usize, mpidr: u64 },
-    CpuGivenTwice { partition: usize, vcpu: usize, mpidr: u64, other: usize },
-    RegionCount { partition: usize, count: u32 },
-    IrqCount { partition: usize, count: u32 },
-    BadRegionKind { partition: usize, region: usize },
-    EmptyRegion { partition: usize, region: usize },
-    UnalignedRegion { partition: usize, region: usize },
-    RegionWraps { partition: usize, region: usize },
-    NoRam { partition: usize },
-    RamOutsideBoard { partition: usize, region: usize, range: Range },
-    DeviceNotOnBoard { partition: usize, region: usize, range: Range },
-    DeviceNotAssignable { partition: usize, region: usize, range: Range },
-    OverlapsReserved { partition: usize, region: usize, range: Range, reserved: Range },
-    PhysicalOverlap { partition: usize, region: usize, other_partition: usize, other_region: usize },
-    IpaOverlap { partition: usize, region: usize, other_region: usize },
-    ImageOutsideRam { partition: usize },
-    EntryOutsideRam { partition: usize },
-    DtbOutsideRam { partition: usize },
-    DtbOverlapsImage { partition: usize },
+    UnsupportedVersion {
+        found: u32,
+    },
+    LengthMismatch {
+        header: u32,
+        actual: usize,
+    },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
+    WrongBoard {
+        found: u32,
+        expected: u32,
+    },
+    PartitionCount {
+        count: u32,
+    },
+    BadName {
+        partition: usize,
+    },
+    DuplicateName {
+        partition: usize,
+        other: usize,
+    },
+    BadVmid {
+        partition: usize,
+    },
+    DuplicateVmid {
+        partition: usize,
+        other: usize,
+    },
+    BadPolicy {
+        partition: usize,
+    },
+    SafeStateNotCritical {
+        partition: usize,
+    },
+    BadRestartLimits {
+        partition: usize,
+    },
+    VcpuCount {
+        partition: usize,
+        count: u32,
+    },
+    CpuNotOnBoard {
+        partition: usize,
+        vcpu: usize,
+        mpidr: u64,
+    },
+    CpuGivenTwice {
+        partition: usize,
+        vcpu: usize,
+        mpidr: u64,
+        other: usize,
+    },
+    RegionCount {
+        partition: usize,
+        count: u32,
+    },
+    IrqCount {
+        partition: usize,
+        count: u32,
+    },
+    BadRegionKind {
+        partition: usize,
+        region: usize,
+    },
+    /// A doorbell signals no other partition of this configuration, or with an INTID
+    /// outside [`DOORBELL_INTIDS`]; or a region that is no doorbell names a signal.
+    BadSignal {
+        partition: usize,
+        region: usize,
+    },
+    EmptyRegion {
+        partition: usize,
+        region: usize,
+    },
+    UnalignedRegion {
+        partition: usize,
+        region: usize,
+    },
+    RegionWraps {
+        partition: usize,
+        region: usize,
+    },
+    NoRam {
+        partition: usize,
+    },
+    RamOutsideBoard {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
+    DeviceNotOnBoard {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
+    DeviceNotAssignable {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
+    OverlapsReserved {
+        partition: usize,
+        region: usize,
+        range: Range,
+        reserved: Range,
+    },
+    PhysicalOverlap {
+        partition: usize,
+        region: usize,
+        other_partition: usize,
+        other_region: usize,
+    },
+    IpaOverlap {
+        partition: usize,
+        region: usize,
+        other_region: usize,
+    },
+    ImageOutsideRam {
+        partition: usize,
+    },
+    EntryOutsideRam {
+        partition: usize,
+    },
+    DtbOutsideRam {
+        partition: usize,
+    },
+    DtbOverlapsImage {
+        partition: usize,
+    },
 }
 
 impl ConfigError {
@@ -368,6 +483,7 @@ impl ConfigError {
                 Where::Vcpu(partition, vcpu)
             }
             BadRegionKind { partition, region }
+            | BadSignal { partition, region }
             | EmptyRegion { partition, region }
             | UnalignedRegion { partition, region }
             | RegionWraps { partition, region }
@@ -458,6 +574,13 @@ impl fmt::Display for ConfigError {
             BadRegionKind { partition, region } => {
                 write!(f, "partition #{partition} region #{region} has an unknown kind")
             }
+            BadSignal { partition, region } => write!(
+                f,
+                "partition #{partition} region #{region}: a doorbell must signal another partition with an \
+                 INTID in {}..{}, and no other region may name a signal",
+                DOORBELL_INTIDS.start,
+                DOORBELL_INTIDS.end
+            ),
             EmptyRegion { partition, region } => {
                 write!(f, "partition #{partition} region #{region} has size 0")
             }
@@ -590,6 +713,15 @@ impl<'a> Config<'a> {
             }
             for (r, region) in p.regions().iter().enumerate() {
                 check_region(i, r, region, board)?;
+                let signal_ok = if region.kind() == Some(RegionKind::Doorbell) {
+                    let peer = region.signal_partition as usize;
+                    peer != i && peer < self.partitions.len() && DOORBELL_INTIDS.contains(&region.signal_intid)
+                } else {
+                    region.signal_partition == 0 && region.signal_intid == 0
+                };
+                if !signal_ok {
+                    return Err(BadSignal { partition: i, region: r });
+                }
                 for (s, earlier) in p.regions()[..r].iter().enumerate() {
                     let a = Range::new(region.ipa, region.size);
                     let b = Range::new(earlier.ipa, earlier.size);

@@ -27,8 +27,24 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
     p.vcpu_count = 1;
     p.vcpu_mpidr[0] = cpu;
     p.region_count = 2;
-    p.regions[0] = MemRegion { pa, ipa: 0x4000_0000, size: 16 * MB, kind: RegionKind::Ram as u32, param: 0 };
-    p.regions[1] = MemRegion { pa: uart, ipa: uart, size: 0x1000, kind: RegionKind::Device as u32, param: 0 };
+    p.regions[0] = MemRegion {
+        pa,
+        ipa: 0x4000_0000,
+        size: 16 * MB,
+        kind: RegionKind::Ram as u32,
+        param: 0,
+        signal_partition: 0,
+        signal_intid: 0,
+    };
+    p.regions[1] = MemRegion {
+        pa: uart,
+        ipa: uart,
+        size: 0x1000,
+        kind: RegionKind::Device as u32,
+        param: 0,
+        signal_partition: 0,
+        signal_intid: 0,
+    };
     p.image_ipa = 0x4000_0000;
     p.entry_ipa = 0x4000_0000;
     p.dtb_ipa = 0x4000_0000 + 15 * MB;
@@ -176,7 +192,7 @@ fn duplicate_names_and_vmids_are_refused() {
 }
 
 fn shared(pa: u64, ipa: u64, kind: RegionKind) -> MemRegion {
-    MemRegion { pa, ipa, size: 0x10000, kind: kind as u32, param: 0 }
+    MemRegion { pa, ipa, size: 0x10000, kind: kind as u32, param: 0, signal_partition: 0, signal_intid: 0 }
 }
 
 fn with_channel(a: RegionKind, b: RegionKind) -> [PartitionDesc; 2] {
@@ -209,11 +225,57 @@ fn channel_memory_is_shared_only_between_one_writer_and_readers() {
 #[test]
 fn doorbells_are_not_memory_but_must_not_collide_in_guest_space() {
     let mut p = two();
-    p[1].regions[2] = MemRegion { pa: 0, ipa: 0x3100_0000, size: 4096, kind: RegionKind::Doorbell as u32, param: 0 };
+    p[1].regions[2] = MemRegion {
+        pa: 0,
+        ipa: 0x3100_0000,
+        size: 4096,
+        kind: RegionKind::Doorbell as u32,
+        param: 0,
+        signal_partition: 0,
+        signal_intid: DOORBELL_INTIDS.start,
+    };
     p[1].region_count = 3;
-    p[0].regions[2] = MemRegion { pa: 0, ipa: 0x3100_0000, size: 4096, kind: RegionKind::Doorbell as u32, param: 0 };
+    p[0].regions[2] = MemRegion {
+        pa: 0,
+        ipa: 0x3100_0000,
+        size: 4096,
+        kind: RegionKind::Doorbell as u32,
+        param: 0,
+        signal_partition: 1,
+        signal_intid: DOORBELL_INTIDS.start,
+    };
     p[0].region_count = 3;
     assert!(check(&p).is_ok());
     p[1].regions[2].ipa = 0x4000_0000;
     assert!(matches!(check(&p), Err(ConfigError::IpaOverlap { partition: 1, .. })));
+}
+
+/// CH-010: a doorbell signals another partition of the configuration, as a doorbell
+/// INTID; nothing else names a signal.
+#[test]
+fn doorbells_signal_another_partition_with_a_doorbell_intid() {
+    let mut p = two();
+    p[0].regions[2] = MemRegion {
+        pa: 0,
+        ipa: 0x3100_0000,
+        size: 4096,
+        kind: RegionKind::Doorbell as u32,
+        param: 10,
+        signal_partition: 1,
+        signal_intid: DOORBELL_INTIDS.start + 3,
+    };
+    p[0].region_count = 3;
+    assert!(check(&p).is_ok());
+    let bad = |edit: fn(&mut MemRegion)| {
+        let mut q = p;
+        edit(&mut q[0].regions[2]);
+        matches!(check(&q), Err(ConfigError::BadSignal { partition: 0, region: 2 }))
+    };
+    assert!(bad(|r| r.signal_partition = 0), "itself");
+    assert!(bad(|r| r.signal_partition = 2), "no such partition");
+    assert!(bad(|r| r.signal_intid = 33), "a real SPI");
+    assert!(bad(|r| r.signal_intid = DOORBELL_INTIDS.end), "a special INTID");
+    let mut q = p;
+    q[0].regions[0].signal_intid = DOORBELL_INTIDS.start;
+    assert!(matches!(check(&q), Err(ConfigError::BadSignal { partition: 0, region: 0 })), "RAM names no signal");
 }
