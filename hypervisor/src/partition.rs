@@ -393,9 +393,9 @@ fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
     }
 }
 
-/// Stops every vCPU of `part` (a new generation; with `boot`, vCPU 0 to start at it
-/// afterwards is *not* set yet) and waits, bounded, until its other cores have left
-/// their guest. False if the partition was already being stopped by another core.
+/// Stops every vCPU of `part` (a new generation, all off; the caller decides what
+/// starts again) and waits, bounded, until its other cores have left their guest.
+/// False if another core is already stopping the partition.
 fn stop_partition(part: &Runtime, me: usize) -> bool {
     {
         let mut power = part.power.lock();
