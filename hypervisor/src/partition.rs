@@ -429,6 +429,97 @@ fn stop_partition(part: &Runtime, me: usize) -> bool {
     true
 }
 
+/// A hypercall from the guest this core runs (the common exit: [`crate::trap`] takes it
+/// straight here, without building the full [`TrapInfo`]).
+pub fn on_hypercall(frame: &mut TrapFrame, function: u32, args: [u64; 7]) {
+    let Some((part, vcpu)) = current() else {
+        log::error!("hypercall from a core with no partition");
+        cpu::park()
+    };
+    hypercall(part, vcpu, frame, function, args)
+}
+
+/// Answers hypercall `function` of vCPU `vcpu` of `part`, or carries out what it asks.
+fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, args: [u64; 7]) {
+    // Only PARTITION_STATUS reads these: other calls do not take the lock.
+    let (start, restarts) = if function == septum_abi::hypercall::PARTITION_STATUS {
+        let st = part.state.lock();
+        (st.start, st.health.restarts())
+    } else {
+        (StartCondition::NormalStart, 0)
+    };
+    let caller = Caller {
+        vcpu,
+        vcpu_count: part.desc.vcpus().len(),
+        start,
+        restarts,
+        audit_reader: part.desc.is_audit_reader(),
+    };
+    match answer(function, args, &caller) {
+        Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
+        Answer::ConsoleWrite { bytes, len } => {
+            let name = part.desc.name();
+            let now = cpu::counter();
+            let mut st = part.state.lock();
+            let State { console, limit, .. } = &mut *st;
+            console.push(&bytes[..len], |l| match limit.admit(now) {
+                Admit::Write { dropped } => {
+                    if dropped > 0 {
+                        log::warn!("{name}: {dropped} console lines dropped (rate limit)");
+                    }
+                    crate::console::line(name, format_args!("{l}"));
+                }
+                Admit::Drop => {}
+            });
+            frame.x[0] = SUCCESS;
+        }
+        Answer::AuditInfo => {
+            frame.x[..4].copy_from_slice(&match crate::trust::audit_info() {
+                Some((slots, next_slot, next_seq)) => {
+                    [SUCCESS, u64::from(slots), u64::from(next_slot), next_seq]
+                }
+                None => [NOT_SUPPORTED, 0, 0, 0],
+            });
+        }
+        Answer::AuditRead { slot, half } => match crate::trust::audit_read(slot, half) {
+            Some(words) => {
+                frame.x[0] = SUCCESS;
+                frame.x[1..17].copy_from_slice(&words);
+            }
+            None => frame.x[0] = INVALID_PARAMETERS,
+        },
+        Answer::CpuOff => {
+            log::info!("{}: vCPU {vcpu} turned itself off (PSCI CPU_OFF)", part.desc.name());
+            part.power.lock().cpu_off(vcpu);
+            wait_for_start(part, vcpu)
+        }
+        Answer::CpuOn { target, entry, context } => {
+            let result = part.power.lock().cpu_on(vcpu, target, entry, context);
+            frame.x[0] = match result {
+                Ok(_) => {
+                    // The target's core waits in WFE.
+                    aarch64_cpu::asm::sev();
+                    SUCCESS
+                }
+                Err(e) => i64::from(e) as u64,
+            };
+        }
+        Answer::AffinityInfo { target, level } => {
+            frame.x[0] = part.power.lock().affinity_info(target, level) as u64;
+        }
+        Answer::Stop(cause) => {
+            let what = match cause {
+                StopCause::ResetRequest => "asked for PSCI SYSTEM_RESET",
+                StopCause::OffRequest => "asked for PSCI SYSTEM_OFF",
+                StopCause::Fault => "stopped",
+            };
+            log::warn!("{}: {what}; applying its policy", part.desc.name());
+            apply_policy(part, vcpu, cause)
+        }
+    }
+    // HVC's preferred return address is already the next instruction.
+}
+
 /// Carries out what a partition's trap means.
 pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
     let Some((part, vcpu)) = current() else {
@@ -436,85 +527,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
         cpu::park()
     };
     match exit {
-        Exit::Hypercall { function, args } => {
-            // Only PARTITION_STATUS reads these: other calls do not take the lock.
-            let (start, restarts) = if function == septum_abi::hypercall::PARTITION_STATUS {
-                let st = part.state.lock();
-                (st.start, st.health.restarts())
-            } else {
-                (StartCondition::NormalStart, 0)
-            };
-            let caller = Caller {
-                vcpu,
-                vcpu_count: part.desc.vcpus().len(),
-                start,
-                restarts,
-                audit_reader: part.desc.is_audit_reader(),
-            };
-            match answer(function, args, &caller) {
-                Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
-                Answer::ConsoleWrite { bytes, len } => {
-                    let name = part.desc.name();
-                    let now = cpu::counter();
-                    let mut st = part.state.lock();
-                    let State { console, limit, .. } = &mut *st;
-                    console.push(&bytes[..len], |l| match limit.admit(now) {
-                        Admit::Write { dropped } => {
-                            if dropped > 0 {
-                                log::warn!("{name}: {dropped} console lines dropped (rate limit)");
-                            }
-                            crate::console::line(name, format_args!("{l}"));
-                        }
-                        Admit::Drop => {}
-                    });
-                    frame.x[0] = SUCCESS;
-                }
-                Answer::AuditInfo => {
-                    frame.x[..4].copy_from_slice(&match crate::trust::audit_info() {
-                        Some((slots, next_slot, next_seq)) => {
-                            [SUCCESS, u64::from(slots), u64::from(next_slot), next_seq]
-                        }
-                        None => [NOT_SUPPORTED, 0, 0, 0],
-                    });
-                }
-                Answer::AuditRead { slot, half } => match crate::trust::audit_read(slot, half) {
-                    Some(words) => {
-                        frame.x[0] = SUCCESS;
-                        frame.x[1..17].copy_from_slice(&words);
-                    }
-                    None => frame.x[0] = INVALID_PARAMETERS,
-                },
-                Answer::CpuOff => {
-                    log::info!("{}: vCPU {vcpu} turned itself off (PSCI CPU_OFF)", part.desc.name());
-                    part.power.lock().cpu_off(vcpu);
-                    wait_for_start(part, vcpu)
-                }
-                Answer::CpuOn { target, entry, context } => {
-                    let result = part.power.lock().cpu_on(vcpu, target, entry, context);
-                    frame.x[0] = match result {
-                        Ok(_) => {
-                            // The target's core waits in WFE.
-                            aarch64_cpu::asm::sev();
-                            SUCCESS
-                        }
-                        Err(e) => i64::from(e) as u64,
-                    };
-                }
-                Answer::AffinityInfo { target, level } => {
-                    frame.x[0] = part.power.lock().affinity_info(target, level) as u64;
-                }
-                Answer::Stop(cause) => {
-                    let what = match cause {
-                        StopCause::ResetRequest => "asked for PSCI SYSTEM_RESET",
-                        StopCause::OffRequest => "asked for PSCI SYSTEM_OFF",
-                        StopCause::Fault => "stopped",
-                    };
-                    log::warn!("{}: {what}; applying its policy", part.desc.name());
-                    apply_policy(part, vcpu, cause)
-                }
-            }
-            // HVC's preferred return address is already the next instruction.
-        }
+        Exit::Hypercall { function, args } => hypercall(part, vcpu, frame, function, args),
         Exit::SetWayMaintenance => frame.elr += 4,
         Exit::Sgi { reg } => {
             let value = frame.x.get(usize::from(reg)).copied().unwrap_or(0);

@@ -88,10 +88,18 @@ pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
     (((hpfar >> 4) & 0xFF_FFFF_FFFF) << 12) | (far & 0xFFF)
 }
 
+/// Whether a trap with this ESR is a hypercall (`HVC #0`): [`classify`] makes it
+/// [`Exit::Hypercall`] with `x0` as the function and `x1..=x7` as the arguments. The
+/// EL2 binary uses this to take its most common exit without building a [`TrapInfo`].
+pub fn is_hypercall(esr: u64) -> bool {
+    let esr = Esr(esr);
+    esr.class() == ExceptionClass::Hvc64 && esr.imm16() == 0
+}
+
 pub fn classify(t: &TrapInfo) -> Exit {
     let esr = Esr(t.esr);
     match esr.class() {
-        ExceptionClass::Hvc64 if esr.imm16() == 0 => {
+        ExceptionClass::Hvc64 if is_hypercall(t.esr) => {
             Exit::Hypercall { function: t.x[0] as u32, args: [t.x[1], t.x[2], t.x[3], t.x[4], t.x[5], t.x[6], t.x[7]] }
         }
         ExceptionClass::Hvc64 => Exit::Violation(Violation::HvcImmediate { imm: esr.imm16(), esr }),
@@ -147,6 +155,9 @@ mod tests {
 
     #[test]
     fn hvc_zero_is_a_call_and_smc_is_forbidden() {
+        assert!(is_hypercall((0x16 << 26) | (1 << 25)));
+        assert!(!is_hypercall((0x16 << 26) | (1 << 25) | 5), "HVC #5");
+        assert!(!is_hypercall((0x17 << 26) | (1 << 25)), "SMC");
         let mut t = TrapInfo { esr: (0x16 << 26) | (1 << 25), ..Default::default() };
         t.x[0] = 0x8400_0009;
         t.x[1] = 7;
