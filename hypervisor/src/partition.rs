@@ -475,9 +475,7 @@ fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, 
         }
         Answer::AuditInfo => {
             frame.x[..4].copy_from_slice(&match crate::trust::audit_info() {
-                Some((slots, next_slot, next_seq)) => {
-                    [SUCCESS, u64::from(slots), u64::from(next_slot), next_seq]
-                }
+                Some((slots, next_slot, next_seq)) => [SUCCESS, u64::from(slots), u64::from(next_slot), next_seq],
                 None => [NOT_SUPPORTED, 0, 0, 0],
             });
         }

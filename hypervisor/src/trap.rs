@@ -150,7 +150,8 @@ extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
     let esr = ESR_EL2.get();
     if kind == LowerKind::Sync && septum_core::traps::is_hypercall(esr) {
         // The most common exit, straight to its handler: what `classify` makes of it.
-        let [function, args @ ..] = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
+        let [function, args @ ..] =
+            [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
         return crate::partition::on_hypercall(frame, function as u32, args);
     }
     let mut x = [0u64; 8];

@@ -64,9 +64,10 @@ fn virtualization() -> Result<(), String> {
     println!("  A tick is 16 instructions, so single-shot figures are multiples of 16. The distributor is");
     println!("  not emulated yet. * Across cores, icount runs the vCPUs round-robin on one host thread:");
     println!("  that figure is mostly QEMU's scheduling, not the hypervisor's work. Where a hypercall's");
-    println!("  instructions go: about 45 in the vectors' full register save and restore, the rest in the");
-    println!("  Rust dispatch (copying the trap's registers, classifying it, finding the partition,");
-    println!("  answering); a dedicated HVC path would cut the latter.");
+    println!("  instructions go: about 45 in the vectors' full register save and restore (all 31");
+    println!("  registers, as for any exit), the rest in finding the partition and in the answer, a");
+    println!("  general decision whose result travels through memory; an assembly fast path for");
+    println!("  the few calls that need no state would cut the latter.");
     println!();
     Ok(())
 }
