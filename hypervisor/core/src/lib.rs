@@ -26,3 +26,4 @@ pub mod pagetable;
 pub mod traps;
 pub mod vcpu;
 pub mod vgic;
+pub mod vgicd;
