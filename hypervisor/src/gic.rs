@@ -14,6 +14,7 @@ use aarch64_cpu::registers::{
     ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
 use septum_core::vgic::{self, ListRegister, Physical, Placement};
+use septum_core::vgicd;
 use septum_platform::gicv3::{Distributor, Redistributor};
 use septum_platform::qemu_virt::BOARD;
 
@@ -46,6 +47,44 @@ pub fn init_distributor() {
         log::warn!("GIC: two security states (GICD_CTLR.DS = 0): interrupts may not reach EL2");
     }
     gicd.enable();
+}
+
+fn distributor() -> Distributor {
+    // SAFETY: as in `init_distributor`.
+    unsafe { Distributor::new(BOARD.gic.distributor as usize) }
+}
+
+/// Carries out on the physical distributor what a partition did to one of its own SPIs
+/// through its emulated one (`vcpus`: the partition's vCPU cores).
+pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
+    let gicd = distributor();
+    match effect {
+        vgicd::Effect::Enable { intid, on } => {
+            if on {
+                // Routed to the boot vCPU's core until the guest says otherwise.
+                if let Some(&core) = vcpus.first() {
+                    gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
+                }
+            }
+            gicd.enable_spi(intid, on);
+        }
+        vgicd::Effect::Route { intid, vcpu } => {
+            if let Some(&core) = vcpus.get(vcpu) {
+                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
+                gicd.enable_spi(intid, true);
+            }
+        }
+        // The guest's priority orders its virtual interrupts; physically every
+        // forwarded interrupt has the same one.
+        vgicd::Effect::Priority { .. } | vgicd::Effect::Pend { .. } | vgicd::Effect::None => {}
+    }
+}
+
+/// Disables and deactivates SPI `intid` (its partition stops or restarts).
+pub fn release_spi(intid: u32) {
+    let gicd = distributor();
+    gicd.enable_spi(intid, false);
+    gicd.deactivate_spi(intid);
 }
 
 fn redistributor() -> Option<Redistributor> {
@@ -126,7 +165,22 @@ pub fn on_irq() {
             ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
             place_pending();
         }
-        Physical::Unexpected(i) => {
+        Physical::Spi(i) if crate::partition::owns_spi(i) => {
+            let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
+            let lr = ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY);
+            match vgic::free_list_register(read_elrsr(), implemented) {
+                Some(n) => {
+                    write_lr(n, lr.0);
+                    write_eoir1(i);
+                }
+                None => {
+                    // A level-triggered device asks again once it is deactivated.
+                    write_eoir1(i);
+                    write_dir(i);
+                }
+            }
+        }
+        Physical::Spi(i) | Physical::Unexpected(i) => {
             write_eoir1(i);
             write_dir(i);
             log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());

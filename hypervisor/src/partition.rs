@@ -20,6 +20,8 @@ use septum_core::health::{Decision, HaltReason, Health, StopCause};
 use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
 use septum_core::vcpu::{Start, VcpuPower};
+use septum_core::vgicd::{self, Outcome, VirtualDistributor};
+use septum_platform::qemu_virt::BOARD;
 use septum_trust::audit::EventKind;
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
@@ -43,6 +45,10 @@ struct Runtime {
     vttbr: u64,
     state: Mutex<State>,
     power: Mutex<VcpuPower>,
+    /// The distributor it sees (its own SPIs and doorbell interrupts only).
+    vgicd: Mutex<VirtualDistributor>,
+    /// The doorbell INTIDs it receives (rings of its channels' peers).
+    doorbells_in: [u32; MAX_REGIONS],
 }
 
 struct State {
@@ -154,10 +160,36 @@ pub fn init(
                 power.stop_all(Some(boot_start(desc)));
                 power
             }),
+            vgicd: Mutex::new(VirtualDistributor::new(0, &[], &[])),
+            doorbells_in: doorbells_received(&config, i),
         });
+        if let Some(Some(p)) = parts.get(i) {
+            *p.vgicd.lock() = fresh_distributor(p);
+        }
     }
     crate::trust::accept(&root, &accepted[..n_accepted]);
     Ok(SYSTEM.call_once(|| System { bundle, root, config_hash, ticks_per_ms, parts }))
+}
+
+/// The doorbell INTIDs partition `index` receives: those of the doorbells of other
+/// partitions that signal it.
+fn doorbells_received(config: &Config<'_>, index: usize) -> [u32; MAX_REGIONS] {
+    let mut out = [0; MAX_REGIONS];
+    let ins = config
+        .partitions
+        .iter()
+        .flat_map(|p| p.regions())
+        .filter(|r| r.kind() == Some(RegionKind::Doorbell) && r.signal_partition as usize == index);
+    for (slot, r) in out.iter_mut().zip(ins) {
+        *slot = r.signal_intid;
+    }
+    out
+}
+
+/// The distributor a partition sees at (re)start: its SPIs and doorbells, all disabled.
+fn fresh_distributor(part: &Runtime) -> VirtualDistributor {
+    let n = part.doorbells_in.iter().position(|&d| d == 0).unwrap_or(MAX_REGIONS);
+    VirtualDistributor::new(part.desc.vcpus().len(), part.desc.irqs(), &part.doorbells_in[..n])
 }
 
 /// Verifies partition `index`'s image where `load` put it; the result is its manifest's
@@ -534,6 +566,11 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
         }
         Exit::Violation(v) => {
             if let Violation::Stage2DataAbort { ipa, esr, .. } = v {
+                if let Some(access) = vgicd::decode(BOARD.gic.distributor, ipa, esr) {
+                    emulate_distributor(part, access, frame);
+                    frame.elr += 4;
+                    return;
+                }
                 if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
                     ring(part, access, ipa, frame);
                     frame.elr += 4;
@@ -580,6 +617,55 @@ fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64,
     if let Some(region) = part.desc.regions().get(access.region).filter(|_| admitted) {
         signal(region.signal_partition as usize, region.signal_intid);
     }
+}
+
+/// An access to the distributor the partition sees: emulated ([`vgicd`]); what it
+/// changes of the partition's own SPIs is carried out on the physical distributor, and
+/// an access outside its interrupts is counted and reported (at powers of two).
+fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFrame) {
+    let reg = usize::from(access.reg);
+    let (outcome, effect, outside) = {
+        let mut d = part.vgicd.lock();
+        let (outcome, effect) = if access.write {
+            let value = frame.x.get(reg).copied().unwrap_or(0);
+            let (effect, outcome) = d.write(access.offset, access.width, value);
+            (outcome, effect)
+        } else {
+            let (value, outcome) = d.read(access.offset, access.width);
+            if let Some(x) = frame.x.get_mut(reg) {
+                *x = value;
+            }
+            (outcome, vgicd::Effect::None)
+        };
+        (outcome, effect, d.outside)
+    };
+    if outcome == Outcome::Outside && outside.is_power_of_two() {
+        log::warn!(
+            "{}: GIC distributor: {} at offset {:#x} outside its interrupts ignored ({outside} so far)",
+            part.desc.name(),
+            if access.write { "write" } else { "read" },
+            access.offset
+        );
+    }
+    match effect {
+        vgicd::Effect::None => {}
+        vgicd::Effect::Pend { intid } => signal(part.index, intid),
+        physical => crate::gic::apply(physical, part.desc.vcpus()),
+    }
+}
+
+/// Whether SPI `intid` is one of the partition's on this core (to forward it).
+pub fn owns_spi(intid: u32) -> bool {
+    current().is_some_and(|(part, _)| part.desc.irqs().contains(&intid))
+}
+
+/// Returns the partition's SPIs and distributor to their state at boot: disabled,
+/// inactive (a restarted or halted partition must not keep a device interrupting).
+fn reset_interrupts(part: &Runtime) {
+    for &intid in part.desc.irqs() {
+        crate::gic::release_spi(intid);
+    }
+    *part.vgicd.lock() = fresh_distributor(part);
 }
 
 /// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer
@@ -649,12 +735,14 @@ fn apply_policy(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
                     _ => StartCondition::PartitionRestart,
                 };
             }
+            reset_interrupts(part);
             log::info!("{name}: restarted from its pristine image (RAM zeroed)");
             part.power.lock().stop_all(Some(boot_start(part.desc)));
             aarch64_cpu::asm::sev();
             wait_for_start(part, vcpu)
         }
         Decision::Halt { reason } => {
+            reset_interrupts(part);
             crate::trust::record(EventKind::Halt, part.index as u8, 0, 0, &[0; 64]);
             match reason {
                 HaltReason::Policy => log::warn!("{name}: policy halt: partition stopped"),

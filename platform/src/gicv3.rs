@@ -41,7 +41,16 @@ register_structs! {
     pub DistributorRegs {
         (0x0000 => pub ctlr: ReadWrite<u32, GICD_CTLR::Register>),
         (0x0004 => pub typer: ReadOnly<u32>),
-        (0x0008 => @END),
+        (0x0008 => _reserved0),
+        (0x0080 => pub igroupr: [ReadWrite<u32>; 32]),
+        (0x0100 => pub isenabler: [ReadWrite<u32>; 32]),
+        (0x0180 => pub icenabler: [ReadWrite<u32>; 32]),
+        (0x0200 => _reserved1),
+        (0x0380 => pub icactiver: [ReadWrite<u32>; 32]),
+        (0x0400 => pub ipriorityr: [ReadWrite<u32>; 255]),
+        (0x07FC => _reserved2),
+        (0x6000 => pub irouter: [ReadWrite<u64>; 1020]),
+        (0x7FE0 => @END),
     }
 }
 
@@ -106,10 +115,48 @@ impl Distributor {
         }
     }
 
+    /// Readies shared peripheral interrupt `intid` (32..1020) for forwarding: group 1,
+    /// `priority`, routed to the one core `mpidr`; left disabled.
+    pub fn configure_spi(&self, intid: u32, priority: u8, mpidr: u64) {
+        let Some(n) = spi(intid) else { return };
+        let (word, bit) = (n / 32, 1u32 << (n % 32));
+        self.regs.icenabler[word].set(bit);
+        self.regs.igroupr[word].set(self.regs.igroupr[word].get() | bit);
+        let (pword, shift) = (n / 4, (n % 4) * 8);
+        let p = &self.regs.ipriorityr[pword];
+        p.set((p.get() & !(0xFF << shift)) | (u32::from(priority) << shift));
+        // Aff3 in bits 39..32, Aff2..Aff0 in 23..0; routing mode 0: this core only.
+        self.regs.irouter[n].set((mpidr & 0xFF_00FF_FFFF) & !(1 << 31));
+        self.wait_for_writes();
+    }
+
+    /// Enables or disables shared peripheral interrupt `intid`.
+    pub fn enable_spi(&self, intid: u32, on: bool) {
+        let Some(n) = spi(intid) else { return };
+        let (word, bit) = (n / 32, 1u32 << (n % 32));
+        if on {
+            self.regs.isenabler[word].set(bit);
+        } else {
+            self.regs.icenabler[word].set(bit);
+            self.wait_for_writes();
+        }
+    }
+
+    /// Deactivates shared peripheral interrupt `intid` if it is active.
+    pub fn deactivate_spi(&self, intid: u32) {
+        let Some(n) = spi(intid) else { return };
+        self.regs.icactiver[n / 32].set(1 << (n % 32));
+    }
+
     /// Whether the GIC shows one security state (needed for the layout used here).
     pub fn single_security_state(&self) -> bool {
         self.regs.ctlr.is_set(GICD_CTLR::DS)
     }
+}
+
+/// `intid` as an index into the distributor's per-interrupt arrays, if it is an SPI.
+fn spi(intid: u32) -> Option<usize> {
+    (32..1020).contains(&intid).then_some(intid as usize)
 }
 
 /// The redistributor of one PE.

@@ -1,8 +1,8 @@
 //! Arm PrimeCell UART (PL011), as far as Septum and its guests use it: polled transmit
 //! and receive, no interrupts (Arm PL011 TRM, DDI 0183, section 3).
 
-use tock_registers::interfaces::{Readable, Writeable};
-use tock_registers::registers::{ReadOnly, ReadWrite};
+use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
 register_bitfields! {u32,
@@ -12,6 +12,11 @@ register_bitfields! {u32,
         /// Receive FIFO empty.
         RXFE OFFSET(4) NUMBITS(1) [],
         BUSY OFFSET(3) NUMBITS(1) []
+    ],
+    /// Interrupt mask (IMSC) and clear (ICR) bits.
+    pub INT [
+        /// Transmit: asserted while the transmitter can take more.
+        TX OFFSET(5) NUMBITS(1) []
     ],
     pub CR [
         RXE OFFSET(9) NUMBITS(1) [],
@@ -27,7 +32,11 @@ register_structs! {
         (0x018 => fr: ReadOnly<u32, FR::Register>),
         (0x01c => _reserved1),
         (0x030 => cr: ReadWrite<u32, CR::Register>),
-        (0x034 => @END),
+        (0x034 => _reserved2),
+        (0x038 => imsc: ReadWrite<u32, INT::Register>),
+        (0x03c => _reserved3),
+        (0x044 => icr: WriteOnly<u32, INT::Register>),
+        (0x048 => @END),
     }
 }
 
@@ -53,6 +62,18 @@ impl Pl011 {
             core::hint::spin_loop();
         }
         self.regs.dr.set(u32::from(b));
+    }
+
+    /// Raises the UART's interrupt while the transmitter can take more (IMSC.TXIM):
+    /// since it always can here, at once. [`Pl011::quiet`] masks it again.
+    pub fn interrupt_when_writable(&self) {
+        self.regs.imsc.modify(INT::TX::SET);
+    }
+
+    /// Masks and clears the transmit interrupt.
+    pub fn quiet(&self) {
+        self.regs.imsc.modify(INT::TX::CLEAR);
+        self.regs.icr.write(INT::TX::SET);
     }
 
     pub fn read_byte(&self) -> Option<u8> {

@@ -1,5 +1,6 @@
 //! Attack tests: the connectivity partition reads critical-monitor RAM, writes the
-//! critical monitor's UART, touches the GIC distributor, sends an SGI to the critical
+//! critical monitor's UART, enables the critical monitor's interrupt in the GIC
+//! distributor it sees (ignored, then a reset request), sends an SGI to the critical
 //! monitor's core (dropped, then a reset request), issues SMC and PSCI SYSTEM_RESET, writes a trapped register,
 //! executes an undefined instruction and writes the hypervisor's flash bank. Each must be contained, logged
 //! with a decoded reason and answered by its restart policy, with a pristine reload;
@@ -17,7 +18,8 @@ const ATTACKS: usize = 9;
 const EXPECTED: [&str; ATTACKS] = [
     "connectivity: FAULT access outside its memory map: read at IPA 0x50000000",
     "connectivity: FAULT access outside its memory map: write at IPA 0x9000000",
-    "connectivity: FAULT access outside its memory map: read at IPA 0x8000000",
+    // IRQ-003: the distributor it sees shows its own interrupts only.
+    "connectivity: GIC distributor: write at offset 0x104 outside its interrupts ignored",
     // IRQ-002: SGIs can only reach the partition's own vCPUs.
     "connectivity: SGI to vCPUs outside the partition ignored",
     "connectivity: FAULT forbidden SMC: function 0x84000009",
@@ -55,12 +57,12 @@ fn judge(system: &str, entry: Entry) {
         let restart = format!("connectivity: policy restart: restart #{}", k + 1);
         assert!(lines[at..].iter().any(|l| l.text.contains(&restart)), "no `{restart}`\n{t}");
     }
-    // The SGI and PSCI-reset steps are not faults; every other one carries its ESR.
-    assert_eq!(count(&lines, "ESR 0x"), ATTACKS - 2, "each fault carries its decoded ESR\n{t}");
+    // The GIC, SGI and PSCI-reset steps are not faults; every other one carries its ESR.
+    assert_eq!(count(&lines, "ESR 0x"), ATTACKS - 3, "each fault carries its decoded ESR\n{t}");
     assert!(count(&lines, "EC=0x24 data abort from the partition") >= 3, "{t}");
     assert!(count(&lines, "EC=0x17 SMC") == 1, "{t}");
     assert!(count(&lines, "MSR ICC_SGI1R_EL1") == 0, "an SGI write is emulated, never a fault\n{t}");
-    assert_eq!(count(&lines, "asked for PSCI SYSTEM_RESET"), 2, "{t}");
+    assert_eq!(count(&lines, "asked for PSCI SYSTEM_RESET"), 3, "{t}");
     assert!(count(&lines, "EC=0x18 trapped system register or instruction: MSR ACTLR_EL1") == 1, "{t}");
     assert!(count(&lines, "EC=0x20 instruction abort from the partition") == 1, "{t}");
     assert_eq!(count(&lines, "NOT CONTAINED"), 0, "an attack went through\n{t}");

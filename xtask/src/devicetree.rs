@@ -1,6 +1,10 @@
 //! Partition device trees: each partition gets one that lists only what it owns (its
-//! RAM as it sees it, its vCPUs, PSCI over HVC, the generic timer and its devices).
-//! Written with rust-vmm's `vm-fdt`.
+//! RAM as it sees it, its vCPUs, PSCI over HVC, the GIC it sees, the generic timer and
+//! its devices with their interrupts). Written with rust-vmm's `vm-fdt`.
+//!
+//! The GIC node names the board's distributor address, where the hypervisor emulates a
+//! distributor showing only the partition's interrupts, and the redistributor frames of
+//! its vCPUs (not emulated yet: bare-metal guests need none).
 
 use septum_abi::config::RegionKind;
 use vm_fdt::{Error, FdtWriter};
@@ -8,6 +12,16 @@ use vm_fdt::{Error, FdtWriter};
 use crate::system::{Partition, System};
 
 const CLOCK_PHANDLE: u32 = 1;
+const GIC_PHANDLE: u32 = 2;
+/// GIC interrupt specifier: type (0: SPI, 1: PPI), number, flags (4: level high, 1: edge).
+const SPI: u32 = 0;
+const PPI: u32 = 1;
+const LEVEL_HIGH: u32 = 4;
+const EDGE_RISING: u32 = 1;
+/// Bytes of one redistributor (RD_base and SGI_base frames).
+const REDISTRIBUTOR_FRAME: u64 = 0x2_0000;
+/// Bytes of the distributor's frame.
+const DISTRIBUTOR_FRAME: u64 = 0x1_0000;
 
 pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     let mut fdt = FdtWriter::new()?;
@@ -16,6 +30,7 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.property_u32("#size-cells", 2)?;
     fdt.property_string_list("compatible", vec!["septum,partition".into()])?;
     fdt.property_string("model", &format!("Septum partition {} on {}", p.name, system.board.name))?;
+    fdt.property_u32("interrupt-parent", GIC_PHANDLE)?;
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", &p.bootargs)?;
@@ -49,9 +64,22 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.property_string("method", "hvc")?;
     fdt.end_node(psci)?;
 
+    let gic = system.board.gic;
+    let intc = fdt.begin_node(&format!("interrupt-controller@{:x}", gic.distributor))?;
+    fdt.property_string_list("compatible", vec!["arm,gic-v3".into()])?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#interrupt-cells", 3)?;
+    let redistributors = REDISTRIBUTOR_FRAME * p.desc.vcpus().len() as u64;
+    fdt.property_array_u64("reg", &[gic.distributor, DISTRIBUTOR_FRAME, gic.redistributors, redistributors])?;
+    fdt.property_phandle(GIC_PHANDLE)?;
+    fdt.end_node(intc)?;
+
+    // Secure and non-secure physical, virtual and hypervisor timers: PPIs 13, 14, 11, 10.
     let timer = fdt.begin_node("timer")?;
     fdt.property_string_list("compatible", vec!["arm,armv8-timer".into()])?;
     fdt.property_null("always-on")?;
+    let ppis: Vec<u32> = [13, 14, 11, 10].iter().flat_map(|&n| [PPI, n, LEVEL_HIGH]).collect();
+    fdt.property_array_u32("interrupts", &ppis)?;
     fdt.end_node(timer)?;
 
     let clk = fdt.begin_node("apb-pclk")?;
@@ -67,6 +95,10 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         let node = fdt.begin_node(&format!("{node_name}@{:x}", d.base))?;
         fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
         fdt.property_array_u64("reg", &[d.base, d.size])?;
+        if !d.irqs.is_empty() {
+            let spis: Vec<u32> = d.irqs.iter().flat_map(|&i| [SPI, i.saturating_sub(32), LEVEL_HIGH]).collect();
+            fdt.property_array_u32("interrupts", &spis)?;
+        }
         if d.compatible.contains(&"arm,primecell") {
             fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
             fdt.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
@@ -106,6 +138,7 @@ fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
         }
         fdt.property_u64("septum,doorbell", c.doorbell)?;
         fdt.property_u32("septum,doorbell-intid", c.interrupt)?;
+        fdt.property_array_u32("interrupts", &[SPI, c.interrupt.saturating_sub(32), EDGE_RISING])?;
         match c.kind {
             Kind::Queuing { slot_size, depth } => {
                 fdt.property_string("septum,kind", "queuing")?;

@@ -45,6 +45,8 @@ pub enum Physical {
     Kick,
     /// The list registers ran empty: end it, then place what waits.
     Maintenance,
+    /// A shared peripheral interrupt: forwarded if the partition on this core owns it.
+    Spi(u32),
     /// Not one the hypervisor enabled: drop its priority, deactivate it, report it.
     Unexpected(u32),
 }
@@ -55,6 +57,7 @@ pub fn classify(intid: u32) -> Physical {
         i if i >= FIRST_SPECIAL => Physical::Spurious,
         VTIMER_PPI => Physical::Forward(ListRegister::hw_pending(VTIMER_PPI, VTIMER_PPI, FORWARD_PRIORITY)),
         KICK_SGI => Physical::Kick,
+        i if i >= 32 => Physical::Spi(i),
         MAINTENANCE_PPI => Physical::Maintenance,
         i => Physical::Unexpected(i),
     }
@@ -217,7 +220,7 @@ mod tests {
         assert_eq!(classify(KICK_SGI), Physical::Kick);
         assert_eq!(classify(MAINTENANCE_PPI), Physical::Maintenance);
         assert_eq!(classify(1), Physical::Unexpected(1));
-        assert_eq!(classify(33), Physical::Unexpected(33));
+        assert_eq!(classify(33), Physical::Spi(33));
     }
 
     #[test]

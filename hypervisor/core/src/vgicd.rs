@@ -31,6 +31,24 @@ pub mod reg {
     pub const SIZE: u64 = 0x1_0000;
 }
 
+/// A trapped access to the distributor's frame that can be emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub offset: u64,
+    pub width: u8,
+    pub write: bool,
+    /// The transfer register (31 = XZR).
+    pub reg: u8,
+}
+
+/// Whether a stage-2 data abort at `ipa` is an access to the distributor at `base` that
+/// the hardware fully describes (ESR.ISV); anything else there stays a violation.
+pub fn decode(base: u64, ipa: u64, esr: crate::esr::Esr) -> Option<Access> {
+    let offset = ipa.checked_sub(base).filter(|&o| o < reg::SIZE)?;
+    let da = esr.data_abort();
+    da.valid.then_some(Access { offset, width: da.size, write: da.write, reg: da.reg })
+}
+
 /// Interrupts a partition may own at once.
 pub const MAX_OWNED: usize = 32;
 /// INTIDs the emulated distributor describes (`TYPER.ITLinesNumber` = 31).

@@ -147,6 +147,10 @@ pub struct Boot {
     pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
     /// vCPUs the partition has (its device tree's `/cpus`); this one is vCPU 0.
     pub vcpus: usize,
+    /// The distributor it sees (its device tree's `arm,gic-v3` node), and its UART's
+    /// interrupt (INTID), if it has a UART.
+    pub gicd: Option<u64>,
+    pub uart_irq: Option<u32>,
 }
 
 impl Boot {
@@ -178,7 +182,18 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         core::slice::from_raw_parts(dtb as *const u8, size.min(64 * 1024) as usize)
     };
     let fdt = fdt::Fdt::new(blob).ok();
-    let uart = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,pl011"])).and_then(|n| n.reg()?.next());
+    let uart_node = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,pl011"]));
+    let uart = uart_node.and_then(|n| n.reg()?.next());
+    // `interrupts = <type number flags>`: an SPI's INTID is 32 + its number.
+    let uart_irq = uart_node.and_then(|n| n.property("interrupts")).and_then(|p| {
+        let cell = |i: usize| p.value.get(4 * i..4 * i + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+        (cell(0)? == 0).then_some(32 + cell(1)?)
+    });
+    let gicd = fdt
+        .as_ref()
+        .and_then(|f| f.find_compatible(&["arm,gic-v3"]))
+        .and_then(|n| n.reg()?.next())
+        .map(|r| r.starting_address as u64);
     let console = match uart {
         // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
         Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
@@ -204,7 +219,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     vtimer::init();
-    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus };
+    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }
@@ -312,6 +327,16 @@ pub fn system_reset() -> ! {
 pub enum Console {
     Uart(Pl011),
     Hypervisor(HvConsole),
+}
+
+impl Console {
+    /// The UART, when the console is one.
+    pub fn uart(&self) -> Option<&Pl011> {
+        match self {
+            Console::Uart(u) => Some(u),
+            Console::Hypervisor(_) => None,
+        }
+    }
 }
 
 impl Write for Console {
@@ -557,5 +582,41 @@ pub mod smp {
         // SAFETY: `MAIN` only ever holds a `fn(usize) -> !` stored by `start`.
         let main: fn(usize) -> ! = unsafe { core::mem::transmute::<usize, fn(usize) -> !>(main) };
         main(id())
+    }
+}
+
+/// The distributor the hypervisor emulates for this partition (it shows only the
+/// partition's own interrupts): enabling them.
+pub mod gicd {
+    /// GICD_ISENABLER<n>.
+    const ISENABLER: u64 = 0x100;
+    /// GICD_CTLR: affinity routing and group 1 on.
+    const CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
+
+    fn write(gicd: u64, offset: u64, value: u32) {
+        // SAFETY: the distributor's page is not mapped for us: the write traps to the
+        // hypervisor, which emulates it; none of our memory is touched.
+        unsafe { core::ptr::write_volatile((gicd + offset) as *mut u32, value) };
+    }
+
+    fn read(gicd: u64, offset: u64) -> u32 {
+        // SAFETY: as in `write`; the read is emulated too.
+        unsafe { core::ptr::read_volatile((gicd + offset) as *const u32) }
+    }
+
+    /// Turns on group-1 interrupts and enables `intid` (an SPI of ours).
+    pub fn enable(gicd: u64, intid: u32) {
+        write(gicd, 0, CTLR_ARE_GRP1);
+        write(gicd, ISENABLER + u64::from(intid / 32) * 4, 1 << (intid % 32));
+    }
+
+    /// Whether `intid` reads back as enabled.
+    pub fn is_enabled(gicd: u64, intid: u32) -> bool {
+        read(gicd, ISENABLER + u64::from(intid / 32) * 4) & (1 << (intid % 32)) != 0
+    }
+
+    /// Raw register access, for tests of what the hypervisor ignores.
+    pub fn write_raw(gicd: u64, offset: u64, value: u32) {
+        write(gicd, offset, value)
     }
 }
