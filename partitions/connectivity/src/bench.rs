@@ -24,7 +24,7 @@ const BENCH_SGI: u32 = 5;
 static SENT_AT: AtomicU64 = AtomicU64::new(0);
 static SGI_LATENCY: AtomicU64 = AtomicU64::new(u64::MAX);
 
-pub fn run(console: &mut Console, vcpus: usize) {
+pub fn run(console: &mut Console, vcpus: usize, gicd: Option<u64>) {
     // Null hypercall: SMCCC_VERSION, answered in EL2 without side effects.
     let t0 = counter();
     for _ in 0..HYPERCALLS {
@@ -32,6 +32,17 @@ pub fn run(console: &mut Console, vcpus: usize) {
     }
     let ticks = counter() - t0;
     let _ = writeln!(console, "bench: null-hypercall ticks={ticks} count={HYPERCALLS}");
+
+    // A trapped, emulated distributor read (GICD_TYPER).
+    if let Some(gicd) = gicd {
+        let t0 = counter();
+        let mut sum = 0u32;
+        for _ in 0..HYPERCALLS {
+            sum = sum.wrapping_add(septum_guest::gicd::read_raw(gicd, 4));
+        }
+        let ticks = counter() - t0;
+        let _ = writeln!(console, "bench: distributor-read ticks={ticks} count={HYPERCALLS} (sum {sum:#x})");
+    }
 
     // Virtual timer interrupt: from the deadline to the guest having it acknowledged.
     let mut samples = [0u64; SAMPLES];

@@ -50,7 +50,7 @@ fn partition_main(mut boot: Boot) -> ! {
         }
     );
     if boot.arg("bench") == Some("1") {
-        bench::run(&mut boot.console, boot.vcpus);
+        bench::run(&mut boot.console, boot.vcpus, boot.gicd);
     }
     start_secondaries(&mut boot.console, boot.vcpus, period_ms);
     uart_interrupt_check(&mut boot);

@@ -619,4 +619,9 @@ pub mod gicd {
     pub fn write_raw(gicd: u64, offset: u64, value: u32) {
         write(gicd, offset, value)
     }
+
+    /// Raw register read (benchmarks, tests).
+    pub fn read_raw(gicd: u64, offset: u64) -> u32 {
+        read(gicd, offset)
+    }
 }
