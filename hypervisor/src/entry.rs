@@ -10,19 +10,20 @@ use crate::trap::TrapFrame;
 
 core::arch::global_asm!(
     r#"
-.equ STACK_SIZE, 0x10000
+.equ STACK_STRIDE, {stack_stride}                              // guard page + stack, per core
 .equ SCR_EL3_VALUE, (1 << 0) | (3 << 4) | (1 << 8) | (1 << 10)   // NS, RES1, HCE, RW
 .equ SPSR_EL2H_MASKED, 0x3c9                                   // EL2h, DAIF set
 .equ SCTLR_EL2_RESET, 0x30c50830                               // RES1 bits, MMU/caches off
 .equ CPTR_EL2_VALUE, 0x33ff                                    // RES1 bits, no FP/SIMD trap
 
-// \dst = top of the stack of core slot \slot (clobbers x10).
+// \dst = top of the stack of core slot \slot (clobbers x10). Slot k's stack lies just
+// above its guard page: [start + k * STRIDE + GUARD, start + (k + 1) * STRIDE).
 .macro STACK_TOP dst, slot
     adrp    \dst, __stacks_start
     add     \dst, \dst, #:lo12:__stacks_start
-    mov     x10, #STACK_SIZE
+    ldr     x10, =STACK_STRIDE
     madd    \dst, \slot, x10, \dst
-    add     \dst, \dst, #STACK_SIZE
+    add     \dst, \dst, x10
 .endm
 
 .section .text.head, "ax"
@@ -52,7 +53,7 @@ primary_entry:
     // EL1 (or an impossible EL0): no virtualization. Refuse on a stack and stop.
     adrp    x9, __stacks_start
     add     x9, x9, #:lo12:__stacks_start
-    add     sp, x9, #STACK_SIZE
+    add     sp, x9, #STACK_STRIDE
     mov     x0, x19
     bl      refuse_el1
 0:  wfe
@@ -94,7 +95,7 @@ primary_entry:
     msr     tpidr_el2, xzr           // the boot core is slot 0
     adrp    x9, __stacks_start
     add     x9, x9, #:lo12:__stacks_start
-    add     sp, x9, #STACK_SIZE
+    add     sp, x9, #STACK_STRIDE
     // Zero BSS (the stacks are NOLOAD and need no zeroing).
     adrp    x9, __bss_start
     add     x9, x9, #:lo12:__bss_start
@@ -186,6 +187,7 @@ enter_guest_asm:
     frame_size = const core::mem::size_of::<TrapFrame>(),
     max_cpus = const crate::partition::MAX_CPUS,
     gicd = const septum_platform::qemu_virt::GICD,
+    stack_stride = const crate::stage1::STACK_GUARD + crate::stage1::STACK_SIZE,
 );
 
 extern "C" {

@@ -21,6 +21,7 @@ use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
 use septum_core::vcpu::{Start, VcpuPower};
 use septum_core::vgicd::{self, Outcome, VirtualDistributor};
+use septum_core::vgicr::{self, VirtualRedistributors};
 use septum_platform::qemu_virt::BOARD;
 use septum_trust::audit::EventKind;
 use septum_trust::format::RootBody;
@@ -47,6 +48,8 @@ struct Runtime {
     power: Mutex<VcpuPower>,
     /// The distributor it sees (its own SPIs and doorbell interrupts only).
     vgicd: Mutex<VirtualDistributor>,
+    /// The redistributors it sees, one per vCPU.
+    vgicr: Mutex<VirtualRedistributors>,
     /// The doorbell INTIDs it receives (rings of its channels' peers).
     doorbells_in: [u32; MAX_REGIONS],
 }
@@ -69,7 +72,14 @@ pub struct System {
     root: RootBody,
     config_hash: Hash,
     ticks_per_ms: u64,
-    parts: [Option<Runtime>; MAX_PARTITIONS],
+}
+
+/// Each accepted partition's run-time state, by its index in the configuration.
+static PARTS: [Once<Runtime>; MAX_PARTITIONS] = [const { Once::new() }; MAX_PARTITIONS];
+
+/// Partition `index`, if it was accepted.
+fn part(index: usize) -> Option<&'static Runtime> {
+    PARTS.get(index)?.get()
 }
 
 static SYSTEM: Once<System> = Once::new();
@@ -116,7 +126,6 @@ pub fn init(
     config_hash: Hash,
 ) -> Result<&'static System, (usize, LoadError)> {
     let ticks_per_ms = (cpu::counter_hz() / 1000).max(1);
-    let mut parts: [Option<Runtime>; MAX_PARTITIONS] = [const { None }; MAX_PARTITIONS];
     let mut accepted: [(&str, u64); MAX_PARTITIONS] = [("", 0); MAX_PARTITIONS];
     let mut n_accepted = 0;
     for (i, desc) in config.partitions.iter().enumerate() {
@@ -143,7 +152,10 @@ pub fn init(
             Err(e) => return Err((i, e)),
         }
         let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
-        parts[i] = Some(Runtime {
+        // Built in its static: a partition's run-time state is kilobytes, and the boot
+        // stack must not hold all of them at once.
+        let Some(slot) = PARTS.get(i) else { return Err((i, LoadError::TooLarge("partition table"))) };
+        let part = slot.call_once(|| Runtime {
             desc,
             index: i,
             vttbr: (u64::from(desc.vmid) << 48) | root,
@@ -161,14 +173,13 @@ pub fn init(
                 power
             }),
             vgicd: Mutex::new(VirtualDistributor::new(0, &[], &[])),
+            vgicr: Mutex::new(VirtualRedistributors::new(desc.vcpus().len())),
             doorbells_in: doorbells_received(&config, i),
         });
-        if let Some(Some(p)) = parts.get(i) {
-            *p.vgicd.lock() = fresh_distributor(p);
-        }
+        *part.vgicd.lock() = fresh_distributor(part);
     }
     crate::trust::accept(&root, &accepted[..n_accepted]);
-    Ok(SYSTEM.call_once(|| System { bundle, root, config_hash, ticks_per_ms, parts }))
+    Ok(SYSTEM.call_once(|| System { bundle, root, config_hash, ticks_per_ms }))
 }
 
 /// The doorbell INTIDs partition `index` receives: those of the doorbells of other
@@ -283,15 +294,17 @@ fn boot_start(desc: &PartitionDesc) -> Start {
 impl System {
     /// The partitions that were accepted, with their index in the configuration.
     pub fn partitions(&self) -> impl Iterator<Item = (usize, &'static PartitionDesc)> + '_ {
-        self.parts.iter().flatten().map(|p| (p.index, p.desc))
+        PARTS.iter().filter_map(Once::get).map(|p| (p.index, p.desc))
     }
 }
 
 /// Runs the vCPU assigned to this core's slot, once it is started. Never returns.
 pub fn run(slot: usize) -> ! {
-    let Some(sys) = SYSTEM.get() else { cpu::park() };
+    if SYSTEM.get().is_none() {
+        cpu::park()
+    }
     let index = SLOT_PARTITION.get(slot).map_or(NONE, |s| s.load(Ordering::Acquire));
-    let Some(part) = sys.parts.get(index).and_then(|p| p.as_ref()) else {
+    let Some(part) = part(index) else {
         log::info!("cpu slot {slot} (MPIDR {:#x}) has no partition: parked", cpu::mpidr());
         cpu::park()
     };
@@ -370,7 +383,8 @@ fn current() -> Option<(&'static Runtime, usize)> {
     let slot = crate::cpu_slot();
     let index = SLOT_PARTITION.get(slot)?.load(Ordering::Acquire);
     let vcpu = SLOT_VCPU.get(slot)?.load(Ordering::Acquire);
-    Some((SYSTEM.get()?.parts.get(index)?.as_ref()?, vcpu))
+    SYSTEM.get()?;
+    Some((part(index)?, vcpu))
 }
 
 /// Whether the partition was stopped as a whole since this core's vCPU entered it.
@@ -571,6 +585,12 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
                     frame.elr += 4;
                     return;
                 }
+                let vcpus = part.desc.vcpus().len();
+                if let Some((target, access)) = vgicr::decode(BOARD.gic.redistributors, vcpus, ipa, esr) {
+                    emulate_redistributor(part, target, access, frame);
+                    frame.elr += 4;
+                    return;
+                }
                 if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
                     ring(part, access, ipa, frame);
                     frame.elr += 4;
@@ -654,6 +674,33 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
     }
 }
 
+/// An access to one of the partition's redistributors (any vCPU may reach any of its
+/// partition's, as on hardware): emulated ([`vgicr`]); the rest counted and reported.
+fn emulate_redistributor(part: &Runtime, target: usize, access: vgicd::Access, frame: &mut TrapFrame) {
+    let reg = usize::from(access.reg);
+    let (outcome, outside) = {
+        let mut r = part.vgicr.lock();
+        let outcome = if access.write {
+            r.write(target, access.offset, access.width, frame.x.get(reg).copied().unwrap_or(0))
+        } else {
+            let (value, outcome) = r.read(target, access.offset, access.width);
+            if let Some(x) = frame.x.get_mut(reg) {
+                *x = value;
+            }
+            outcome
+        };
+        (outcome, r.outside)
+    };
+    if outcome == Outcome::Outside && outside.is_power_of_two() {
+        log::warn!(
+            "{}: GIC redistributor {target}: {} at offset {:#x} not emulated, ignored ({outside} so far)",
+            part.desc.name(),
+            if access.write { "write" } else { "read" },
+            access.offset
+        );
+    }
+}
+
 /// Whether SPI `intid` is one of the partition's on this core (to forward it).
 pub fn owns_spi(intid: u32) -> bool {
     current().is_some_and(|(part, _)| part.desc.irqs().contains(&intid))
@@ -666,6 +713,7 @@ fn reset_interrupts(part: &Runtime) {
         crate::gic::release_spi(intid);
     }
     *part.vgicd.lock() = fresh_distributor(part);
+    *part.vgicr.lock() = VirtualRedistributors::new(part.desc.vcpus().len());
 }
 
 /// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer
@@ -676,8 +724,7 @@ fn signal(peer: usize, intid: u32) {
         return;
     }
     crate::gic::post(slot, intid);
-    let peer_core =
-        SYSTEM.get().and_then(|s| s.parts.get(peer)?.as_ref()).and_then(|p| p.desc.vcpus().first().copied());
+    let peer_core = part(peer).and_then(|p| p.desc.vcpus().first().copied());
     if let Some(mpidr) = peer_core {
         crate::gic::kick(mpidr);
     }

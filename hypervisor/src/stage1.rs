@@ -2,6 +2,8 @@
 //! read-only, data/BSS/stacks read-write and never executable (SCTLR_EL2.WXN enforces
 //! that nothing writable executes), the rest of RAM read-write non-executable so
 //! partitions can be loaded; the devices the hypervisor keeps (the GIC) Device-nGnRnE.
+//! Below each core's stack lies an unmapped guard page: a stack overflow faults (and
+//! stops the system) instead of silently overwriting BSS or another core's stack.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
@@ -13,11 +15,25 @@ const TABLES: usize = 48;
 static S1_TABLES: Mutex<[Table; TABLES]> = Mutex::new([Table::EMPTY; TABLES]);
 static ROOT: spin::Once<u64> = spin::Once::new();
 
+/// Each core's stack, and the unmapped guard page below it (as in the linker script).
+pub const STACK_SIZE: usize = 0x2_0000;
+pub const STACK_GUARD: usize = 0x1000;
+const STACK_STRIDE: u64 = (STACK_GUARD + STACK_SIZE) as u64;
+
 extern "C" {
     static __hv_start: u8;
     static __text_end: u8;
     static __rodata_end: u8;
+    static __stacks_start: u8;
+    static __stacks_end: u8;
     static __hv_end: u8;
+}
+
+/// Where the stacks are: (start, end).
+fn stacks() -> (u64, u64) {
+    let addr = |sym: &u8| sym as *const u8 as u64;
+    // SAFETY: linker-script symbols; only their addresses are taken, never their values.
+    unsafe { (addr(&__stacks_start), addr(&__stacks_end)) }
 }
 
 /// Where the linker put the hypervisor's sections: (start, end of text, end of
@@ -44,7 +60,21 @@ pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), M
     let r = Regime::El2Stage1;
     arena.map(r, root, Mapping::new(start, start, text_end - start, MemType::Normal, Access::RX))?;
     arena.map(r, root, Mapping::new(text_end, text_end, rodata_end - text_end, MemType::Normal, Access::RO))?;
-    arena.map(r, root, Mapping::new(rodata_end, rodata_end, end - rodata_end, MemType::Normal, Access::RW))?;
+    // Data and BSS; then each stack without its guard page; then the rest of the image.
+    let (stacks_start, stacks_end) = stacks();
+    // The linker script and these constants must agree on the stacks' layout.
+    if stacks_end - stacks_start != STACK_STRIDE * crate::partition::MAX_CPUS as u64 {
+        return Err(MapError::Unaligned);
+    }
+    let rw = |base: u64, size: u64| Mapping::new(base, base, size, MemType::Normal, Access::RW);
+    arena.map(r, root, rw(rodata_end, stacks_start - rodata_end))?;
+    for slot in 0..crate::partition::MAX_CPUS as u64 {
+        let stack = stacks_start + slot * STACK_STRIDE + STACK_GUARD as u64;
+        arena.map(r, root, rw(stack, STACK_SIZE as u64))?;
+    }
+    if end > stacks_end {
+        arena.map(r, root, rw(stacks_end, end - stacks_end))?;
+    }
     for ram in ram {
         // RAM around the image: read-write, never executable.
         let below = Range::new(ram.base, start.clamp(ram.base, ram.end()) - ram.base);

@@ -52,6 +52,14 @@ core::arch::global_asm!(
 .endm
 
 .macro CURRENT kind
+    // The hypervisor itself faulted, perhaps by running its stack into the guard page
+    // below it: continue from the top of this core's stack, never returned to.
+    mrs     x9, tpidr_el2
+    adrp    x10, __stacks_start
+    add     x10, x10, #:lo12:__stacks_start
+    ldr     x11, ={stack_stride}
+    madd    x10, x9, x11, x10
+    add     sp, x10, x11
     mov     x0, #\kind
     mrs     x1, esr_el2
     mrs     x2, elr_el2
@@ -126,6 +134,7 @@ trap_return:
     eret
 "#,
     frame_size = const core::mem::size_of::<TrapFrame>(),
+    stack_stride = const crate::stage1::STACK_GUARD + crate::stage1::STACK_SIZE,
 );
 
 /// Which vector a lower-EL exception came through.

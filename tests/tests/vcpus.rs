@@ -22,7 +22,7 @@ fn vcpu1_reports(lines: &[Line]) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// PSCI-001, IRQ-001, IRQ-002, HM-006: vCPU 1 starts on CPU_ON and beats on its own
+/// PSCI-001, IRQ-001, IRQ-002, IRQ-004, HM-006: vCPU 1 starts on CPU_ON and beats on its own
 /// timer interrupt; CPU_ON for anything outside the partition is refused; a fault of
 /// vCPU 0 restarts both vCPUs from the pristine image; the critical monitor never
 /// notices.
@@ -41,6 +41,9 @@ fn second_vcpu_starts_beats_and_restarts_with_its_partition() {
     // Each start (boot, restart) brings vCPU 1 up on its own core.
     assert_eq!(count(&lines, "connectivity: vCPU 1 started"), 2, "{t}");
     assert_eq!(count(&lines, "connectivity: vCPU 1 starting on MPIDR 0x2"), 2, "{t}");
+    // IRQ-004: one redistributor per vCPU, numbered as the vCPUs, the last marked.
+    assert_eq!(count(&lines, "connectivity: redistributor 0: affinity 0x0 last=false"), 2, "{t}");
+    assert_eq!(count(&lines, "connectivity: redistributor 1: affinity 0x1 last=true"), 2, "{t}");
     // CPU_ON beyond the partition, into another cluster, or for itself: refused.
     assert_eq!(count(&lines, "connectivity: CPU_ON mpidr 0x2 -> -2"), 2, "{t}");
     assert_eq!(count(&lines, "connectivity: CPU_ON mpidr 0x100 -> -2"), 2, "{t}");

@@ -27,3 +27,4 @@ pub mod traps;
 pub mod vcpu;
 pub mod vgic;
 pub mod vgicd;
+pub mod vgicr;

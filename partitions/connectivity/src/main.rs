@@ -54,6 +54,12 @@ fn partition_main(mut boot: Boot) -> ! {
     }
     start_secondaries(&mut boot.console, boot.vcpus, period_ms);
     uart_interrupt_check(&mut boot);
+    if let Some(gicr) = boot.gicr {
+        for k in 0..boot.vcpus {
+            let (affinity, last) = septum_guest::gicd::redistributor_typer(gicr, k);
+            let _ = writeln!(boot.console, "connectivity: redistributor {k}: affinity {affinity:#x} last={last}");
+        }
+    }
     let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
     export_audit(&mut boot.console, export_max);
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));

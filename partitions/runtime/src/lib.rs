@@ -151,6 +151,8 @@ pub struct Boot {
     /// interrupt (INTID), if it has a UART.
     pub gicd: Option<u64>,
     pub uart_irq: Option<u32>,
+    /// Where its vCPUs' redistributors are (frame k: vCPU k).
+    pub gicr: Option<u64>,
 }
 
 impl Boot {
@@ -189,11 +191,9 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         let cell = |i: usize| p.value.get(4 * i..4 * i + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
         (cell(0)? == 0).then_some(32 + cell(1)?)
     });
-    let gicd = fdt
-        .as_ref()
-        .and_then(|f| f.find_compatible(&["arm,gic-v3"]))
-        .and_then(|n| n.reg()?.next())
-        .map(|r| r.starting_address as u64);
+    let gic_regs = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,gic-v3"])).and_then(|n| n.reg());
+    let mut gic_regs = gic_regs.into_iter().flatten().map(|r| r.starting_address as u64);
+    let (gicd, gicr) = (gic_regs.next(), gic_regs.next());
     let console = match uart {
         // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
         Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
@@ -219,7 +219,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     vtimer::init();
-    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq };
+    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }
@@ -623,5 +623,14 @@ pub mod gicd {
     /// Raw register read (benchmarks, tests).
     pub fn read_raw(gicd: u64, offset: u64) -> u32 {
         read(gicd, offset)
+    }
+
+    /// `GICR_TYPER` of redistributor frame `k` at `gicr`: (affinity, last frame).
+    pub fn redistributor_typer(gicr: u64, k: usize) -> (u32, bool) {
+        let at = gicr + k as u64 * 0x2_0000 + 8;
+        // SAFETY: as in `write`: the redistributor frames are not mapped for us, the
+        // hypervisor emulates the read.
+        let typer = unsafe { core::ptr::read_volatile(at as *const u64) };
+        ((typer >> 32) as u32, typer & (1 << 4) != 0)
     }
 }
