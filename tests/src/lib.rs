@@ -48,6 +48,19 @@ pub fn beats(lines: &[Line], who: &str) -> Vec<Beat> {
     lines.iter().filter_map(|l| parse_beat(&l.text, who)).collect()
 }
 
+/// Heartbeat jitter: how far each interval between consecutive beats of one run is
+/// from `period` ticks, as (median, worst), in ticks. Printed by tests, never asserted
+/// beyond the stall bound (host scheduling moves it).
+pub fn jitter(beats: &[Beat], period: u64) -> (u64, u64) {
+    let mut d: Vec<u64> = beats
+        .windows(2)
+        .filter(|w| w[1].n == w[0].n + 1)
+        .map(|w| w[1].cntvct.saturating_sub(w[0].cntvct).abs_diff(period))
+        .collect();
+    d.sort_unstable();
+    (d.get(d.len() / 2).copied().unwrap_or(0), d.last().copied().unwrap_or(0))
+}
+
 /// The largest counter gap between consecutive beats of one run (n increasing by 1).
 pub fn largest_gap(beats: &[Beat]) -> u64 {
     beats

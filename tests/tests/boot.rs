@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use septum_abi::config::{self, PartitionDesc};
-use septum_system_tests::{artifacts, beats, count, largest_gap, rebundle, timer_interrupt_reports};
+use septum_system_tests::{artifacts, beats, count, jitter, largest_gap, rebundle, timer_interrupt_reports};
 use xtask::qemu::{Entry, Launch, Machine, HYPERVISOR};
 use zerocopy::FromBytes;
 
@@ -41,6 +41,8 @@ fn both_partitions_boot_and_heartbeat_200_times() {
         gap as f64 / PERIOD_TICKS as f64
     );
     assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{}", m.transcript());
+    let (median, worst) = jitter(&beats(&lines, "critical-monitor"), PERIOD_TICKS);
+    println!("critical-monitor: heartbeat jitter median {median} ticks, worst {worst} ticks");
     // IRQ-003: connectivity's own UART interrupt (SPI 8, INTID 40) reaches it, enabled
     // through the distributor the hypervisor emulates.
     assert_eq!(count(&lines, "connectivity: uart interrupt 40 taken (enabled=true)"), 1, "{}", m.transcript());

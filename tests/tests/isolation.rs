@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use septum_system_tests::{artifacts, beats, count, largest_gap, timer_interrupt_reports, TIMER_REPORT_EVERY};
+use septum_system_tests::{artifacts, beats, count, jitter, largest_gap, timer_interrupt_reports, TIMER_REPORT_EVERY};
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
 const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
@@ -87,6 +87,8 @@ fn judge(system: &str, entry: Entry) {
         gap as f64 / PERIOD_TICKS as f64
     );
     assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{t}");
+    let (median, worst) = jitter(&crit, PERIOD_TICKS);
+    println!("{system} ({entry:?}): critical-monitor heartbeat jitter under attack: median {median} ticks, worst {worst} ticks");
 
     // IRQ-001: with no channel work, the critical monitor sleeps between beats and its
     // virtual timer's interrupt wakes it for each one, attacks or not.
