@@ -59,19 +59,19 @@ fn distributor() -> Distributor {
 pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
     let gicd = distributor();
     match effect {
-        vgicd::Effect::Enable { intid, on } => {
+        vgicd::Effect::Enable { intid, on, vcpu } => {
             if on {
-                // Routed to the boot vCPU's core until the guest says otherwise.
-                if let Some(&core) = vcpus.first() {
+                if let Some(&core) = vcpus.get(vcpu) {
                     gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
                 }
             }
             gicd.enable_spi(intid, on);
         }
-        vgicd::Effect::Route { intid, vcpu } => {
+        vgicd::Effect::Route { intid, vcpu, enabled } => {
             if let Some(&core) = vcpus.get(vcpu) {
+                // `configure_spi` leaves it disabled: it stays as the guest had it.
                 gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
-                gicd.enable_spi(intid, true);
+                gicd.enable_spi(intid, enabled);
             }
         }
         // The guest's priority orders its virtual interrupts; physically every

@@ -62,20 +62,24 @@ const IIDR: u32 = 0x0000_043B;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
     None,
-    /// A physical interrupt of the partition was enabled or disabled.
+    /// A physical interrupt of the partition was enabled or disabled; it is routed to
+    /// the partition's vCPU `vcpu`.
     Enable {
         intid: u32,
         on: bool,
+        vcpu: usize,
     },
     /// A physical interrupt of the partition got a new priority.
     Priority {
         intid: u32,
         priority: u8,
     },
-    /// A physical interrupt of the partition is routed to the partition's vCPU `vcpu`.
+    /// A physical interrupt of the partition is routed to the partition's vCPU `vcpu`
+    /// (and stays enabled or disabled as it was).
     Route {
         intid: u32,
         vcpu: usize,
+        enabled: bool,
     },
     /// A virtual interrupt (a doorbell) was made pending by the guest itself.
     Pend {
@@ -230,7 +234,7 @@ impl VirtualDistributor {
                     if asked {
                         o.enabled = bank == reg::ISENABLER;
                         if o.physical {
-                            effect = Effect::Enable { intid, on: o.enabled };
+                            effect = Effect::Enable { intid, on: o.enabled, vcpu: o.vcpu };
                         }
                     }
                     if o.enabled {
@@ -312,7 +316,7 @@ impl VirtualDistributor {
             if vcpu < vcpus && w & 0xFF_00FF_FF00 == 0 {
                 o.vcpu = vcpu;
                 if o.physical {
-                    *slot = Effect::Route { intid, vcpu };
+                    *slot = Effect::Route { intid, vcpu, enabled: o.enabled };
                 }
             }
         }
@@ -347,19 +351,26 @@ mod tests {
     fn own_interrupts_are_programmed() {
         let mut d = dist();
         let bank = reg::ISENABLER + 4; // INTIDs 32..64
-        assert_eq!(d.write(bank, 4, 1 << 2), (Effect::Enable { intid: 34, on: true }, Outcome::Done));
+        assert_eq!(d.write(bank, 4, 1 << 2), (Effect::Enable { intid: 34, on: true, vcpu: 0 }, Outcome::Done));
         assert_eq!(d.read(bank, 4), (1 << 2, Outcome::Done));
-        assert_eq!(d.write(reg::ICENABLER + 4, 4, 1 << 2), (Effect::Enable { intid: 34, on: false }, Outcome::Done));
+        assert_eq!(
+            d.write(reg::ICENABLER + 4, 4, 1 << 2),
+            (Effect::Enable { intid: 34, on: false, vcpu: 0 }, Outcome::Done)
+        );
         assert_eq!(d.read(bank, 4).0, 0);
         assert_eq!(
             d.write(reg::IPRIORITYR + 34, 1, 0x80),
             (Effect::Priority { intid: 34, priority: 0x80 }, Outcome::Done)
         );
         assert_eq!(d.read(reg::IPRIORITYR + 32, 4).0, 0x80 << 16);
-        assert_eq!(d.write(reg::IROUTER + 34 * 8, 8, 1), (Effect::Route { intid: 34, vcpu: 1 }, Outcome::Done));
+        assert_eq!(
+            d.write(reg::IROUTER + 34 * 8, 8, 1),
+            (Effect::Route { intid: 34, vcpu: 1, enabled: false }, Outcome::Done)
+        );
         assert_eq!(d.read(reg::IROUTER + 34 * 8, 8).0, 1);
         assert_eq!(d.write(reg::IROUTER + 34 * 8, 8, 5).0, Effect::None, "no vCPU 5: routing unchanged");
         assert_eq!(d.read(reg::IROUTER + 34 * 8, 8).0, 1);
+        assert_eq!(d.write(bank, 4, 1 << 2).0, Effect::Enable { intid: 34, on: true, vcpu: 1 }, "routed as set");
         assert_eq!(d.read(reg::IGROUPR + 4, 4).0, 1 << 2, "group 1");
         // The doorbell: enabled and pended virtually, no physical effect.
         let db_bank = reg::ISENABLER + 960 / 8;
