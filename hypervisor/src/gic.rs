@@ -40,9 +40,7 @@ const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
 /// are per core ([`init_core`]).
 pub fn init_distributor() {
-    // SAFETY: the board's distributor is in `hypervisor_devices` (stage 1 Device memory,
-    // never given to a partition).
-    let gicd = unsafe { Distributor::new(BOARD.gic.distributor as usize) };
+    let gicd = distributor();
     if !gicd.single_security_state() {
         log::warn!("GIC: two security states (GICD_CTLR.DS = 0): interrupts may not reach EL2");
     }
@@ -50,7 +48,8 @@ pub fn init_distributor() {
 }
 
 fn distributor() -> Distributor {
-    // SAFETY: as in `init_distributor`.
+    // SAFETY: the board's distributor is in `hypervisor_devices` (stage 1 Device memory,
+    // never given to a partition).
     unsafe { Distributor::new(BOARD.gic.distributor as usize) }
 }
 
@@ -97,8 +96,10 @@ fn redistributor() -> Option<Redistributor> {
 
 /// Readies this core for a partition's vCPU: its redistributor forwards the virtual
 /// timer's PPI to EL2, EL2's CPU interface takes group-1 interrupts, and the virtual
-/// CPU interface starts empty (what a restarted partition must find too). A physical
-/// timer interrupt the previous run left active is deactivated.
+/// CPU interface starts empty (what a restarted partition must find too). A private
+/// interrupt the previous run left active (the timer's, linked to a list register) is
+/// deactivated with the rest by `reset_private`; the partition's SPIs were released
+/// when it stopped (`partition::reset_interrupts`).
 pub fn init_core() {
     let Some(gicr) = redistributor() else {
         log::error!("GIC: no redistributor for MPIDR {:#x}: no virtual timer interrupt", cpu::mpidr());
@@ -122,9 +123,6 @@ pub fn init_core() {
     write_igrpen1(1);
 
     for n in 0..LIST_REGISTERS {
-        if let Some(intid) = ListRegister(read_lr(n)).left_active() {
-            gicr.deactivate_private(intid);
-        }
         write_lr(n, 0);
     }
     ICH_AP1R0_EL2.set(0);
@@ -138,22 +136,7 @@ pub fn on_irq() {
     let intid = read_iar1();
     match vgic::classify(intid) {
         Physical::Spurious => {}
-        Physical::Forward(lr) => {
-            let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
-            match vgic::free_list_register(read_elrsr(), implemented) {
-                Some(n) => {
-                    write_lr(n, lr.0);
-                    write_eoir1(intid);
-                }
-                None => {
-                    // Cannot happen for the timer (it cannot fire again while its
-                    // virtual interrupt is live); never leave the physical one stuck.
-                    write_eoir1(intid);
-                    write_dir(intid);
-                    log::error!("GIC: no free list register for INTID {intid}: dropped");
-                }
-            }
-        }
+        Physical::Forward(lr) => forward(intid, lr),
         Physical::Kick => {
             write_eoir1(intid);
             write_dir(intid);
@@ -166,19 +149,7 @@ pub fn on_irq() {
             place_pending();
         }
         Physical::Spi(i) if crate::partition::owns_spi(i) => {
-            let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
-            let lr = ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY);
-            match vgic::free_list_register(read_elrsr(), implemented) {
-                Some(n) => {
-                    write_lr(n, lr.0);
-                    write_eoir1(i);
-                }
-                None => {
-                    // A level-triggered device asks again once it is deactivated.
-                    write_eoir1(i);
-                    write_dir(i);
-                }
-            }
+            forward(i, ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY))
         }
         Physical::Spi(i) | Physical::Unexpected(i) => {
             write_eoir1(i);
@@ -186,6 +157,27 @@ pub fn on_irq() {
             log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
         }
     }
+}
+
+/// Forwards physical interrupt `intid`, just acknowledged, as the hardware-linked `lr`:
+/// its priority drops now, the guest's end of interrupt deactivates it. Without a free
+/// list register it is deactivated and dropped (it cannot happen for the timer, which
+/// cannot fire again while its virtual interrupt is live; a level-triggered device
+/// asks again), never left stuck.
+fn forward(intid: u32, lr: ListRegister) {
+    write_eoir1(intid);
+    match vgic::free_list_register(read_elrsr(), implemented_list_registers()) {
+        Some(n) => write_lr(n, lr.0),
+        None => {
+            write_dir(intid);
+            log::error!("GIC: no free list register for INTID {intid}: dropped");
+        }
+    }
+}
+
+/// List registers this core has, up to the ones this driver uses.
+fn implemented_list_registers() -> usize {
+    (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS)
 }
 
 /// Posts virtual interrupt `intid` (an SGI, or a channel doorbell's INTID) for the vCPU
@@ -217,7 +209,7 @@ pub fn place_pending() {
 
 /// Places INTIDs `base + bit` for each set bit; returns the bits that did not fit.
 fn place_bits(mut bits: u64, base: u32) -> u64 {
-    let implemented = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS);
+    let implemented = implemented_list_registers();
     while bits != 0 {
         let bit = bits.trailing_zeros();
         let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);

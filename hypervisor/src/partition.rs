@@ -387,10 +387,14 @@ fn current() -> Option<(&'static Runtime, usize)> {
     Some((part(index)?, vcpu))
 }
 
+/// The partition generation this core's vCPU entered in.
+fn entered_generation() -> u64 {
+    SLOT_GENERATION.get(crate::cpu_slot()).map_or(0, |g| g.load(Ordering::Acquire))
+}
+
 /// Whether the partition was stopped as a whole since this core's vCPU entered it.
 fn stopped_since_entry(part: &Runtime) -> bool {
-    let entered = SLOT_GENERATION.get(crate::cpu_slot()).map_or(0, |g| g.load(Ordering::Acquire));
-    part.power.lock().generation() != entered
+    part.power.lock().generation() != entered_generation()
 }
 
 /// The hypervisor's kick (a physical SGI) reached this core: if its partition is being
@@ -424,18 +428,23 @@ fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
             log::warn!("{}: SGI to vCPUs outside the partition ignored ({n} so far)", part.desc.name());
         }
     }
-    let me = crate::cpu_slot();
     for target in (0..16).filter(|k| req.targets & (1 << k) != 0) {
-        let Some(slot) = slot_of(part.index, target) else { continue };
-        if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
-            continue;
-        }
-        crate::gic::post(slot, req.intid);
-        if slot == me {
-            crate::gic::place_pending();
-        } else if let Some(&mpidr) = part.desc.vcpus().get(target) {
-            crate::gic::kick(mpidr);
-        }
+        deliver(part, target, req.intid);
+    }
+}
+
+/// Makes virtual interrupt `intid` pending for vCPU `vcpu` of `part`, if that vCPU
+/// runs: placed at once when it is this core's, else its core is kicked to place it.
+fn deliver(part: &Runtime, vcpu: usize, intid: u32) {
+    let Some(slot) = slot_of(part.index, vcpu) else { return };
+    if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
+        return;
+    }
+    crate::gic::post(slot, intid);
+    if slot == crate::cpu_slot() {
+        crate::gic::place_pending();
+    } else if let Some(&mpidr) = part.desc.vcpus().get(vcpu) {
+        crate::gic::kick(mpidr);
     }
 }
 
@@ -445,8 +454,7 @@ fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
 fn stop_partition(part: &Runtime, me: usize) -> bool {
     {
         let mut power = part.power.lock();
-        let entered = SLOT_GENERATION.get(crate::cpu_slot()).map_or(0, |g| g.load(Ordering::Acquire));
-        if power.generation() != entered {
+        if power.generation() != entered_generation() {
             return false;
         }
         power.stop_all(None);
@@ -574,8 +582,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
         Exit::Hypercall { function, args } => hypercall(part, vcpu, frame, function, args),
         Exit::SetWayMaintenance => frame.elr += 4,
         Exit::Sgi { reg } => {
-            let value = frame.x.get(usize::from(reg)).copied().unwrap_or(0);
-            send_sgi(part, vcpu, value);
+            send_sgi(part, vcpu, frame.reg(reg));
             frame.elr += 4;
         }
         Exit::Violation(v) => {
@@ -608,9 +615,7 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
 /// channel's doorbell interrupt, so a flood can interrupt it at most at that rate.
 fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64, frame: &mut TrapFrame) {
     if !access.write {
-        if let Some(x) = frame.x.get_mut(usize::from(access.reg)) {
-            *x = 0;
-        }
+        frame.set_reg(access.reg, 0);
         return;
     }
     let now = cpu::counter();
@@ -643,18 +648,14 @@ fn ring(part: &Runtime, access: septum_core::doorbell::DoorbellAccess, ipa: u64,
 /// changes of the partition's own SPIs is carried out on the physical distributor, and
 /// an access outside its interrupts is counted and reported (at powers of two).
 fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFrame) {
-    let reg = usize::from(access.reg);
     let (outcome, effect, outside) = {
         let mut d = part.vgicd.lock();
         let (outcome, effect) = if access.write {
-            let value = frame.x.get(reg).copied().unwrap_or(0);
-            let (effect, outcome) = d.write(access.offset, access.width, value);
+            let (effect, outcome) = d.write(access.offset, access.width, frame.reg(access.reg));
             (outcome, effect)
         } else {
             let (value, outcome) = d.read(access.offset, access.width);
-            if let Some(x) = frame.x.get_mut(reg) {
-                *x = value;
-            }
+            frame.set_reg(access.reg, value);
             (outcome, vgicd::Effect::None)
         };
         (outcome, effect, d.outside)
@@ -677,16 +678,13 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
 /// An access to one of the partition's redistributors (any vCPU may reach any of its
 /// partition's, as on hardware): emulated ([`vgicr`]); the rest counted and reported.
 fn emulate_redistributor(part: &Runtime, target: usize, access: vgicd::Access, frame: &mut TrapFrame) {
-    let reg = usize::from(access.reg);
     let (outcome, outside) = {
         let mut r = part.vgicr.lock();
         let outcome = if access.write {
-            r.write(target, access.offset, access.width, frame.x.get(reg).copied().unwrap_or(0))
+            r.write(target, access.offset, access.width, frame.reg(access.reg))
         } else {
             let (value, outcome) = r.read(target, access.offset, access.width);
-            if let Some(x) = frame.x.get_mut(reg) {
-                *x = value;
-            }
+            frame.set_reg(access.reg, value);
             outcome
         };
         (outcome, r.outside)
@@ -719,14 +717,8 @@ fn reset_interrupts(part: &Runtime) {
 /// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer
 /// partition's boot vCPU, if it runs (a stopped peer has nothing to wake).
 fn signal(peer: usize, intid: u32) {
-    let Some(slot) = slot_of(peer, 0) else { return };
-    if !SLOT_RUNNING[slot].load(Ordering::Acquire) {
-        return;
-    }
-    crate::gic::post(slot, intid);
-    let peer_core = part(peer).and_then(|p| p.desc.vcpus().first().copied());
-    if let Some(mpidr) = peer_core {
-        crate::gic::kick(mpidr);
+    if let Some(p) = part(peer) {
+        deliver(p, 0, intid);
     }
 }
 

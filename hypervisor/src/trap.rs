@@ -16,6 +16,20 @@ pub struct TrapFrame {
     pub _pad: u64,
 }
 
+impl TrapFrame {
+    /// Guest register `Xn` as an instruction names it (31: XZR, reads zero).
+    pub fn reg(&self, n: u8) -> u64 {
+        self.x.get(usize::from(n)).copied().unwrap_or(0)
+    }
+
+    /// Sets guest register `Xn` (31: XZR, the value is discarded).
+    pub fn set_reg(&mut self, n: u8, value: u64) {
+        if let Some(x) = self.x.get_mut(usize::from(n)) {
+            *x = value;
+        }
+    }
+}
+
 core::arch::global_asm!(
     r#"
 .equ FRAME, {frame_size}

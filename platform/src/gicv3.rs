@@ -199,7 +199,8 @@ impl Redistributor {
         }
     }
 
-    /// All SGIs and PPIs in group 1 (the non-secure IRQ group), disabled.
+    /// All SGIs and PPIs in group 1 (the non-secure IRQ group), disabled and inactive
+    /// (pending ones stay pending).
     pub fn reset_private(&self) {
         self.sgi.icenabler0.set(u32::MAX);
         self.sgi.icactiver0.set(u32::MAX);
@@ -213,10 +214,5 @@ impl Redistributor {
             p.set((p.get() & !(0xFF << shift)) | (u32::from(priority) << shift));
         }
         self.sgi.isenabler0.set(1 << (intid % 32));
-    }
-
-    /// Deactivates private interrupt `intid` (< 32) if it is active.
-    pub fn deactivate_private(&self, intid: u32) {
-        self.sgi.icactiver0.set(1 << (intid % 32));
     }
 }

@@ -120,13 +120,6 @@ impl ListRegister {
     pub fn pintid(self) -> Option<u32> {
         (self.0 & Self::HW != 0).then_some(((self.0 >> Self::PINTID_SHIFT) & Self::PINTID_MASK) as u32)
     }
-
-    /// The physical interrupt the hypervisor must deactivate itself when it discards
-    /// this entry (a partition restarted before it ended the interrupt): a linked
-    /// physical interrupt stays active until its virtual one is deactivated.
-    pub fn left_active(self) -> Option<u32> {
-        self.pintid().filter(|_| self.state() != LrState::Invalid)
-    }
 }
 
 /// The vCPUs of the sender's partition an SGI generation write names.
@@ -206,8 +199,6 @@ mod tests {
         assert_eq!((lr.vintid(), lr.pintid()), (27, Some(27)));
         // State pending (01), HW, group 1, priority 0xA0, pINTID 27, vINTID 27.
         assert_eq!(lr.0, 0x70A0_001B_0000_001B);
-        assert_eq!(lr.left_active(), Some(27));
-        assert_eq!(ListRegister(lr.0 & !(3 << 62)).left_active(), None);
         assert_eq!(ListRegister(27).pintid(), None, "a software entry links nothing");
     }
 

@@ -480,17 +480,13 @@ pub mod vtimer {
                 options(nostack),
             );
         }
-        acknowledge()
+        take()
     }
 
-    /// Takes a pending interrupt without waiting, if there is one (see [`sleep_until`]).
+    /// Takes a pending interrupt without waiting, if there is one, and ends it; the
+    /// timer's also stops the timer (its level drops), which lets the hypervisor forward
+    /// the next one.
     pub fn take() -> Option<u32> {
-        acknowledge()
-    }
-
-    /// Takes a pending interrupt, if any, and ends it; the timer's also stops the timer
-    /// (its level drops), which lets the hypervisor forward the next one.
-    fn acknowledge() -> Option<u32> {
         let intid: u64;
         // SAFETY: reads this vCPU's virtual interrupt acknowledge register.
         unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };

@@ -222,28 +222,25 @@ fn channel_memory_is_shared_only_between_one_writer_and_readers() {
     assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { .. })));
 }
 
+/// A doorbell page at IPA 0x3100_0000 that signals `peer` with INTID `intid`.
+fn doorbell(param: u32, peer: u32, intid: u32) -> MemRegion {
+    MemRegion {
+        pa: 0,
+        ipa: 0x3100_0000,
+        size: 4096,
+        kind: RegionKind::Doorbell as u32,
+        param,
+        signal_partition: peer,
+        signal_intid: intid,
+    }
+}
+
 #[test]
 fn doorbells_are_not_memory_but_must_not_collide_in_guest_space() {
     let mut p = two();
-    p[1].regions[2] = MemRegion {
-        pa: 0,
-        ipa: 0x3100_0000,
-        size: 4096,
-        kind: RegionKind::Doorbell as u32,
-        param: 0,
-        signal_partition: 0,
-        signal_intid: DOORBELL_INTIDS.start,
-    };
+    p[1].regions[2] = doorbell(0, 0, DOORBELL_INTIDS.start);
     p[1].region_count = 3;
-    p[0].regions[2] = MemRegion {
-        pa: 0,
-        ipa: 0x3100_0000,
-        size: 4096,
-        kind: RegionKind::Doorbell as u32,
-        param: 0,
-        signal_partition: 1,
-        signal_intid: DOORBELL_INTIDS.start,
-    };
+    p[0].regions[2] = doorbell(0, 1, DOORBELL_INTIDS.start);
     p[0].region_count = 3;
     assert!(check(&p).is_ok());
     p[1].regions[2].ipa = 0x4000_0000;
@@ -255,15 +252,7 @@ fn doorbells_are_not_memory_but_must_not_collide_in_guest_space() {
 #[test]
 fn doorbells_signal_another_partition_with_a_doorbell_intid() {
     let mut p = two();
-    p[0].regions[2] = MemRegion {
-        pa: 0,
-        ipa: 0x3100_0000,
-        size: 4096,
-        kind: RegionKind::Doorbell as u32,
-        param: 10,
-        signal_partition: 1,
-        signal_intid: DOORBELL_INTIDS.start + 3,
-    };
+    p[0].regions[2] = doorbell(10, 1, DOORBELL_INTIDS.start + 3);
     p[0].region_count = 3;
     assert!(check(&p).is_ok());
     let bad = |edit: fn(&mut MemRegion)| {
