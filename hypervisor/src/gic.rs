@@ -75,7 +75,7 @@ pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
         }
         // The guest's priority orders its virtual interrupts; physically every
         // forwarded interrupt has the same one.
-        vgicd::Effect::Priority { .. } | vgicd::Effect::Pend { .. } | vgicd::Effect::None => {}
+        vgicd::Effect::Priority { .. } | vgicd::Effect::None => {}
     }
 }
 

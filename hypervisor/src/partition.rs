@@ -429,7 +429,10 @@ fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
         }
     }
     for target in (0..16).filter(|k| req.targets & (1 << k) != 0) {
-        deliver(part, target, req.intid);
+        // Delivered if the target's redistributor has it enabled, else held pending there.
+        if part.vgicr.lock().raise_sgi(target, req.intid) {
+            deliver(part, target, req.intid);
+        }
     }
 }
 
@@ -670,8 +673,11 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
     }
     match effect {
         vgicd::Effect::None => {}
-        vgicd::Effect::Pend { intid } => signal(part.index, intid),
         physical => crate::gic::apply(physical, part.desc.vcpus()),
+    }
+    // Doorbells the write enabled or pended while latched are delivered now.
+    while let Some((intid, vcpu)) = part.vgicd.lock().take_ready() {
+        deliver(part, vcpu, intid);
     }
 }
 
@@ -689,6 +695,11 @@ fn emulate_redistributor(part: &Runtime, target: usize, access: vgicd::Access, f
         };
         (outcome, r.outside)
     };
+    // SGIs the write enabled while they were pending are delivered now.
+    let ready = part.vgicr.lock().take_ready(target);
+    for intid in (0..16).filter(|k| ready & (1 << k) != 0) {
+        deliver(part, target, intid);
+    }
     if outcome == Outcome::Outside && outside.is_power_of_two() {
         log::warn!(
             "{}: GIC redistributor {target}: {} at offset {:#x} not emulated, ignored ({outside} so far)",
@@ -714,11 +725,15 @@ fn reset_interrupts(part: &Runtime) {
     *part.vgicr.lock() = VirtualRedistributors::new(part.desc.vcpus().len());
 }
 
-/// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer
-/// partition's boot vCPU, if it runs (a stopped peer has nothing to wake).
+/// A ring admitted by its rate limit: the doorbell's virtual interrupt for the peer,
+/// delivered to the vCPU its router names if the peer has it enabled, else held pending
+/// in its distributor (a stopped peer has nothing to wake).
 fn signal(peer: usize, intid: u32) {
     if let Some(p) = part(peer) {
-        deliver(p, 0, intid);
+        let target = p.vgicd.lock().raise(intid);
+        if let Some(vcpu) = target {
+            deliver(p, vcpu, intid);
+        }
     }
 }
 

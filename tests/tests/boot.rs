@@ -17,7 +17,7 @@ const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
 /// virtual timer's interrupt whenever the queue is full.
 #[test]
 fn both_partitions_boot_and_heartbeat_200_times() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
     m.wait_for("200 heartbeats from each partition", Duration::from_secs(90), |l| {
         beats(l, "critical-monitor").len() >= 200 && beats(l, "connectivity").len() >= 200
@@ -54,7 +54,7 @@ fn both_partitions_boot_and_heartbeat_200_times() {
 /// BOOT-002: entered at EL1 the hypervisor refuses, says why, and starts nothing.
 #[test]
 fn entry_at_el1_is_refused() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let mut m = Machine::launch(&art, &Launch { entry: Entry::El1, ..Launch::default() }).expect("QEMU starts");
     m.wait_for("the refusal", Duration::from_secs(30), |l| count(l, "REFUSED: entered at EL1") >= 2)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -84,7 +84,7 @@ fn expect_refusal(art: &xtask::build::Artifacts, bundle: std::path::PathBuf, rea
 /// (its own checksum), even though its signature is good.
 #[test]
 fn corrupted_configuration_is_refused_at_boot() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let mut config = art.system.encode();
     let at = config.len() / 2;
     config[at] ^= 0x20;
@@ -96,7 +96,7 @@ fn corrupted_configuration_is_refused_at_boot() {
 /// whose checksum is right: here connectivity's RAM is moved onto critical-monitor's.
 #[test]
 fn configuration_breaking_isolation_is_refused_at_boot() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let mut parts: Vec<PartitionDesc> = art.system.partitions.iter().map(|p| p.desc).collect();
     parts[1].regions[0].pa = parts[0].regions[0].pa;
     let mut config = vec![0u8; config::encoded_len(parts.len())];

@@ -20,7 +20,7 @@ fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
 /// at the producer's index when it attaches, so the stream may begin after record 0.)
 #[test]
 fn vitals_stream_arrives_complete_and_in_order() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
     m.wait_for("10,000 vitals records and 100 critical beats", Duration::from_secs(120), |l| {
         last_with(l, "connectivity: vitals received=").and_then(|x| field(&x.text, "received")).unwrap_or(0) >= 10_000

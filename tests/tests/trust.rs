@@ -50,7 +50,7 @@ fn assert_refusal_logged(records: &[audit::Record], partition: u8, error: TrustE
 /// its heartbeat.
 #[test]
 fn tampered_connectivity_image_is_refused_and_critical_runs() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_tampered_image(&art, 1, "bundle-tampered-connectivity.bin");
     let storage = art.dir.join("storage-tampered-connectivity.bin");
     let _ = std::fs::remove_file(&storage);
@@ -79,7 +79,7 @@ fn tampered_connectivity_image_is_refused_and_critical_runs() {
 /// and nothing runs.
 #[test]
 fn tampered_critical_image_puts_the_system_in_safe_state() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_tampered_image(&art, 0, "bundle-tampered-critical.bin");
     let storage = art.dir.join("storage-tampered-critical.bin");
     let _ = std::fs::remove_file(&storage);
@@ -107,7 +107,7 @@ fn tampered_critical_image_puts_the_system_in_safe_state() {
 /// and the refusal is in the audit log.
 #[test]
 fn tampered_configuration_puts_the_system_in_safe_state() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let path = rebundle(&art, "bundle-tampered-config.bin", |parts| {
         let at = parts.config.len() / 2;
         parts.config[at] ^= 0x20;
@@ -143,7 +143,7 @@ fn boot_with_storage(art: &Artifacts, storage: &Path, beats_wanted: usize) -> Ma
 /// at that record.
 #[test]
 fn audit_log_survives_a_restart_and_verifies() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let storage = art.dir.join("storage-audit-test.bin");
     let _ = std::fs::remove_file(&storage);
     let first = boot_with_storage(&art, &storage, 5);
@@ -195,7 +195,7 @@ fn security_counter(f: &Floors, partition: &str) -> u64 {
 /// next boot opens the bank, names any torn record, and leaves a log that verifies.
 #[test]
 fn power_cut_at_every_flash_write_step_loses_nothing() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     // The accepted state: one complete boot of the system as built.
     let accepted = art.dir.join("storage-power-cut-accepted.bin");
     let _ = std::fs::remove_file(&accepted);
@@ -272,7 +272,7 @@ fn power_cut_at_every_flash_write_step_loses_nothing() {
 /// checks out in the partition, and the log in the bank still verifies.
 #[test]
 fn audit_log_is_exported_read_only_to_connectivity() {
-    let art = artifacts("qemu-virt");
+    let art = artifacts("qemu-virt-bare");
     let storage = art.dir.join("storage-export-test.bin");
     let _ = std::fs::remove_file(&storage);
     drop(boot_with_storage(&art, &storage, 3));

@@ -80,13 +80,13 @@ const ICOUNT_SHIFT: u32 = 4;
 const PARTITION: &str = "connectivity";
 
 fn boot_verification() -> Result<(), String> {
-    let art = build::system("qemu-virt")?;
+    let art = build::system("qemu-virt-bare")?;
     let index = art
         .system
         .partitions
         .iter()
         .position(|p| p.name == PARTITION)
-        .ok_or_else(|| format!("qemu-virt has no {PARTITION} partition"))?;
+        .ok_or_else(|| format!("qemu-virt-bare has no {PARTITION} partition"))?;
     let bytes = std::fs::read(&art.bundle).map_err(|e| format!("{}: {e}", art.bundle.display()))?;
     let mut parts = BundleParts::parse(&bytes)?;
     // Zeros after the program: bytes the partition never reads, but every one hashed.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::image::{self, LoadImage};
-use crate::system::{self, ImageSource, System};
+use crate::system::{self, ImageSource, InitrdSource, System};
 use crate::trust::{self, BundleParts, Keys};
 
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
@@ -145,6 +145,39 @@ pub fn signing_keys(sys: &System, opts: &Options) -> Result<Keys, String> {
     Ok(keys)
 }
 
+/// Lays out partition `index`'s arm64 `Image` with its initrd, if it has one, and
+/// records where the initrd went.
+fn kernel(sys: &mut System, index: usize, bytes: &[u8], path: &Path) -> Result<LoadImage, String> {
+    let p = &sys.partitions[index];
+    let initrd = match &p.initrd {
+        None => None,
+        Some(InitrdSource::SeptumInitramfs) => {
+            let agent = agent()?;
+            let rd = crate::linux::initramfs(Some(&agent))?;
+            Some(std::fs::read(&rd).map_err(|e| format!("{}: {e}", rd.display()))?)
+        }
+        Some(InitrdSource::File(rd)) => Some(std::fs::read(rd).map_err(|e| format!("{}: {e}", rd.display()))?),
+    };
+    let k = image::from_arm64_image(bytes, initrd.as_deref(), p.desc.image_ipa)
+        .map_err(|e| format!("{}: {}: {e}", p.name, path.display()))?;
+    sys.partitions[index].initrd_range = k.initrd;
+    Ok(k.image)
+}
+
+/// The Linux-side channel agent, a static `aarch64-unknown-linux-musl` binary (linked
+/// by rust-lld: no cross C toolchain needed).
+pub const AGENT_TARGET: &str = "aarch64-unknown-linux-musl";
+
+pub fn agent() -> Result<PathBuf, String> {
+    crate::prereq::rust_target(AGENT_TARGET)?;
+    let mut c = cargo();
+    c.args(["build", "--release", "--quiet", "-p", "septum-agent", "--target", AGENT_TARGET])
+        .arg("--target-dir")
+        .arg(cross_target_dir());
+    run(&mut c)?;
+    Ok(elf_path(AGENT_TARGET, "septum-agent"))
+}
+
 pub fn join_errors(errs: Vec<system::SystemError>) -> String {
     errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>().join("\n")
 }
@@ -160,6 +193,7 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
 
     let mut images: Vec<LoadImage> = Vec::new();
     for (i, p) in sys.partitions.clone().iter().enumerate() {
+        let ram_ipa = p.desc.image_ipa;
         let img = match &p.image {
             ImageSource::Guest(g) => {
                 let path = elf_path(GUEST_TARGET, g);
@@ -168,10 +202,21 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
             }
             ImageSource::File(path) => {
                 let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                let load = p.desc.image_ipa;
-                LoadImage { load, entry: load, bytes }
+                if image::is_arm64_image(&bytes) {
+                    kernel(sys, i, &bytes, path)?
+                } else {
+                    LoadImage { load: ram_ipa, entry: ram_ipa, bytes }
+                }
+            }
+            ImageSource::DebianLinux => {
+                let k = crate::linux::debian_kernel()?;
+                let bytes = std::fs::read(&k.image).map_err(|e| format!("{}: {e}", k.image.display()))?;
+                kernel(sys, i, &bytes, &k.image)?
             }
         };
+        if p.initrd.is_some() && !matches!(p.image, ImageSource::DebianLinux) && !image::is_arm64_image(&img.bytes) {
+            return Err(format!("{}: an initrd needs an arm64 Image kernel as the image", p.name));
+        }
         sys.place_image(i, img.load, img.entry);
         images.push(img);
     }

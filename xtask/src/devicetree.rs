@@ -34,6 +34,10 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", &p.bootargs)?;
+    if let Some((start, end)) = p.initrd_range {
+        fdt.property_u64("linux,initrd-start", start)?;
+        fdt.property_u64("linux,initrd-end", end)?;
+    }
     if let Some(uart) = p.devices.iter().find(|d| d.compatible.contains(&"arm,pl011")) {
         fdt.property_string("stdout-path", &format!("/pl011@{:x}", uart.base))?;
     }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build;
 pub mod devicetree;
 pub mod image;
+pub mod linux;
 pub mod prereq;
 pub mod qemu;
 pub mod system;

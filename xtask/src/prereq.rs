@@ -35,6 +35,24 @@ pub fn rust_targets() -> Result<(), String> {
     }
 }
 
+/// `rustup target add` for one more target, when a system needs it (the Linux agent's).
+pub fn rust_target(target: &str) -> Result<(), String> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    if installed.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == target)) {
+        return Ok(());
+    }
+    let ok = Command::new("rustup")
+        .args(["target", "add", target])
+        .current_dir(crate::build::root())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("rustup target add {target} failed; run it by hand"))
+    }
+}
+
 /// QEMU's major version, if installed.
 pub fn qemu_major() -> Option<u32> {
     let out = Command::new(QEMU).arg("--version").output().ok()?;

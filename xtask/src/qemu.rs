@@ -57,6 +57,8 @@ pub struct Machine {
     child: Child,
     dir: PathBuf,
     lines: Arc<Mutex<Vec<Line>>>,
+    /// Each console's socket, for typing into it.
+    inputs: Vec<(String, UnixStream)>,
     started: Instant,
 }
 
@@ -156,9 +158,18 @@ impl Machine {
         std::fs::write(dir.join("command"), format!("{cmd:?}")).ok();
         die_with_parent(&mut cmd);
         let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", mf.binary))?;
-        let mut machine = Machine { child, dir, lines: Arc::new(Mutex::new(Vec::new())), started: Instant::now() };
+        let mut machine = Machine {
+            child,
+            dir,
+            lines: Arc::new(Mutex::new(Vec::new())),
+            inputs: Vec::new(),
+            started: Instant::now(),
+        };
         for (label, sock) in consoles {
             let stream = machine.connect(&sock)?;
+            if let Ok(input) = stream.try_clone() {
+                machine.inputs.push((label.clone(), input));
+            }
             let lines = Arc::clone(&machine.lines);
             let started = machine.started;
             let echo = opts.echo;
@@ -182,6 +193,13 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Types `text` into console `name` (a partition's UART), as a user at its terminal.
+    pub fn send(&mut self, name: &str, text: &str) -> Result<(), String> {
+        let (_, stream) =
+            self.inputs.iter_mut().find(|(l, _)| l == name).ok_or_else(|| format!("no console named {name}"))?;
+        stream.write_all(text.as_bytes()).map_err(|e| format!("typing into {name}: {e}"))
     }
 
     pub fn stderr(&self) -> String {

@@ -81,10 +81,6 @@ pub enum Effect {
         vcpu: usize,
         enabled: bool,
     },
-    /// A virtual interrupt (a doorbell) was made pending by the guest itself.
-    Pend {
-        intid: u32,
-    },
 }
 
 /// How an access was answered.
@@ -104,6 +100,9 @@ struct Owned {
     /// only).
     physical: bool,
     enabled: bool,
+    /// A virtual interrupt raised while disabled, latched until the guest enables it
+    /// (or clears it), as the GIC keeps an edge's pending state.
+    pending: bool,
     priority: u8,
     /// ICFGR's two bits.
     config: u8,
@@ -127,7 +126,7 @@ impl VirtualDistributor {
         let mut owned = [None; MAX_OWNED];
         let all = physical.iter().map(|&i| (i, true)).chain(virt.iter().map(|&i| (i, false)));
         for (slot, (intid, physical)) in owned.iter_mut().zip(all.filter(|&(i, _)| (32..INTIDS).contains(&i))) {
-            *slot = Some(Owned { intid, physical, enabled: false, priority: 0, config: 0, vcpu: 0 });
+            *slot = Some(Owned { intid, physical, enabled: false, pending: false, priority: 0, config: 0, vcpu: 0 });
         }
         Self { ctlr: CTLR_ARE, vcpus: vcpus.max(1), owned, outside: 0 }
     }
@@ -140,6 +139,27 @@ impl VirtualDistributor {
     /// delivered when it is; its priority is the one set here).
     pub fn enabled(&self, intid: u32) -> Option<u8> {
         self.owned.iter().flatten().find(|o| o.intid == intid && o.enabled).map(|o| o.priority)
+    }
+
+    /// A virtual interrupt of the partition (a doorbell) fires: the vCPU to deliver it
+    /// to now if the guest has it enabled; otherwise it stays pending here until the
+    /// guest enables it ([`Self::take_ready`]). `None` too for an INTID not shown.
+    pub fn raise(&mut self, intid: u32) -> Option<usize> {
+        let o = self.find(intid).filter(|o| !o.physical)?;
+        if o.enabled {
+            Some(o.vcpu)
+        } else {
+            o.pending = true;
+            None
+        }
+    }
+
+    /// A latched virtual interrupt that is now enabled, cleared here for delivery:
+    /// its INTID and target vCPU. Called after every write until it answers `None`.
+    pub fn take_ready(&mut self) -> Option<(u32, usize)> {
+        let o = self.owned.iter_mut().flatten().find(|o| !o.physical && o.enabled && o.pending)?;
+        o.pending = false;
+        Some((o.intid, o.vcpu))
     }
 
     /// A read of `width` bytes (1, 4 or 8) at `offset`.
@@ -241,7 +261,16 @@ impl VirtualDistributor {
                         value |= 1 << i;
                     }
                 }
-                reg::ISPENDR if asked && !o.physical && o.enabled => effect = Effect::Pend { intid },
+                // A doorbell's pending state is the emulation's; a device's is the
+                // hardware's (not shown, not set: the device raises it).
+                reg::ISPENDR | reg::ICPENDR if !o.physical => {
+                    if asked {
+                        o.pending = bank == reg::ISPENDR;
+                    }
+                    if o.pending {
+                        value |= 1 << i;
+                    }
+                }
                 _ => {}
             }
         }
@@ -376,8 +405,28 @@ mod tests {
         let db_bank = reg::ISENABLER + 960 / 8;
         assert_eq!(d.write(db_bank, 4, 1), (Effect::None, Outcome::Done));
         assert_eq!(d.enabled(960), Some(0));
-        assert_eq!(d.write(reg::ISPENDR + 960 / 8, 4, 1), (Effect::Pend { intid: 960 }, Outcome::Done));
+        assert_eq!(d.write(reg::ISPENDR + 960 / 8, 4, 1), (Effect::None, Outcome::Done));
+        assert_eq!(d.take_ready(), Some((960, 0)), "pended by the guest, enabled: delivered");
+        assert_eq!(d.take_ready(), None);
         assert_eq!(d.outside, 0);
+    }
+
+    /// IRQ-005: a doorbell raised while its interrupt is disabled is not delivered; it
+    /// stays pending and is delivered, to the vCPU its router names, once enabled.
+    #[test]
+    fn a_disabled_doorbell_is_latched_until_enabled() {
+        let mut d = VirtualDistributor::new(2, &[], &[960, 961]);
+        assert_eq!(d.raise(960), None, "disabled: not delivered");
+        assert_eq!(d.raise(961), None);
+        assert_eq!(d.read(reg::ISPENDR + 960 / 8, 4).0, 0b11, "both show pending");
+        assert_eq!(d.take_ready(), None, "still disabled");
+        assert_eq!(d.write(reg::ICPENDR + 960 / 8, 4, 0b10).0, Effect::None);
+        assert_eq!(d.write(reg::IROUTER + 960 * 8, 8, 1).0, Effect::None, "virtual: no physical effect");
+        d.write(reg::ISENABLER + 960 / 8, 4, 0b11);
+        assert_eq!(d.take_ready(), Some((960, 1)), "delivered to vCPU 1");
+        assert_eq!(d.take_ready(), None, "961 was cleared before it was enabled");
+        assert_eq!(d.raise(961), Some(0), "enabled now: delivered at once");
+        assert_eq!(d.raise(40), None, "not the partition's");
     }
 
     /// IRQ-003: other partitions' interrupts read as zero, ignore writes, and are counted.

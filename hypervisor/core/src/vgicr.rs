@@ -2,10 +2,11 @@
 //! vCPU, at the board's redistributor base, numbered as the vCPUs are (frame k: vCPU k,
 //! affinity 0.0.0.k; the last frame says so). Emulated, since the physical ones are the
 //! hypervisor's: they keep the SGI and PPI settings a guest makes (group, enable,
-//! priority, configuration) for it to read back, and count everything else. Delivery
-//! does not depend on them: the hypervisor forwards the partition's timer PPI and its
-//! SGIs whatever they say, as an operating system enables them anyway. Pure logic, like
-//! [`crate::vgicd`].
+//! priority, configuration) for it to read back, and count everything else. An SGI
+//! reaches a vCPU only while its redistributor has it enabled; one sent while disabled
+//! stays pending until enabled or cleared. The timer PPI is forwarded whatever the
+//! enable bit says: its own gate is `CNTV_CTL_EL0` (ENABLE, IMASK), which the guest
+//! owns. Pure logic, like [`crate::vgicd`].
 
 use crate::vgicd::{Access, Outcome};
 use septum_abi::config::MAX_VCPUS;
@@ -37,6 +38,8 @@ const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 /// SGIs are always edge-triggered: ICFGR0 reads as all 0b10.
 const ICFGR0_SGIS: u32 = 0xAAAA_AAAA;
+/// The SGI bits of a 32-bit SGI/PPI register.
+const SGIS: u32 = 0xFFFF;
 
 #[derive(Clone, Copy, Debug)]
 struct Frame {
@@ -44,11 +47,13 @@ struct Frame {
     priority: [u8; 32],
     /// ICFGR1 (PPIs 16..32).
     ppi_config: u32,
+    /// SGIs sent while disabled (bit n: SGI n).
+    pending: u32,
     asleep: bool,
 }
 
 impl Frame {
-    const RESET: Self = Self { enabled: 0, priority: [0; 32], ppi_config: 0, asleep: true };
+    const RESET: Self = Self { enabled: 0, priority: [0; 32], ppi_config: 0, pending: 0, asleep: true };
 }
 
 /// A partition's redistributors.
@@ -79,6 +84,27 @@ impl VirtualRedistributors {
         (0, Outcome::Outside)
     }
 
+    /// SGI `intid` is sent to `vcpu`: whether to deliver it now (its redistributor has
+    /// it enabled); if not, it stays pending there ([`Self::take_ready`]).
+    pub fn raise_sgi(&mut self, vcpu: usize, intid: u32) -> bool {
+        let Some(f) = self.frames.get_mut(vcpu).filter(|_| vcpu < self.vcpus && intid < 16) else { return false };
+        if f.enabled & (1 << intid) != 0 {
+            true
+        } else {
+            f.pending |= 1 << intid;
+            false
+        }
+    }
+
+    /// The pending SGIs of `vcpu` that are now enabled (bit n: SGI n), cleared here for
+    /// delivery. Called after every write to its redistributor.
+    pub fn take_ready(&mut self, vcpu: usize) -> u32 {
+        let Some(f) = self.frames.get_mut(vcpu) else { return 0 };
+        let ready = f.pending & f.enabled;
+        f.pending &= !ready;
+        ready
+    }
+
     /// A read of `width` bytes at `offset` in vCPU `vcpu`'s redistributor.
     pub fn read(&mut self, vcpu: usize, offset: u64, width: u8) -> (u64, Outcome) {
         let last = vcpu.checked_add(1) == Some(self.vcpus);
@@ -102,7 +128,8 @@ impl VirtualRedistributors {
             (reg::PIDR2, 4) => 0x30,
             (reg::IGROUPR0, 4) => u64::from(u32::MAX),
             (reg::ISENABLER0 | reg::ICENABLER0, 4) => u64::from(f.enabled),
-            (reg::ISPENDR0 | reg::ICPENDR0 | reg::ISACTIVER0 | reg::ICACTIVER0, 4) => 0,
+            (reg::ISPENDR0 | reg::ICPENDR0, 4) => u64::from(f.pending),
+            (reg::ISACTIVER0 | reg::ICACTIVER0, 4) => 0,
             (reg::ICFGR0, 4) => u64::from(ICFGR0_SGIS),
             (reg::ICFGR1, 4) => u64::from(f.ppi_config),
             (o, 1) if (reg::IPRIORITYR..reg::IPRIORITYR + 32).contains(&o) => {
@@ -125,7 +152,9 @@ impl VirtualRedistributors {
         let v = value as u32;
         match (offset, width) {
             (reg::CTLR, 4) | (reg::IGROUPR0, 4) | (reg::ICFGR0, 4) => {}
-            (reg::ISPENDR0 | reg::ICPENDR0 | reg::ISACTIVER0 | reg::ICACTIVER0, 4) => {}
+            (reg::ISPENDR0, 4) => f.pending |= v & SGIS,
+            (reg::ICPENDR0, 4) => f.pending &= !v,
+            (reg::ISACTIVER0 | reg::ICACTIVER0, 4) => {}
             (reg::WAKER, 4) => f.asleep = v & WAKER_PROCESSOR_SLEEP != 0,
             (reg::ISENABLER0, 4) => f.enabled |= v,
             (reg::ICENABLER0, 4) => f.enabled &= !v,
@@ -147,6 +176,24 @@ impl VirtualRedistributors {
 mod tests {
     use super::*;
     use crate::esr::Esr;
+
+    /// IRQ-005: an SGI sent while its redistributor has it disabled waits, pending,
+    /// until the guest enables it; a cleared one is never delivered.
+    #[test]
+    fn a_disabled_sgi_is_latched_until_enabled() {
+        let mut r = VirtualRedistributors::new(2);
+        assert!(!r.raise_sgi(1, 3), "disabled at reset");
+        assert!(!r.raise_sgi(1, 5));
+        assert_eq!(r.read(1, reg::ISPENDR0, 4).0, (1 << 3) | (1 << 5));
+        assert_eq!(r.read(0, reg::ISPENDR0, 4).0, 0, "vCPU 0 untouched");
+        assert_eq!(r.write(1, reg::ICPENDR0, 4, 1 << 5), Outcome::Done);
+        assert_eq!(r.write(1, reg::ISENABLER0, 4, 0xFFFF), Outcome::Done);
+        assert_eq!(r.take_ready(1), 1 << 3);
+        assert_eq!(r.take_ready(1), 0);
+        assert!(r.raise_sgi(1, 5), "enabled: delivered at once");
+        assert!(!r.raise_sgi(2, 5), "no vCPU 2");
+        assert!(!r.raise_sgi(0, 16), "not an SGI");
+    }
 
     /// IRQ-004: one redistributor per vCPU, numbered as the vCPUs, the last one marked.
     #[test]

@@ -219,6 +219,17 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     vtimer::init();
+    // A GIC delivers only what is enabled: our channels' doorbells, and the SGIs of
+    // each vCPU (the boot vCPU's here, a secondary's when it starts).
+    if let Some(gicd) = gicd {
+        for c in channels.iter().flatten().filter(|c| c.interrupt != 0) {
+            gicd::enable(gicd, c.interrupt);
+        }
+    }
+    if let Some(gicr) = gicr {
+        gicd::set_redistributors(gicr);
+        gicd::enable_own_sgis(0);
+    }
     let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
@@ -569,6 +580,7 @@ pub mod smp {
     #[no_mangle]
     extern "C" fn secondary_start() -> ! {
         super::vtimer::init();
+        super::gicd::enable_own_sgis(id());
         let main = MAIN.load(Ordering::Acquire);
         if main == 0 {
             loop {
@@ -619,6 +631,25 @@ pub mod gicd {
     /// Raw register read (benchmarks, tests).
     pub fn read_raw(gicd: u64, offset: u64) -> u32 {
         read(gicd, offset)
+    }
+
+    /// Where this partition's redistributors are (from the device tree, at boot).
+    static GICR: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    /// GICR_ISENABLER0, in a redistributor's SGI frame.
+    const GICR_ISENABLER0: u64 = 0x1_0000 + 0x100;
+    /// One redistributor: RD_base and SGI_base frames.
+    const GICR_FRAME: u64 = 0x2_0000;
+
+    pub fn set_redistributors(gicr: u64) {
+        GICR.store(gicr, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Enables the 16 SGIs in vCPU `vcpu`'s own redistributor.
+    pub fn enable_own_sgis(vcpu: usize) {
+        let gicr = GICR.load(core::sync::atomic::Ordering::Relaxed);
+        if gicr != 0 {
+            write(gicr, vcpu as u64 * GICR_FRAME + GICR_ISENABLER0, 0xFFFF);
+        }
     }
 
     /// `GICR_TYPER` of redistributor frame `k` at `gicr`: (affinity, last frame).

@@ -85,6 +85,9 @@ struct RawPartition {
     #[serde(default)]
     devices: Vec<Spanned<String>>,
     image: Spanned<String>,
+    /// An initial RAM disk for a Linux kernel: "septum-initramfs" (busybox and the
+    /// channel agent, built by xtask) or a file.
+    initrd: Option<Spanned<String>>,
     #[serde(default)]
     bootargs: String,
     on_fault: Spanned<RawPolicy>,
@@ -144,7 +147,22 @@ pub enum ImageSource {
     Guest(String),
     /// A file (an arm64 `Image` or a flat binary), relative to the description.
     File(PathBuf),
+    /// Debian bookworm's generic arm64 kernel, unmodified, fetched by xtask.
+    DebianLinux,
 }
+
+/// What a kernel's initial RAM disk is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitrdSource {
+    /// Busybox and the channel agent, built by xtask (`linux::initramfs`).
+    SeptumInitramfs,
+    File(PathBuf),
+}
+
+/// The `image` naming Debian's kernel.
+pub const DEBIAN_LINUX: &str = "debian-linux";
+/// The `initrd` naming xtask's initramfs.
+pub const SEPTUM_INITRAMFS: &str = "septum-initramfs";
 
 /// The guest crates a description can name as `image`.
 pub const GUESTS: &[&str] = &["critical-monitor", "connectivity"];
@@ -155,6 +173,10 @@ pub struct Partition {
     pub name: String,
     pub desc: PartitionDesc,
     pub image: ImageSource,
+    pub initrd: Option<InitrdSource>,
+    /// Where the initrd lies once the image is laid out (`[start, end)` IPAs), for the
+    /// device tree's `/chosen`.
+    pub initrd_range: Option<(u64, u64)>,
     pub bootargs: String,
     /// Devices by catalogue name, in region order after the RAM regions.
     pub devices: Vec<&'static catalog::DeviceInfo>,
@@ -431,6 +453,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         }
         let image = match rp.image.get_ref().as_str() {
             g if GUESTS.contains(&g) => ImageSource::Guest(g.to_string()),
+            DEBIAN_LINUX => ImageSource::DebianLinux,
             other if other.contains('/') || other.contains('.') => {
                 ImageSource::File(path.parent().unwrap_or(Path::new(".")).join(other))
             }
@@ -438,7 +461,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 cx.err(
                     rp.image.span().start,
                     format!(
-                        "{name}: image \"{other}\" is neither a guest crate ({}) nor a file path",
+                        "{name}: image \"{other}\" is neither a guest crate ({}), \"{DEBIAN_LINUX}\" nor a file path",
                         GUESTS.join(", ")
                     ),
                 );
@@ -452,10 +475,19 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 [0; 3]
             }),
         };
+        let initrd = rp.initrd.as_ref().map(|rd| match rd.get_ref().as_str() {
+            SEPTUM_INITRAMFS => InitrdSource::SeptumInitramfs,
+            file => InitrdSource::File(path.parent().unwrap_or(Path::new(".")).join(file)),
+        });
+        if let (Some(rd), ImageSource::Guest(g)) = (&rp.initrd, &image) {
+            cx.err(rd.span().start, format!("{name}: initrd is for a Linux kernel image, not for the guest \"{g}\""));
+        }
         partitions.push(Partition {
             name,
             desc,
             image,
+            initrd,
+            initrd_range: None,
             bootargs: rp.bootargs,
             devices,
             channels: Vec::new(),

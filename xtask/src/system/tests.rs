@@ -85,8 +85,18 @@ fn compiled_configuration_places_partitions_as_described() {
     let parsed = Config::parse(&cfg, sys.board.id, &board, &|_| Some(4096)).expect("hypervisor accepts it");
     let conn = &parsed.partitions[1];
     assert_eq!(conn.name(), "connectivity");
-    assert_eq!(conn.vcpus(), &[1]);
+    assert_eq!(conn.vcpus(), &[1, 2], "Linux's two vCPUs on cores 1 and 2");
     assert_eq!(conn.ram_ipa_to_pa(0x4000_0000), Some(0x6000_0000));
     assert!(conn.regions().iter().any(|r| r.kind() == Some(RegionKind::Device) && r.pa == 0x0904_0000));
     assert!(!conn.regions().iter().any(|r| r.pa == 0x0900_0000), "uart0 is not connectivity's");
+    assert_eq!(sys.partitions[1].image, ImageSource::DebianLinux);
+    assert_eq!(sys.partitions[1].initrd, Some(InitrdSource::SeptumInitramfs));
+}
+
+#[test]
+fn an_initrd_is_for_kernels_only() {
+    let text = std::fs::read_to_string(root().join("systems/qemu-virt-bare.toml")).expect("readable");
+    let bad = text.replacen("image = \"connectivity\"", "image = \"connectivity\"\ninitrd = \"rd.cpio\"", 1);
+    let errs = parse(Path::new("i.toml"), &bad).expect_err("refused");
+    assert!(errs[0].0.contains("initrd is for a Linux kernel image"), "{errs:?}");
 }

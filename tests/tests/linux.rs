@@ -1,0 +1,160 @@
+//! An unmodified Debian Linux kernel as the connectivity partition (systems/qemu-virt.toml):
+//! it boots to a shell with its two vCPUs, its own interrupts and timer; its agent
+//! talks to the critical monitor over the channel; what it does to itself (a crash, a
+//! reboot, a power-off, a read of the critical monitor's RAM) ends in its partition's
+//! policy and it boots again; the critical monitor keeps its period throughout.
+//! Requirement IDs are in docs/requirements.md.
+
+use std::time::Duration;
+
+use septum_system_tests::{artifacts, beats, count, jitter, largest_gap, Beat};
+use xtask::qemu::{Launch, Line, Machine};
+
+const PERIOD_TICKS: u64 = 62_500_000 / 1000 * 50;
+const LINUX: &str = "connectivity";
+const USERSPACE: &str = "septum-linux: userspace up, 2 cpus online";
+/// Wall-clock bound for one Linux boot under emulation (about 10 s on two host cores).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn boot() -> Machine {
+    let art = artifacts("qemu-virt");
+    let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
+    m.wait_for("Linux userspace", BOOT_TIMEOUT, |l| count(l, USERSPACE) >= 1).unwrap_or_else(|e| panic!("{e}"));
+    m
+}
+
+/// Types `command` into Linux's shell followed by `echo <tag>-$((1))`, and waits for the
+/// line `<tag>-1` (the typed line shows `$((1))`, so only the shell's output matches).
+/// Returns the console lines the command printed.
+fn shell(m: &mut Machine, command: &str, tag: &str, timeout: Duration) -> Vec<String> {
+    let before = m.console(LINUX).len();
+    m.send(LINUX, &format!("{command}; echo {tag}-$((1))\n")).expect("typing");
+    let done = format!("{tag}-1");
+    m.wait_for(&format!("`{command}` to finish"), timeout, |l| {
+        l.iter().filter(|x| x.console == LINUX).skip(before).any(|x| x.text.trim_end() == done)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.console(LINUX);
+    let out: Vec<String> = lines[before..].to_vec();
+    let end = out.iter().position(|x| x.trim_end() == done).unwrap_or(out.len());
+    out[..end].to_vec()
+}
+
+/// The critical monitor's beats between the first lines matching `from` and `to`.
+fn beats_between(lines: &[Line], from: &str, to: &str) -> Vec<Beat> {
+    let start = lines.iter().position(|l| l.text.contains(from)).unwrap_or(0);
+    let end = lines.iter().skip(start).position(|l| l.text.contains(to)).map_or(lines.len(), |k| start + k);
+    beats(&lines[start..end], "critical-monitor")
+}
+
+fn assert_critical_kept_its_period(lines: &[Line], t: &str) {
+    assert_eq!(count(lines, "critical-monitor: boot"), 1, "{t}");
+    let gap = largest_gap(&beats(lines, "critical-monitor"));
+    assert!(gap <= 2 * PERIOD_TICKS, "critical-monitor stalled: gap {gap} ticks\n{t}");
+}
+
+/// `/proc/interrupts`' row for `name` (its last column): the per-CPU counts.
+fn interrupt_counts(out: &[String], name: &str) -> Option<Vec<u64>> {
+    let row = out.iter().find(|l| l.trim_end().ends_with(name))?;
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    Some(fields.iter().skip(1).take(2).filter_map(|f| f.parse().ok()).collect())
+}
+
+/// BOOT-002, IRQ-001, IRQ-002, IRQ-003, IRQ-004, IRQ-005, PSCI-001: Linux reaches its shell with both vCPUs
+/// online, its timer and IPIs arriving on both, `sleep 1` lasting a second by its own
+/// clock; the critical monitor keeps its period while Linux boots and while both
+/// vCPUs spin and exchange IPIs (jitter printed).
+#[test]
+fn linux_boots_to_a_shell_with_two_vcpus_beside_the_critical_monitor() {
+    let mut m = boot();
+    let cpus = shell(&mut m, "echo CPUS=$(grep -c ^processor /proc/cpuinfo)", "CPUINFO", Duration::from_secs(60));
+    let t = m.transcript();
+    assert!(cpus.iter().any(|l| l.trim_end() == "CPUS=2"), "two processors in /proc/cpuinfo\n{t}");
+
+    let irqs = shell(&mut m, "cat /proc/interrupts", "IRQS", Duration::from_secs(60));
+    let t = m.transcript();
+    println!("Linux /proc/interrupts:\n{}", irqs.join("\n"));
+    let timer = interrupt_counts(&irqs, "arch_timer").unwrap_or_else(|| panic!("no arch_timer row\n{t}"));
+    assert!(timer.len() == 2 && timer.iter().all(|&n| n > 0), "timer interrupts on both vCPUs: {timer:?}\n{t}");
+    let resched = interrupt_counts(&irqs, "Rescheduling interrupts").unwrap_or_else(|| panic!("no IPI row\n{t}"));
+    assert!(resched.iter().sum::<u64>() > 0, "IPIs (SGIs) arrive: {resched:?}\n{t}");
+    assert!(irqs.iter().any(|l| l.contains("GICv3") && l.contains("pl011")), "its UART's SPI: {irqs:?}\n{t}");
+
+    let slept = shell(&mut m, "cat /proc/uptime; sleep 1; cat /proc/uptime", "SLEPT", Duration::from_secs(60));
+    let t = m.transcript();
+    let uptimes: Vec<f64> =
+        slept.iter().filter_map(|l| l.split_whitespace().next()?.parse().ok()).filter(|_| true).collect();
+    assert!(uptimes.len() >= 2, "two uptimes: {slept:?}\n{t}");
+    let took = uptimes[uptimes.len() - 1] - uptimes[uptimes.len() - 2];
+    println!("Linux: `sleep 1` took {took:.2} s by the guest's clock");
+    assert!((0.95..1.5).contains(&took), "sleep 1 took {took} s\n{t}");
+
+    // Stress: a busy loop per vCPU, and a fork/exec loop per vCPU (IPIs: rescheduling,
+    // TLB and function calls), for ten seconds of the guest's time.
+    let stress = "for c in 0 1; do taskset -c $c sh -c 'while :; do :; done' & \
+                  taskset -c $c sh -c 'while :; do /bin/true; done' & done; echo STRESS-START; sleep 10; \
+                  kill $(jobs -p); wait 2>/dev/null; echo STRESS-END; cat /proc/interrupts";
+    let out = shell(&mut m, stress, "STRESSED", Duration::from_secs(240));
+    let lines = m.lines();
+    let t = m.transcript();
+    assert!(out.iter().any(|l| l.trim_end() == "STRESS-END"), "{t}");
+    let resched_after = interrupt_counts(&out, "Rescheduling interrupts").unwrap_or_default();
+    println!("Linux IPIs (rescheduling) before the stress {resched:?}, after {resched_after:?}");
+    assert_eq!(count(&lines, "Unexpected interrupt"), 0, "{t}");
+    assert_critical_kept_its_period(&lines, &t);
+    let booting = beats_between(&lines, "connectivity: vCPU 0 starting", USERSPACE);
+    let stressed = beats_between(&lines, "STRESS-START", "STRESS-END");
+    assert!(stressed.len() >= 100, "the monitor beat through the stress: {} beats\n{t}", stressed.len());
+    for (what, b) in [("while Linux boots", &booting), ("under the Linux stress", &stressed)] {
+        let (median, worst) = jitter(b, PERIOD_TICKS);
+        println!("critical-monitor: heartbeat jitter {what}: median {median}, worst {worst} ticks ({} beats)", b.len());
+    }
+}
+
+/// Types `command` into Linux's shell and waits until Linux is back in userspace after
+/// its partition's policy restarted it; returns the lines, checking that the
+/// hypervisor logged `cause` and a restart, and that the critical monitor kept its
+/// period throughout.
+fn contained(command: &str, cause: &str) {
+    let mut m = boot();
+    m.send(LINUX, &format!("{command}\n")).expect("typing");
+    m.wait_for("Linux to boot again", BOOT_TIMEOUT, |l| count(l, USERSPACE) >= 2).unwrap_or_else(|e| panic!("{e}"));
+    // Its shell answers again.
+    let again = shell(&mut m, "echo CPUS=$(grep -c ^processor /proc/cpuinfo)", "AGAIN", Duration::from_secs(60));
+    let lines = m.lines();
+    let t = m.transcript();
+    assert!(again.iter().any(|l| l.trim_end() == "CPUS=2"), "{t}");
+    let stop = lines.iter().position(|l| l.console == "hypervisor" && l.text.contains(cause));
+    let stop = stop.unwrap_or_else(|| panic!("the hypervisor logged no \"{cause}\"\n{t}"));
+    let restart = lines.iter().skip(stop).position(|l| l.text.contains("connectivity: policy restart: restart #1"));
+    assert!(restart.is_some(), "restarted by its policy after \"{cause}\"\n{t}");
+    assert_critical_kept_its_period(&lines, &t);
+    let (median, worst) = jitter(&beats(&lines, "critical-monitor"), PERIOD_TICKS);
+    println!("`{command}`: contained; critical-monitor jitter median {median}, worst {worst} ticks");
+}
+
+/// LNX-002: a kernel crash (sysrq `c`; `panic=1` turns the panic into PSCI SYSTEM_RESET)
+/// restarts the partition; Linux boots again; the critical monitor never stalls.
+#[test]
+fn linux_kernel_crash_restarts_the_partition() {
+    contained("echo c > /proc/sysrq-trigger", "connectivity: asked for PSCI SYSTEM_RESET");
+}
+
+/// LNX-002: `reboot` (PSCI SYSTEM_RESET) restarts the partition, never the board.
+#[test]
+fn linux_reboot_restarts_the_partition_not_the_board() {
+    contained("reboot", "connectivity: asked for PSCI SYSTEM_RESET");
+}
+
+/// LNX-002: `poweroff` (PSCI SYSTEM_OFF) goes to the partition's policy, never the board.
+#[test]
+fn linux_poweroff_goes_to_the_partition_policy_not_the_board() {
+    contained("poweroff", "connectivity: asked for PSCI SYSTEM_OFF");
+}
+
+/// LNX-002, ISO-004: root reading the critical monitor's RAM through `/dev/mem` faults at
+/// stage 2; the partition restarts; nothing of the monitor's is read.
+#[test]
+fn linux_root_reading_critical_ram_through_dev_mem_is_contained() {
+    contained("devmem 0x50000000 32", "connectivity: FAULT");
+}
