@@ -173,7 +173,11 @@ pub fn agent() -> Result<PathBuf, String> {
     let mut c = cargo();
     c.args(["build", "--release", "--quiet", "-p", "septum-agent", "--target", AGENT_TARGET])
         .arg("--target-dir")
-        .arg(cross_target_dir());
+        .arg(cross_target_dir())
+        // Without symbols it is a twelfth of the size, and the initramfs is signed,
+        // loaded and hashed at every boot.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "symbols");
     run(&mut c)?;
     Ok(elf_path(AGENT_TARGET, "septum-agent"))
 }

@@ -150,7 +150,7 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 const HOST_CRATES: &[&str] =
-    &["septum-abi", "septum-core", "septum-trust", "septum-platform", "septum-ipc-channel", "xtask"];
+    &["septum-abi", "septum-core", "septum-trust", "septum-platform", "septum-ipc-channel", "septum-agent", "xtask"];
 
 fn test() -> Result<(), String> {
     prereq::rust_targets()?;
@@ -179,6 +179,21 @@ fn test() -> Result<(), String> {
     }
     guests.extend(["--", "-D", "warnings"]);
     cargo(&guests)?;
+    prereq::rust_target(build::AGENT_TARGET)?;
+    cargo(&[
+        "clippy",
+        "--quiet",
+        "--release",
+        "-p",
+        "septum-agent",
+        "--target",
+        build::AGENT_TARGET,
+        "--target-dir",
+        &cross,
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     let mut host = vec!["test"];
     for c in HOST_CRATES {
         host.extend(["-p", c]);

@@ -35,6 +35,7 @@ fn partition_main(mut boot: Boot) -> ! {
     let vitals_end = boot.channel("vitals");
     let mut vitals = vitals_end.and_then(|c| c.producer());
     let mut commands = boot.channel("commands").and_then(|c| c.consumer());
+    let mut command_stream = CommandStream::default();
     let mut beat = Heartbeat::new(period_ms);
     let mut seq: u64 = 0;
     // Records sent since the last doorbell ring: the peer is signalled at most once per
@@ -50,7 +51,7 @@ fn partition_main(mut boot: Boot) -> ! {
             }
             if n.is_multiple_of(REPORT_EVERY) {
                 let _ = writeln!(boot.console, "critical-monitor: timer interrupts={}", beat.timer_irqs());
-                report(&mut boot.console, seq, vitals.as_ref(), commands.as_ref());
+                report(&mut boot.console, seq, vitals.as_ref(), commands.as_ref(), &command_stream);
             }
             if fault_after == Some(n) {
                 let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
@@ -70,7 +71,10 @@ fn partition_main(mut boot: Boot) -> ! {
         }
         if let Some(rx) = commands.as_mut() {
             match rx.recv(&mut buf) {
-                Ok(_) => busy = true,
+                Ok(len) => {
+                    command_stream.take(&buf[..len.min(buf.len())]);
+                    busy = true;
+                }
                 // Empty is the normal case; the rest is counted in the consumer's stats.
                 Err(e) => {
                     let _ = e == RecvError::Empty;
@@ -93,11 +97,46 @@ fn record(seq: u64) -> [u8; 16] {
     r
 }
 
+/// The numbering of the commands the connectivity partition sends: each is its sender's
+/// `u64` (little-endian) counter, one higher than the one before. The rule, per command
+/// `v` after the previous one `p`:
+///
+/// * `v == p + 1`: in order;
+/// * `v > p + 1`: `v - p - 1` commands were lost (`gaps`);
+/// * `v == p`: a duplicate (`out_of_order`);
+/// * `v < p`: the sender restarted and counts from low numbers again (the bare-metal
+///   guest sends its beat number, the Linux agent a counter from 0): a new stream
+///   starts at `v` (`peer_restarts`), nothing counted as lost.
+///
+/// Messages shorter than 8 bytes carry no number and are not counted here. The sender
+/// is untrusted: every count saturates.
+#[derive(Default)]
+struct CommandStream {
+    previous: Option<u64>,
+    gaps: u64,
+    out_of_order: u64,
+    peer_restarts: u64,
+}
+
+impl CommandStream {
+    fn take(&mut self, msg: &[u8]) {
+        let Some(v) = msg.get(..8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes) else { return };
+        match self.previous {
+            Some(p) if v > p => self.gaps = self.gaps.saturating_add(v - p - 1),
+            Some(p) if v == p => self.out_of_order = self.out_of_order.saturating_add(1),
+            Some(_) => self.peer_restarts = self.peer_restarts.saturating_add(1),
+            None => {}
+        }
+        self.previous = Some(v);
+    }
+}
+
 fn report(
     console: &mut Console,
     seq: u64,
     vitals: Option<&Producer<VolatileRegion>>,
     commands: Option<&Consumer<VolatileRegion>>,
+    command_stream: &CommandStream,
 ) {
     if let Some(tx) = vitals {
         let s = tx.stats();
@@ -111,13 +150,17 @@ fn report(
         let s = rx.stats();
         let _ = writeln!(
             console,
-            "critical-monitor: commands received={} rejected={} (seq {} len {} crc {}) bad_index={}",
+            "critical-monitor: commands received={} rejected={} (seq {} len {} crc {}) bad_index={} gaps={} \
+             out_of_order={} peer_restarts={}",
             s.received,
             s.rejected(),
             s.bad_seq,
             s.bad_len,
             s.bad_crc,
-            s.bad_index
+            s.bad_index,
+            command_stream.gaps,
+            command_stream.out_of_order,
+            command_stream.peer_restarts
         );
     }
 }

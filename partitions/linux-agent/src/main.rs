@@ -1,0 +1,240 @@
+//! `septum-agent`: the connectivity partition's userspace, under an unmodified Linux
+//! kernel. It finds its channel ends in Linux's view of the device tree the hypervisor
+//! built (`/proc/device-tree/channels/endpoint@N`), maps their regions and doorbells
+//! through `/dev/mem`, and then does what the bare-metal connectivity guest does: takes
+//! the critical monitor's `vitals` records, checking their numbering, and sends it
+//! numbered `commands`. Once a second it prints one report line.
+//!
+//! ```text
+//! septum-agent [--dt DIR]      DIR: the device tree as files (default /proc/device-tree)
+//! ```
+#![deny(unsafe_code)]
+
+mod agent;
+mod devmem;
+mod dt;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use agent::{Agent, Backoff};
+use devmem::{Access, DevMem, Doorbell};
+use dt::Endpoint;
+use septum_ipc_channel::queuing::{Consumer, Producer};
+use septum_ipc_channel::volatile::VolatileRegion;
+use septum_ipc_channel::Geometry;
+
+const USAGE: &str = "usage: septum-agent [--dt DIR]   (DIR: the device tree as files, default /proc/device-tree)";
+const REPORT_PERIOD: Duration = Duration::from_secs(1);
+/// Doorbell rings are held to at most one per 2 ms: each is a trap to the hypervisor,
+/// which admits `doorbell_rate` (default 1000) a second and counts the rest as excess.
+/// A ring held back is made at the next round.
+const RING_MIN_INTERVAL: Duration = Duration::from_millis(2);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            complain(&format!("septum-agent: error: {why}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `line` to stdout in one `write`, so it does not interleave with the shell's
+/// output on the same console.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+}
+
+/// As [`say`], to stderr (unbuffered: formatting straight to it could take several writes).
+fn complain(line: &str) {
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `Ok(None)`: `--help` was asked for.
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Option<PathBuf>, String> {
+    let mut dt = PathBuf::from("/proc/device-tree");
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--dt" => dt = args.next().ok_or_else(|| format!("--dt needs a directory\n{USAGE}"))?.into(),
+            "-h" | "--help" => return Ok(None),
+            _ => match arg.strip_prefix("--dt=") {
+                Some(dir) => dt = dir.into(),
+                None => return Err(format!("unknown argument {arg:?}\n{USAGE}")),
+            },
+        }
+    }
+    Ok(Some(dt))
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let Some(dt) = parse_args(args)? else {
+        say(&format!("{USAGE}\n"));
+        return Ok(());
+    };
+    let endpoints = dt::read_endpoints(&dt).map_err(|e| format!("reading the device tree: {e}"))?;
+    let (vitals, commands) = choose(&endpoints, &dt)?;
+
+    // The device tree's own errors first, before anything is opened or mapped.
+    let vitals = vitals.map(|ep| geometry(ep).map(|geo| (ep, geo))).transpose()?;
+    let commands = commands.map(|ep| geometry(ep).map(|geo| (ep, geo))).transpose()?;
+
+    let mem = DevMem::open().map_err(|e| format!("opening {}: {e}", devmem::DEV_MEM))?;
+    let vitals = vitals
+        .map(|(ep, geo)| -> Result<_, String> {
+            let (own, peer) = regions(&mem, ep)?;
+            let rx = Consumer::new(geo, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok((rx, geo))
+        })
+        .transpose()?;
+    let commands = commands
+        .map(|(ep, geo)| -> Result<_, String> {
+            let (own, peer) = regions(&mem, ep)?;
+            let bell =
+                mem.doorbell(ep.doorbell).map_err(|e| format!("{}: doorbell at {:#x}: {e}", name(ep), ep.doorbell))?;
+            let tx = Producer::new(geo, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok((tx, geo, bell))
+        })
+        .transpose()?;
+    say(&format!(
+        "septum-agent: channels vitals={} commands={} (mapped through {})\n",
+        if vitals.is_some() { "consumer" } else { "none" },
+        if commands.is_some() { "producer" } else { "none" },
+        devmem::DEV_MEM
+    ));
+    let (commands, bell) = match commands {
+        Some((tx, geo, bell)) => (Some((tx, geo)), Some(bell)),
+        None => (None, None),
+    };
+    serve(Agent::new(vitals, commands), bell)
+}
+
+/// The agent's loop; never returns.
+fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
+    let mut backoff = Backoff::new();
+    let mut next_report = Instant::now() + REPORT_PERIOD;
+    let mut last_ring: Option<Instant> = None;
+    let mut unsignalled = false;
+    loop {
+        let progress = agent.step();
+        if let Some(first) = progress.first {
+            say(&first.line());
+        }
+        unsignalled |= progress.sent > 0;
+        let now = Instant::now();
+        if let (Some(bell), true) = (&bell, unsignalled) {
+            if last_ring.is_none_or(|t| now.duration_since(t) >= RING_MIN_INTERVAL) {
+                bell.ring();
+                last_ring = Some(now);
+                unsignalled = false;
+            }
+        }
+        if now >= next_report {
+            say(&agent.report());
+            next_report += REPORT_PERIOD;
+            if next_report <= now {
+                next_report = now + REPORT_PERIOD;
+            }
+        }
+        if progress.moved() {
+            backoff.reset();
+        } else {
+            std::thread::sleep(backoff.idle());
+        }
+    }
+}
+
+/// The `vitals` (consumer) and `commands` (producer) ends, at least one of them.
+fn choose<'a>(
+    endpoints: &'a [Endpoint],
+    dt: &std::path::Path,
+) -> Result<(Option<&'a Endpoint>, Option<&'a Endpoint>), String> {
+    let find = |label: &str, role: &str| -> Result<Option<&'a Endpoint>, String> {
+        let Some(ep) = endpoints.iter().find(|e| e.label == label) else { return Ok(None) };
+        if ep.kind != "queuing" || ep.role != role {
+            return Err(format!("{}: is a {} {}; this agent needs the queuing {role} end", name(ep), ep.kind, ep.role));
+        }
+        Ok(Some(ep))
+    };
+    let (vitals, commands) = (find("vitals", "consumer")?, find("commands", "producer")?);
+    if vitals.is_none() && commands.is_none() {
+        let labels: Vec<&str> = endpoints.iter().map(|e| e.label.as_str()).collect();
+        return Err(format!(
+            "no \"vitals\" or \"commands\" channel endpoint under {}/channels (endpoints found: [{}])",
+            dt.display(),
+            labels.join(", ")
+        ));
+    }
+    Ok((vitals, commands))
+}
+
+/// `endpoint@1 (commands)`, for messages.
+fn name(ep: &Endpoint) -> String {
+    format!("{} ({})", ep.node, ep.label)
+}
+
+fn geometry(ep: &Endpoint) -> Result<Geometry, String> {
+    let (Some(slot_size), Some(depth)) = (ep.slot_size, ep.depth) else {
+        return Err(format!("{}: septum,slot-size or septum,depth missing", name(ep)));
+    };
+    Geometry::new(slot_size, depth).map_err(|e| format!("{}: slot size {slot_size}, depth {depth}: {e:?}", name(ep)))
+}
+
+/// Maps an end's own region read-write and the peer's read-only.
+fn regions(mem: &DevMem, ep: &Endpoint) -> Result<(VolatileRegion, VolatileRegion), String> {
+    let map = |prop: &str, range: Option<(u64, u64)>, access: Access| {
+        let (addr, size) = range.ok_or_else(|| format!("{}: {prop} missing", name(ep)))?;
+        mem.region(addr, size, access).map_err(|e| format!("{}: {prop} region {addr:#x}+{size:#x}: {e}", name(ep)))
+    };
+    Ok((map("septum,own", ep.own, Access::ReadWrite)?, map("septum,peer", ep.peer, Access::ReadOnly)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dt::tests::{write_endpoint, TempDir};
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse_args(args(&[])), Ok(Some("/proc/device-tree".into())));
+        assert_eq!(parse_args(args(&["--dt", "/tmp/x"])), Ok(Some("/tmp/x".into())));
+        assert_eq!(parse_args(args(&["--dt=/tmp/y"])), Ok(Some("/tmp/y".into())));
+        assert_eq!(parse_args(args(&["--help"])), Ok(None));
+        assert!(parse_args(args(&["--dt"])).unwrap_err().starts_with("--dt needs a directory"));
+        assert!(parse_args(args(&["-x"])).unwrap_err().starts_with("unknown argument \"-x\""));
+    }
+
+    #[test]
+    fn chooses_the_ends_by_label_and_role() {
+        let dt = TempDir::new("choose");
+        write_endpoint(&dt.0, 0, "vitals", "consumer", (0x4F01_1000, 0x1000), (0x4F00_0000, 0x11000));
+        write_endpoint(&dt.0, 1, "commands", "producer", (0x4F10_0000, 0x2000), (0x4F10_2000, 0x1000));
+        let eps = dt::read_endpoints(&dt.0).unwrap();
+        let (v, c) = choose(&eps, &dt.0).unwrap();
+        assert_eq!((v.unwrap().node.as_str(), c.unwrap().node.as_str()), ("endpoint@0", "endpoint@1"));
+        assert_eq!(geometry(v.unwrap()).unwrap(), Geometry::new(64, 64).unwrap());
+
+        let (v, c) = choose(&eps[1..], &dt.0).unwrap();
+        assert!(v.is_none() && c.is_some());
+        let e = choose(&[], &dt.0).unwrap_err();
+        assert!(e.starts_with("no \"vitals\" or \"commands\" channel endpoint"), "{e}");
+
+        let dt2 = TempDir::new("choose-wrong");
+        write_endpoint(&dt2.0, 0, "vitals", "producer", (0x4F00_0000, 0x11000), (0x4F01_1000, 0x1000));
+        let eps = dt::read_endpoints(&dt2.0).unwrap();
+        assert_eq!(
+            choose(&eps, &dt2.0).unwrap_err(),
+            "endpoint@0 (vitals): is a queuing producer; this agent needs the queuing consumer end"
+        );
+    }
+}
