@@ -62,7 +62,7 @@ fn interrupt_counts(out: &[String], name: &str) -> Option<Vec<u64>> {
     Some(fields.iter().skip(1).take(2).filter_map(|f| f.parse().ok()).collect())
 }
 
-/// BOOT-002, IRQ-001, IRQ-002, IRQ-003, IRQ-004, IRQ-005, PSCI-001: Linux reaches its shell with both vCPUs
+/// LNX-001, IRQ-001, IRQ-002, IRQ-003, IRQ-004, IRQ-005, PSCI-001: Linux reaches its shell with both vCPUs
 /// online, its timer and IPIs arriving on both, `sleep 1` lasting a second by its own
 /// clock; the critical monitor keeps its period while Linux boots and while both
 /// vCPUs spin and exchange IPIs (jitter printed).
@@ -127,7 +127,7 @@ fn field(line: &str, key: &str) -> Option<u64> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-/// LNX-003, CH-001: the agent, a Linux process mapping the channel through `/dev/mem`,
+/// LNX-003: the agent, a Linux process mapping the channel through `/dev/mem`,
 /// and the critical monitor exchange thousands of messages each way with nothing lost,
 /// duplicated or reordered; the agent's doorbell is a trapped MMIO write.
 #[test]
