@@ -17,7 +17,8 @@ cargo xtask <command>
         targets first when run as root)
   verify                     the channel's verification: SPIN model, loom, Miri, fuzzing
                              (bounded; also part of `test`)
-  bench                      performance figures (printed, never asserted)
+  bench [NAME..]             performance figures (printed, never asserted): verification,
+                             virtualization, linux, channel (default: all)
   build [--system NAME] [--keys DIR] [--production]
                              build images and the signed boot bundle into
                              target/septum/NAME/; signed with the development keys
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
         Some("audit-verify") => trust::cli::audit_verify(&args[1..]),
         Some("check") => check(&args[1..]),
         Some("verify") => xtask::verify::all(),
-        Some("bench") => xtask::bench::run(),
+        Some("bench") => xtask::bench::run(&args[1..]),
         Some("help") | None => {
             print!("{HELP}");
             Ok(())
