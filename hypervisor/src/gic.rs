@@ -1,11 +1,14 @@
-//! The physical GICv3, owned by the hypervisor, and each core's virtual CPU interface.
+//! The physical GIC, owned by the hypervisor, and each core's virtual CPU interface.
 //! Decisions (what to forward, which list register) are `septum_core::vgic`'s; this
-//! module programs the distributor, this core's redistributor and the `ICC_*`/`ICH_*`
-//! system registers.
+//! module programs the distributor and, on a GICv3, this core's redistributor and the
+//! `ICC_*`/`ICH_*` system registers; on a GICv2, the banked distributor registers and
+//! the memory-mapped CPU interface (GICC) and hypervisor interface (GICH). List
+//! registers are decided in the GICv3 encoding and translated for a GICv2 at the
+//! register (`vgic::lr_to_v2`, `vgic::lr_from_v2`).
 //!
-//! EL2 splits priority drop from deactivation (`ICC_CTLR_EL1.EOImode` = 1): it drops
-//! the priority of an interrupt it forwards at once, and the guest's end of interrupt
-//! deactivates it through the hardware-linked list register.
+//! EL2 splits priority drop from deactivation (EOImode = 1): it drops the priority of
+//! an interrupt it forwards at once, and the guest's end of interrupt deactivates it
+//! through the hardware-linked list register.
 
 use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
@@ -15,8 +18,9 @@ use aarch64_cpu::registers::{
 };
 use septum_core::vgic::{self, ListRegister, Physical, Placement};
 use septum_core::vgicd;
+use septum_platform::catalog::GicVersion;
+use septum_platform::gicv2;
 use septum_platform::gicv3::{Distributor, Redistributor};
-use septum_platform::qemu_virt::BOARD;
 
 use crate::cpu;
 
@@ -37,9 +41,23 @@ static PENDING: [Pending; crate::partition::MAX_CPUS] =
     [const { Pending { sgis: AtomicU16::new(0), doorbells: AtomicU64::new(0) } }; crate::partition::MAX_CPUS];
 const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
 
+/// Each core slot's GICv2 CPU interface mask, learnt when the core readies itself
+/// (0: not yet; SPI targets and kicks then assume interface number = Aff0, as on the
+/// boards Septum supports).
+static CPU_MASK: [(AtomicU64, AtomicU16); crate::partition::MAX_CPUS] =
+    [const { (AtomicU64::new(u64::MAX), AtomicU16::new(0)) }; crate::partition::MAX_CPUS];
+
+fn v2() -> bool {
+    crate::this_board().gic.version == GicVersion::V2
+}
+
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
 /// are per core ([`init_core`]).
 pub fn init_distributor() {
+    if v2() {
+        distributor_v2().enable();
+        return;
+    }
     let gicd = distributor();
     if !gicd.single_security_state() {
         log::warn!("GIC: two security states (GICD_CTLR.DS = 0): interrupts may not reach EL2");
@@ -50,12 +68,42 @@ pub fn init_distributor() {
 fn distributor() -> Distributor {
     // SAFETY: the board's distributor is in `hypervisor_devices` (stage 1 Device memory,
     // never given to a partition).
-    unsafe { Distributor::new(BOARD.gic.distributor as usize) }
+    unsafe { Distributor::new(crate::this_board().gic.distributor as usize) }
+}
+
+fn distributor_v2() -> gicv2::Distributor {
+    // SAFETY: as in `distributor`.
+    unsafe { gicv2::Distributor::new(crate::this_board().gic.distributor as usize) }
+}
+
+fn cpu_interface_v2() -> gicv2::CpuInterface {
+    // SAFETY: the physical CPU interface is in `hypervisor_devices`; each core reaches
+    // its own banked copy.
+    unsafe { gicv2::CpuInterface::new(crate::this_board().gic.cpu_interface as usize) }
+}
+
+fn hyp_interface_v2() -> gicv2::HypInterface {
+    // SAFETY: the hypervisor control interface is in `hypervisor_devices`; each core
+    // reaches its own banked copy.
+    unsafe { gicv2::HypInterface::new(crate::this_board().gic.hyp_interface as usize) }
+}
+
+/// The GICv2 CPU interface mask of the core with affinity `mpidr`.
+fn cpu_mask(mpidr: u64) -> u8 {
+    CPU_MASK
+        .iter()
+        .find(|(m, _)| m.load(Ordering::Acquire) == mpidr)
+        .map(|(_, mask)| mask.load(Ordering::Acquire) as u8)
+        .filter(|&m| m != 0)
+        .unwrap_or(1 << (mpidr & 7))
 }
 
 /// Carries out on the physical distributor what a partition did to one of its own SPIs
 /// through its emulated one (`vcpus`: the partition's vCPU cores).
 pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
+    if v2() {
+        return apply_v2(effect, vcpus);
+    }
     let gicd = distributor();
     match effect {
         vgicd::Effect::Enable { intid, on, vcpu } => {
@@ -79,8 +127,33 @@ pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
     }
 }
 
+fn apply_v2(effect: vgicd::Effect, vcpus: &[u64]) {
+    let gicd = distributor_v2();
+    match effect {
+        vgicd::Effect::Enable { intid, on, vcpu } => {
+            if let (true, Some(&core)) = (on, vcpus.get(vcpu)) {
+                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, cpu_mask(core));
+            }
+            gicd.enable_spi(intid, on);
+        }
+        vgicd::Effect::Route { intid, vcpu, enabled } => {
+            if let Some(&core) = vcpus.get(vcpu) {
+                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, cpu_mask(core));
+                gicd.enable_spi(intid, enabled);
+            }
+        }
+        vgicd::Effect::Priority { .. } | vgicd::Effect::None => {}
+    }
+}
+
 /// Disables and deactivates SPI `intid` (its partition stops or restarts).
 pub fn release_spi(intid: u32) {
+    if v2() {
+        let gicd = distributor_v2();
+        gicd.enable_spi(intid, false);
+        gicd.deactivate_spi(intid);
+        return;
+    }
     let gicd = distributor();
     gicd.enable_spi(intid, false);
     gicd.deactivate_spi(intid);
@@ -89,9 +162,10 @@ pub fn release_spi(intid: u32) {
 fn redistributor() -> Option<Redistributor> {
     let mpidr = cpu::mpidr();
     let aff = ((mpidr >> 8) & 0xFF_0000) as u32 | (mpidr & 0xFF_FFFF) as u32;
+    let gic = crate::this_board().gic;
     // SAFETY: the board's redistributor region is in `hypervisor_devices`, with at least
     // `redistributor_frames` frames or a last one marked.
-    unsafe { Redistributor::find(BOARD.gic.redistributors as usize, aff, BOARD.gic.redistributor_frames) }
+    unsafe { Redistributor::find(gic.redistributors as usize, aff, gic.redistributor_frames) }
 }
 
 /// Readies this core for a partition's vCPU: its redistributor forwards the virtual
@@ -101,6 +175,13 @@ fn redistributor() -> Option<Redistributor> {
 /// deactivated with the rest by `reset_private`; the partition's SPIs were released
 /// when it stopped (`partition::reset_interrupts`).
 pub fn init_core() {
+    if let Some(p) = PENDING.get(crate::cpu_slot()) {
+        p.sgis.store(0, Ordering::Release);
+        p.doorbells.store(0, Ordering::Release);
+    }
+    if v2() {
+        return init_core_v2();
+    }
     let Some(gicr) = redistributor() else {
         log::error!("GIC: no redistributor for MPIDR {:#x}: no virtual timer interrupt", cpu::mpidr());
         return;
@@ -110,10 +191,6 @@ pub fn init_core() {
     gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
     gicr.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
     gicr.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
-    if let Some(p) = PENDING.get(crate::cpu_slot()) {
-        p.sgis.store(0, Ordering::Release);
-        p.doorbells.store(0, Ordering::Release);
-    }
 
     // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
     ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
@@ -131,53 +208,92 @@ pub fn init_core() {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
+/// GICv2 [`init_core`]: this core's banked distributor registers take the place of a
+/// redistributor, and GICC/GICH of the system registers.
+fn init_core_v2() {
+    let gicd = distributor_v2();
+    gicd.reset_private();
+    gicd.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
+    gicd.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
+    gicd.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
+    if let Some((mpidr, mask)) = CPU_MASK.get(crate::cpu_slot()) {
+        mask.store(u16::from(gicd.own_cpu_mask()), Ordering::Release);
+        mpidr.store(cpu::mpidr(), Ordering::Release);
+    }
+    cpu_interface_v2().init_split_eoi();
+    let gich = hyp_interface_v2();
+    for n in 0..LIST_REGISTERS {
+        gich.set_lr(n, 0);
+    }
+    gich.clear_active_priorities();
+    gich.set_vmcr(0);
+    gich.set_hcr(true, false);
+}
+
 /// A physical IRQ taken from a partition: forward it or dispose of it.
 pub fn on_irq() {
-    let intid = read_iar1();
+    // The whole acknowledge value: on a GICv2 an SGI's carries its source CPU, and the
+    // end and deactivation writes must repeat it.
+    let ack = acknowledge();
+    let intid = ack & 0x3FF;
     match vgic::classify(intid) {
         Physical::Spurious => {}
-        Physical::Forward(lr) => forward(intid, lr),
+        Physical::Forward(lr) => forward(ack, lr),
         Physical::Kick => {
-            write_eoir1(intid);
-            write_dir(intid);
+            end(ack);
+            deactivate(ack);
             crate::partition::on_kick();
         }
         Physical::Maintenance => {
-            write_eoir1(intid);
-            write_dir(intid);
-            ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+            end(ack);
+            deactivate(ack);
+            set_underflow_interrupt(false);
             place_pending();
         }
         Physical::Spi(i) if crate::partition::owns_spi(i) => {
-            forward(i, ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY))
+            forward(ack, ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY))
         }
         Physical::Spi(i) | Physical::Unexpected(i) => {
-            write_eoir1(i);
-            write_dir(i);
+            end(ack);
+            deactivate(ack);
             log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
         }
     }
 }
 
-/// Forwards physical interrupt `intid`, just acknowledged, as the hardware-linked `lr`:
+/// Forwards the physical interrupt acknowledged as `ack` as the hardware-linked `lr`:
 /// its priority drops now, the guest's end of interrupt deactivates it. Without a free
 /// list register it is deactivated and dropped (it cannot happen for the timer, which
 /// cannot fire again while its virtual interrupt is live; a level-triggered device
 /// asks again), never left stuck.
-fn forward(intid: u32, lr: ListRegister) {
-    write_eoir1(intid);
+fn forward(ack: u32, lr: ListRegister) {
+    end(ack);
     match vgic::free_list_register(read_elrsr(), implemented_list_registers()) {
         Some(n) => write_lr(n, lr.0),
         None => {
-            write_dir(intid);
-            log::error!("GIC: no free list register for INTID {intid}: dropped");
+            deactivate(ack);
+            log::error!("GIC: no free list register for INTID {}: dropped", ack & 0x3FF);
         }
     }
 }
 
 /// List registers this core has, up to the ones this driver uses.
 fn implemented_list_registers() -> usize {
-    (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(LIST_REGISTERS)
+    let n =
+        if v2() { hyp_interface_v2().list_registers() } else { ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1 };
+    n.min(LIST_REGISTERS)
+}
+
+/// Turns the virtual CPU interface's underflow maintenance interrupt on or off (the
+/// interface stays enabled).
+fn set_underflow_interrupt(on: bool) {
+    if v2() {
+        hyp_interface_v2().set_hcr(true, on);
+    } else if on {
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
+    } else {
+        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+    }
 }
 
 /// Posts virtual interrupt `intid` (an SGI, or a channel doorbell's INTID) for the vCPU
@@ -203,7 +319,7 @@ pub fn place_pending() {
     if left_sgis != 0 || left_doorbells != 0 {
         p.sgis.fetch_or(left_sgis as u16, Ordering::AcqRel);
         p.doorbells.fetch_or(left_doorbells, Ordering::AcqRel);
-        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
+        set_underflow_interrupt(true);
     }
 }
 
@@ -225,12 +341,43 @@ fn place_bits(mut bits: u64, base: u32) -> u64 {
 
 /// Kicks the core with affinity `mpidr` (a physical SGI to EL2 there).
 pub fn kick(mpidr: u64) {
+    if v2() {
+        distributor_v2().send_sgi(vgic::KICK_SGI, cpu_mask(mpidr));
+        return;
+    }
     let v = vgic::sgi1r(vgic::KICK_SGI, mpidr);
     // SAFETY: generates an SGI from EL2; only the hypervisor's own handler receives it.
     unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nostack)) };
 }
 
 // The GIC CPU interface registers aarch64-cpu does not name.
+
+/// Acknowledges the highest-priority pending interrupt: its whole acknowledge value.
+fn acknowledge() -> u32 {
+    if v2() {
+        cpu_interface_v2().iar()
+    } else {
+        read_iar1()
+    }
+}
+
+/// Drops the running priority of the interrupt acknowledged as `ack`.
+fn end(ack: u32) {
+    if v2() {
+        cpu_interface_v2().eoi(ack);
+    } else {
+        write_eoir1(ack);
+    }
+}
+
+/// Deactivates the interrupt acknowledged as `ack` (EOImode = 1).
+fn deactivate(ack: u32) {
+    if v2() {
+        cpu_interface_v2().deactivate(ack);
+    } else {
+        write_dir(ack);
+    }
+}
 
 fn read_iar1() -> u32 {
     let v: u64;
@@ -265,6 +412,9 @@ fn write_igrpen1(v: u64) {
 }
 
 fn read_elrsr() -> u64 {
+    if v2() {
+        return hyp_interface_v2().elrsr();
+    }
     let v: u64;
     // SAFETY: reads which list registers are empty; no side effect.
     unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) v, options(nostack, nomem)) };
@@ -272,6 +422,9 @@ fn read_elrsr() -> u64 {
 }
 
 fn read_lr(n: usize) -> u64 {
+    if v2() {
+        return vgic::lr_from_v2(hyp_interface_v2().lr(n)).0;
+    }
     match n {
         0 => ICH_LR0_EL2.get(),
         1 => ICH_LR1_EL2.get(),
@@ -282,6 +435,11 @@ fn read_lr(n: usize) -> u64 {
 }
 
 fn write_lr(n: usize, v: u64) {
+    if v2() {
+        // A GICv2 guest without security extensions enables group 0 only (GICV_CTLR bit
+        // 0): its virtual interrupts are group 0, as its distributor shows them.
+        return hyp_interface_v2().set_lr(n, vgic::lr_to_v2(ListRegister(v)) & !vgic::GICH_LR_GRP1);
+    }
     match n {
         0 => ICH_LR0_EL2.set(v),
         1 => ICH_LR1_EL2.set(v),

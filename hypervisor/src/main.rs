@@ -32,7 +32,8 @@ use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
-use septum_platform::qemu_virt::BOARD;
+use septum_platform::catalog::Board;
+use septum_platform::qemu_virt;
 
 /// FDT header magic, big-endian.
 const FDT_MAGIC: u32 = 0xD00D_FEED;
@@ -43,6 +44,14 @@ const BUNDLE_MAX: u64 = 128 << 20;
 const CONFIG_MAX: usize = 8192;
 
 /// The slot (stack, per-core state) of the core running this code.
+static BOARD: spin::Once<&'static Board> = spin::Once::new();
+
+/// The board the hypervisor runs on: QEMU `virt`, with the GIC its DTB names (its
+/// `gic-version`). Chosen once, from the board DTB, before anything uses the GIC.
+pub fn this_board() -> &'static Board {
+    BOARD.get().copied().unwrap_or(&qemu_virt::BOARD)
+}
+
 pub fn cpu_slot() -> usize {
     TPIDR_EL2.get() as usize
 }
@@ -67,7 +76,7 @@ extern "C" fn refuse_el1(_dtb: u64) -> ! {
 #[no_mangle]
 extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 2. Board DTB: x0 under the Linux boot protocol, the board's default for ELF boots.
-    let dtb_pa = if x0 != 0 && is_fdt(x0) { x0 } else { BOARD.default_dtb };
+    let dtb_pa = if x0 != 0 && is_fdt(x0) { x0 } else { this_board().default_dtb };
     if !is_fdt(dtb_pa) {
         fatal_early(format_args!("no device tree at x0 ({x0:#x}) or at {dtb_pa:#x}"));
     }
@@ -80,16 +89,17 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         Ok(f) => f,
         Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
     };
+    BOARD.call_once(|| if facts.gic_v2 { &qemu_virt::BOARD_GICV2 } else { &qemu_virt::BOARD });
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter(), BOARD.hypervisor_devices) {
+    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
     log::info!(
         "Septum {} for {}: entered at EL{entered_el}{}, running at EL2 on MPIDR {:#x}",
         env!("CARGO_PKG_VERSION"),
-        BOARD.name,
+        this_board().name,
         if entered_el == 3 { " (dropped to non-secure EL2)" } else { "" },
         cpu::mpidr()
     );
@@ -209,7 +219,7 @@ fn is_fdt(pa: u64) -> bool {
 }
 
 fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
-    let base = facts.initrd.map_or(BOARD.default_bundle, |r| r.base);
+    let base = facts.initrd.map_or(this_board().default_bundle, |r| r.base);
     let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
         stop(format_args!("boot bundle address {base:#x} is not in RAM"));
     };
@@ -252,7 +262,7 @@ fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &septum_abi::config:
     });
     let bytes = &zerocopy::IntoBytes::as_bytes(&words[..])[..*len];
     let image_len = |p: usize| bundle.payload_len(EntryKind::Image, p as u32);
-    match Config::parse(bytes, BOARD.id, facts, &image_len) {
+    match Config::parse(bytes, this_board().id, facts, &image_len) {
         Ok(c) => {
             log::info!("configuration accepted: {} partitions", c.partitions.len());
             c

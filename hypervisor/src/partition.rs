@@ -21,8 +21,9 @@ use septum_core::hypercall::{answer, Answer, Caller};
 use septum_core::traps::{Exit, TrapInfo, Violation};
 use septum_core::vcpu::{Start, VcpuPower};
 use septum_core::vgicd::{self, Outcome, VirtualDistributor};
+use septum_core::vgicd2;
 use septum_core::vgicr::{self, VirtualRedistributors};
-use septum_platform::qemu_virt::BOARD;
+use septum_platform::catalog::GicVersion;
 use septum_trust::audit::EventKind;
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
@@ -417,7 +418,12 @@ fn slot_of(index: usize, vcpu: usize) -> Option<usize> {
 /// A vCPU wrote an SGI generation register: the SGI goes to the named vCPUs of its own
 /// partition that are running; names outside the partition are ignored and reported.
 fn send_sgi(part: &Runtime, vcpu: usize, value: u64) {
-    let req = septum_core::vgic::sgi_targets(value, vcpu, part.desc.vcpus().len());
+    deliver_sgi(part, septum_core::vgic::sgi_targets(value, vcpu, part.desc.vcpus().len()));
+}
+
+/// Delivers a decoded SGI (GICv3 `ICC_SGI1R_EL1` or GICv2 `GICD_SGIR`) to the named
+/// vCPUs of `part`; names outside the partition are ignored and reported.
+fn deliver_sgi(part: &Runtime, req: septum_core::vgic::SgiRequest) {
     if req.outside {
         let n = {
             let mut st = part.state.lock();
@@ -590,16 +596,25 @@ pub fn on_exit(frame: &mut TrapFrame, exit: Exit, info: &TrapInfo) {
         }
         Exit::Violation(v) => {
             if let Violation::Stage2DataAbort { ipa, esr, .. } = v {
-                if let Some(access) = vgicd::decode(BOARD.gic.distributor, ipa, esr) {
-                    emulate_distributor(part, access, frame);
-                    frame.elr += 4;
-                    return;
-                }
-                let vcpus = part.desc.vcpus().len();
-                if let Some((target, access)) = vgicr::decode(BOARD.gic.redistributors, vcpus, ipa, esr) {
-                    emulate_redistributor(part, target, access, frame);
-                    frame.elr += 4;
-                    return;
+                let gic = crate::this_board().gic;
+                if gic.version == GicVersion::V2 {
+                    if let Some(access) = vgicd2::decode(gic.distributor, ipa, esr) {
+                        emulate_distributor_v2(part, vcpu, access, frame);
+                        frame.elr += 4;
+                        return;
+                    }
+                } else {
+                    if let Some(access) = vgicd::decode(gic.distributor, ipa, esr) {
+                        emulate_distributor(part, access, frame);
+                        frame.elr += 4;
+                        return;
+                    }
+                    let vcpus = part.desc.vcpus().len();
+                    if let Some((target, access)) = vgicr::decode(gic.redistributors, vcpus, ipa, esr) {
+                        emulate_redistributor(part, target, access, frame);
+                        frame.elr += 4;
+                        return;
+                    }
                 }
                 if let Some(access) = septum_core::doorbell::decode(part.desc, ipa, esr) {
                     ring(part, access, ipa, frame);
@@ -671,12 +686,52 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
             access.offset
         );
     }
+    after_distributor_write(part, effect);
+}
+
+/// What a write to the distributor changes: the physical distributor follows the
+/// partition's own SPIs, and doorbells the write enabled while latched are delivered.
+fn after_distributor_write(part: &Runtime, effect: vgicd::Effect) {
     match effect {
         vgicd::Effect::None => {}
         physical => crate::gic::apply(physical, part.desc.vcpus()),
     }
-    // Doorbells the write enabled or pended while latched are delivered now.
     while let Some((intid, vcpu)) = part.vgicd.lock().take_ready() {
+        deliver(part, vcpu, intid);
+    }
+}
+
+/// An access to the GICv2 distributor the partition sees ([`vgicd2`]): SPIs and
+/// doorbells as on a GICv3, the banked SGI/PPI registers of the accessing vCPU, and
+/// `GICD_SGIR`, whose SGIs go to the partition's own vCPUs only.
+fn emulate_distributor_v2(part: &Runtime, vcpu: usize, access: vgicd::Access, frame: &mut TrapFrame) {
+    let (outcome, effect, sgi, outside) = {
+        let mut d = part.vgicd.lock();
+        let mut r = part.vgicr.lock();
+        if access.write {
+            let w = vgicd2::write(&mut d, &mut r, vcpu, access.offset, access.width, frame.reg(access.reg));
+            (w.outcome, w.effect, w.sgi, d.outside)
+        } else {
+            let (value, outcome) = vgicd2::read(&mut d, &mut r, vcpu, access.offset, access.width);
+            frame.set_reg(access.reg, value);
+            (outcome, vgicd::Effect::None, None, d.outside)
+        }
+    };
+    if outcome == Outcome::Outside && outside.is_power_of_two() {
+        log::warn!(
+            "{}: GIC distributor: {} at offset {:#x} outside its interrupts ignored ({outside} so far)",
+            part.desc.name(),
+            if access.write { "write" } else { "read" },
+            access.offset
+        );
+    }
+    after_distributor_write(part, effect);
+    if let Some(req) = sgi {
+        deliver_sgi(part, req);
+    }
+    // SGIs this vCPU's banked enable write released.
+    let ready = part.vgicr.lock().take_ready(vcpu);
+    for intid in (0..16).filter(|k| ready & (1 << k) != 0) {
         deliver(part, vcpu, intid);
     }
 }

@@ -1,11 +1,12 @@
 //! Partition stage-2 translation: each partition's tables map exactly the regions of its
 //! validated configuration (RAM normal cacheable; devices Device-nGnRnE; channel memory
 //! read-write for its writer and read-only for its reader, never executable; doorbells
-//! not at all), nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
+//! not at all) and, on a GICv2, the virtual CPU interface; nothing else. VTCR_EL2 is the same for all: 39-bit IPA, 4 KiB granule.
 
 use aarch64_cpu::registers::{Writeable, VTCR_EL2};
 use septum_abi::config::{PartitionDesc, RegionKind};
 use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, T0SZ};
+use septum_platform::catalog::{GicVersion, GICV2_CPU_INTERFACE_SIZE};
 use spin::Mutex;
 
 const TABLES: usize = 128;
@@ -28,6 +29,18 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
             Some(RegionKind::Doorbell) | None => continue,
         };
         arena.map(Regime::Stage2, root, Mapping::new(region.ipa, region.pa, region.size, mem, access))?;
+    }
+    // On a GICv2 the guest's CPU interface is the virtual one (GICV), at the address
+    // its device tree gives the CPU interface (GICC): the guest acknowledges and ends
+    // its virtual interrupts there without a trap.
+    let gic = crate::this_board().gic;
+    if gic.version == GicVersion::V2 {
+        let (ipa, pa) = (gic.cpu_interface, gic.vcpu_interface);
+        arena.map(
+            Regime::Stage2,
+            root,
+            Mapping::new(ipa, pa, GICV2_CPU_INTERFACE_SIZE, MemType::Device, Access::RW),
+        )?;
     }
     *used = arena.used();
     Ok(arena.pa_of(root))

@@ -4,7 +4,6 @@
 //! this module only feeds it bytes and records what it decided.
 
 use septum_abi::bundle::{Bundle, EntryKind};
-use septum_platform::qemu_virt::BOARD;
 use septum_trust::audit::{AuditLog, Event, EventKind};
 use septum_trust::boot;
 use septum_trust::counters::{CounterStore, Floors};
@@ -54,7 +53,7 @@ pub fn production() -> bool {
 /// or program), and the hypervisor stops as a board losing power would, leaving the
 /// bank for the next boot to recover. A production build ignores it.
 pub fn open_storage(power_cut: Option<u32>) {
-    let Some(storage) = BOARD.storage else {
+    let Some(storage) = crate::this_board().storage else {
         log::warn!("trust: this board has no hypervisor storage: counters and audit log are not persistent");
         return;
     };
@@ -211,7 +210,7 @@ pub fn verify_partition(
     config_hash: &Hash,
     image_in_ram: &[u8],
 ) -> Result<Manifest, TrustError> {
-    let expected = Expected { partition: name, board_id: BOARD.name, config_hash };
+    let expected = Expected { partition: name, board_id: crate::this_board().name, config_hash };
     let manifest = bundle.payload(EntryKind::Manifest, index as u32).ok();
     let (checked, split) =
         boot::partition(root, manifest, &expected, &floors(), index as u8, image_in_ram, cpu::counter);

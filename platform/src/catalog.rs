@@ -50,14 +50,46 @@ pub struct Board {
     pub gic: Gic,
 }
 
-/// A GICv3: distributor and the contiguous redistributor frames (one per core).
+/// The board's GIC architecture version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// GICv2 with the virtualization extensions (GICH, GICV), e.g. GIC-400.
+    V2,
+    V3,
+}
+
+/// The interrupt controller: a GICv3 (distributor and the contiguous redistributor
+/// frames, one per core) or a GICv2 (distributor, CPU interface, and the
+/// virtualization extensions' hypervisor control and virtual CPU interface frames).
 #[derive(Clone, Copy, Debug)]
 pub struct Gic {
+    pub version: GicVersion,
     pub distributor: u64,
+    /// GICv3: the redistributors (0 on GICv2).
     pub redistributors: u64,
-    /// Frames to search for a core's redistributor.
+    /// GICv3: frames to search for a core's redistributor.
     pub redistributor_frames: usize,
+    /// GICv2: the physical CPU interface (GICC), the hypervisor's own.
+    pub cpu_interface: u64,
+    /// GICv2: the hypervisor control interface (GICH).
+    pub hyp_interface: u64,
+    /// GICv2: the virtual CPU interface (GICV), which each partition finds at the
+    /// `cpu_interface` address in its own address space.
+    pub vcpu_interface: u64,
 }
+
+impl Gic {
+    /// Bytes of the distributor's frame a guest reaches.
+    pub fn distributor_size(&self) -> u64 {
+        match self.version {
+            GicVersion::V2 => 0x1000,
+            GicVersion::V3 => 0x1_0000,
+        }
+    }
+}
+
+/// Bytes of a GICv2 CPU interface (GICC, GICV): two 4 KiB pages.
+pub const GICV2_CPU_INTERFACE_SIZE: u64 = 0x2000;
 
 /// A CFI (Intel command set) NOR flash bank.
 #[derive(Clone, Copy, Debug)]
@@ -96,7 +128,7 @@ impl Board {
 }
 
 /// Every board Septum supports, by the name system descriptions use.
-pub const BOARDS: &[&Board] = &[&crate::qemu_virt::BOARD];
+pub const BOARDS: &[&Board] = &[&crate::qemu_virt::BOARD, &crate::qemu_virt::BOARD_GICV2];
 
 pub fn board(name: &str) -> Option<&'static Board> {
     BOARDS.iter().copied().find(|b| b.name == name)

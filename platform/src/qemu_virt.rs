@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, HypervisorConsole, Storage};
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, Storage};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -72,5 +72,42 @@ pub static BOARD: Board = Board {
     default_dtb: RAM_BASE,
     console: HypervisorConsole::Semihosting,
     storage: Some(Storage { base: FLASH1, size: FLASH1_SIZE, block_size: 256 * 1024 }),
-    gic: Gic { distributor: GICD, redistributors: GICR, redistributor_frames: 8 },
+    gic: Gic {
+        version: GicVersion::V3,
+        distributor: GICD,
+        redistributors: GICR,
+        redistributor_frames: 8,
+        cpu_interface: 0,
+        hyp_interface: 0,
+        vcpu_interface: 0,
+    },
+};
+
+/// GICv2 (`VIRT_GIC_CPU`, `VIRT_GIC_HYP`, `VIRT_GIC_VCPU` in QEMU's map).
+pub const GICC: u64 = 0x0801_0000;
+pub const GICH: u64 = 0x0803_0000;
+pub const GICV: u64 = 0x0804_0000;
+
+/// The same machine with `gic-version=2` (QEMU models the virtualization extensions):
+/// a GICv2 distributor and CPU interface where GICv3's distributor and ITS would be.
+pub static BOARD_GICV2: Board = Board {
+    id: BoardId::QemuVirtGicV2,
+    name: "qemu-virt-gicv2",
+    hypervisor_devices: &[
+        Range::new(FLASH1, FLASH1_SIZE),
+        Range::new(GICD, 0x10000),
+        Range::new(GICC, 0x10000),
+        Range::new(GICH, 0x10000),
+        Range::new(GICV, 0x10000),
+    ],
+    gic: Gic {
+        version: GicVersion::V2,
+        distributor: GICD,
+        redistributors: 0,
+        redistributor_frames: 0,
+        cpu_interface: GICC,
+        hyp_interface: GICH,
+        vcpu_interface: GICV,
+    },
+    ..BOARD
 };

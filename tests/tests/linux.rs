@@ -16,8 +16,12 @@ const USERSPACE: &str = "septum-linux: userspace up, 2 cpus online";
 /// Wall-clock bound for one Linux boot under emulation (about 10 s on two host cores).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-fn boot() -> Machine {
-    let art = artifacts("qemu-virt");
+/// The default system (GICv3) and the same on a GICv2.
+const GICV3: &str = "qemu-virt";
+const GICV2: &str = "qemu-virt-gicv2";
+
+fn boot(system: &str) -> Machine {
+    let art = artifacts(system);
     let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
     m.wait_for("Linux userspace", BOOT_TIMEOUT, |l| count(l, USERSPACE) >= 1).unwrap_or_else(|e| panic!("{e}"));
     m
@@ -68,7 +72,18 @@ fn interrupt_counts(out: &[String], name: &str) -> Option<Vec<u64>> {
 /// vCPUs spin and exchange IPIs (jitter printed).
 #[test]
 fn linux_boots_to_a_shell_with_two_vcpus_beside_the_critical_monitor() {
-    let mut m = boot();
+    boots_to_a_shell(GICV3, "GICv3");
+}
+
+/// LNX-001, IRQ-006: the same with a GICv2 (QEMU virt, gic-version=2).
+#[test]
+fn linux_boots_to_a_shell_with_two_vcpus_beside_the_critical_monitor_on_gicv2() {
+    boots_to_a_shell(GICV2, "GIC-0");
+}
+
+/// `irq_chip`: the chip name Linux gives its GIC in `/proc/interrupts`.
+fn boots_to_a_shell(system: &str, irq_chip: &str) {
+    let mut m = boot(system);
     let cpus = shell(&mut m, "echo CPUS=$(grep -c ^processor /proc/cpuinfo)", "CPUINFO", Duration::from_secs(60));
     let t = m.transcript();
     assert!(cpus.iter().any(|l| l.trim_end() == "CPUS=2"), "two processors in /proc/cpuinfo\n{t}");
@@ -80,7 +95,7 @@ fn linux_boots_to_a_shell_with_two_vcpus_beside_the_critical_monitor() {
     assert!(timer.len() == 2 && timer.iter().all(|&n| n > 0), "timer interrupts on both vCPUs: {timer:?}\n{t}");
     let resched = interrupt_counts(&irqs, "Rescheduling interrupts").unwrap_or_else(|| panic!("no IPI row\n{t}"));
     assert!(resched.iter().sum::<u64>() > 0, "IPIs (SGIs) arrive: {resched:?}\n{t}");
-    assert!(irqs.iter().any(|l| l.contains("GICv3") && l.contains("pl011")), "its UART's SPI: {irqs:?}\n{t}");
+    assert!(irqs.iter().any(|l| l.contains(irq_chip) && l.contains("pl011")), "its UART's SPI: {irqs:?}\n{t}");
 
     let slept = shell(&mut m, "cat /proc/uptime; sleep 1; cat /proc/uptime", "SLEPT", Duration::from_secs(60));
     let t = m.transcript();
@@ -118,7 +133,10 @@ fn linux_boots_to_a_shell_with_two_vcpus_beside_the_critical_monitor() {
     assert!(stressed.len() >= 100, "the monitor beat through the stress: {} beats\n{t}", stressed.len());
     for (what, b) in [("while Linux boots", &booting), ("under the Linux stress", &stressed)] {
         let (median, worst) = jitter(b, PERIOD_TICKS);
-        println!("critical-monitor: heartbeat jitter {what}: median {median}, worst {worst} ticks ({} beats)", b.len());
+        println!(
+            "{system}: critical-monitor: heartbeat jitter {what}: median {median}, worst {worst} ticks ({} beats)",
+            b.len()
+        );
     }
 }
 
@@ -132,7 +150,17 @@ fn field(line: &str, key: &str) -> Option<u64> {
 /// duplicated or reordered; the agent's doorbell is a trapped MMIO write.
 #[test]
 fn agent_and_critical_monitor_exchange_thousands_of_messages_each_way() {
-    let mut m = boot();
+    exchange(GICV3);
+}
+
+/// LNX-003, IRQ-006: the same with a GICv2.
+#[test]
+fn agent_and_critical_monitor_exchange_thousands_of_messages_each_way_on_gicv2() {
+    exchange(GICV2);
+}
+
+fn exchange(system: &str) {
+    let mut m = boot(system);
     let enough = |l: &[Line]| {
         let agent = l.iter().rev().find(|x| x.text.starts_with("septum-agent: vitals received="));
         let monitor = l.iter().rev().find(|x| x.text.contains("critical-monitor: commands received="));
@@ -167,7 +195,7 @@ fn agent_and_critical_monitor_exchange_thousands_of_messages_each_way() {
 /// hypervisor logged `cause` and a restart, and that the critical monitor kept its
 /// period throughout.
 fn contained(command: &str, cause: &str) {
-    let mut m = boot();
+    let mut m = boot(GICV3);
     m.send(LINUX, &format!("{command}\n")).expect("typing");
     m.wait_for("Linux to boot again", BOOT_TIMEOUT, |l| count(l, USERSPACE) >= 2).unwrap_or_else(|e| panic!("{e}"));
     // Its shell answers again.

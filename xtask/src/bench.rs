@@ -21,10 +21,13 @@ use crate::trust::{resign_manifest, BundleParts};
 /// Runs every benchmark, figures going straight to the terminal. A failure (build
 /// error, a boot that does not verify, a message lost or out of order) is an error;
 /// slow figures are not.
+/// A benchmark by name.
+type Bench = (&'static str, fn() -> Result<(), String>);
+
 /// `only`: the names of the benchmarks to run (`verification`, `virtualization`,
 /// `linux`, `channel`); empty: all of them.
 pub fn run(only: &[String]) -> Result<(), String> {
-    let benches: [(&str, fn() -> Result<(), String>); 4] = [
+    let benches: [Bench; 4] = [
         ("verification", boot_verification),
         ("virtualization", virtualization),
         ("linux", linux_boot),
@@ -99,7 +102,10 @@ fn linux_boot() -> Result<(), String> {
     let alone = printk_seconds(&alone);
 
     println!();
-    println!("Linux to userspace ({} {}, {vcpus} vCPUs, {ram_mib} MiB; -icount shift=0)", kernel.package, kernel.version);
+    println!(
+        "Linux to userspace ({} {}, {vcpus} vCPUs, {ram_mib} MiB; -icount shift=0)",
+        kernel.package, kernel.version
+    );
     println!("  {:<52} {:>14}", "boot (Linux's clock at `Run /init`)", "instructions");
     let row = |what: &str, v: Option<f64>| match v {
         Some(v) => println!("  {what:<52} {:>14.0}", v * 1e9),

@@ -3,10 +3,12 @@
 //! its devices with their interrupts). Written with rust-vmm's `vm-fdt`.
 //!
 //! The GIC node names the board's distributor address, where the hypervisor emulates a
-//! distributor showing only the partition's interrupts, and the redistributor frames of
-//! its vCPUs (not emulated yet: bare-metal guests need none).
+//! distributor showing only the partition's interrupts, and, on a GICv3, the emulated
+//! redistributor frames of its vCPUs; on a GICv2, the CPU interface address, where the
+//! hypervisor maps the virtual CPU interface.
 
 use septum_abi::config::RegionKind;
+use septum_platform::catalog::{GicVersion, GICV2_CPU_INTERFACE_SIZE};
 use vm_fdt::{Error, FdtWriter};
 
 use crate::system::{Partition, System};
@@ -70,11 +72,22 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
 
     let gic = system.board.gic;
     let intc = fdt.begin_node(&format!("interrupt-controller@{:x}", gic.distributor))?;
-    fdt.property_string_list("compatible", vec!["arm,gic-v3".into()])?;
     fdt.property_null("interrupt-controller")?;
     fdt.property_u32("#interrupt-cells", 3)?;
-    let redistributors = REDISTRIBUTOR_FRAME * p.desc.vcpus().len() as u64;
-    fdt.property_array_u64("reg", &[gic.distributor, DISTRIBUTOR_FRAME, gic.redistributors, redistributors])?;
+    match gic.version {
+        GicVersion::V3 => {
+            fdt.property_string_list("compatible", vec!["arm,gic-v3".into()])?;
+            let redistributors = REDISTRIBUTOR_FRAME * p.desc.vcpus().len() as u64;
+            fdt.property_array_u64("reg", &[gic.distributor, DISTRIBUTOR_FRAME, gic.redistributors, redistributors])?;
+        }
+        GicVersion::V2 => {
+            // The distributor (emulated) and the CPU interface, where the hypervisor
+            // maps the virtual CPU interface.
+            fdt.property_string_list("compatible", vec!["arm,cortex-a15-gic".into()])?;
+            let (dist, cpu) = (gic.distributor_size(), GICV2_CPU_INTERFACE_SIZE);
+            fdt.property_array_u64("reg", &[gic.distributor, dist, gic.cpu_interface, cpu])?;
+        }
+    }
     fdt.property_phandle(GIC_PHANDLE)?;
     fdt.end_node(intc)?;
 
@@ -82,7 +95,12 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     let timer = fdt.begin_node("timer")?;
     fdt.property_string_list("compatible", vec!["arm,armv8-timer".into()])?;
     fdt.property_null("always-on")?;
-    let ppis: Vec<u32> = [13, 14, 11, 10].iter().flat_map(|&n| [PPI, n, LEVEL_HIGH]).collect();
+    // A GICv2 PPI's flags also name the CPU interfaces it reaches (bits 15:8).
+    let ppi_flags = match gic.version {
+        GicVersion::V3 => LEVEL_HIGH,
+        GicVersion::V2 => ((1u32 << p.desc.vcpus().len().min(8)) - 1) << 8 | LEVEL_HIGH,
+    };
+    let ppis: Vec<u32> = [13, 14, 11, 10].iter().flat_map(|&n| [PPI, n, ppi_flags]).collect();
     fdt.property_array_u32("interrupts", &ppis)?;
     fdt.end_node(timer)?;
 

@@ -36,7 +36,13 @@ pub struct BootFacts {
     /// `septum.power_cut=N` in `/chosen` `bootargs`: a test hook (development builds
     /// only) that cuts the flash bank's power at its N-th write step.
     pub power_cut_after: Option<u32>,
+    /// The interrupt controller is a GICv2 (`arm,cortex-a15-gic`, `arm,gic-400`), not a
+    /// GICv3: QEMU `virt` has either, by its `gic-version`.
+    pub gic_v2: bool,
 }
+
+/// `compatible` strings of GICv2 distributors.
+pub const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DtbError {
@@ -102,6 +108,9 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
             continue;
         }
         let is_irq_controller = node.property("interrupt-controller").is_some();
+        if is_irq_controller && node.compatible().is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c))) {
+            facts.gic_v2 = true;
+        }
         for r in node.reg().into_iter().flatten() {
             let Some(size) = r.size.filter(|&s| s > 0) else {
                 continue;
@@ -187,6 +196,20 @@ mod tests {
         assert!(uart1.assignable);
         let gicd = f.board.devices.iter().find(|d| d.range.base == 0x0800_0000).unwrap();
         assert!(!gicd.assignable, "the GIC stays with the hypervisor");
+        assert!(!f.gic_v2);
+    }
+
+    /// The same machine with `gic-version=2` (dumped the same way): its GIC is a GICv2,
+    /// whose CPU interface, hypervisor and virtual CPU interface frames stay the
+    /// hypervisor's too.
+    #[test]
+    fn reads_qemu_virt_with_gicv2() {
+        let f = read(include_bytes!("../tests/qemu-virt-gicv2.dtb")).unwrap();
+        assert!(f.gic_v2);
+        for base in [0x0800_0000, 0x0801_0000, 0x0803_0000, 0x0804_0000] {
+            let frame = f.board.devices.iter().find(|d| d.range.base == base).unwrap();
+            assert!(!frame.assignable, "{base:#x} stays with the hypervisor");
+        }
     }
 
     /// Raspberry Pi-style spin tables (dtc-compiled from `tests/spin-table.dts`).

@@ -27,4 +27,5 @@ pub mod traps;
 pub mod vcpu;
 pub mod vgic;
 pub mod vgicd;
+pub mod vgicd2;
 pub mod vgicr;

@@ -151,6 +151,73 @@ pub fn sgi_targets(value: u64, sender: usize, vcpus: usize) -> SgiRequest {
     SgiRequest { intid, targets: list & own, outside: list & !own != 0 }
 }
 
+/// `GICH_LR<n>.Grp1` (Arm IHI 0048B, 5.3.x). [`lr_to_v2`] keeps the group the decision
+/// made (group 1, as on a GICv3); a guest that enables only group 0 at its CPU
+/// interface (Linux's GICv2 driver writes `GICC_CTLR` = 1) sees group 1 never, so the
+/// EL2 code clears this bit for such a guest.
+pub const GICH_LR_GRP1: u32 = 1 << 30;
+
+/// The GICv2 `GICH_LR<n>` value (Arm IHI 0048B, 5.3.x) carrying the same virtual
+/// interrupt as `lr`: decisions are made in the GICv3 encoding and translated only at
+/// the GICv2 hardware, so one set of logic serves both. The priority keeps its top five
+/// bits (all a GICv2 list register holds); a software entry's source CPU is 0 and its
+/// EOI maintenance request is carried over.
+pub fn lr_to_v2(lr: ListRegister) -> u32 {
+    let v = lr.0;
+    let state = ((v >> ListRegister::STATE_SHIFT) & 0b11) as u32;
+    let priority = ((v >> ListRegister::PRIORITY_SHIFT) & 0xFF) as u32 >> 3;
+    let physical = match lr.pintid() {
+        Some(pintid) => (1 << 31) | (pintid << 10),
+        // HW = 0: bit 41 is EOI on a GICv3, bit 19 on a GICv2; CPUID (bits 12..10) 0.
+        None => (((v >> V3_EOI_SHIFT) & 1) as u32) << 19,
+    };
+    let group = if v & ListRegister::GROUP1 != 0 { GICH_LR_GRP1 } else { 0 };
+    physical | group | (state << 28) | (priority << 23) | (lr.vintid() & 0x3FF)
+}
+
+/// The GICv3-encoded list register for a GICv2 `GICH_LR<n>` value, so the EL2 code reads
+/// back in the encoding its decisions use. A software entry's source CPU (CPUID) has no
+/// GICv3 counterpart and is dropped; the priority's low three bits read as zero.
+pub fn lr_from_v2(v: u32) -> ListRegister {
+    let v = u64::from(v);
+    let state = (v >> 28) & 0b11;
+    let priority = ((v >> 23) & 0x1F) << 3;
+    let physical = if v & (1 << 31) != 0 {
+        ListRegister::HW | (((v >> 10) & ListRegister::PINTID_MASK) << ListRegister::PINTID_SHIFT)
+    } else {
+        ((v >> 19) & 1) << V3_EOI_SHIFT
+    };
+    let group = if v & u64::from(GICH_LR_GRP1) != 0 { ListRegister::GROUP1 } else { 0 };
+    ListRegister(
+        (state << ListRegister::STATE_SHIFT)
+            | physical
+            | group
+            | (priority << ListRegister::PRIORITY_SHIFT)
+            | (v & 0x3FF),
+    )
+}
+
+/// `ICH_LR<n>_EL2.EOI` (bit 41, meaningful when HW = 0): maintenance interrupt on EOI.
+const V3_EOI_SHIFT: u32 = 41;
+
+/// Decodes a `GICD_SGIR` value (Arm IHI 0048B, 4.3.15) written by vCPU `sender` of a
+/// partition with `vcpus` vCPUs; vCPU k is CPU interface k. As with [`sgi_targets`],
+/// only the partition's own vCPUs can be named: list bits beyond them set `outside`,
+/// and the reserved filter (3) names nobody.
+pub fn sgir_targets(value: u32, sender: usize, vcpus: usize) -> SgiRequest {
+    let intid = value & 0xF;
+    // A GICv2 has eight CPU interfaces at most.
+    let own: u16 = (1u16 << vcpus.min(8)) - 1;
+    let me: u16 = u32::try_from(sender).ok().and_then(|s| 1u16.checked_shl(s)).unwrap_or(0) & own;
+    let list = ((value >> 16) & 0xFF) as u16;
+    match (value >> 24) & 0b11 {
+        0 => SgiRequest { intid, targets: list & own, outside: list & !own != 0 },
+        1 => SgiRequest { intid, targets: own & !me, outside: false },
+        2 => SgiRequest { intid, targets: me, outside: false },
+        _ => SgiRequest { intid, targets: 0, outside: false },
+    }
+}
+
 /// Where a software virtual interrupt (an SGI) goes among the list registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placement {
@@ -267,5 +334,94 @@ mod tests {
         assert_eq!(free_list_register(0, 4), None);
         assert_eq!(free_list_register(u64::MAX, 64), Some(0));
         assert_eq!(free_list_register(1 << 15, 64), Some(15));
+    }
+
+    #[test]
+    fn list_registers_translate_to_gicv2() {
+        // The timer: HW, group 1, pending, priority 0xA0 (top five bits 0x14), 27 -> 27.
+        let timer = ListRegister::hw_pending(VTIMER_PPI, VTIMER_PPI, FORWARD_PRIORITY);
+        let v2 = lr_to_v2(timer);
+        assert_eq!(v2, (1 << 31) | GICH_LR_GRP1 | (1 << 28) | (0x14 << 23) | (27 << 10) | 27);
+        assert_eq!(v2, 0xDA00_6C1B);
+        assert_eq!(lr_from_v2(v2), timer);
+        assert_eq!(lr_from_v2(v2).pintid(), Some(27));
+        // A doorbell: software, no source CPU, no EOI maintenance.
+        let doorbell = ListRegister::sw_pending(960, 0xA0);
+        let v2 = lr_to_v2(doorbell);
+        assert_eq!(v2, GICH_LR_GRP1 | (1 << 28) | (0x14 << 23) | 960);
+        assert_eq!(lr_from_v2(v2), doorbell);
+        assert_eq!(lr_from_v2(v2).pintid(), None);
+        // An active SGI.
+        let sgi = ListRegister(ListRegister::sw_pending(3, 0x80).0 & !(3 << 62) | (2 << 62));
+        let v2 = lr_to_v2(sgi);
+        assert_eq!(v2, GICH_LR_GRP1 | (2 << 28) | (0x10 << 23) | 3);
+        assert_eq!(lr_from_v2(v2), sgi);
+        assert_eq!(lr_from_v2(v2).state(), LrState::Active);
+    }
+
+    #[test]
+    fn every_list_register_state_and_field_round_trips() {
+        let states =
+            [(LrState::Invalid, 0u64), (LrState::Pending, 1), (LrState::Active, 2), (LrState::PendingActive, 3)];
+        for (state, bits) in states {
+            for hw in [false, true] {
+                for group1 in [false, true] {
+                    for priority in [0u8, 0x08, 0xA0, 0xF8] {
+                        let base = if hw {
+                            ListRegister::hw_pending(1019, 1019, priority)
+                        } else {
+                            ListRegister::sw_pending(1019, priority)
+                        };
+                        let mut v = base.0 & !(3 << 62) | (bits << 62);
+                        if !group1 {
+                            v &= !(1 << 60);
+                        }
+                        let lr = ListRegister(v);
+                        let v2 = lr_to_v2(lr);
+                        assert_eq!(v2 >> 28 & 3, bits as u32);
+                        assert_eq!(v2 & GICH_LR_GRP1 != 0, group1);
+                        assert_eq!(v2 >> 31 != 0, hw);
+                        let back = lr_from_v2(v2);
+                        assert_eq!(back, lr, "{state:?} hw={hw} group1={group1} priority={priority:#x}");
+                        assert_eq!(back.state(), state);
+                        assert_eq!(lr_to_v2(back), v2);
+                    }
+                }
+            }
+        }
+        // The priority's low three bits do not fit; the rest survives.
+        assert_eq!(lr_from_v2(lr_to_v2(ListRegister::sw_pending(5, 0xA7))), ListRegister::sw_pending(5, 0xA0));
+        // EOI maintenance (software entries only) crosses both ways; CPUID is dropped.
+        let eoi = ListRegister(ListRegister::sw_pending(5, 0).0 | (1 << 41));
+        assert_eq!(lr_to_v2(eoi), (1 << 28) | GICH_LR_GRP1 | (1 << 19) | 5);
+        assert_eq!(lr_from_v2(lr_to_v2(eoi)), eoi);
+        assert_eq!(lr_from_v2((1 << 28) | (3 << 10) | 5), ListRegister(1 << 62 | 5), "CPUID 3 dropped");
+        assert_eq!(lr_to_v2(ListRegister(0)), 0);
+        assert_eq!(lr_from_v2(0), ListRegister(0));
+    }
+
+    #[test]
+    fn gicv2_sgis_reach_only_the_partitions_own_vcpus() {
+        let sgir = |filter: u32, list: u32, intid: u32| (filter << 24) | (list << 16) | intid;
+        // Filter 0: the listed CPU interfaces (vCPU k is interface k).
+        assert_eq!(sgir_targets(sgir(0, 0b10, 3), 0, 2), SgiRequest { intid: 3, targets: 0b10, outside: false });
+        assert_eq!(sgir_targets(sgir(0, 0b11, 3), 1, 2), SgiRequest { intid: 3, targets: 0b11, outside: false });
+        assert_eq!(sgir_targets(sgir(0, 0xFE, 1), 0, 2), SgiRequest { intid: 1, targets: 0b10, outside: true });
+        assert_eq!(sgir_targets(sgir(0, 0x04, 1), 0, 2), SgiRequest { intid: 1, targets: 0, outside: true });
+        assert_eq!(sgir_targets(sgir(0, 0, 1), 0, 2), SgiRequest { intid: 1, targets: 0, outside: false });
+        assert_eq!(sgir_targets(sgir(0, 0xFF, 15), 0, 8), SgiRequest { intid: 15, targets: 0xFF, outside: false });
+        // Filter 1: all but the sender.
+        assert_eq!(sgir_targets(sgir(1, 0xFF, 2), 1, 3), SgiRequest { intid: 2, targets: 0b101, outside: false });
+        assert_eq!(sgir_targets(sgir(1, 0, 2), 0, 1), SgiRequest { intid: 2, targets: 0, outside: false });
+        // Filter 2: the sender only.
+        assert_eq!(sgir_targets(sgir(2, 0xFF, 7), 1, 2), SgiRequest { intid: 7, targets: 0b10, outside: false });
+        // Filter 3: reserved, nobody.
+        assert_eq!(sgir_targets(sgir(3, 0xFF, 7), 0, 2), SgiRequest { intid: 7, targets: 0, outside: false });
+        // Bits beyond the fields (NSATT, reserved) change nothing; odd inputs do not panic.
+        assert_eq!(sgir_targets(sgir(0, 1, 4) | (1 << 15) | 0xF000_0000, 0, 1).targets, 1);
+        assert_eq!(sgir_targets(u32::MAX, usize::MAX, usize::MAX).targets, 0);
+        assert_eq!(sgir_targets(sgir(1, 0, 0), usize::MAX, 16).targets, 0xFF);
+        assert_eq!(sgir_targets(sgir(2, 0, 0), 9, 16).targets, 0);
+        assert_eq!(sgir_targets(sgir(0, 1, 0), 0, 0), SgiRequest { intid: 0, targets: 0, outside: true });
     }
 }

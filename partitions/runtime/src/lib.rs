@@ -147,12 +147,72 @@ pub struct Boot {
     pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
     /// vCPUs the partition has (its device tree's `/cpus`); this one is vCPU 0.
     pub vcpus: usize,
-    /// The distributor it sees (its device tree's `arm,gic-v3` node), and its UART's
-    /// interrupt (INTID), if it has a UART.
+    /// The distributor it sees (the first `reg` of its device tree's GIC node:
+    /// `arm,gic-v3`, or `arm,cortex-a15-gic` / `arm,gic-400` for a GICv2), and its
+    /// UART's interrupt (INTID), if it has a UART.
     pub gicd: Option<u64>,
     pub uart_irq: Option<u32>,
-    /// Where its vCPUs' redistributors are (frame k: vCPU k).
+    /// GICv3: where its vCPUs' redistributors are (frame k: vCPU k). `None` on a GICv2.
     pub gicr: Option<u64>,
+    /// Which GIC its device tree shows ([`GicVersion::V3`] if it shows none).
+    pub gic_version: GicVersion,
+    /// GICv2: its CPU interface (the hypervisor maps the physical virtual CPU interface,
+    /// `GICV`, there). `None` on a GICv3, whose CPU interface is system registers.
+    pub gicc: Option<u64>,
+}
+
+/// The GIC architecture of a partition's interrupt controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// Memory-mapped distributor and CPU interface (`GICC_*`), SGIs through `GICD_SGIR`.
+    V2,
+    /// Distributor and redistributors; system-register CPU interface (`ICC_*`).
+    V3,
+}
+
+/// The GIC version found at boot ([`GicVersion::V3`] before that, or if none was).
+pub fn gic_version() -> GicVersion {
+    gic::version()
+}
+
+/// What the interrupt paths need from the device tree, set once by the boot vCPU before
+/// any other starts.
+mod gic {
+    use super::GicVersion;
+    use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+    static VERSION: AtomicU8 = AtomicU8::new(3);
+    static GICD: AtomicU64 = AtomicU64::new(0);
+    static GICC: AtomicU64 = AtomicU64::new(0);
+    static VCPUS: AtomicUsize = AtomicUsize::new(1);
+
+    pub(crate) fn set(version: GicVersion, gicd: Option<u64>, gicc: Option<u64>, vcpus: usize) {
+        VERSION.store(if version == GicVersion::V2 { 2 } else { 3 }, Ordering::Relaxed);
+        GICD.store(gicd.unwrap_or(0), Ordering::Relaxed);
+        GICC.store(gicc.unwrap_or(0), Ordering::Relaxed);
+        VCPUS.store(vcpus, Ordering::Relaxed);
+    }
+
+    pub(crate) fn version() -> GicVersion {
+        if VERSION.load(Ordering::Relaxed) == 2 {
+            GicVersion::V2
+        } else {
+            GicVersion::V3
+        }
+    }
+
+    pub(crate) fn gicd() -> Option<u64> {
+        Some(GICD.load(Ordering::Relaxed)).filter(|&a| a != 0)
+    }
+
+    /// GICv2: the CPU interface's registers at `offset`.
+    pub(crate) fn gicc(offset: u64) -> Option<u64> {
+        Some(GICC.load(Ordering::Relaxed)).filter(|&a| a != 0).map(|a| a + offset)
+    }
+
+    pub(crate) fn vcpus() -> usize {
+        VCPUS.load(Ordering::Relaxed)
+    }
 }
 
 impl Boot {
@@ -191,9 +251,20 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         let cell = |i: usize| p.value.get(4 * i..4 * i + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
         (cell(0)? == 0).then_some(32 + cell(1)?)
     });
-    let gic_regs = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,gic-v3"])).and_then(|n| n.reg());
+    let gic_node = fdt.as_ref().and_then(|f| {
+        f.find_compatible(&["arm,gic-v3"])
+            .map(|n| (GicVersion::V3, n))
+            .or_else(|| f.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"]).map(|n| (GicVersion::V2, n)))
+    });
+    let gic_version = gic_node.as_ref().map_or(GicVersion::V3, |&(v, _)| v);
+    // GICv3: <distributor> <redistributors>; GICv2: <distributor> <CPU interface>.
+    let gic_regs = gic_node.and_then(|(_, n)| n.reg());
     let mut gic_regs = gic_regs.into_iter().flatten().map(|r| r.starting_address as u64);
-    let (gicd, gicr) = (gic_regs.next(), gic_regs.next());
+    let (gicd, second) = (gic_regs.next(), gic_regs.next());
+    let (gicr, gicc) = match gic_version {
+        GicVersion::V3 => (second, None),
+        GicVersion::V2 => (None, second),
+    };
     let console = match uart {
         // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
         Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
@@ -218,6 +289,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     };
     let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
+    gic::set(gic_version, gicd, gicc, vcpus);
     vtimer::init();
     // A GIC delivers only what is enabled: our channels' doorbells, and the SGIs of
     // each vCPU (the boot vCPU's here, a secondary's when it starts).
@@ -230,7 +302,11 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         gicd::set_redistributors(gicr);
         gicd::enable_own_sgis(0);
     }
-    let boot = Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr };
+    if gic_version == GicVersion::V2 && gicd.is_some() {
+        gicd::enable_own_sgis(0);
+    }
+    let boot =
+        Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr, gic_version, gicc };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }
@@ -442,22 +518,52 @@ pub mod audit {
     }
 }
 
-/// The EL1 virtual timer and its interrupt, through the GICv3 virtual CPU interface
-/// the hypervisor provides. The guest keeps IRQs masked (PSTATE.I): WFI still wakes on
-/// a pending interrupt, which the guest then acknowledges and ends by polling the CPU
-/// interface, so it needs no vector table.
+/// The EL1 virtual timer and its interrupt, through the virtual CPU interface the
+/// hypervisor provides: GICv3's system registers (`ICC_*`, reaching `ICV_*`), or a
+/// GICv2's memory-mapped `GICC` (the physical `GICV` frame). The guest keeps IRQs
+/// masked (PSTATE.I): WFI still wakes on a pending interrupt, which the guest then
+/// acknowledges and ends by polling the CPU interface, so it needs no vector table.
 pub mod vtimer {
+    use super::{gic, GicVersion};
+
     /// The EL1 virtual timer's interrupt (PPI 11).
     pub const INTID: u32 = 27;
     /// ICC_IAR1_EL1's answer when nothing is pending.
     const SPURIOUS: u64 = 1023;
     /// CNTV_CTL_EL0: ENABLE, IMASK.
     const ENABLE: u64 = 1;
+    /// GICv2 CPU interface registers.
+    const GICC_CTLR: u64 = 0x0;
+    const GICC_PMR: u64 = 0x4;
+    const GICC_IAR: u64 = 0xC;
+    const GICC_EOIR: u64 = 0x10;
+    /// GICC_CTLR.EnableGrp0 (EOImode 0: the EOIR write also deactivates).
+    const GICC_CTLR_ENABLE_GRP0: u32 = 1;
 
-    /// Enables the system-register CPU interface, all priorities and group 1.
+    fn gicc_write(offset: u64, value: u32) {
+        if let Some(at) = gic::gicc(offset) {
+            // SAFETY: the hypervisor maps this vCPU's virtual CPU interface (GICV) at the
+            // GICC address of our device tree, as Device memory; its registers are this
+            // vCPU's alone and no memory of ours is there.
+            unsafe { core::ptr::write_volatile(at as *mut u32, value) };
+        }
+    }
+
+    fn gicc_read(offset: u64) -> Option<u32> {
+        // SAFETY: as in `gicc_write`.
+        gic::gicc(offset).map(|at| unsafe { core::ptr::read_volatile(at as *const u32) })
+    }
+
+    /// Enables this vCPU's CPU interface: all priorities, and group 1 (GICv3) or group 0
+    /// (GICv2, where every interrupt is in group 0).
     pub(crate) fn init() {
-        // SAFETY: the hypervisor gives every partition the GICv3 virtual CPU interface
-        // (ICC_SRE_EL2.Enable), so these reach ICV registers of this vCPU only.
+        if gic::version() == GicVersion::V2 {
+            gicc_write(GICC_PMR, 0xFF);
+            gicc_write(GICC_CTLR, GICC_CTLR_ENABLE_GRP0);
+            return;
+        }
+        // SAFETY: the hypervisor gives every GICv3 partition the GICv3 virtual CPU
+        // interface (ICC_SRE_EL2.Enable), so these reach ICV registers of this vCPU only.
         unsafe {
             core::arch::asm!(
                 "mrs {t}, icc_sre_el1",
@@ -498,19 +604,38 @@ pub mod vtimer {
     /// timer's also stops the timer (its level drops), which lets the hypervisor forward
     /// the next one.
     pub fn take() -> Option<u32> {
-        let intid: u64;
-        // SAFETY: reads this vCPU's virtual interrupt acknowledge register.
-        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
-        if intid == SPURIOUS {
-            return None;
-        }
-        if intid == u64::from(INTID) {
+        let (intid, ack) = acknowledge()?;
+        if intid == INTID {
             // SAFETY: disables this vCPU's own virtual timer.
             unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
         }
+        end(ack);
+        Some(intid)
+    }
+
+    /// Acknowledges the highest-priority pending interrupt: its INTID and the value that
+    /// ends it (GICv2: the whole `GICC_IAR`, with an SGI's source CPU). `None` if none.
+    fn acknowledge() -> Option<(u32, u64)> {
+        if gic::version() == GicVersion::V2 {
+            let iar = gicc_read(GICC_IAR)?;
+            let intid = iar & 0x3FF;
+            // 1020..=1023 are special (1023: nothing pending); none is ended.
+            return (intid < 1020).then_some((intid, u64::from(iar)));
+        }
+        let intid: u64;
+        // SAFETY: reads this vCPU's virtual interrupt acknowledge register.
+        unsafe { core::arch::asm!("mrs {}, icc_iar1_el1", out(reg) intid, options(nostack)) };
+        (intid != SPURIOUS).then_some((intid as u32, intid))
+    }
+
+    /// Ends the interrupt `acknowledge` returned `ack` for (drop and deactivate).
+    fn end(ack: u64) {
+        if gic::version() == GicVersion::V2 {
+            gicc_write(GICC_EOIR, ack as u32);
+            return;
+        }
         // SAFETY: ends the interrupt just acknowledged (drop and deactivate).
-        unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) intid, options(nostack)) };
-        Some(intid as u32)
+        unsafe { core::arch::asm!("msr icc_eoir1_el1, {}", in(reg) ack, options(nostack)) };
     }
 }
 
@@ -534,14 +659,31 @@ pub mod smp {
     /// The function secondaries run (a `fn(usize) -> !`, as an address).
     static MAIN: AtomicUsize = AtomicUsize::new(0);
 
-    /// Sends SGI `intid` (0..16) through `ICC_SGI1R_EL1`, raw: `targets` is the
-    /// register's target list (bit k: vCPU k) and `affinity` its Aff1 field, so a test
-    /// can also aim outside the partition.
+    /// Sends SGI `intid` (0..16), raw, so a test can also aim outside the partition.
+    ///
+    /// GICv3: through `ICC_SGI1R_EL1`: `targets` is the register's target list (bit k:
+    /// vCPU k) and `affinity` its Aff1 field.
+    ///
+    /// GICv2: through the distributor's `GICD_SGIR`, with `TargetListFilter` 0 and
+    /// `targets`' low eight bits as its CPU target list (bit k: vCPU k; a GICv2 has at
+    /// most eight CPU interfaces, so bits 8..16 are dropped). A GICv2 has no other
+    /// cluster: `affinity` != 0 aims instead at every CPU interface at or above the
+    /// partition's vCPU count (none if it has eight), which the partition does not have
+    /// either, so the SGI is still one aimed outside it (and `targets` is ignored).
     pub fn send_sgi(intid: u32, targets: u16, affinity: u8) {
+        if super::gic::version() == super::GicVersion::V2 {
+            let Some(gicd) = super::gic::gicd() else { return };
+            let list = if affinity == 0 { targets & 0xFF } else { (0xFF_u16 << super::gic::vcpus().min(8)) & 0xFF };
+            super::gicd::write_raw(gicd, GICD_SGIR, (u32::from(list) << 16) | (intid & 0xF));
+            return;
+        }
         let v = (u64::from(intid & 0xF) << 24) | (u64::from(affinity) << 16) | u64::from(targets);
         // SAFETY: trapped to the hypervisor, which delivers it within the partition.
         unsafe { core::arch::asm!("msr icc_sgi1r_el1, {}", "isb", in(reg) v, options(nostack)) };
     }
+
+    /// GICv2's software-generated interrupt register, in the distributor.
+    const GICD_SGIR: u64 = 0xF00;
 
     /// This vCPU's number (MPIDR Aff0: the hypervisor numbers vCPUs from 0).
     pub fn id() -> usize {
@@ -596,10 +738,14 @@ pub mod smp {
 /// The distributor the hypervisor emulates for this partition (it shows only the
 /// partition's own interrupts): enabling them.
 pub mod gicd {
+    use super::{gic, GicVersion};
+
     /// GICD_ISENABLER<n>.
     const ISENABLER: u64 = 0x100;
-    /// GICD_CTLR: affinity routing and group 1 on.
+    /// GICD_CTLR: affinity routing and group 1 on (GICv3).
     const CTLR_ARE_GRP1: u32 = (1 << 4) | (1 << 1);
+    /// GICD_CTLR: groups 0 and 1 on (GICv2).
+    const CTLR_GRP0_GRP1: u32 = 0b11;
 
     fn write(gicd: u64, offset: u64, value: u32) {
         // SAFETY: the distributor's page is not mapped for us: the write traps to the
@@ -612,9 +758,11 @@ pub mod gicd {
         unsafe { core::ptr::read_volatile((gicd + offset) as *const u32) }
     }
 
-    /// Turns on group-1 interrupts and enables `intid` (an SPI of ours).
+    /// Turns on the distributor (GICv3: affinity routing and group 1; GICv2: groups 0
+    /// and 1) and enables `intid` (an SPI of ours).
     pub fn enable(gicd: u64, intid: u32) {
-        write(gicd, 0, CTLR_ARE_GRP1);
+        let ctlr = if gic::version() == GicVersion::V2 { CTLR_GRP0_GRP1 } else { CTLR_ARE_GRP1 };
+        write(gicd, 0, ctlr);
         write(gicd, ISENABLER + u64::from(intid / 32) * 4, 1 << (intid % 32));
     }
 
@@ -644,8 +792,16 @@ pub mod gicd {
         GICR.store(gicr, core::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Enables the 16 SGIs in vCPU `vcpu`'s own redistributor.
+    /// Enables the 16 SGIs of vCPU `vcpu`, which must be the running one: in its own
+    /// redistributor (GICv3), or in the distributor's `GICD_ISENABLER0`, banked per
+    /// vCPU, so the running vCPU's own (GICv2: `vcpu` is not used).
     pub fn enable_own_sgis(vcpu: usize) {
+        if gic::version() == GicVersion::V2 {
+            if let Some(gicd) = gic::gicd() {
+                write(gicd, ISENABLER, 0xFFFF);
+            }
+            return;
+        }
         let gicr = GICR.load(core::sync::atomic::Ordering::Relaxed);
         if gicr != 0 {
             write(gicr, vcpu as u64 * GICR_FRAME + GICR_ISENABLER0, 0xFFFF);

@@ -29,18 +29,22 @@ pub const NAME_LEN: usize = 24;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BoardId {
     QemuVirt = 1,
+    /// QEMU `virt` with `gic-version=2`: the same machine, another interrupt controller.
+    QemuVirtGicV2 = 2,
 }
 
 impl BoardId {
     pub fn from_u32(v: u32) -> Option<Self> {
         match v {
             1 => Some(Self::QemuVirt),
+            2 => Some(Self::QemuVirtGicV2),
             _ => None,
         }
     }
     pub fn name(self) -> &'static str {
         match self {
             Self::QemuVirt => "qemu-virt",
+            Self::QemuVirtGicV2 => "qemu-virt-gicv2",
         }
     }
 }
