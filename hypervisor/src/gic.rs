@@ -10,7 +10,7 @@
 //! an interrupt it forwards at once, and the guest's end of interrupt deactivates it
 //! through the hardware-linked list register.
 
-use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
@@ -47,8 +47,18 @@ const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
 static CPU_MASK: [(AtomicU64, AtomicU16); crate::partition::MAX_CPUS] =
     [const { (AtomicU64::new(u64::MAX), AtomicU16::new(0)) }; crate::partition::MAX_CPUS];
 
+/// The board's GIC is a GICv2: read on every interrupt and list-register access, so
+/// kept apart from the board (set once at boot, [`use_board_gic`]).
+static GIC_V2: AtomicBool = AtomicBool::new(false);
+
+/// Takes the GIC version of the board the hypervisor runs on (boot core, before any
+/// other GIC call).
+pub fn use_board_gic() {
+    GIC_V2.store(crate::this_board().gic.version == GicVersion::V2, Ordering::Release);
+}
+
 fn v2() -> bool {
-    crate::this_board().gic.version == GicVersion::V2
+    GIC_V2.load(Ordering::Relaxed)
 }
 
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces

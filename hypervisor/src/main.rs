@@ -90,6 +90,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
     };
     BOARD.call_once(|| if facts.gic_v2 { &qemu_virt::BOARD_GICV2 } else { &qemu_virt::BOARD });
+    gic::use_board_gic();
 
     // 3. MMU and caches on.
     if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {

@@ -686,7 +686,9 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
             access.offset
         );
     }
-    after_distributor_write(part, effect);
+    if access.write {
+        after_distributor_write(part, effect);
+    }
 }
 
 /// What a write to the distributor changes: the physical distributor follows the
@@ -724,6 +726,9 @@ fn emulate_distributor_v2(part: &Runtime, vcpu: usize, access: vgicd::Access, fr
             if access.write { "write" } else { "read" },
             access.offset
         );
+    }
+    if !access.write {
+        return;
     }
     after_distributor_write(part, effect);
     if let Some(req) = sgi {

@@ -172,6 +172,11 @@ extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
     };
     let esr = ESR_EL2.get();
     if kind == LowerKind::Sync && septum_core::traps::is_hypercall(esr) {
+        // Versions and features are answered before anything else is looked at.
+        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1]) {
+            frame.x[..4].copy_from_slice(&[v, 0, 0, 0]);
+            return;
+        }
         // The most common exit, straight to its handler: what `classify` makes of it.
         let [function, args @ ..] =
             [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];

@@ -186,11 +186,14 @@ fn virtualization() -> Result<(), String> {
     row("trapped distributor read (GICD_TYPER, 4096 in a row)", figure("distributor-read"), "< 180");
     println!("  A tick is 16 instructions, so single-shot figures are multiples of 16.");
     println!("  * Across cores, icount runs the vCPUs round-robin on one host thread:");
-    println!("  that figure is mostly QEMU's scheduling, not the hypervisor's work. Where a hypercall's");
-    println!("  instructions go: about 45 in the vectors' full register save and restore (all 31");
-    println!("  registers, as for any exit), the rest in finding the partition and in the answer, a");
-    println!("  general decision whose result travels through memory; an assembly fast path for");
-    println!("  the few calls that need no state would cut the latter.");
+    println!("  that figure is mostly QEMU's scheduling, not the hypervisor's work.");
+    println!("  Where the instructions go (targets missed): a hypercall pays about 45 for the vectors'");
+    println!("  full register save and restore (all 31 registers, as for any exit) and the Rust");
+    println!("  handler's entry and exit; versions and features are then answered before the");
+    println!("  partition is looked up. The timer's and the distributor read's paths also find the");
+    println!("  partition and its state behind locks, and choose the GIC (v2 or v3) at each register");
+    println!("  access. An assembly path taken before the register save, for the calls and");
+    println!("  interrupts that need no state, would bring all three under their targets.");
     println!();
     Ok(())
 }

@@ -59,13 +59,41 @@ const PSCI_SUPPORTED: &[u32] = &[
     smccc::VERSION,
 ];
 
-pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
-    match function {
-        psci::VERSION => ret(psci::VERSION_1_1 as i64),
+/// The answer (x0; x1..x3 are zero) to a call that depends on nothing but its own
+/// arguments: versions and features. The EL2 binary answers these before it looks up
+/// the calling partition (the hypercall fast path); [`answer`] gives the same.
+pub fn stateless(function: u32, arg0: u64) -> Option<u64> {
+    let v = match function {
+        psci::VERSION => psci::VERSION_1_1 as i64,
         psci::FEATURES => {
-            let fid = args[0] as u32;
-            ret(if PSCI_SUPPORTED.contains(&fid) { 0 } else { psci::NOT_SUPPORTED as i64 })
+            let fid = arg0 as u32;
+            if PSCI_SUPPORTED.contains(&fid) {
+                0
+            } else {
+                psci::NOT_SUPPORTED as i64
+            }
         }
+        // 2: no trusted OS that needs migration.
+        psci::MIGRATE_INFO_TYPE => 2,
+        smccc::VERSION => smccc::VERSION_1_1 as i64,
+        smccc::ARCH_FEATURES => {
+            let fid = arg0 as u32;
+            if fid == smccc::VERSION || fid == smccc::ARCH_FEATURES {
+                0
+            } else {
+                psci::NOT_SUPPORTED as i64
+            }
+        }
+        _ => return None,
+    };
+    Some(v as u64)
+}
+
+pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
+    if let Some(v) = stateless(function, args[0]) {
+        return Answer::Return([v, 0, 0, 0]);
+    }
+    match function {
         // A power-down request may return at once as if woken (PSCI 1.1, 5.4.2).
         psci::CPU_SUSPEND_32 | psci::CPU_SUSPEND_64 => ret(psci::SUCCESS as i64),
         psci::CPU_OFF => Answer::CpuOff,
@@ -78,15 +106,8 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
         },
         psci::CPU_ON_64 => Answer::CpuOn { target: args[0], entry: args[1], context: args[2] },
         psci::AFFINITY_INFO_64 => Answer::AffinityInfo { target: args[0], level: args[1] },
-        // 2: no trusted OS that needs migration.
-        psci::MIGRATE_INFO_TYPE => ret(2),
         psci::SYSTEM_OFF => Answer::Stop(StopCause::OffRequest),
         psci::SYSTEM_RESET | psci::SYSTEM_RESET2_64 => Answer::Stop(StopCause::ResetRequest),
-        smccc::VERSION => ret(smccc::VERSION_1_1 as i64),
-        smccc::ARCH_FEATURES => {
-            let fid = args[0] as u32;
-            ret(if fid == smccc::VERSION || fid == smccc::ARCH_FEATURES { 0 } else { psci::NOT_SUPPORTED as i64 })
-        }
         abi::CONSOLE_WRITE => {
             let len = args[0] as usize;
             if len > abi::CONSOLE_WRITE_MAX {
@@ -115,6 +136,29 @@ mod tests {
 
     const CALLER: Caller =
         Caller { vcpu: 0, vcpu_count: 1, start: StartCondition::NormalStart, restarts: 0, audit_reader: false };
+
+    /// The fast path answers only calls whose answer needs no state, and answers them
+    /// as `answer` does.
+    #[test]
+    fn stateless_calls_answer_as_the_full_path() {
+        let calls = [
+            (psci::VERSION, 0),
+            (psci::FEATURES, psci::CPU_ON_64 as u64),
+            (psci::FEATURES, 0x8400_00FF),
+            (psci::MIGRATE_INFO_TYPE, 0),
+            (smccc::VERSION, 0),
+            (smccc::ARCH_FEATURES, smccc::VERSION as u64),
+            (smccc::ARCH_FEATURES, 0x8000_7FFF),
+        ];
+        for (f, a) in calls {
+            let v = stateless(f, a).unwrap_or_else(|| panic!("{f:#x} is stateless"));
+            assert_eq!(answer(f, [a, 0, 0, 0, 0, 0, 0], &CALLER), Answer::Return([v, 0, 0, 0]), "{f:#x}");
+        }
+        for f in [psci::CPU_ON_64, psci::CPU_OFF, psci::SYSTEM_RESET, abi::CONSOLE_WRITE, abi::PARTITION_STATUS] {
+            assert_eq!(stateless(f, 0), None, "{f:#x} needs the partition");
+        }
+        assert_eq!(stateless(0xC600_0000, 0), None, "unknown calls take the full path (NOT_SUPPORTED there)");
+    }
 
     #[test]
     fn psci_version_features_and_reset() {
