@@ -245,7 +245,7 @@ pub fn on_irq() {
     // The whole acknowledge value: on a GICv2 an SGI's carries its source CPU, and the
     // end and deactivation writes must repeat it.
     let ack = acknowledge();
-    let intid = ack & 0x3FF;
+    let intid = if v2() { gicv2::intid_of(ack) } else { ack };
     match vgic::classify(intid) {
         Physical::Spurious => {}
         Physical::Forward(lr) => forward(ack, lr),
@@ -271,7 +271,8 @@ pub fn on_irq() {
     }
 }
 
-/// Forwards the physical interrupt acknowledged as `ack` as the hardware-linked `lr`:
+/// Forwards the physical interrupt acknowledged as `ack` (its INTID: `lr`'s physical
+/// one) as the hardware-linked `lr`:
 /// its priority drops now, the guest's end of interrupt deactivates it. Without a free
 /// list register it is deactivated and dropped (it cannot happen for the timer, which
 /// cannot fire again while its virtual interrupt is live; a level-triggered device
@@ -282,7 +283,7 @@ fn forward(ack: u32, lr: ListRegister) {
         Some(n) => write_lr(n, lr.0),
         None => {
             deactivate(ack);
-            log::error!("GIC: no free list register for INTID {}: dropped", ack & 0x3FF);
+            log::error!("GIC: no free list register for INTID {}: dropped", lr.pintid().unwrap_or(ack));
         }
     }
 }

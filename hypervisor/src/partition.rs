@@ -678,7 +678,18 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
         };
         (outcome, effect, d.outside)
     };
-    if outcome == Outcome::Outside && outside.is_power_of_two() {
+    if outcome == Outcome::Outside {
+        report_outside_distributor(part, access, outside);
+    }
+    if access.write {
+        after_distributor_write(part, effect);
+    }
+}
+
+/// An access to the distributor outside the partition's interrupts (`outside` so far),
+/// reported at powers of two.
+fn report_outside_distributor(part: &Runtime, access: vgicd::Access, outside: u64) {
+    if outside.is_power_of_two() {
         log::warn!(
             "{}: GIC distributor: {} at offset {:#x} outside its interrupts ignored ({outside} so far)",
             part.desc.name(),
@@ -686,8 +697,14 @@ fn emulate_distributor(part: &Runtime, access: vgicd::Access, frame: &mut TrapFr
             access.offset
         );
     }
-    if access.write {
-        after_distributor_write(part, effect);
+}
+
+/// Delivers the SGIs of vCPU `vcpu` that a write to its (banked or redistributor)
+/// registers enabled while they were pending.
+fn deliver_released_sgis(part: &Runtime, vcpu: usize) {
+    let ready = part.vgicr.lock().take_ready(vcpu);
+    for intid in (0..16).filter(|k| ready & (1 << k) != 0) {
+        deliver(part, vcpu, intid);
     }
 }
 
@@ -719,13 +736,8 @@ fn emulate_distributor_v2(part: &Runtime, vcpu: usize, access: vgicd::Access, fr
             (outcome, vgicd::Effect::None, None, d.outside)
         }
     };
-    if outcome == Outcome::Outside && outside.is_power_of_two() {
-        log::warn!(
-            "{}: GIC distributor: {} at offset {:#x} outside its interrupts ignored ({outside} so far)",
-            part.desc.name(),
-            if access.write { "write" } else { "read" },
-            access.offset
-        );
+    if outcome == Outcome::Outside {
+        report_outside_distributor(part, access, outside);
     }
     if !access.write {
         return;
@@ -734,11 +746,7 @@ fn emulate_distributor_v2(part: &Runtime, vcpu: usize, access: vgicd::Access, fr
     if let Some(req) = sgi {
         deliver_sgi(part, req);
     }
-    // SGIs this vCPU's banked enable write released.
-    let ready = part.vgicr.lock().take_ready(vcpu);
-    for intid in (0..16).filter(|k| ready & (1 << k) != 0) {
-        deliver(part, vcpu, intid);
-    }
+    deliver_released_sgis(part, vcpu);
 }
 
 /// An access to one of the partition's redistributors (any vCPU may reach any of its
@@ -755,10 +763,8 @@ fn emulate_redistributor(part: &Runtime, target: usize, access: vgicd::Access, f
         };
         (outcome, r.outside)
     };
-    // SGIs the write enabled while they were pending are delivered now.
-    let ready = part.vgicr.lock().take_ready(target);
-    for intid in (0..16).filter(|k| ready & (1 << k) != 0) {
-        deliver(part, target, intid);
+    if access.write {
+        deliver_released_sgis(part, target);
     }
     if outcome == Outcome::Outside && outside.is_power_of_two() {
         log::warn!(

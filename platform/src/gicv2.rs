@@ -14,6 +14,7 @@
 //! runs Non-secure and sees the Non-secure copies, whose bit 0 enables its group and bit
 //! 9 of `GICC_CTLR` is its `EOImode`. The methods below are right for both views.
 
+use crate::gicv3::spi;
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
@@ -238,16 +239,6 @@ impl Distributor {
                 + GICD_SGIR::SGI_INTID.val(intid & 0xF),
         );
     }
-
-    /// INTIDs the distributor implements (a multiple of 32, at most 1020).
-    pub fn lines(&self) -> u32 {
-        (32 * (self.regs.typer.read(GICD_TYPER::IT_LINES_NUMBER) + 1)).min(1020)
-    }
-}
-
-/// `intid` as an index into the distributor's per-interrupt arrays, if it is an SPI.
-fn spi(intid: u32) -> Option<usize> {
-    (32..1020).contains(&intid).then_some(intid as usize)
 }
 
 /// `GICC_IAR`'s INTID when no interrupt is pending (1020..=1023 are all special).
@@ -332,17 +323,6 @@ impl HypInterface {
         u64::from(self.regs.elrsr[0].get()) | (u64::from(self.regs.elrsr[1].get()) << 32)
     }
 
-    /// List registers whose interrupt the guest ended and that asked for a maintenance
-    /// interrupt at EOI (bit n: list register n).
-    pub fn eisr(&self) -> u64 {
-        u64::from(self.regs.eisr[0].get()) | (u64::from(self.regs.eisr[1].get()) << 32)
-    }
-
-    /// Why the maintenance interrupt is asserted (`GICH_MISR`).
-    pub fn misr(&self) -> u32 {
-        self.regs.misr.get()
-    }
-
     /// List register `n`; 0 (invalid) if there is no such register.
     pub fn lr(&self, n: usize) -> u32 {
         self.lr_reg(n).map_or(0, Readable::get)
@@ -364,12 +344,8 @@ impl HypInterface {
         self.regs.apr.set(0);
     }
 
-    /// The virtual machine control register (the guest's `GICV_CTLR`, `GICV_PMR`,
+    /// Sets the virtual machine control register (the guest's `GICV_CTLR`, `GICV_PMR`,
     /// `GICV_BPR` and `GICV_ABPR` fields).
-    pub fn vmcr(&self) -> u32 {
-        self.regs.vmcr.get()
-    }
-
     pub fn set_vmcr(&self, value: u32) {
         self.regs.vmcr.set(value);
     }

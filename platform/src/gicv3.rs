@@ -154,8 +154,9 @@ impl Distributor {
     }
 }
 
-/// `intid` as an index into the distributor's per-interrupt arrays, if it is an SPI.
-fn spi(intid: u32) -> Option<usize> {
+/// `intid` as an index into the distributor's per-interrupt arrays, if it is an SPI
+/// (GICv2 and GICv3 distributors alike).
+pub(crate) fn spi(intid: u32) -> Option<usize> {
     (32..1020).contains(&intid).then_some(intid as usize)
 }
 

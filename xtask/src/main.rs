@@ -153,6 +153,17 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 const HOST_CRATES: &[&str] =
     &["septum-abi", "septum-core", "septum-trust", "septum-platform", "septum-ipc-channel", "septum-agent", "xtask"];
 
+/// `cargo clippy` of `packages` built for `target` (release, in the cross target
+/// directory), warnings denied.
+fn cross_clippy(packages: &[&str], target: &str, cross: &str) -> Result<(), String> {
+    let mut args = vec!["clippy", "--quiet", "--release", "--target", target, "--target-dir", cross];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    args.extend(["--", "-D", "warnings"]);
+    cargo(&args)
+}
+
 fn test() -> Result<(), String> {
     prereq::rust_targets()?;
     prereq::qemu()?;
@@ -160,41 +171,10 @@ fn test() -> Result<(), String> {
     cargo(&["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"])?;
     let cross = build::cross_target_dir();
     let cross = cross.to_string_lossy();
-    cargo(&[
-        "clippy",
-        "--quiet",
-        "--release",
-        "-p",
-        "septum-hypervisor",
-        "--target",
-        build::HYPERVISOR_TARGET,
-        "--target-dir",
-        &cross,
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    let mut guests = vec!["clippy", "--quiet", "--release", "--target", build::GUEST_TARGET, "--target-dir", &cross];
-    for g in system::GUESTS {
-        guests.extend(["-p", g]);
-    }
-    guests.extend(["--", "-D", "warnings"]);
-    cargo(&guests)?;
+    cross_clippy(&["septum-hypervisor"], build::HYPERVISOR_TARGET, &cross)?;
+    cross_clippy(system::GUESTS, build::GUEST_TARGET, &cross)?;
     prereq::rust_target(build::AGENT_TARGET)?;
-    cargo(&[
-        "clippy",
-        "--quiet",
-        "--release",
-        "-p",
-        "septum-agent",
-        "--target",
-        build::AGENT_TARGET,
-        "--target-dir",
-        &cross,
-        "--",
-        "-D",
-        "warnings",
-    ])?;
+    cross_clippy(&["septum-agent"], build::AGENT_TARGET, &cross)?;
     let mut host = vec!["test"];
     for c in HOST_CRATES {
         host.extend(["-p", c]);
