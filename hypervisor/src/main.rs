@@ -32,7 +32,7 @@ use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
-use septum_platform::catalog::Board;
+use septum_platform::catalog::{self, Board};
 use septum_platform::qemu_virt;
 
 /// FDT header magic, big-endian.
@@ -46,8 +46,8 @@ const CONFIG_MAX: usize = 8192;
 /// The slot (stack, per-core state) of the core running this code.
 static BOARD: spin::Once<&'static Board> = spin::Once::new();
 
-/// The board the hypervisor runs on: QEMU `virt`, with the GIC its DTB names (its
-/// `gic-version`). Chosen once, from the board DTB, before anything uses the GIC.
+/// The board the hypervisor runs on, as its DTB's root `compatible` and GIC name it.
+/// Chosen once, from the board DTB, before anything uses the GIC.
 pub fn this_board() -> &'static Board {
     BOARD.get().copied().unwrap_or(&qemu_virt::BOARD)
 }
@@ -84,13 +84,31 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     let dtb_len = unsafe { physmem::read_be32(dtb_pa + 4) }.min(DTB_MAX);
     // SAFETY: the DTB lies in RAM that no partition is given (checked below against the
     // configuration as a reserved range) and nothing writes it.
-    let dtb = unsafe { physmem::slice(dtb_pa, dtb_len as usize) };
+    let firmware_dtb = unsafe { physmem::slice(dtb_pa, dtb_len as usize) };
+    // Read from a copy without the NOPs that firmware's in-place edits leave.
+    // SAFETY: the only call, on the boot core, before any other core runs.
+    let copy = unsafe { physmem::dtb_copy() };
+    let dtb = match board::without_nops(firmware_dtb, copy) {
+        Ok(n) => &copy[..n],
+        Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
+    };
     let facts = match board::read(dtb) {
         Ok(f) => f,
         Err(e) => fatal_early(format_args!("board device tree at {dtb_pa:#x} unusable: {e}")),
     };
-    BOARD.call_once(|| if facts.gic_v2 { &qemu_virt::BOARD_GICV2 } else { &qemu_virt::BOARD });
+    let Some(board) = catalog::board_for(board::root_compatible(dtb), facts.gic_v2) else {
+        fatal_early(format_args!(
+            "board device tree at {dtb_pa:#x} names no supported board (root compatible {:?}, GICv{})",
+            DtNames(dtb),
+            if facts.gic_v2 { 2 } else { 3 }
+        ));
+    };
+    BOARD.call_once(|| board);
     gic::use_board_gic();
+    // Quirk virq-unwired: only on QEMU's model of a board known to need it, unless the
+    // hypervisor's command line says otherwise.
+    let virq_quirk = facts.virq_quirk.unwrap_or(board.qemu_virq_unwired && facts.qemu_psci);
+    let _ = virq_quirk; // TMP-QUIRK gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
     if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
@@ -111,6 +129,9 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         facts.psci
     );
 
+    if virq_quirk {
+        log::warn!("quirk virq-unwired on: virtual interrupts are signalled with HCR_EL2.VI (QEMU's model does not wire the GIC's virtual IRQ line)");
+    }
     if facts.psci == Some(Conduit::Hvc) {
         log::warn!("board DTB names PSCI over HVC, which a hypervisor at EL2 cannot call: no PSCI");
     }
@@ -288,6 +309,15 @@ fn stop(args: core::fmt::Arguments<'_>) -> ! {
 fn fatal_early(args: core::fmt::Arguments<'_>) -> ! {
     console::early_line(format_args!("ERROR BOOT STOPPED: {args}"));
     cpu::park()
+}
+
+/// A DTB's root `compatible` list, for the log.
+struct DtNames<'a>(&'a [u8]);
+
+impl core::fmt::Debug for DtNames<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(board::root_compatible(self.0)).finish()
+    }
 }
 
 struct RangeList<'a>(&'a BootFacts);

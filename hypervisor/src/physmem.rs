@@ -58,3 +58,21 @@ pub unsafe fn partition_bytes<'a>(pa: u64, len: usize) -> &'a [u8] {
     // SAFETY: guaranteed by the caller.
     unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
 }
+
+/// Bytes of the boot core's scratch buffer for the board DTB's NOP-free copy.
+pub const DTB_COPY_MAX: usize = 256 << 10;
+
+struct DtbCopy(core::cell::UnsafeCell<[u8; DTB_COPY_MAX]>);
+// SAFETY: used only through `dtb_copy`, whose contract allows one caller, ever.
+unsafe impl Sync for DtbCopy {}
+static DTB_COPY: DtbCopy = DtbCopy(core::cell::UnsafeCell::new([0; DTB_COPY_MAX]));
+
+/// The buffer the board DTB is copied into (in BSS, so in the hypervisor's image range).
+///
+/// # Safety
+/// Call once, on the boot core, before any other core runs hypervisor code: the
+/// returned reference is the only one.
+pub unsafe fn dtb_copy() -> &'static mut [u8; DTB_COPY_MAX] {
+    // SAFETY: guaranteed by the caller: no other reference exists or will.
+    unsafe { &mut *DTB_COPY.0.get() }
+}

@@ -48,6 +48,14 @@ pub struct Board {
     pub storage: Option<Storage>,
     /// The interrupt controller the hypervisor owns.
     pub gic: Gic,
+    /// Root `compatible` strings of the board's DTB that name this board.
+    pub dt_compatible: &'static [&'static str],
+    /// Quirk `virq-unwired`: QEMU's model of this board (QEMU 10.0.2's `imx8mp-evk`)
+    /// does not wire the GIC's virtual IRQ output to the CPUs, so a pending list
+    /// register never interrupts EL1; the hypervisor signals with `HCR_EL2.VI` instead.
+    /// Active only when the board DTB shows a QEMU model (or the hypervisor's
+    /// `bootargs` say `septum.virq_quirk=on`).
+    pub qemu_virq_unwired: bool,
 }
 
 /// The board's GIC architecture version.
@@ -128,8 +136,17 @@ impl Board {
 }
 
 /// Every board Septum supports, by the name system descriptions use.
-pub const BOARDS: &[&Board] = &[&crate::qemu_virt::BOARD, &crate::qemu_virt::BOARD_GICV2];
+pub const BOARDS: &[&Board] =
+    &[&crate::qemu_virt::BOARD, &crate::qemu_virt::BOARD_GICV2, &crate::rpi4::BOARD, &crate::imx8mp_evk::BOARD];
 
 pub fn board(name: &str) -> Option<&'static Board> {
     BOARDS.iter().copied().find(|b| b.name == name)
+}
+
+/// The board a DTB's root `compatible` list (most specific first) names, given whether
+/// its GIC is a GICv2 (QEMU `virt` comes with either).
+pub fn board_for<'a>(root_compatible: impl IntoIterator<Item = &'a str>, gic_v2: bool) -> Option<&'static Board> {
+    root_compatible.into_iter().find_map(|c| {
+        BOARDS.iter().copied().find(|b| b.dt_compatible.contains(&c) && (b.gic.version == GicVersion::V2) == gic_v2)
+    })
 }

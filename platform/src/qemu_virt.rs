@@ -81,6 +81,8 @@ pub static BOARD: Board = Board {
         hyp_interface: 0,
         vcpu_interface: 0,
     },
+    dt_compatible: &["linux,dummy-virt"],
+    qemu_virq_unwired: false,
 };
 
 /// GICv2 (`VIRT_GIC_CPU`, `VIRT_GIC_HYP`, `VIRT_GIC_VCPU` in QEMU's map).

@@ -8,6 +8,7 @@ use std::process::Command;
 use crate::image::{self, LoadImage};
 use crate::system::{self, ImageSource, InitrdSource, System};
 use crate::trust::{self, BundleParts, Keys};
+use septum_platform::catalog::Board;
 
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
 /// EL2 code must not use the FP/SIMD registers, which hold the guest's state.
@@ -69,15 +70,34 @@ pub const ROOT_ANCHOR_ENV: &str = "SEPTUM_ROOT_ANCHOR";
 /// `"1"` in production builds, absent otherwise.
 pub const PRODUCTION_ENV: &str = "SEPTUM_PRODUCTION";
 
-/// Builds the hypervisor (trusting `keys`' genesis root) and every guest crate, release
-/// profile.
-pub fn compile(keys: &Keys, production: bool) -> Result<(), String> {
+/// Where the hypervisor linked for `board` is built. The hypervisor is linked at its
+/// board's address; boards sharing QEMU virt's build in the shared directory, others
+/// in their own (so switching boards does not relink the others).
+fn hypervisor_target_dir(board: &Board) -> PathBuf {
+    if board.hypervisor_base == septum_platform::qemu_virt::HYPERVISOR_BASE {
+        cross_target_dir()
+    } else {
+        root().join("target").join(format!("cross-{}", board.name))
+    }
+}
+
+/// The hypervisor ELF linked for `board`, once [`compile`] built it.
+pub fn hypervisor_elf(board: &Board) -> PathBuf {
+    hypervisor_target_dir(board).join(HYPERVISOR_TARGET).join("release").join("septum")
+}
+
+/// Builds the hypervisor for `board` (trusting `keys`' genesis root) and every guest
+/// crate, release profile.
+pub fn compile(board: &Board, keys: &Keys, production: bool) -> Result<(), String> {
     crate::prereq::rust_targets()?;
     let target_dir = cross_target_dir();
+    let ram_base = board.ram.first().map_or(0, |r| r.base);
     let mut hv = cargo();
     hv.args(["build", "--release", "--quiet", "-p", "septum-hypervisor", "--target", HYPERVISOR_TARGET])
         .arg("--target-dir")
-        .arg(&target_dir)
+        .arg(hypervisor_target_dir(board))
+        .env("SEPTUM_RAM_BASE", format!("{ram_base:#x}"))
+        .env("SEPTUM_HV_BASE", format!("{:#x}", board.hypervisor_base))
         .env(ROOT_ANCHOR_ENV, trust::hex(&keys.anchor()));
     if production {
         hv.env(PRODUCTION_ENV, "1");
@@ -123,7 +143,7 @@ pub fn system_with(name: &str, opts: &Options) -> Result<Artifacts, String> {
     let path = system_path(name);
     let mut sys = system::load(&path).map_err(join_errors)?;
     let keys = signing_keys(&sys, opts)?;
-    compile(&keys, opts.production)?;
+    compile(sys.board, &keys, opts.production)?;
     pack(&mut sys, &keys)
 }
 
@@ -268,7 +288,7 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
     let bundle = dir.join("bundle.bin");
     write("bundle.bin", &bytes)?;
 
-    let hv_elf = elf_path(HYPERVISOR_TARGET, "septum");
+    let hv_elf = hypervisor_elf(sys.board);
     let elf = std::fs::read(&hv_elf).map_err(|e| format!("{}: {e}", hv_elf.display()))?;
     let img = image::from_elf(&elf)?;
     if img.load != sys.board.hypervisor_base || &img.bytes[56..60] != b"ARM\x64" {

@@ -6,15 +6,29 @@
 //! distributor showing only the partition's interrupts, and, on a GICv3, the emulated
 //! redistributor frames of its vCPUs; on a GICv2, the CPU interface address, where the
 //! hypervisor maps the virtual CPU interface.
+//!
+//! UARTs (PL011, i.MX, BCM2835 mini UART) carry the clocks their Linux drivers ask for,
+//! each has a `serialN` alias, and the first is `/chosen`'s `stdout-path`.
 
 use septum_abi::config::RegionKind;
-use septum_platform::catalog::{GicVersion, GICV2_CPU_INTERFACE_SIZE};
+use septum_platform::catalog::{DeviceInfo, GicVersion, GICV2_CPU_INTERFACE_SIZE};
+use septum_platform::{bcm2835_aux, imx_uart};
 use vm_fdt::{Error, FdtWriter};
 
 use crate::system::{Partition, System};
 
+/// The fixed clock of PrimeCells and i.MX UARTs (QEMU virt's `apb-pclk`, the i.MX8M
+/// Plus's 24 MHz oscillator that feeds its UART roots).
 const CLOCK_PHANDLE: u32 = 1;
+const CLOCK_HZ: u32 = 24_000_000;
 const GIC_PHANDLE: u32 = 2;
+/// The mini UART's clock: the VideoCore core clock, from which it divides its baud rate
+/// (Linux's `8250_bcm2835aux` doubles the rate to fit the 16550's divisor). The
+/// Raspberry Pi 4 firmware holds it at 500 MHz while a UART is enabled (`enable_uart=1`).
+const VPU_CLOCK_PHANDLE: u32 = 3;
+const VPU_CLOCK_HZ: u32 = 500_000_000;
+/// A page: stage 2 maps devices by whole pages, the catalogue describes them so.
+const PAGE: u64 = 0x1000;
 /// GIC interrupt specifier: type (0: SPI, 1: PPI), number, flags (4: level high, 1: edge).
 const SPI: u32 = 0;
 const PPI: u32 = 1;
@@ -40,10 +54,20 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         fdt.property_u64("linux,initrd-start", start)?;
         fdt.property_u64("linux,initrd-end", end)?;
     }
-    if let Some(uart) = p.devices.iter().find(|d| d.compatible.contains(&"arm,pl011")) {
-        fdt.property_string("stdout-path", &format!("/pl011@{:x}", uart.base))?;
+    let uarts: Vec<&DeviceInfo> = p.devices.iter().copied().filter(|d| UartKind::of(d).is_some()).collect();
+    if let Some(uart) = uarts.first() {
+        fdt.property_string("stdout-path", &format!("/{}", node_name(uart)))?;
     }
     fdt.end_node(chosen)?;
+
+    // `serialN` names the UARTs in order: Linux's i.MX driver refuses a UART without one.
+    if !uarts.is_empty() {
+        let aliases = fdt.begin_node("aliases")?;
+        for (i, uart) in uarts.iter().enumerate() {
+            fdt.property_string(&format!("serial{i}"), &format!("/{}", node_name(uart)))?;
+        }
+        fdt.end_node(aliases)?;
+    }
 
     for r in p.desc.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)) {
         let mem = fdt.begin_node(&format!("memory@{:x}", r.ipa))?;
@@ -107,16 +131,26 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     let clk = fdt.begin_node("apb-pclk")?;
     fdt.property_string_list("compatible", vec!["fixed-clock".into()])?;
     fdt.property_u32("#clock-cells", 0)?;
-    fdt.property_u32("clock-frequency", 24_000_000)?;
+    fdt.property_u32("clock-frequency", CLOCK_HZ)?;
     fdt.property_string("clock-output-names", "clk24mhz")?;
     fdt.property_phandle(CLOCK_PHANDLE)?;
     fdt.end_node(clk)?;
 
+    if uarts.iter().any(|d| UartKind::of(d) == Some(UartKind::MiniUart)) {
+        let clk = fdt.begin_node("vpu-clk")?;
+        fdt.property_string_list("compatible", vec!["fixed-clock".into()])?;
+        fdt.property_u32("#clock-cells", 0)?;
+        fdt.property_u32("clock-frequency", VPU_CLOCK_HZ)?;
+        fdt.property_string("clock-output-names", "vpu")?;
+        fdt.property_phandle(VPU_CLOCK_PHANDLE)?;
+        fdt.end_node(clk)?;
+    }
+
     for d in &p.devices {
-        let node_name = d.compatible.first().and_then(|c| c.split(',').nth(1)).unwrap_or(d.name);
-        let node = fdt.begin_node(&format!("{node_name}@{:x}", d.base))?;
+        let node = fdt.begin_node(&node_name(d))?;
         fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
-        fdt.property_array_u64("reg", &[d.base, d.size])?;
+        let (base, size) = reg(d);
+        fdt.property_array_u64("reg", &[base, size])?;
         if !d.irqs.is_empty() {
             let spis: Vec<u32> = d.irqs.iter().flat_map(|&i| [SPI, i.saturating_sub(32), LEVEL_HIGH]).collect();
             fdt.property_array_u32("interrupts", &spis)?;
@@ -125,6 +159,16 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
             fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
             fdt.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
         }
+        match UartKind::of(d) {
+            Some(UartKind::Imx) => {
+                // Linux's `imx.c` gets both by name: the register clock and the baud
+                // rate's reference clock.
+                fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
+                fdt.property_string_list("clock-names", vec!["ipg".into(), "per".into()])?;
+            }
+            Some(UartKind::MiniUart) => fdt.property_u32("clocks", VPU_CLOCK_PHANDLE)?,
+            Some(UartKind::Pl011) | None => {}
+        }
         fdt.end_node(node)?;
     }
     if !p.channels.is_empty() {
@@ -132,6 +176,49 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     }
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+/// The UARTs a partition's console can be (the kinds its runtime drives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UartKind {
+    Pl011,
+    Imx,
+    MiniUart,
+}
+
+impl UartKind {
+    fn of(d: &DeviceInfo) -> Option<Self> {
+        let is = |list: &[&str]| d.compatible.iter().any(|c| list.contains(c));
+        if is(&["arm,pl011"]) {
+            Some(UartKind::Pl011)
+        } else if is(imx_uart::COMPATIBLE) {
+            Some(UartKind::Imx)
+        } else if is(bcm2835_aux::COMPATIBLE) {
+            Some(UartKind::MiniUart)
+        } else {
+            None
+        }
+    }
+}
+
+/// A device's `reg`: its catalogue window, but for a mini UART, whose catalogue entry
+/// is the AUX block's page (what stage 2 maps), the mini UART's registers in that page,
+/// as Linux's binding wants.
+fn reg(d: &DeviceInfo) -> (u64, u64) {
+    match UartKind::of(d) {
+        Some(UartKind::MiniUart) => {
+            let aux = d.base - d.base % PAGE;
+            (aux + bcm2835_aux::MINI_UART_OFFSET as u64, bcm2835_aux::MINI_UART_SIZE as u64)
+        }
+        _ => (d.base, d.size),
+    }
+}
+
+/// A device's node name (a child of the root): `<kind>@<reg address>`, its kind from
+/// its most specific `compatible` (`pl011`, `imx8mp-uart`, `bcm2835-aux-uart`).
+fn node_name(d: &DeviceInfo) -> String {
+    let kind = d.compatible.first().and_then(|c| c.split(',').nth(1)).unwrap_or(d.name);
+    format!("{kind}@{:x}", reg(d).0)
 }
 
 /// Compatible string of a channel endpoint node. Properties:
@@ -175,4 +262,147 @@ fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
         fdt.end_node(ep)?;
     }
     fdt.end_node(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use septum_platform::qemu_virt;
+    use std::collections::BTreeMap;
+
+    /// Each node's path (`/`, `/chosen`, `/pl011@9040000`) and properties, from a DTB.
+    fn nodes(dtb: &[u8]) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        let word = |at: usize| u32::from_be_bytes(dtb[at..at + 4].try_into().unwrap()) as usize;
+        let c_str = |at: usize| {
+            let end = at + dtb[at..].iter().position(|&b| b == 0).unwrap();
+            (std::str::from_utf8(&dtb[at..end]).unwrap().to_string(), end + 1)
+        };
+        let (strings, mut at) = (word(12), word(8));
+        let (mut path, mut out) = (Vec::<String>::new(), BTreeMap::new());
+        let joined = |path: &[String]| if path.len() <= 1 { "/".to_string() } else { path.join("/") };
+        loop {
+            let token = word(at);
+            at += 4;
+            match token {
+                1 => {
+                    let (name, end) = c_str(at);
+                    at = end.next_multiple_of(4);
+                    path.push(name);
+                    out.insert(joined(&path), BTreeMap::new());
+                }
+                2 => {
+                    path.pop();
+                }
+                3 => {
+                    let (len, name) = (word(at), c_str(strings + word(at + 4)).0);
+                    let value = dtb[at + 8..at + 8 + len].to_vec();
+                    at = (at + 8 + len).next_multiple_of(4);
+                    out.get_mut(&joined(&path)).unwrap().insert(name, value);
+                }
+                4 => {}
+                9 => return out,
+                t => panic!("token {t:#x} at {at:#x}"),
+            }
+        }
+    }
+
+    fn texts(v: &[u8]) -> Vec<&str> {
+        v.strip_suffix(&[0]).unwrap().split(|&b| b == 0).map(|s| std::str::from_utf8(s).unwrap()).collect()
+    }
+
+    fn cells(v: &[u8]) -> Vec<u32> {
+        v.chunks_exact(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// The device tree of the bare-metal system's connectivity partition, given `devices`
+    /// instead of its own (none: its own, `uart1`).
+    fn device_tree(devices: &[&'static DeviceInfo]) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
+        let system = crate::system::load(&crate::build::root().join("systems/qemu-virt-bare.toml")).unwrap();
+        let mut p = system.partitions.iter().find(|p| p.name == "connectivity").unwrap().clone();
+        if !devices.is_empty() {
+            p.devices = devices.to_vec();
+        }
+        nodes(&generate(&system, &p).unwrap())
+    }
+
+    /// A catalogue device like QEMU virt's `uart1`, but at `base` and of `compatible`.
+    fn device(name: &'static str, base: u64, size: u64, compatible: &'static [&'static str]) -> &'static DeviceInfo {
+        let uart1 = qemu_virt::BOARD.device("uart1").unwrap();
+        Box::leak(Box::new(DeviceInfo { name, base, size, compatible, ..*uart1 }))
+    }
+
+    fn imx_uart() -> &'static DeviceInfo {
+        device("uart2", 0x3089_0000, 0x1_0000, imx_uart::COMPATIBLE)
+    }
+
+    /// As the Raspberry Pi 4's catalogue has it: the AUX block's page.
+    fn mini_uart() -> &'static DeviceInfo {
+        device("miniuart", 0xFE21_5000, 0x1000, bcm2835_aux::COMPATIBLE)
+    }
+
+    fn text<'a>(dt: &'a BTreeMap<String, BTreeMap<String, Vec<u8>>>, node: &str, prop: &str) -> Vec<&'a str> {
+        texts(&dt[node][prop])
+    }
+
+    fn number(dt: &BTreeMap<String, BTreeMap<String, Vec<u8>>>, node: &str, prop: &str) -> Vec<u32> {
+        cells(&dt[node][prop])
+    }
+
+    #[test]
+    fn a_pl011_keeps_its_primecell_clocks_and_is_stdout() {
+        let dt = device_tree(&[]);
+        let uart = "/pl011@9040000";
+        assert_eq!(number(&dt, uart, "reg"), [0, 0x0904_0000, 0, 0x1000]);
+        assert_eq!(number(&dt, uart, "clocks"), [CLOCK_PHANDLE, CLOCK_PHANDLE]);
+        assert_eq!(text(&dt, uart, "clock-names"), ["uartclk", "apb_pclk"]);
+        assert_eq!(text(&dt, "/chosen", "stdout-path"), [uart]);
+        assert_eq!(text(&dt, "/aliases", "serial0"), [uart]);
+        assert!(!dt.contains_key("/vpu-clk"), "no mini UART, no VideoCore clock");
+    }
+
+    /// Linux's `imx.c` needs the `ipg` and `per` clocks and a `serial` alias.
+    #[test]
+    fn an_imx_uart_has_its_two_named_clocks_an_alias_and_is_stdout() {
+        let dt = device_tree(&[imx_uart()]);
+        let uart = "/imx8mp-uart@30890000";
+        assert_eq!(text(&dt, uart, "compatible"), ["fsl,imx8mp-uart", "fsl,imx6q-uart"]);
+        assert_eq!(number(&dt, uart, "reg"), [0, 0x3089_0000, 0, 0x1_0000]);
+        assert_eq!(number(&dt, uart, "interrupts"), [SPI, 40 - 32, LEVEL_HIGH]);
+        assert_eq!(number(&dt, uart, "clocks"), [CLOCK_PHANDLE, CLOCK_PHANDLE]);
+        assert_eq!(text(&dt, uart, "clock-names"), ["ipg", "per"]);
+        assert_eq!(number(&dt, "/apb-pclk", "phandle"), [CLOCK_PHANDLE]);
+        assert_eq!(number(&dt, "/apb-pclk", "clock-frequency"), [24_000_000]);
+        assert_eq!(text(&dt, "/chosen", "stdout-path"), [uart]);
+        assert_eq!(text(&dt, "/aliases", "serial0"), [uart]);
+    }
+
+    /// Linux's binding names the mini UART's registers (AUX + 0x40), not the AUX page
+    /// the partition is given; `8250_bcm2835aux` divides the VideoCore clock.
+    #[test]
+    fn a_mini_uart_names_its_registers_in_the_aux_page_and_the_videocore_clock() {
+        let dt = device_tree(&[mini_uart()]);
+        let uart = "/bcm2835-aux-uart@fe215040";
+        assert_eq!(text(&dt, uart, "compatible"), ["brcm,bcm2835-aux-uart"]);
+        assert_eq!(number(&dt, uart, "reg"), [0, 0xFE21_5040, 0, 0x40]);
+        assert_eq!(number(&dt, uart, "clocks"), [VPU_CLOCK_PHANDLE]);
+        assert!(!dt[uart].contains_key("clock-names"));
+        assert_eq!(number(&dt, "/vpu-clk", "phandle"), [VPU_CLOCK_PHANDLE]);
+        assert_eq!(number(&dt, "/vpu-clk", "clock-frequency"), [500_000_000]);
+        assert_eq!(text(&dt, "/vpu-clk", "compatible"), ["fixed-clock"]);
+        assert_eq!(text(&dt, "/chosen", "stdout-path"), [uart]);
+        assert_eq!(text(&dt, "/aliases", "serial0"), [uart]);
+    }
+
+    #[test]
+    fn stdout_is_the_first_uart_of_any_kind_and_every_uart_has_an_alias() {
+        let gpio = qemu_virt::BOARD.device("gpio").unwrap();
+        let pl011 = qemu_virt::BOARD.device("uart0").unwrap();
+        let dt = device_tree(&[gpio, mini_uart(), pl011, imx_uart()]);
+        assert_eq!(text(&dt, "/chosen", "stdout-path"), ["/bcm2835-aux-uart@fe215040"]);
+        assert_eq!(text(&dt, "/aliases", "serial0"), ["/bcm2835-aux-uart@fe215040"]);
+        assert_eq!(text(&dt, "/aliases", "serial1"), ["/pl011@9000000"]);
+        assert_eq!(text(&dt, "/aliases", "serial2"), ["/imx8mp-uart@30890000"]);
+        assert_eq!(dt["/aliases"].len(), 3, "the GPIO is no UART");
+        assert!(dt.contains_key("/pl061@9030000"));
+    }
 }

@@ -183,7 +183,7 @@ fn test() -> Result<(), String> {
     // Builds the hypervisor the system tests boot first (trusting qemu-virt's
     // development root), so they do not wait on it.
     let sys = system::load(&build::system_path("qemu-virt")).map_err(build::join_errors)?;
-    build::compile(&trust::dev_keys(&sys), false)?;
+    build::compile(sys.board, &trust::dev_keys(&sys), false)?;
     cargo(&["test", "-p", "septum-system-tests", "--", "--test-threads=1"])?;
     xtask::verify::all()
 }

@@ -32,6 +32,9 @@ struct MachineFile {
     /// Bytes of the hypervisor's flash bank (`-drive if=pflash,unit=1`), if the board
     /// has one.
     storage_bytes: Option<u64>,
+    /// `"debian"`: give QEMU the board's DTB from Debian's kernel package, as the
+    /// board's firmware would (QEMU then fills in /memory and /chosen).
+    dtb: Option<String>,
     el2: Mode,
     el3: Mode,
     el1: Mode,
@@ -131,6 +134,11 @@ impl Machine {
                 .map_or_else(|| uart.clone(), |p| p.name.clone());
             consoles.push((owner, sock));
         }
+        let dtb = match mf.dtb.as_deref() {
+            None => None,
+            Some("debian") => Some(tmp_board_dtb(board.name)),
+            Some(other) => return Err(format!("{}: dtb = {other:?}: only \"debian\" is known", file.display())),
+        };
         match mode.image.as_str() {
             "elf" => {
                 cmd.arg("-kernel").arg(&art.hypervisor_elf);
@@ -139,10 +147,21 @@ impl Machine {
                     bundle.display(),
                     board.default_bundle
                 ));
+                // QEMU writes no DTB for an ELF: load the board's where the hypervisor looks.
+                if let Some(dtb) = &dtb {
+                    cmd.arg("-device").arg(format!(
+                        "loader,file={},addr={:#x},force-raw=on",
+                        dtb.display(),
+                        board.default_dtb
+                    ));
+                }
             }
             _ => {
                 cmd.arg("-kernel").arg(&art.hypervisor_image);
                 cmd.arg("-initrd").arg(&bundle);
+                if let Some(dtb) = &dtb {
+                    cmd.arg("-dtb").arg(dtb);
+                }
             }
         }
         if let Some(args) = &opts.bootargs {
@@ -327,4 +346,8 @@ pub fn erased_flash(path: &Path, bytes: u64) -> Result<(), String> {
         return Ok(());
     }
     std::fs::write(path, vec![0xFFu8; bytes as usize]).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn tmp_board_dtb(name: &str) -> PathBuf {
+    PathBuf::from(if name == "rpi4" { "/tmp/kdeb/bcm2711-rpi-4-b.dtb" } else { "/tmp/kdeb/imx8mp-evk.dtb" })
 }

@@ -2,6 +2,7 @@
 //! device tree (passed by the bootloader in `x0`). The DTB comes from firmware, not from
 //! a partition; partitions never hand the hypervisor a device tree.
 
+use fdt::node::FdtNode;
 use fdt::Fdt;
 use septum_abi::config::{BoardDevice, BoardFacts, Range};
 
@@ -39,6 +40,13 @@ pub struct BootFacts {
     /// The interrupt controller is a GICv2 (`arm,cortex-a15-gic`, `arm,gic-400`), not a
     /// GICv3: QEMU `virt` has either, by its `gic-version`.
     pub gic_v2: bool,
+    /// `/psci` is the node QEMU's loader writes (it carries PSCI 0.1's `cpu_on`
+    /// function ID; firmware-provided nodes on the supported boards do not): the board
+    /// is a QEMU model, whose known defects the platform may work around.
+    pub qemu_psci: bool,
+    /// `septum.virq_quirk=on|off` in `/chosen` `bootargs`: overrides the choice of the
+    /// `virq-unwired` quirk.
+    pub virq_quirk: Option<bool>,
 }
 
 /// `compatible` strings of GICv2 distributors.
@@ -81,19 +89,141 @@ fn be_cells(bytes: &[u8]) -> Option<u64> {
     }
 }
 
+/// A node's `status` and `secure-status`.
+struct Status {
+    enabled: bool,
+    secure_only: bool,
+}
+
+impl Status {
+    fn of(node: &FdtNode<'_, '_>) -> Status {
+        let okay = |name| node.property(name).and_then(|p| p.as_str()).map(|s| s == "okay" || s == "ok");
+        let enabled = okay("status").unwrap_or(true);
+        Status { enabled, secure_only: !enabled && okay("secure-status") == Some(true) }
+    }
+
+    /// Memory the non-secure world may use.
+    fn usable(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// Bus nodes between the root and a device, innermost last: each one's `ranges`
+/// translates its children's addresses into its parent's.
+#[derive(Default)]
+struct Bus<'a> {
+    levels: [Option<BusLevel<'a>>; MAX_BUS_DEPTH],
+    depth: usize,
+}
+
+#[derive(Clone, Copy)]
+struct BusLevel<'a> {
+    /// `ranges`; empty means identity.
+    ranges: &'a [u8],
+    child_cells: usize,
+    parent_cells: usize,
+    size_cells: usize,
+}
+
+/// Nesting of buses the hypervisor follows (the i.MX 8M Plus has `/soc@0/bus@…`).
+const MAX_BUS_DEPTH: usize = 4;
+
+fn cells(bytes: &[u8], n: usize) -> Option<u64> {
+    match n {
+        1 => be_cells(bytes.get(..4)?),
+        2 => be_cells(bytes.get(..8)?),
+        _ => None,
+    }
+}
+
+impl Bus<'_> {
+    /// The CPU physical address of bus address `addr`, if every bus on the way maps it.
+    fn translate(&self, mut addr: u64) -> Option<u64> {
+        for level in self.levels[..self.depth].iter().rev().flatten() {
+            if level.ranges.is_empty() {
+                continue;
+            }
+            let entry = 4 * (level.child_cells + level.parent_cells + level.size_cells);
+            if entry == 0 {
+                return None;
+            }
+            addr = level.ranges.chunks_exact(entry).find_map(|e| {
+                let child = cells(e, level.child_cells)?;
+                let parent = cells(e.get(4 * level.child_cells..)?, level.parent_cells)?;
+                let size = cells(e.get(4 * (level.child_cells + level.parent_cells)..)?, level.size_cells)?;
+                (child <= addr && addr - child < size).then(|| parent + (addr - child))
+            })?;
+        }
+        Some(addr)
+    }
+}
+
+/// Records `node`'s registers as board devices (page-rounded: stage 2 maps pages), and
+/// those of its children when it is a bus whose `ranges` say where they are.
+fn read_devices<'b, 'a: 'b>(
+    node: FdtNode<'b, 'a>,
+    parent_cells: usize,
+    bus: &mut Bus<'a>,
+    facts: &mut BootFacts,
+) -> Result<(), DtbError> {
+    let status = Status::of(&node);
+    let is_irq_controller = node.property("interrupt-controller").is_some();
+    if is_irq_controller && node.compatible().is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c))) {
+        facts.gic_v2 = true;
+    }
+    for r in node.reg().into_iter().flatten() {
+        let Some(size) = r.size.filter(|&s| s > 0) else {
+            continue;
+        };
+        let Some(base) = bus.translate(r.starting_address as u64) else {
+            continue;
+        };
+        let start = base & !(PAGE - 1);
+        let end = (base.saturating_add(size as u64)).saturating_add(PAGE - 1) & !(PAGE - 1);
+        // A disabled device may still be given to a partition: board DTBs disable what
+        // the board's default OS setup leaves unused (the i.MX 8M Plus EVK's UART1), and a
+        // signed configuration names it on purpose. One only the secure world may use
+        // (QEMU `virt`'s secure UART) is never given.
+        let device = BoardDevice {
+            range: Range::new(start, end - start),
+            assignable: !status.secure_only && !is_irq_controller,
+        };
+        if !facts.board.devices.push(device) {
+            return Err(DtbError::TooMany("devices"));
+        }
+    }
+    let Some(ranges) = node.property("ranges") else {
+        return Ok(());
+    };
+    if bus.depth == MAX_BUS_DEPTH {
+        return Ok(());
+    }
+    let own = node.cell_sizes();
+    bus.levels[bus.depth] = Some(BusLevel {
+        ranges: ranges.value,
+        child_cells: own.address_cells,
+        parent_cells,
+        size_cells: own.size_cells,
+    });
+    bus.depth += 1;
+    let result = node.children().try_for_each(|child| read_devices(child, own.address_cells, bus, facts));
+    bus.depth -= 1;
+    result
+}
+
+const PAGE: u64 = 0x1000;
+
 pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
     let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
     let mut facts = BootFacts::default();
     let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
 
+    let root_cells = root.cell_sizes().address_cells;
     for node in root.children() {
-        let name = node.name;
         let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
-        let status = node.property("status").and_then(|p| p.as_str()).unwrap_or("okay");
-        let enabled = status == "okay" || status == "ok";
         if is_memory {
             // Secure-only memory (status "disabled", secure-status "okay") is not ours.
-            if !enabled {
+            if !Status::of(&node).usable() {
                 continue;
             }
             for r in node.reg().into_iter().flatten() {
@@ -104,25 +234,10 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
             }
             continue;
         }
-        if name == "cpus" || name == "chosen" || name == "aliases" {
+        if matches!(node.name, "cpus" | "chosen" | "aliases" | "reserved-memory") {
             continue;
         }
-        let is_irq_controller = node.property("interrupt-controller").is_some();
-        if is_irq_controller && node.compatible().is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c))) {
-            facts.gic_v2 = true;
-        }
-        for r in node.reg().into_iter().flatten() {
-            let Some(size) = r.size.filter(|&s| s > 0) else {
-                continue;
-            };
-            let device = BoardDevice {
-                range: Range::new(r.starting_address as u64, size as u64),
-                assignable: enabled && !is_irq_controller,
-            };
-            if !facts.board.devices.push(device) {
-                return Err(DtbError::TooMany("devices"));
-            }
-        }
+        read_devices(node, root_cells, &mut Bus::default(), &mut facts)?;
     }
     if facts.board.ram.is_empty() {
         return Err(DtbError::NoMemory);
@@ -154,6 +269,7 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
             "hvc" => Some(Conduit::Hvc),
             _ => None,
         });
+    facts.qemu_psci = fdt.find_node("/psci").is_some_and(|n| n.property("cpu_on").is_some());
     if let Some(chosen) = fdt.find_node("/chosen") {
         let start = chosen.property("linux,initrd-start").and_then(|p| be_cells(p.value));
         let end = chosen.property("linux,initrd-end").and_then(|p| be_cells(p.value));
@@ -164,8 +280,102 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
         }
         let bootargs = chosen.property("bootargs").and_then(|p| p.as_str()).unwrap_or("");
         facts.power_cut_after = power_cut_after(bootargs);
+        facts.virq_quirk = virq_quirk(bootargs);
     }
     Ok(facts)
+}
+
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+/// Header fields (big-endian u32 words): totalsize, off_dt_struct, off_dt_strings,
+/// size_dt_strings, size_dt_struct.
+const HDR_TOTALSIZE: usize = 4;
+const HDR_OFF_STRUCT: usize = 8;
+const HDR_OFF_STRINGS: usize = 12;
+const HDR_SIZE_STRINGS: usize = 32;
+const HDR_SIZE_STRUCT: usize = 36;
+const HDR_LEN: usize = 40;
+
+/// Copies a DTB into `out` without its `FDT_NOP` tokens, returning the copy's length.
+///
+/// Firmware that edits a DTB in place deletes nodes by overwriting them with NOPs
+/// (QEMU does for the Raspberry Pi 4 and the i.MX 8M Plus); the `fdt` crate does not
+/// accept NOPs everywhere the specification allows them. The copy has the same
+/// reservation map and strings, and a structure block with the same tokens less NOPs.
+pub fn without_nops(blob: &[u8], out: &mut [u8]) -> Result<usize, DtbError> {
+    let word = |b: &[u8], at: usize| -> Result<u32, DtbError> {
+        let w = b.get(at..at + 4).ok_or(DtbError::Invalid)?;
+        Ok(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let total = (word(blob, HDR_TOTALSIZE)? as usize).min(blob.len());
+    let off_struct = word(blob, HDR_OFF_STRUCT)? as usize;
+    let off_strings = word(blob, HDR_OFF_STRINGS)? as usize;
+    let size_strings = word(blob, HDR_SIZE_STRINGS)? as usize;
+    let size_struct = word(blob, HDR_SIZE_STRUCT)? as usize;
+    let structs = blob.get(off_struct..off_struct.saturating_add(size_struct).min(total)).ok_or(DtbError::Invalid)?;
+    let strings = blob.get(off_strings..off_strings.saturating_add(size_strings)).ok_or(DtbError::Invalid)?;
+    if off_struct < HDR_LEN || off_struct > out.len() || off_struct % 4 != 0 {
+        return Err(DtbError::Invalid);
+    }
+    out[..off_struct].copy_from_slice(&blob[..off_struct]);
+    let mut w = off_struct;
+    let mut emit = |bytes: &[u8], w: &mut usize| -> Result<(), DtbError> {
+        let dst = out.get_mut(*w..*w + bytes.len()).ok_or(DtbError::TooMany("device tree bytes"))?;
+        dst.copy_from_slice(bytes);
+        *w += bytes.len();
+        Ok(())
+    };
+    let mut r = 0;
+    loop {
+        let token = word(structs, r)?;
+        let len = match token {
+            FDT_NOP => {
+                r += 4;
+                continue;
+            }
+            FDT_BEGIN_NODE => {
+                let name = structs.get(r + 4..).ok_or(DtbError::Invalid)?;
+                let nul = name.iter().position(|&b| b == 0).ok_or(DtbError::Invalid)?;
+                4 + (nul + 1).next_multiple_of(4)
+            }
+            FDT_PROP => 12 + (word(structs, r + 4)? as usize).next_multiple_of(4),
+            FDT_END_NODE | FDT_END => 4,
+            _ => return Err(DtbError::Invalid),
+        };
+        emit(structs.get(r..r + len).ok_or(DtbError::Invalid)?, &mut w)?;
+        r += len;
+        if token == FDT_END {
+            break;
+        }
+    }
+    let new_struct = w - off_struct;
+    let new_strings = w;
+    emit(strings, &mut w)?;
+    let set = |out: &mut [u8], at: usize, v: usize| out[at..at + 4].copy_from_slice(&(v as u32).to_be_bytes());
+    set(out, HDR_SIZE_STRUCT, new_struct);
+    set(out, HDR_OFF_STRINGS, new_strings);
+    set(out, HDR_TOTALSIZE, w);
+    Ok(w)
+}
+
+/// The root node's `compatible` strings, most specific first: which board this is.
+pub fn root_compatible(blob: &[u8]) -> impl Iterator<Item = &str> {
+    let fdt = Fdt::new(blob).ok();
+    let root = fdt.as_ref().and_then(|f| f.find_node("/"));
+    let list: &[u8] = root.and_then(|n| n.property("compatible")).map_or(&[], |p| p.value);
+    list.split(|&b| b == 0).filter_map(|s| core::str::from_utf8(s).ok()).filter(|s| !s.is_empty())
+}
+
+/// `septum.virq_quirk=on|off` in a kernel command line, if there.
+pub fn virq_quirk(bootargs: &str) -> Option<bool> {
+    bootargs.split_ascii_whitespace().find_map(|a| match a {
+        "septum.virq_quirk=on" => Some(true),
+        "septum.virq_quirk=off" => Some(false),
+        _ => None,
+    })
 }
 
 /// The `septum.power_cut=N` test hook in a kernel command line, if there (N > 0).
@@ -227,6 +437,40 @@ mod tests {
         assert_eq!(pi.start_method(9), CpuStart::Unnamed);
     }
 
+    /// BOOT-005: devices behind buses are found at the CPU's addresses, page-rounded;
+    /// a bus without `ranges` hides its children; a secure-only device is never
+    /// assignable, a merely disabled one is; the GIC stays the hypervisor's.
+    #[test]
+    fn translates_bus_addresses() {
+        let f = read(include_bytes!("../tests/buses.dtb")).unwrap();
+        let find = |base: u64| f.board.devices.iter().find(|d| d.range.base == base);
+        let pl011 = find(0xFE20_1000).unwrap();
+        assert_eq!(pl011.range.size, 0x1000);
+        assert!(pl011.assignable);
+        assert_eq!(find(0xFE21_5000).unwrap().range.size, 0x1000, "the mini UART's page");
+        assert!(!find(0xFF84_1000).unwrap().assignable);
+        assert!(!find(0xFF84_2000).unwrap().assignable);
+        assert!(f.gic_v2);
+        assert!(find(0x3086_0000).unwrap().assignable, "disabled, but not secure-only");
+        assert!(find(0x3089_0000).unwrap().assignable);
+        assert!(!find(0x0904_0000).unwrap().assignable, "secure-only");
+        assert!(find(0x1_0000).is_none() && find(0x100).is_none() && find(0x0).is_none());
+        assert!(f.qemu_psci);
+        assert!(read(VIRT_DTB).unwrap().qemu_psci, "QEMU virt's PSCI node is its loader's too");
+        assert!(!read(SPIN_DTB).unwrap().qemu_psci);
+        let names: std::vec::Vec<_> = root_compatible(include_bytes!("../tests/buses.dtb")).collect();
+        assert_eq!(names, ["vendor,test-board", "brcm,bcm2711"]);
+        assert_eq!(root_compatible(&[0u8; 16]).count(), 0);
+    }
+
+    #[test]
+    fn reads_the_virq_quirk_override() {
+        assert_eq!(read(VIRT_DTB).unwrap().virq_quirk, None);
+        assert_eq!(virq_quirk("console=x septum.virq_quirk=on"), Some(true));
+        assert_eq!(virq_quirk("septum.virq_quirk=off"), Some(false));
+        assert_eq!(virq_quirk("septum.virq_quirk=maybe"), None);
+    }
+
     #[test]
     fn reads_the_power_cut_test_hook() {
         assert_eq!(read(VIRT_DTB).unwrap().power_cut_after, None);
@@ -234,6 +478,53 @@ mod tests {
         assert_eq!(power_cut_after("septum.power_cut=0 septum.power_cut=x"), None);
         assert_eq!(power_cut_after("septum.power_cut_after=3 xseptum.power_cut=3"), None);
         assert_eq!(power_cut_after(""), None);
+    }
+
+    /// A DTB with NOPs where QEMU's and firmware's edits leave them (between
+    /// properties, before child nodes) reads the same as without them.
+    #[test]
+    fn reads_through_nops() {
+        let plain = include_bytes!("../tests/buses.dtb");
+        // Insert a NOP before every PROP and BEGIN_NODE token after the root's.
+        let off = u32::from_be_bytes(plain[8..12].try_into().unwrap()) as usize;
+        let size = u32::from_be_bytes(plain[36..40].try_into().unwrap()) as usize;
+        let mut noisy = plain[..off].to_vec();
+        let structs = &plain[off..off + size];
+        let mut r = 0;
+        while r < structs.len() {
+            let token = u32::from_be_bytes(structs[r..r + 4].try_into().unwrap());
+            let len = match token {
+                FDT_BEGIN_NODE => 4 + (structs[r + 4..].iter().position(|&b| b == 0).unwrap() + 1).next_multiple_of(4),
+                FDT_PROP => {
+                    12 + (u32::from_be_bytes(structs[r + 4..r + 8].try_into().unwrap()) as usize).next_multiple_of(4)
+                }
+                _ => 4,
+            };
+            if r > 0 && (token == FDT_PROP || token == FDT_BEGIN_NODE) {
+                noisy.extend_from_slice(&FDT_NOP.to_be_bytes());
+            }
+            noisy.extend_from_slice(&structs[r..r + len]);
+            r += len;
+        }
+        let new_size = noisy.len() - off;
+        let strings_at = noisy.len();
+        let so = u32::from_be_bytes(plain[12..16].try_into().unwrap()) as usize;
+        let ss = u32::from_be_bytes(plain[32..36].try_into().unwrap()) as usize;
+        noisy.extend_from_slice(&plain[so..so + ss]);
+        let total = noisy.len();
+        noisy[36..40].copy_from_slice(&(new_size as u32).to_be_bytes());
+        noisy[12..16].copy_from_slice(&(strings_at as u32).to_be_bytes());
+        noisy[4..8].copy_from_slice(&(total as u32).to_be_bytes());
+
+        let mut out = [0u8; 8192];
+        let n = without_nops(&noisy, &mut out).unwrap();
+        assert!(n < noisy.len());
+        let a = read(&out[..n]).unwrap();
+        let b = read(plain).unwrap();
+        assert_eq!(a.board.devices.len(), b.board.devices.len());
+        assert_eq!(a.board.ram.iter().next(), b.board.ram.iter().next());
+        assert!(without_nops(&noisy, &mut [0u8; 64]).is_err(), "too small a buffer is an error");
+        assert!(without_nops(&[0u8; 16], &mut out).is_err());
     }
 
     #[test]

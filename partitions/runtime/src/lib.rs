@@ -1,6 +1,7 @@
 //! What every Septum bare-metal guest needs: the entry point (FP on, stack, BSS), its
-//! device tree (read with `fdt`), a console (its own PL011 if its device tree lists one,
-//! else the hypervisor's log through a hypercall), the generic timer, and hypercalls.
+//! device tree (read with `fdt`), a console (its own UART if its device tree lists one:
+//! a PL011, an i.MX UART or a BCM2835 mini UART; else the hypervisor's log through a
+//! hypercall), the generic timer, and hypercalls.
 //!
 //! A guest crate provides `#[no_mangle] fn partition_main(boot: Boot) -> !`.
 #![no_std]
@@ -10,6 +11,8 @@ use septum_abi::hypercall::{self as hc, psci, StartCondition};
 use septum_ipc_channel::queuing::{Consumer, Producer};
 use septum_ipc_channel::volatile::VolatileRegion;
 use septum_ipc_channel::Geometry;
+use septum_platform::bcm2835_aux::{self, MiniUart};
+use septum_platform::imx_uart::{self, ImxUart};
 use septum_platform::pl011::Pl011;
 
 pub use septum_ipc_channel as channel;
@@ -244,10 +247,11 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         core::slice::from_raw_parts(dtb as *const u8, size.min(64 * 1024) as usize)
     };
     let fdt = fdt::Fdt::new(blob).ok();
-    let uart_node = fdt.as_ref().and_then(|f| f.find_compatible(&["arm,pl011"]));
-    let uart = uart_node.and_then(|n| n.reg()?.next());
+    // The first node of a UART we drive, and its kind.
+    let uart_node = fdt.as_ref().and_then(|f| f.all_nodes().find_map(|n| UartKind::of(&n).map(|kind| (n, kind))));
+    let uart = uart_node.and_then(|(n, kind)| Some((kind, n.reg()?.next()?)));
     // `interrupts = <type number flags>`: an SPI's INTID is 32 + its number.
-    let uart_irq = uart_node.and_then(|n| n.property("interrupts")).and_then(|p| {
+    let uart_irq = uart_node.and_then(|(n, _)| n.property("interrupts")).and_then(|p| {
         let cell = |i: usize| p.value.get(4 * i..4 * i + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
         (cell(0)? == 0).then_some(32 + cell(1)?)
     });
@@ -266,8 +270,10 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         GicVersion::V2 => (None, second),
     };
     let console = match uart {
-        // SAFETY: our device tree lists this PL011 as ours, so our stage 2 maps it.
-        Some(r) => Console::Uart(unsafe { Pl011::new(r.starting_address as usize) }),
+        // SAFETY: our device tree lists this UART as ours, so our stage 2 maps its
+        // registers (a mini UART's whole AUX page, AUX_ENABLES included), and nothing
+        // else in this program drives it.
+        Some((kind, r)) => Console::Uart(unsafe { Uart::new(kind, r.starting_address as usize) }),
         None => Console::Hypervisor(HvConsole),
     };
     let bootargs = fdt
@@ -410,15 +416,110 @@ pub fn system_reset() -> ! {
     }
 }
 
+/// The UARTs a guest's console can be, by the `compatible` of their device tree node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UartKind {
+    Pl011,
+    Imx,
+    MiniUart,
+}
+
+impl UartKind {
+    /// The kind of UART `node` is, if it is one we drive.
+    fn of(node: &fdt::node::FdtNode<'_, '_>) -> Option<Self> {
+        let compatible = node.compatible()?;
+        let is = |list: &[&str]| compatible.all().any(|c| list.contains(&c));
+        if is(&["arm,pl011"]) {
+            Some(UartKind::Pl011)
+        } else if is(imx_uart::COMPATIBLE) {
+            Some(UartKind::Imx)
+        } else if is(bcm2835_aux::COMPATIBLE) {
+            Some(UartKind::MiniUart)
+        } else {
+            None
+        }
+    }
+}
+
+/// A guest's own UART: whichever kind its device tree lists.
+pub enum Uart {
+    Pl011(Pl011),
+    Imx(ImxUart),
+    MiniUart(MiniUart),
+}
+
+impl Uart {
+    /// # Safety
+    /// As the driver's `new`: `base` is the register address the UART's device tree
+    /// node names, mapped as device memory for good, and no one else drives the UART.
+    unsafe fn new(kind: UartKind, base: usize) -> Self {
+        // SAFETY: the caller's guarantee is each driver's contract.
+        unsafe {
+            match kind {
+                UartKind::Pl011 => Uart::Pl011(Pl011::new(base)),
+                UartKind::Imx => Uart::Imx(ImxUart::new(base)),
+                UartKind::MiniUart => Uart::MiniUart(MiniUart::new(base)),
+            }
+        }
+    }
+
+    /// Sends `b`, waiting while the transmitter is full.
+    pub fn write_byte(&self, b: u8) {
+        match self {
+            Uart::Pl011(u) => u.write_byte(b),
+            Uart::Imx(u) => u.write_byte(b),
+            Uart::MiniUart(u) => u.write_byte(b),
+        }
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn read_byte(&self) -> Option<u8> {
+        match self {
+            Uart::Pl011(u) => u.read_byte(),
+            Uart::Imx(u) => u.read_byte(),
+            Uart::MiniUart(u) => u.read_byte(),
+        }
+    }
+
+    /// Raises the UART's interrupt while its transmitter can take more: at once, since
+    /// it always can here. [`Uart::quiet`] masks it again.
+    pub fn interrupt_when_writable(&self) {
+        match self {
+            Uart::Pl011(u) => u.interrupt_when_writable(),
+            Uart::Imx(u) => u.interrupt_when_writable(),
+            Uart::MiniUart(u) => u.interrupt_when_writable(),
+        }
+    }
+
+    /// Masks (and, where it latches, clears) the transmit interrupt.
+    pub fn quiet(&self) {
+        match self {
+            Uart::Pl011(u) => u.quiet(),
+            Uart::Imx(u) => u.quiet(),
+            Uart::MiniUart(u) => u.quiet(),
+        }
+    }
+}
+
+impl Write for Uart {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        match self {
+            Uart::Pl011(u) => u.write_str(s),
+            Uart::Imx(u) => u.write_str(s),
+            Uart::MiniUart(u) => u.write_str(s),
+        }
+    }
+}
+
 /// A guest's console.
 pub enum Console {
-    Uart(Pl011),
+    Uart(Uart),
     Hypervisor(HvConsole),
 }
 
 impl Console {
     /// The UART, when the console is one.
-    pub fn uart(&self) -> Option<&Pl011> {
+    pub fn uart(&self) -> Option<&Uart> {
         match self {
             Console::Uart(u) => Some(u),
             Console::Hypervisor(_) => None,

@@ -31,6 +31,10 @@ pub enum BoardId {
     QemuVirt = 1,
     /// QEMU `virt` with `gic-version=2`: the same machine, another interrupt controller.
     QemuVirtGicV2 = 2,
+    /// Raspberry Pi 4 Model B (BCM2711, GIC-400), and QEMU's `raspi4b`.
+    Rpi4 = 3,
+    /// NXP i.MX 8M Plus EVK, and QEMU's `imx8mp-evk`.
+    Imx8mpEvk = 4,
 }
 
 impl BoardId {
@@ -38,6 +42,8 @@ impl BoardId {
         match v {
             1 => Some(Self::QemuVirt),
             2 => Some(Self::QemuVirtGicV2),
+            3 => Some(Self::Rpi4),
+            4 => Some(Self::Imx8mpEvk),
             _ => None,
         }
     }
@@ -45,6 +51,8 @@ impl BoardId {
         match self {
             Self::QemuVirt => "qemu-virt",
             Self::QemuVirtGicV2 => "qemu-virt-gicv2",
+            Self::Rpi4 => "rpi4",
+            Self::Imx8mpEvk => "imx8mp-evk",
         }
     }
 }
@@ -316,7 +324,7 @@ pub struct BoardDevice {
 pub struct BoardFacts {
     pub ram: List<Range, 8>,
     pub cpus: List<u64, 16>,
-    pub devices: List<BoardDevice, 64>,
+    pub devices: List<BoardDevice, 256>,
     pub reserved: List<Range, 8>,
 }
 

@@ -1,0 +1,64 @@
+//! NXP i.MX 8M Plus EVK (4× Cortex-A53, GICv3) and QEMU 10's `imx8mp-evk`.
+//!
+//! Addresses from Debian's `freescale/imx8mp-evk.dtb`, checked against QEMU's model.
+//! TF-A (and QEMU given an arm64 `Image`) enters the hypervisor at EL2 on core 0 and
+//! starts the others with PSCI `CPU_ON` over SMC.
+#![forbid(unsafe_code)]
+
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole};
+use septum_abi::config::{BoardId, Range};
+
+const MIB: u64 = 1 << 20;
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// The EVK has 6 GiB; QEMU is run with 2 GiB. Systems may use the first 2 GiB.
+pub const RAM_SIZE: u64 = 2048 * MIB;
+pub const HYPERVISOR_BASE: u64 = RAM_BASE + 2 * MIB;
+/// QEMU's `-initrd` lands at RAM + 128 MiB (with at least 256 MiB of RAM), the DTB
+/// right after it.
+pub const STAGING_BASE: u64 = RAM_BASE + 128 * MIB;
+
+pub const UART1: u64 = 0x3086_0000;
+pub const UART2: u64 = 0x3089_0000;
+pub const GICD: u64 = 0x3880_0000;
+pub const GICR: u64 = 0x3888_0000;
+
+pub static BOARD: Board = Board {
+    id: BoardId::Imx8mpEvk,
+    name: "imx8mp-evk",
+    ram: &[Range::new(RAM_BASE, RAM_SIZE)],
+    cpus: &[0, 1, 2, 3],
+    devices: &[
+        DeviceInfo {
+            name: "uart1",
+            base: UART1,
+            size: 0x1_0000,
+            irqs: &[32 + 26],
+            compatible: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
+        },
+        DeviceInfo {
+            name: "uart2",
+            base: UART2,
+            size: 0x1_0000,
+            irqs: &[32 + 27],
+            compatible: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
+        },
+    ],
+    hypervisor_devices: &[Range::new(GICD, 0x1_0000), Range::new(GICR, 0x8_0000)],
+    reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    hypervisor_base: HYPERVISOR_BASE,
+    default_bundle: STAGING_BASE,
+    default_dtb: RAM_BASE,
+    console: HypervisorConsole::Semihosting,
+    storage: None,
+    gic: Gic {
+        version: GicVersion::V3,
+        distributor: GICD,
+        redistributors: GICR,
+        redistributor_frames: 4,
+        cpu_interface: 0,
+        hyp_interface: 0,
+        vcpu_interface: 0,
+    },
+    dt_compatible: &["fsl,imx8mp-evk", "fsl,imx8mp"],
+    qemu_virq_unwired: true,
+};
