@@ -65,6 +65,8 @@ fn partition_main(mut boot: Boot) -> ! {
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
+    // The critical monitor's UART (QEMU virt's UART0 unless the board puts it elsewhere).
+    let victim_uart = boot.arg_u64("victim_uart").unwrap_or(0x0900_0000);
     let vitals_end = boot.channel("vitals");
     let commands_end = boot.channel("commands");
     let mut vitals = vitals_end.and_then(|c| c.consumer());
@@ -137,7 +139,7 @@ fn partition_main(mut boot: Boot) -> ! {
             // SAFETY: as above, our own last word of RAM.
             unsafe { core::ptr::write_volatile(free_word, MARKER) };
             let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
-            run_attack(name, victim);
+            run_attack(name, victim, victim_uart);
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }
     }
@@ -309,7 +311,7 @@ fn xorshift(mut x: u64) -> u64 {
     x
 }
 
-fn run_attack(name: &str, victim: u64) {
+fn run_attack(name: &str, victim: u64, victim_uart: u64) {
     // Each arm deliberately breaks a rule; the hypervisor must stop it. None of them can
     // harm this program's own memory: they touch only addresses outside its RAM.
     match name {
@@ -317,13 +319,15 @@ fn run_attack(name: &str, victim: u64) {
         "read-critical" => unsafe {
             core::ptr::read_volatile(victim as *const u64);
         },
-        // SAFETY: a write to UART0's data register, a device we do not own.
-        "write-uart0" => unsafe { core::ptr::write_volatile(0x0900_0000 as *mut u32, u32::from(b'!')) },
-        // The critical monitor's UART interrupt (SPI 33), enabled through the emulated
+        // SAFETY: a write to the critical monitor's UART, a device we do not own.
+        "write-uart0" => unsafe { core::ptr::write_volatile(victim_uart as *mut u32, u32::from(b'!')) },
+        // INTID 33 (QEMU virt: the critical monitor's UART interrupt), enabled through the emulated
         // distributor: not ours, so ignored and reported; not a fault, so this step ends
         // with a reset request.
         "gic" => {
-            septum_guest::gicd::write_raw(0x0800_0000, 0x104, 1 << 1);
+            if let Some(gicd) = septum_guest::gic_distributor() {
+                septum_guest::gicd::write_raw(gicd, 0x104, 1 << 1);
+            }
             hvc(septum_guest::psci_system_reset_fid(), [0; 7]);
         }
         // SAFETY: SMC (PSCI SYSTEM_RESET) straight to firmware, which partitions may not call.

@@ -178,6 +178,11 @@ pub fn gic_version() -> GicVersion {
     gic::version()
 }
 
+/// The GIC distributor's address in this partition's space, from its device tree.
+pub fn gic_distributor() -> Option<u64> {
+    gic::gicd()
+}
+
 /// What the interrupt paths need from the device tree, set once by the boot vCPU before
 /// any other starts.
 mod gic {
