@@ -63,16 +63,47 @@ primary_entry:
     ldr     x9, =SCR_EL3_VALUE
     msr     scr_el3, x9
     msr     cptr_el3, xzr
-    // The GIC in its single-security-state view (GICD_CTLR.DS = 1), as Septum runs it:
-    // non-secure EL2 then owns every interrupt, with no secure firmware to configure
-    // groups. And EL2 may use the system-register CPU interface (ICC_SRE_EL3 SRE, Enable).
+    // A GICv3 has a system-register CPU interface (ID_AA64PFR0_EL1.GIC != 0); a GICv2
+    // has none.
+    mrs     x9, id_aa64pfr0_el1
+    ubfx    x9, x9, #24, #4
+    cbz     x9, 7f
+    // GICv3 (QEMU virt): the single-security-state view (GICD_CTLR.DS = 1), as Septum
+    // runs it: non-secure EL2 then owns every interrupt, with no secure firmware to
+    // configure groups. And EL2 may use the system-register CPU interface (ICC_SRE_EL3
+    // SRE, Enable).
     ldr     x9, ={gicd}
     ldr     w10, [x9]
     orr     w10, w10, #(1 << 6)
     str     w10, [x9]
     mov     x9, #((1 << 3) | 1)
     msr     icc_sre_el3, x9
-    ldr     x9, =SCTLR_EL2_RESET
+    b       8f
+7:  // GICv2: a GIC-400 at the base the board's link script names (the Raspberry Pi 4;
+    // none elsewhere). What the Pi's firmware stub does before it drops to EL2: every
+    // interrupt becomes group 1 (non-secure), this core's banked SGIs and PPIs too,
+    // and the distributor forwards both groups; non-secure EL2 does the rest.
+    // A GIC without the security extensions (GICD_TYPER.SecurityExtn, QEMU's raspi4b)
+    // has nothing secure to open.
+    ldr     x9, =__el3_gic400_base
+    cbz     x9, 8f
+    add     x9, x9, #{gic400_gicd}
+    ldr     w10, [x9, #{gicd_typer}]
+    tbz     w10, #10, 8f
+    and     w10, w10, #0x1F          // ITLinesNumber: 32 * (N + 1) interrupts
+    add     x11, x9, #{gicd_igroupr}
+    mov     w12, #-1
+9:  str     w12, [x11], #4
+    subs    w10, w10, #1
+    b.pl    9b
+    mov     w10, #3                  // EnableGrp0 | EnableGrp1
+    str     w10, [x9]
+    // Non-secure writes to this core's priority mask are ignored while it masks the
+    // secure half, as it does from reset: open it.
+    add     x9, x9, #({gic400_gicc} - {gic400_gicd})
+    mov     w10, #0xFF
+    str     w10, [x9, #{gicc_pmr}]
+8:  ldr     x9, =SCTLR_EL2_RESET
     msr     sctlr_el2, x9
     mov     x9, #SPSR_EL2H_MASKED
     msr     spsr_el3, x9
@@ -187,6 +218,11 @@ enter_guest_asm:
     frame_size = const core::mem::size_of::<TrapFrame>(),
     max_cpus = const crate::partition::MAX_CPUS,
     gicd = const septum_platform::qemu_virt::GICD,
+    gic400_gicd = const septum_platform::gicv2::GIC400_DISTRIBUTOR_OFFSET,
+    gicd_typer = const septum_platform::gicv2::GICD_TYPER_OFFSET,
+    gicd_igroupr = const septum_platform::gicv2::GICD_IGROUPR_OFFSET,
+    gic400_gicc = const septum_platform::gicv2::GIC400_CPU_INTERFACE_OFFSET,
+    gicc_pmr = const septum_platform::gicv2::GICC_PMR_OFFSET,
     stack_stride = const crate::stage1::STACK_GUARD + crate::stage1::STACK_SIZE,
 );
 

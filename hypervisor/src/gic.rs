@@ -9,15 +9,22 @@
 //! EL2 splits priority drop from deactivation (EOImode = 1): it drops the priority of
 //! an interrupt it forwards at once, and the guest's end of interrupt deactivates it
 //! through the hardware-linked list register.
+//!
+//! Quirk `virq-unwired` (IRQ-007; [`set_virq_quirk`], decisions in
+//! `septum_core::virq_unwired`): on a machine whose GIC does not drive the cores'
+//! virtual IRQ input (QEMU 10.0.2's `imx8mp-evk`), EL2 sets `HCR_EL2.VI` itself from the
+//! list registers each time it returns to the guest ([`update_virq_line`]), with the
+//! maintenance interrupts that tell it when the guest changed the answer.
 
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
-    Readable, Writeable, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2,
-    ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+    ReadWriteable, Readable, Writeable, HCR_EL2, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
+    ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
 use septum_core::vgic::{self, ListRegister, Physical, Placement};
 use septum_core::vgicd;
+use septum_core::virq_unwired;
 use septum_platform::catalog::GicVersion;
 use septum_platform::gicv2;
 use septum_platform::gicv3::{Distributor, Redistributor};
@@ -54,11 +61,65 @@ static GIC_V2: AtomicBool = AtomicBool::new(false);
 /// Takes the GIC version of the board the hypervisor runs on (boot core, before any
 /// other GIC call).
 pub fn use_board_gic() {
-    GIC_V2.store(crate::this_board().gic.version == GicVersion::V2, Ordering::Release);
+    let v2 = crate::this_board().gic.version == GicVersion::V2;
+    GIC_V2.store(v2, Ordering::Release);
+    if v2 {
+        // The quirk is a GICv3 system-register one.
+        VIRQ_UNWIRED.store(false, Ordering::Release);
+    }
 }
 
 fn v2() -> bool {
     GIC_V2.load(Ordering::Relaxed)
+}
+
+/// Quirk `virq-unwired` is on: read on every return to a guest, so kept apart (set once
+/// at boot, [`set_virq_quirk`]). Off, nothing of the quirk runs and `HCR_EL2.VI` is
+/// never set.
+static VIRQ_UNWIRED: AtomicBool = AtomicBool::new(false);
+
+/// Turns quirk `virq-unwired` (IRQ-007) on or off: on, EL2 signals virtual interrupts
+/// with `HCR_EL2.VI` because the machine's GIC does not drive the cores' virtual IRQ
+/// input (QEMU 10.0.2's `imx8mp-evk`). Off by default. Call once, on the boot core,
+/// after [`use_board_gic`] and before any partition runs. A GICv2 keeps it off (its
+/// list registers are wired on every board Septum supports).
+pub fn set_virq_quirk(on: bool) {
+    if on && v2() {
+        log::warn!("GIC: quirk virq-unwired is for a GICv3; left off");
+    }
+    VIRQ_UNWIRED.store(on && !v2(), Ordering::Release);
+}
+
+fn virq_unwired() -> bool {
+    VIRQ_UNWIRED.load(Ordering::Relaxed)
+}
+
+/// Quirk `virq-unwired`: signals this core's pending virtual interrupts with
+/// `HCR_EL2.VI`, and asks for the maintenance interrupts that tell when the guest
+/// changed that (`septum_core::virq_unwired::line`). Called on every return to the
+/// guest from an exception ([`crate::trap`]); a vCPU's first entry has empty list
+/// registers and VI clear (`partition::enter`, [`init_core`]). With the quirk off, one
+/// flag test and nothing else.
+#[inline]
+pub fn update_virq_line() {
+    if virq_unwired() {
+        drive_virq_line();
+    }
+}
+
+fn drive_virq_line() {
+    let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);
+    let pri_bits = ICH_VTR_EL2.read(ICH_VTR_EL2::PRIbits) as u32;
+    let line = virq_unwired::line(&lrs[..implemented_list_registers()], ICH_VMCR_EL2.get(), pri_bits);
+    let ich_hcr = ICH_HCR_EL2.get();
+    if line.ich_hcr_el2(ich_hcr) != ich_hcr {
+        ICH_HCR_EL2.set(line.ich_hcr_el2(ich_hcr));
+    }
+    let hcr = HCR_EL2.get();
+    if line.hcr_el2(hcr) != hcr {
+        HCR_EL2.set(line.hcr_el2(hcr));
+    }
+    // The exception return that follows synchronizes both writes.
 }
 
 /// Turns the distributor on (boot core, once). The redistributors and CPU interfaces
@@ -258,6 +319,9 @@ pub fn on_irq() {
             end(ack);
             deactivate(ack);
             set_underflow_interrupt(false);
+            if virq_unwired() {
+                clear_ended_list_registers();
+            }
             place_pending();
         }
         Physical::Spi(i) if crate::partition::owns_spi(i) => {
@@ -296,14 +360,25 @@ fn implemented_list_registers() -> usize {
 }
 
 /// Turns the virtual CPU interface's underflow maintenance interrupt on or off (the
-/// interface stays enabled).
+/// interface stays enabled; on a GICv3, the quirk's maintenance requests stay too).
 fn set_underflow_interrupt(on: bool) {
     if v2() {
         hyp_interface_v2().set_hcr(true, on);
     } else if on {
-        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
+        ICH_HCR_EL2.modify(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::SET);
     } else {
-        ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+        ICH_HCR_EL2.modify(ICH_HCR_EL2::En::SET + ICH_HCR_EL2::UIE::CLEAR);
+    }
+}
+
+/// Quirk `virq-unwired`: empties the list registers whose end-of-interrupt maintenance
+/// interrupt fired (software entries the guest ended while the same interrupt waited,
+/// [`Placement::AfterEnd`]): until then they are neither valid nor free.
+fn clear_ended_list_registers() {
+    let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);
+    let ended = virq_unwired::ended(&lrs[..implemented_list_registers()]);
+    for n in (0..LIST_REGISTERS).filter(|n| ended & (1 << n) != 0) {
+        write_lr(n, 0);
     }
 }
 
@@ -320,34 +395,50 @@ pub fn post(slot: usize, intid: u32) {
 }
 
 /// Moves the virtual interrupts posted for this core's vCPU into its list registers;
-/// what does not fit waits for the underflow maintenance interrupt.
+/// what does not fit waits for the underflow maintenance interrupt (and, under quirk
+/// `virq-unwired`, what is still active waits for the guest's end of it).
 pub fn place_pending() {
     let Some(p) = PENDING.get(crate::cpu_slot()) else { return };
     let sgis = u64::from(p.sgis.swap(0, Ordering::AcqRel));
     let doorbells = p.doorbells.swap(0, Ordering::AcqRel);
-    let left_sgis = place_bits(sgis, 0);
-    let left_doorbells = place_bits(doorbells, DOORBELL_BASE);
+    let (left_sgis, sgis_full) = place_bits(sgis, 0);
+    let (left_doorbells, doorbells_full) = place_bits(doorbells, DOORBELL_BASE);
     if left_sgis != 0 || left_doorbells != 0 {
         p.sgis.fetch_or(left_sgis as u16, Ordering::AcqRel);
         p.doorbells.fetch_or(left_doorbells, Ordering::AcqRel);
+    }
+    if sgis_full || doorbells_full {
         set_underflow_interrupt(true);
     }
 }
 
-/// Places INTIDs `base + bit` for each set bit; returns the bits that did not fit.
-fn place_bits(mut bits: u64, base: u32) -> u64 {
+/// Places INTIDs `base + bit` for each set bit; returns the bits left waiting, and
+/// whether some wait for room (the rest wait for the guest's end of interrupt).
+fn place_bits(mut bits: u64, base: u32) -> (u64, bool) {
     let implemented = implemented_list_registers();
+    let quirk = virq_unwired();
+    let mut waiting = 0;
     while bits != 0 {
         let bit = bits.trailing_zeros();
         let lrs: [u64; LIST_REGISTERS] = core::array::from_fn(read_lr);
-        match vgic::place(&lrs[..implemented], read_elrsr(), base + bit, vgic::FORWARD_PRIORITY) {
+        let (lrs, elrsr) = (&lrs[..implemented], read_elrsr());
+        let placement = if quirk {
+            virq_unwired::place(lrs, elrsr, base + bit, vgic::FORWARD_PRIORITY)
+        } else {
+            vgic::place(lrs, elrsr, base + bit, vgic::FORWARD_PRIORITY)
+        };
+        match placement {
             Placement::Coalesced => {}
             Placement::Write(n, v) => write_lr(n, v),
-            Placement::Full => return bits,
+            Placement::AfterEnd(n, v) => {
+                write_lr(n, v);
+                waiting |= 1 << bit;
+            }
+            Placement::Full => return (waiting | bits, true),
         }
         bits &= !(1 << bit);
     }
-    0
+    (waiting, false)
 }
 
 /// Kicks the core with affinity `mpidr` (a physical SGI to EL2 there).

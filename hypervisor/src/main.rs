@@ -76,10 +76,11 @@ extern "C" fn refuse_el1(_dtb: u64) -> ! {
 #[no_mangle]
 extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 2. Board DTB: x0 under the Linux boot protocol, the board's default for ELF boots.
-    let dtb_pa = if x0 != 0 && is_fdt(x0) { x0 } else { this_board().default_dtb };
-    if !is_fdt(dtb_pa) {
-        fatal_early(format_args!("no device tree at x0 ({x0:#x}) or at {dtb_pa:#x}"));
-    }
+    // An ELF boot passes none: look where each board's loader puts it.
+    let defaults = || catalog::BOARDS.iter().map(|b| b.default_dtb);
+    let Some(dtb_pa) = core::iter::once(x0).filter(|&a| a != 0).chain(defaults()).find(|&a| is_fdt(a)) else {
+        fatal_early(format_args!("no device tree at x0 ({x0:#x}) or at any board's default address"));
+    };
     // SAFETY: an FDT header was found at dtb_pa; its size is read from it and bounded.
     let dtb_len = unsafe { physmem::read_be32(dtb_pa + 4) }.min(DTB_MAX);
     // SAFETY: the DTB lies in RAM that no partition is given (checked below against the
@@ -108,7 +109,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // Quirk virq-unwired: only on QEMU's model of a board known to need it, unless the
     // hypervisor's command line says otherwise.
     let virq_quirk = facts.virq_quirk.unwrap_or(board.qemu_virq_unwired && facts.qemu_psci);
-    let _ = virq_quirk; // TMP-QUIRK gic::set_virq_quirk(virq_quirk);
+    gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
     if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {

@@ -163,6 +163,15 @@ pub enum LowerKind {
 
 #[no_mangle]
 extern "C" fn handle_lower(frame: &mut TrapFrame, kind: u64) {
+    dispatch(frame, kind);
+    // Back to the guest (a path that does not come back enters it afresh): under quirk
+    // virq-unwired, signal what its list registers now hold (IRQ-007).
+    crate::gic::update_virq_line();
+}
+
+/// Acts on a lower-EL exception of kind `kind` (the vector's number).
+#[inline(always)]
+fn dispatch(frame: &mut TrapFrame, kind: u64) {
     let kind = match kind {
         0 => LowerKind::Sync,
         1 => LowerKind::Irq,

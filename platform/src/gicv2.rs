@@ -89,6 +89,14 @@ register_bitfields! {u32,
     ]
 }
 
+/// A GIC-400's distributor and CPU interface, from its base (Arm GIC-400 TRM, table 3-1).
+pub const GIC400_DISTRIBUTOR_OFFSET: u64 = 0x1000;
+pub const GIC400_CPU_INTERFACE_OFFSET: u64 = 0x2000;
+/// Offsets for the EL3 entry's assembly, which cannot use the register struct.
+pub const GICD_TYPER_OFFSET: u64 = core::mem::offset_of!(DistributorRegs, typer) as u64;
+pub const GICD_IGROUPR_OFFSET: u64 = core::mem::offset_of!(DistributorRegs, igroupr) as u64;
+pub const GICC_PMR_OFFSET: u64 = core::mem::offset_of!(CpuInterfaceRegs, pmr) as u64;
+
 register_structs! {
     /// The distributor (4 KiB).
     pub DistributorRegs {

@@ -60,7 +60,7 @@ pub static BOARD: Board = Board {
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     // An ELF boot (QEMU, all cores at EL3) gets no DTB in x0: xtask loads one here.
-    default_dtb: 0x0400_0000,
+    default_dtb: 0x0300_0000,
     console: HypervisorConsole::Semihosting,
     storage: None,
     gic: Gic {

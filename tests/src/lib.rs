@@ -96,3 +96,18 @@ pub fn rebundle(art: &Artifacts, name: &str, edit: impl FnOnce(&mut BundleParts)
     std::fs::write(&path, parts.encode().expect("encodes")).expect("write");
     path
 }
+
+/// The critical monitor's heartbeat period in counter ticks, from its boot line
+/// (`heartbeat every <ms> ms, timer <hz> Hz`): boards' counters run at their own rates
+/// (QEMU virt and raspi4b 62.5 MHz, imx8mp-evk 8 MHz).
+pub fn period_ticks(lines: &[Line]) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| {
+            let rest = l.text.split("critical-monitor: boot ").nth(1)?;
+            let ms: u64 = rest.split("heartbeat every ").nth(1)?.split(' ').next()?.parse().ok()?;
+            let hz: u64 = rest.split("timer ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some(hz / 1000 * ms)
+        })
+        .expect("the critical monitor's boot line names its heartbeat period and timer rate")
+}

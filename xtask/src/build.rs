@@ -81,6 +81,18 @@ fn hypervisor_target_dir(board: &Board) -> PathBuf {
     }
 }
 
+/// The GIC-400 whose interrupts the EL3 entry makes non-secure: on boards with their
+/// own link address and a GICv2 (the Raspberry Pi 4), its base (the distributor lies
+/// at +0x1000). Boards sharing QEMU virt's build get 0: their EL3 entry is a GICv3's.
+fn el3_gic400(board: &Board) -> u64 {
+    let shared = board.hypervisor_base == septum_platform::qemu_virt::HYPERVISOR_BASE;
+    if shared || board.gic.version != septum_platform::catalog::GicVersion::V2 {
+        0
+    } else {
+        board.gic.distributor - septum_platform::gicv2::GIC400_DISTRIBUTOR_OFFSET
+    }
+}
+
 /// The hypervisor ELF linked for `board`, once [`compile`] built it.
 pub fn hypervisor_elf(board: &Board) -> PathBuf {
     hypervisor_target_dir(board).join(HYPERVISOR_TARGET).join("release").join("septum")
@@ -98,6 +110,7 @@ pub fn compile(board: &Board, keys: &Keys, production: bool) -> Result<(), Strin
         .arg(hypervisor_target_dir(board))
         .env("SEPTUM_RAM_BASE", format!("{ram_base:#x}"))
         .env("SEPTUM_HV_BASE", format!("{:#x}", board.hypervisor_base))
+        .env("SEPTUM_EL3_GIC400", format!("{:#x}", el3_gic400(board)))
         .env(ROOT_ANCHOR_ENV, trust::hex(&keys.anchor()));
     if production {
         hv.env(PRODUCTION_ENV, "1");

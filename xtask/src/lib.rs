@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod build;
 pub mod devicetree;
+pub mod dist;
 pub mod image;
 pub mod linux;
 pub mod prereq;

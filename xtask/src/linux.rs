@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const KERNEL_METAPACKAGE: &str = "linux-image-arm64";
 const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// What a machine needs before `apt-get download PKG:arm64` works.
-const ARM64_SETUP: &str = "dpkg --add-architecture arm64\napt-get update";
+pub(crate) const ARM64_SETUP: &str = "dpkg --add-architecture arm64\napt-get update";
 
 /// The interpreter lives at /bin/busybox, so the script runs before any applet link
 /// exists. It ends by becoming busybox `init` (still PID 1), so `reboot` and `poweroff`
@@ -136,7 +136,7 @@ pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, out: &Path) -> Resul
 }
 
 /// Writes via a temporary sibling and a rename, so a reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
     }
@@ -239,7 +239,7 @@ impl Newc {
 /// Set once `apt-get update` has run in this process: it is slow, and once is enough.
 static UPDATED: AtomicBool = AtomicBool::new(false);
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -252,7 +252,7 @@ fn arm64_enabled() -> bool {
 }
 
 /// Makes dpkg accept arm64 packages (as root), or says how to.
-fn ensure_arm64() -> Result<(), String> {
+pub(crate) fn ensure_arm64() -> Result<(), String> {
     if arm64_enabled() {
         return Ok(());
     }
@@ -289,7 +289,7 @@ fn apt_update() -> Result<(), String> {
 
 /// The unsigned kernel package of the ABI Debian's arm64 metapackage depends on now,
 /// e.g. `linux-image-6.1.0-56-arm64-unsigned` for `linux-image-6.1.0-56-arm64`.
-fn kernel_package() -> Result<String, String> {
+pub(crate) fn kernel_package() -> Result<String, String> {
     let query = || -> Option<String> {
         let out = Command::new("apt-cache").args(["depends", &format!("{KERNEL_METAPACKAGE}:arm64")]).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -339,7 +339,12 @@ fn fetch_member(package: &str, member: &str, dest: &Path) -> Result<String, Stri
 /// `apt-get download package:arm64` into `dir`, retrying once after `apt-get update`
 /// (a failure usually means the lists predate the current version). Returns the .deb.
 fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
-    let spec = format!("{package}:arm64");
+    apt_download_spec(package, &format!("{package}:arm64"), dir)
+}
+
+/// [`apt_download`] of `spec` as apt names it: `package:arch`, or just `package` for an
+/// `Architecture: all` package (apt finds no `package:arm64` for those).
+pub(crate) fn apt_download_spec(package: &str, spec: &str, dir: &Path) -> Result<PathBuf, String> {
     let attempt = || -> Result<(), String> {
         let mut cmd = Command::new("apt-get");
         cmd.arg("download").arg("-q");
@@ -347,7 +352,7 @@ fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
             // As root apt drops to `_apt` to download, which cannot write into target/.
             cmd.args(["-o", "APT::Sandbox::User=root"]);
         }
-        let out = cmd.arg(&spec).current_dir(dir).stdin(Stdio::null()).output();
+        let out = cmd.arg(spec).current_dir(dir).stdin(Stdio::null()).output();
         let out = out.map_err(|e| format!("cannot run apt-get download {spec}: {e}"))?;
         if out.status.success() {
             Ok(())
@@ -373,7 +378,7 @@ fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("apt-get download {spec} succeeded but left no {prefix}*.deb in {}", dir.display()))
 }
 
-fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
+pub(crate) fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
     let out = Command::new("dpkg-deb")
         .arg("-f")
         .arg(deb)
@@ -391,7 +396,7 @@ fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
 /// Extracts the one file under `member*` from `deb` into `root`, returning its path.
 /// Only that file is unpacked (`dpkg-deb --fsys-tarfile | tar`): the kernel package also
 /// holds hundreds of megabytes of modules the partition does not use.
-fn extract(deb: &Path, member: &str, root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn extract(deb: &Path, member: &str, root: &Path) -> Result<PathBuf, String> {
     fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     let mut dpkg = Command::new("dpkg-deb")
         .arg("--fsys-tarfile")
@@ -458,13 +463,13 @@ fn check_arm64_elf(path: &Path) -> Result<(), String> {
 }
 
 /// Reads a `package version` record line.
-fn read_record(path: &Path) -> Option<(String, String)> {
+pub(crate) fn read_record(path: &Path) -> Option<(String, String)> {
     let text = fs::read_to_string(path).ok()?;
     let (package, version) = text.trim().split_once(' ')?;
     Some((package.to_string(), version.to_string()))
 }
 
-fn write_record(path: &Path, package: &str, version: &str) -> Result<(), String> {
+pub(crate) fn write_record(path: &Path, package: &str, version: &str) -> Result<(), String> {
     write_atomically(path, format!("{package} {version}\n").as_bytes())
 }
 

@@ -24,6 +24,10 @@ cargo xtask <command>
                              target/septum/NAME/; signed with the development keys
                              unless --keys names a directory made by keygen
   check FILE...              validate system descriptions and explain any problem
+  dist --system NAME [--out DIR] [--keys DIR] [--production]
+                             build a system for a real board (rpi4, imx8mp-evk) and
+                             write a folder to copy to its boot partition (default
+                             target/dist/NAME/): see docs/boards.md
 
 chain of trust:
   keygen --out DIR [--system NAME | --role NAME [--count N]]
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Some("inspect") => trust::cli::inspect(&args[1..]),
         Some("audit-verify") => trust::cli::audit_verify(&args[1..]),
         Some("check") => check(&args[1..]),
+        Some("dist") => xtask::dist::run(&args[1..]),
         Some("verify") => xtask::verify::all(),
         Some("bench") => xtask::bench::run(&args[1..]),
         Some("help") | None => {

@@ -136,7 +136,7 @@ impl Machine {
         }
         let dtb = match mf.dtb.as_deref() {
             None => None,
-            Some("debian") => Some(tmp_board_dtb(board.name)),
+            Some("debian") => Some(crate::dist::board_dtb(board.name)?),
             Some(other) => return Err(format!("{}: dtb = {other:?}: only \"debian\" is known", file.display())),
         };
         match mode.image.as_str() {
@@ -147,11 +147,18 @@ impl Machine {
                     bundle.display(),
                     board.default_bundle
                 ));
-                // QEMU writes no DTB for an ELF: load the board's where the hypervisor looks.
+                // QEMU writes no DTB for an ELF: load the board's, as firmware would have
+                // completed it (RAM, /chosen), where the hypervisor looks.
                 if let Some(dtb) = &dtb {
+                    let filled = dir.join("board.dtb");
+                    let mut dump = Command::new(&mf.binary);
+                    dump.args(["-M", &mode.machine, "-cpu", &mf.cpu, "-smp", &mf.smp.to_string(), "-m", &mf.memory]);
+                    dump.arg("-kernel").arg(&art.hypervisor_image).arg("-initrd").arg(&bundle).arg("-dtb").arg(dtb);
+                    dump.arg("-machine").arg(format!("dumpdtb={}", filled.display())).stderr(Stdio::null());
+                    crate::build::run(&mut dump)?;
                     cmd.arg("-device").arg(format!(
                         "loader,file={},addr={:#x},force-raw=on",
-                        dtb.display(),
+                        filled.display(),
                         board.default_dtb
                     ));
                 }
@@ -346,8 +353,4 @@ pub fn erased_flash(path: &Path, bytes: u64) -> Result<(), String> {
         return Ok(());
     }
     std::fs::write(path, vec![0xFFu8; bytes as usize]).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn tmp_board_dtb(name: &str) -> PathBuf {
-    PathBuf::from(if name == "rpi4" { "/tmp/kdeb/bcm2711-rpi-4-b.dtb" } else { "/tmp/kdeb/imx8mp-evk.dtb" })
 }

@@ -317,7 +317,7 @@ pub fn without_nops(blob: &[u8], out: &mut [u8]) -> Result<usize, DtbError> {
     let size_struct = word(blob, HDR_SIZE_STRUCT)? as usize;
     let structs = blob.get(off_struct..off_struct.saturating_add(size_struct).min(total)).ok_or(DtbError::Invalid)?;
     let strings = blob.get(off_strings..off_strings.saturating_add(size_strings)).ok_or(DtbError::Invalid)?;
-    if off_struct < HDR_LEN || off_struct > out.len() || off_struct % 4 != 0 {
+    if off_struct < HDR_LEN || off_struct > out.len() || !off_struct.is_multiple_of(4) {
         return Err(DtbError::Invalid);
     }
     out[..off_struct].copy_from_slice(&blob[..off_struct]);

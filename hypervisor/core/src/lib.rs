@@ -10,6 +10,8 @@
 //!   partition stage 2.
 //! * [`board`]: the board facts a configuration is checked against, read from a DTB.
 //! * [`console`]: line assembly for partitions that write through the hypervisor.
+//! * [`virq_unwired`]: the `virq-unwired` quirk's decisions (`HCR_EL2.VI` in place of
+//!   a GIC virtual IRQ line a board's model does not wire).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -29,3 +31,4 @@ pub mod vgic;
 pub mod vgicd;
 pub mod vgicd2;
 pub mod vgicr;
+pub mod virq_unwired;

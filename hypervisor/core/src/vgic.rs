@@ -12,7 +12,9 @@
 /// INTID 16 + 11).
 pub const VTIMER_PPI: u32 = 27;
 /// The GIC maintenance interrupt (PPI 9): here, "list registers ran empty" (underflow),
-/// asked for when virtual SGIs were left waiting for room.
+/// asked for when virtual SGIs were left waiting for room; under quirk `virq-unwired`
+/// also "no pending entry", "group 1 enabled/disabled" and end of interrupt
+/// ([`crate::virq_unwired`]). EL2 ends it itself; it is never forwarded.
 pub const MAINTENANCE_PPI: u32 = 25;
 /// The SGI the hypervisor sends between its own cores ("leave your guest": a partition
 /// is being stopped). Guests never see physical SGIs.
@@ -227,6 +229,11 @@ pub enum Placement {
     Write(usize, u64),
     /// No room: keep it pending and ask for the underflow maintenance interrupt.
     Full,
+    /// Quirk `virq-unwired` only ([`crate::virq_unwired::place`]; never [`place`]'s
+    /// answer): the interrupt is active in list register n. Write this value there (the
+    /// same entry, now asking for an end-of-interrupt maintenance interrupt) and keep
+    /// the interrupt waiting until that maintenance interrupt.
+    AfterEnd(usize, u64),
 }
 
 /// Places virtual interrupt `intid` given the current list registers `lrs` (the
