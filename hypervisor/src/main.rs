@@ -237,7 +237,9 @@ fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
 }
 
 fn is_fdt(pa: u64) -> bool {
-    // SAFETY: pa is x0 from the bootloader or the board's DTB address, both in RAM.
+    // SAFETY: pa is x0 from the bootloader (RAM), or a board's default DTB address,
+    // probed only when no x0 was passed: an ELF boot, which only QEMU virt and raspi4b
+    // do, where every board's default lies in RAM or flash. The MMU is off: a plain read.
     pa.is_multiple_of(4) && unsafe { physmem::read_be32(pa) } == FDT_MAGIC
 }
 

@@ -148,13 +148,7 @@ impl MiniUart {
 
 impl core::fmt::Write for MiniUart {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for b in s.bytes() {
-            if b == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(b);
-        }
-        Ok(())
+        crate::uart::write_text(s, |b| self.write_byte(b))
     }
 }
 

@@ -19,5 +19,6 @@ pub mod qemu_virt;
 pub mod rpi4;
 #[cfg(target_arch = "aarch64")]
 pub mod semihosting;
+pub mod uart;
 
 pub use catalog::{Board, DeviceInfo, Gic, HypervisorConsole};

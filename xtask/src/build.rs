@@ -58,6 +58,17 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// Runs `cmd` with no input and its output captured; a failure says what it printed on
+/// stderr.
+pub fn run_captured(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.stdin(std::process::Stdio::null()).output().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());

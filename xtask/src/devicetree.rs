@@ -11,8 +11,9 @@
 //! each has a `serialN` alias, and the first is `/chosen`'s `stdout-path`.
 
 use septum_abi::config::RegionKind;
+use septum_platform::bcm2835_aux;
 use septum_platform::catalog::{DeviceInfo, GicVersion, GICV2_CPU_INTERFACE_SIZE};
-use septum_platform::{bcm2835_aux, imx_uart};
+use septum_platform::uart::UartKind;
 use vm_fdt::{Error, FdtWriter};
 
 use crate::system::{Partition, System};
@@ -54,7 +55,7 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         fdt.property_u64("linux,initrd-start", start)?;
         fdt.property_u64("linux,initrd-end", end)?;
     }
-    let uarts: Vec<&DeviceInfo> = p.devices.iter().copied().filter(|d| UartKind::of(d).is_some()).collect();
+    let uarts: Vec<&DeviceInfo> = p.devices.iter().copied().filter(|d| uart_kind(d).is_some()).collect();
     if let Some(uart) = uarts.first() {
         fdt.property_string("stdout-path", &format!("/{}", node_name(uart)))?;
     }
@@ -136,7 +137,7 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.property_phandle(CLOCK_PHANDLE)?;
     fdt.end_node(clk)?;
 
-    if uarts.iter().any(|d| UartKind::of(d) == Some(UartKind::MiniUart)) {
+    if uarts.iter().any(|d| uart_kind(d) == Some(UartKind::MiniUart)) {
         let clk = fdt.begin_node("vpu-clk")?;
         fdt.property_string_list("compatible", vec!["fixed-clock".into()])?;
         fdt.property_u32("#clock-cells", 0)?;
@@ -159,7 +160,7 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
             fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
             fdt.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
         }
-        match UartKind::of(d) {
+        match uart_kind(d) {
             Some(UartKind::Imx) => {
                 // Linux's `imx.c` gets both by name: the register clock and the baud
                 // rate's reference clock.
@@ -178,34 +179,16 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     fdt.finish()
 }
 
-/// The UARTs a partition's console can be (the kinds its runtime drives).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UartKind {
-    Pl011,
-    Imx,
-    MiniUart,
-}
-
-impl UartKind {
-    fn of(d: &DeviceInfo) -> Option<Self> {
-        let is = |list: &[&str]| d.compatible.iter().any(|c| list.contains(c));
-        if is(&["arm,pl011"]) {
-            Some(UartKind::Pl011)
-        } else if is(imx_uart::COMPATIBLE) {
-            Some(UartKind::Imx)
-        } else if is(bcm2835_aux::COMPATIBLE) {
-            Some(UartKind::MiniUart)
-        } else {
-            None
-        }
-    }
+/// The kind of UART `d` is, if one the partition runtime drives.
+fn uart_kind(d: &DeviceInfo) -> Option<UartKind> {
+    UartKind::of(|| d.compatible.iter().copied())
 }
 
 /// A device's `reg`: its catalogue window, but for a mini UART, whose catalogue entry
 /// is the AUX block's page (what stage 2 maps), the mini UART's registers in that page,
 /// as Linux's binding wants.
 fn reg(d: &DeviceInfo) -> (u64, u64) {
-    match UartKind::of(d) {
+    match uart_kind(d) {
         Some(UartKind::MiniUart) => {
             let aux = d.base - d.base % PAGE;
             (aux + bcm2835_aux::MINI_UART_OFFSET as u64, bcm2835_aux::MINI_UART_SIZE as u64)
@@ -332,7 +315,7 @@ mod tests {
     }
 
     fn imx_uart() -> &'static DeviceInfo {
-        device("uart2", 0x3089_0000, 0x1_0000, imx_uart::COMPATIBLE)
+        device("uart2", 0x3089_0000, 0x1_0000, septum_platform::imx_uart::COMPATIBLE)
     }
 
     /// As the Raspberry Pi 4's catalogue has it: the AUX block's page.

@@ -694,18 +694,12 @@ fn ensure_mkimage() -> Result<(), String> {
 }
 
 fn compile_script(cmd: &Path, scr: &Path) -> Result<(), String> {
-    let out = Command::new("mkimage")
-        .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "septum", "-d"])
-        .arg(cmd)
-        .arg(scr)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run mkimage: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("mkimage failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    build::run_captured(
+        Command::new("mkimage")
+            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "septum", "-d"])
+            .arg(cmd)
+            .arg(scr),
+    )
 }
 
 /// Downloads, extractions into the shared caches and apt changes, one at a time in
@@ -881,21 +875,12 @@ pub fn ensure_non_free_firmware() -> Result<(), String> {
         fs::write(list, format!("{line}\n")).map_err(|e| format!("{NON_FREE_FIRMWARE_LIST}: {e}"))?;
     }
     eprintln!("xtask: apt-get update");
-    let out = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run apt-get update: {e}"))?;
-    if !out.status.success() {
+    if let Err(e) = build::run_captured(Command::new("apt-get").args(["update", "-qq"])) {
         // Never leave apt broken by a line of ours.
         if !ours {
             let _ = fs::remove_file(list);
         }
-        return Err(format!(
-            "apt-get update failed with {NON_FREE_FIRMWARE_LIST} ({}):\n{}\nthe commands were:\n{commands}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(format!("with {NON_FREE_FIRMWARE_LIST}: {e}\nthe commands were:\n{commands}"));
     }
     if apt_knows(RASPI_FIRMWARE) {
         Ok(())

@@ -275,16 +275,7 @@ fn apt_update() -> Result<(), String> {
         return Err("apt-get update already ran".into());
     }
     eprintln!("xtask: apt-get update");
-    let out = Command::new("apt-get")
-        .args(["update", "-qq"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run apt-get update: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("apt-get update failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
-    }
+    crate::build::run_captured(Command::new("apt-get").args(["update", "-qq"]))
 }
 
 /// The unsigned kernel package of the ABI Debian's arm64 metapackage depends on now,

@@ -11,9 +11,10 @@ use septum_abi::hypercall::{self as hc, psci, StartCondition};
 use septum_ipc_channel::queuing::{Consumer, Producer};
 use septum_ipc_channel::volatile::VolatileRegion;
 use septum_ipc_channel::Geometry;
-use septum_platform::bcm2835_aux::{self, MiniUart};
-use septum_platform::imx_uart::{self, ImxUart};
+use septum_platform::bcm2835_aux::MiniUart;
+use septum_platform::imx_uart::ImxUart;
 use septum_platform::pl011::Pl011;
+use septum_platform::uart::UartKind;
 
 pub use septum_ipc_channel as channel;
 
@@ -253,7 +254,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     };
     let fdt = fdt::Fdt::new(blob).ok();
     // The first node of a UART we drive, and its kind.
-    let uart_node = fdt.as_ref().and_then(|f| f.all_nodes().find_map(|n| UartKind::of(&n).map(|kind| (n, kind))));
+    let uart_node = fdt.as_ref().and_then(|f| f.all_nodes().find_map(|n| uart_kind(&n).map(|kind| (n, kind))));
     let uart = uart_node.and_then(|(n, kind)| Some((kind, n.reg()?.next()?)));
     // `interrupts = <type number flags>`: an SPI's INTID is 32 + its number.
     let uart_irq = uart_node.and_then(|(n, _)| n.property("interrupts")).and_then(|p| {
@@ -421,31 +422,6 @@ pub fn system_reset() -> ! {
     }
 }
 
-/// The UARTs a guest's console can be, by the `compatible` of their device tree node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum UartKind {
-    Pl011,
-    Imx,
-    MiniUart,
-}
-
-impl UartKind {
-    /// The kind of UART `node` is, if it is one we drive.
-    fn of(node: &fdt::node::FdtNode<'_, '_>) -> Option<Self> {
-        let compatible = node.compatible()?;
-        let is = |list: &[&str]| compatible.all().any(|c| list.contains(&c));
-        if is(&["arm,pl011"]) {
-            Some(UartKind::Pl011)
-        } else if is(imx_uart::COMPATIBLE) {
-            Some(UartKind::Imx)
-        } else if is(bcm2835_aux::COMPATIBLE) {
-            Some(UartKind::MiniUart)
-        } else {
-            None
-        }
-    }
-}
-
 /// A guest's own UART: whichever kind its device tree lists.
 pub enum Uart {
     Pl011(Pl011),
@@ -514,6 +490,12 @@ impl Write for Uart {
             Uart::MiniUart(u) => u.write_str(s),
         }
     }
+}
+
+/// The kind of UART `node` is, if one we drive.
+fn uart_kind(node: &fdt::node::FdtNode<'_, '_>) -> Option<UartKind> {
+    let compatible = node.compatible()?;
+    UartKind::of(|| compatible.all())
 }
 
 /// A guest's console.
