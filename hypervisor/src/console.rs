@@ -1,9 +1,16 @@
-//! The hypervisor's log. On QEMU virt it leaves through semihosting (both UARTs belong
-//! to partitions); every line starts with `[septum]`, or with `[<partition>]` for lines a
-//! partition writes through the `CONSOLE_WRITE` hypercall, so a reader knows who spoke.
-//! Lines are written whole under a lock, so cores never interleave within a line.
+//! The hypervisor's log. Under QEMU or a debugger it leaves through semihosting (the
+//! boards' UARTs belong to partitions); every line starts with `[septum]`, or with
+//! `[<partition>]` for lines a partition writes through the `CONSOLE_WRITE` hypercall,
+//! so a reader knows who spoke. Lines are written whole under a lock, so cores never
+//! interleave within a line.
+//!
+//! Every line is also kept in a RAM ring, [`SEPTUM_LOG`], so nothing is lost where
+//! semihosting is absent (a board with no debugger attached: the first call finds its
+//! `HLT` undefined, the exception vector returns "absent", and semihosting is not tried
+//! again). A debugger reads the ring by its symbol; `tail` is the offset of the next byte.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 const LINE: usize = 240;
@@ -28,11 +35,45 @@ impl Write for Line {
     }
 }
 
+/// Bytes of log the RAM ring keeps (the newest).
+const RING: usize = 64 * 1024;
+
+/// The log's RAM ring: the newest [`RING`] bytes of log, oldest overwritten first.
+#[no_mangle]
+static mut SEPTUM_LOG: Ring = Ring { tail: 0, bytes: [0; RING] };
+
+#[repr(C)]
+struct Ring {
+    /// Bytes ever written; the next byte goes to `tail % RING`.
+    tail: u64,
+    bytes: [u8; RING],
+}
+
+/// Semihosting answered (or was not tried yet); cleared by its first "absent".
+static SEMIHOSTING: AtomicBool = AtomicBool::new(true);
+
 fn emit(line: &mut Line) {
     line.buf[line.len] = b'\n';
     line.buf[line.len + 1] = 0;
-    if let Ok(s) = core::ffi::CStr::from_bytes_until_nul(&line.buf[..line.len + 2]) {
-        septum_platform::semihosting::write0(s);
+    keep(&line.buf[..line.len + 1]);
+    if SEMIHOSTING.load(Ordering::Relaxed) {
+        if let Ok(s) = core::ffi::CStr::from_bytes_until_nul(&line.buf[..line.len + 2]) {
+            if !septum_platform::semihosting::write0(s) {
+                SEMIHOSTING.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Appends `bytes` to the RAM ring. Callers hold the lock, or are the boot core alone
+/// before the MMU is on ([`early_line`]).
+fn keep(bytes: &[u8]) {
+    // SAFETY: the ring is only written here, by one core at a time (see above); no
+    // reference to it outlives this call.
+    let ring = unsafe { &mut *core::ptr::addr_of_mut!(SEPTUM_LOG) };
+    for &b in bytes {
+        ring.bytes[(ring.tail % RING as u64) as usize] = b;
+        ring.tail = ring.tail.wrapping_add(1);
     }
 }
 

@@ -19,8 +19,8 @@
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, HCR_EL2, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
-    ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+    ReadWriteable, Readable, Writeable, CNTV_CTL_EL0, HCR_EL2, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2,
+    ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
 use septum_core::vgic::{self, ListRegister, Physical, Placement};
 use septum_core::vgicd;
@@ -301,6 +301,36 @@ fn init_core_v2() {
     gich.set_hcr(true, false);
 }
 
+/// Readies this core to wait for a vCPU start in [`sleep_until_kicked`]: its CPU
+/// interface empty and signalling only what EL2 enabled ([`init_core`]), the last
+/// guest's timer off and, under quirk `virq-unwired`, `HCR_EL2.VI` clear, so nothing
+/// left over from a guest wakes the core again and again.
+pub fn ready_to_sleep() {
+    init_core();
+    CNTV_CTL_EL0.set(0);
+    HCR_EL2.modify(HCR_EL2::VI::CLEAR);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// Sleeps in WFI until an interrupt is pending for this core (the hypervisor's kick,
+/// [`kick`]), then acknowledges and retires whatever woke it: a waiting core has no
+/// guest to forward to. WFI, not WFE: an emulator runs WFE as a busy loop, and on
+/// hardware WFI is the deeper sleep. Interrupts stay masked at EL2; the caller checks
+/// what it waits for before each call.
+pub fn sleep_until_kicked() {
+    aarch64_cpu::asm::wfi();
+    // Bounded: each pass retires one interrupt; what is left wakes the next WFI.
+    for _ in 0..LIST_REGISTERS * 4 {
+        let ack = acknowledge();
+        let intid = if v2() { gicv2::intid_of(ack) } else { ack };
+        if vgic::classify(intid) == Physical::Spurious {
+            break;
+        }
+        end(ack);
+        deactivate(ack);
+    }
+}
+
 /// A physical IRQ taken from a partition: forward it or dispose of it.
 pub fn on_irq() {
     // The whole acknowledge value: on a GICv2 an SGI's carries its source CPU, and the
@@ -443,6 +473,9 @@ fn place_bits(mut bits: u64, base: u32) -> (u64, bool) {
 
 /// Kicks the core with affinity `mpidr` (a physical SGI to EL2 there).
 pub fn kick(mpidr: u64) {
+    // What the kicked core is to find (a start, a posted interrupt) is visible before
+    // the SGI can reach it.
+    aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISHST);
     if v2() {
         distributor_v2().send_sgi(vgic::KICK_SGI, cpu_mask(mpidr));
         return;

@@ -200,6 +200,11 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             next_slot += 1;
         }
     }
+    for mpidr in facts.board.cpus.iter() {
+        if mpidr != me && !system.partitions().any(|(_, p)| p.vcpus().contains(&mpidr)) {
+            park_core(&facts, mpidr);
+        }
+    }
     partition::run(0)
 }
 
@@ -233,6 +238,23 @@ fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
                 stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
             }
         }
+    }
+}
+
+/// Takes a core no partition uses from the firmware spin table or holding pen it waits
+/// in to the hypervisor's WFI loop, so it runs no firmware code and (under an emulator,
+/// where WFE is a busy loop) takes no host time. A PSCI core is simply never turned on.
+fn park_core(facts: &BootFacts, mpidr: u64) {
+    let aff0 = (mpidr & 0xFF) as usize;
+    let parked = match (facts.start_method(mpidr), facts.psci) {
+        (CpuStart::Psci, Some(Conduit::Smc)) => return,
+        (CpuStart::SpinTable { release }, _) => entry::park_from_spin_table(aff0, release),
+        (CpuStart::Unnamed | CpuStart::Psci, _) => entry::park_from_pen(aff0),
+    };
+    if parked {
+        log::info!("core {mpidr:#x}: no partition uses it; parked");
+    } else {
+        log::warn!("core {mpidr:#x}: no partition uses it, and it cannot be parked");
     }
 }
 

@@ -319,6 +319,8 @@ fn wait_for_start(part: &Runtime, vcpu: usize) -> ! {
     if let Some(r) = SLOT_RUNNING.get(slot) {
         r.store(false, Ordering::Release);
     }
+    // A start is checked after the core is ready to be kicked, so none is missed.
+    crate::gic::ready_to_sleep();
     loop {
         let started = {
             let mut power = part.power.lock();
@@ -331,7 +333,17 @@ fn wait_for_start(part: &Runtime, vcpu: usize) -> ! {
             log::info!("{}: vCPU {vcpu} starting on MPIDR {:#x}", part.desc.name(), cpu::mpidr());
             enter(part, vcpu, start)
         }
-        aarch64_cpu::asm::wfe();
+        crate::gic::sleep_until_kicked();
+    }
+}
+
+/// Wakes the cores of `part`'s vCPUs other than this core's, so those with a start
+/// waiting take it ([`wait_for_start`]); a core running its guest takes the kick as a
+/// stale one.
+fn wake_others(part: &Runtime) {
+    let me = cpu::mpidr();
+    for &mpidr in part.desc.vcpus().iter().filter(|&&m| m != me) {
+        crate::gic::kick(mpidr);
     }
 }
 
@@ -557,9 +569,11 @@ fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, 
         Answer::CpuOn { target, entry, context } => {
             let result = part.power.lock().cpu_on(vcpu, target, entry, context);
             frame.x[0] = match result {
-                Ok(_) => {
-                    // The target's core waits in WFE.
-                    aarch64_cpu::asm::sev();
+                Ok(started) => {
+                    // Its core sleeps until kicked (`wait_for_start`).
+                    if let Some(&mpidr) = part.desc.vcpus().get(started) {
+                        crate::gic::kick(mpidr);
+                    }
                     SUCCESS
                 }
                 Err(e) => i64::from(e) as u64,
@@ -858,7 +872,7 @@ fn apply_policy(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
             reset_interrupts(part);
             log::info!("{name}: restarted from its pristine image (RAM zeroed)");
             part.power.lock().stop_all(Some(boot_start(part.desc)));
-            aarch64_cpu::asm::sev();
+            wake_others(part);
             wait_for_start(part, vcpu)
         }
         Decision::Halt { reason } => {

@@ -82,6 +82,26 @@ core::arch::global_asm!(
     b       .
 .endm
 
+// A synchronous exception of EL2's own. If it is the undefined `HLT #0xF000` of the
+// semihosting routine (no debugger; QEMU without semihosting), skip it and return
+// ABSENT in x0: the routine's caller treats x9-x10 as clobbered (C calling
+// convention). Anything else is a hypervisor fault, which never returns, so the
+// scratch registers are free either way.
+current_sync:
+    mrs     x9, esr_el2
+    lsr     x9, x9, #26              // EC 0: unknown reason (an undefined instruction)
+    cbnz    x9, 1f
+    mrs     x9, elr_el2
+    adrp    x10, septum_semihosting_call
+    add     x10, x10, #:lo12:septum_semihosting_call
+    cmp     x9, x10
+    b.ne    1f
+    mov     x0, #-1                  // semihosting::ABSENT
+    add     x9, x9, #4
+    msr     elr_el2, x9
+    eret
+1:  CURRENT 0
+
 .section .text.vectors, "ax"
 .balign 2048
 .global el2_vectors
@@ -95,9 +115,10 @@ el2_vectors:
     CURRENT 2
     .balign 128
     CURRENT 3
-    // Current EL with SP_ELx: the hypervisor itself faulted.
+    // Current EL with SP_ELx: the hypervisor itself faulted, or its semihosting call
+    // found no debugger.
     .balign 128
-    CURRENT 0
+    b       current_sync
     .balign 128
     CURRENT 1
     .balign 128

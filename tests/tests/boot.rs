@@ -50,6 +50,47 @@ fn both_partitions_boot_and_heartbeat_200_times() {
     assert!(irqs.last().is_some_and(|&n| n > 0), "no sleep ended by the timer\n{}", m.transcript());
 }
 
+/// LOG-002 on the boards as a user boots them, with no debugger: QEMU without
+/// semihosting makes `HLT #0xF000` undefined, as the real board does. The hypervisor's
+/// first log line finds semihosting absent and goes on; both partitions run (the
+/// critical monitor keeps its period), nothing reaches the semihosting console, and
+/// the whole log is in the hypervisor's RAM ring, where a debugger reads it.
+fn runs_without_semihosting(system: &str) {
+    let art = artifacts(system);
+    let mut m = Machine::launch(&art, &Launch { semihosting: false, ..Launch::default() }).expect("QEMU starts");
+    m.wait_for("50 critical beats and connectivity's vitals", Duration::from_secs(90), |l| {
+        beats(l, "critical-monitor").len() >= 50 && count(l, "connectivity: vitals received=") >= 1
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    assert!(m.console(HYPERVISOR).is_empty(), "nothing can leave through semihosting\n{t}");
+    let gap = largest_gap(&beats(&lines, "critical-monitor"));
+    assert!(gap <= 2 * period_ticks(&lines), "critical-monitor stalled: gap {gap} ticks\n{t}");
+    let log = m.ram_log(&art).expect("the RAM ring reads back");
+    let board = art.system.board.name;
+    for line in [
+        format!("[septum] Septum 0.1.0 for {board}: entered at EL2"),
+        "[septum] configuration accepted: 2 partitions".to_string(),
+        "[septum] critical-monitor: vCPU 0 starting on MPIDR".to_string(),
+        "[septum] connectivity: vCPU 0 starting on MPIDR".to_string(),
+    ] {
+        assert_eq!(log.matches(&line).count(), 1, "{line:?} in the RAM log:\n{log}\n{t}");
+    }
+    assert!(log.lines().all(|l| l.starts_with('[')), "whole lines only:\n{log}");
+    println!("{system}: {} lines of hypervisor log in RAM, none on semihosting", log.lines().count());
+}
+
+#[test]
+fn runs_without_semihosting_on_rpi4() {
+    runs_without_semihosting("rpi4-bare");
+}
+
+#[test]
+fn runs_without_semihosting_on_imx8mp_evk() {
+    runs_without_semihosting("imx8mp-evk-bare");
+}
+
 /// BOOT-002: entered at EL1 the hypervisor refuses, says why, and starts nothing.
 #[test]
 fn entry_at_el1_is_refused() {

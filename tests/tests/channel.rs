@@ -21,7 +21,8 @@ fn vitals_stream_arrives_complete_and_in_order() {
     stream("qemu-virt-bare");
 }
 
-/// CH-008, BOARD-001 on the Raspberry Pi 4 (QEMU raspi4b).
+/// CH-008, BOARD-001, BOOT-006 on the Raspberry Pi 4 (QEMU raspi4b; cores 2 and 3 are
+/// taken off the firmware's spin table and parked).
 #[test]
 fn vitals_stream_arrives_complete_and_in_order_on_rpi4() {
     stream("rpi4-bare");
@@ -34,8 +35,9 @@ fn vitals_stream_arrives_complete_and_in_order_on_imx8mp_evk() {
     stream("imx8mp-evk-bare");
 }
 
-/// BOOT-001, BOARD-002: the same on the Raspberry Pi 4 model entered as an ELF at EL3
-/// on all four cores (the hypervisor drops to EL2 and holds cores 1-3 in its pen).
+/// BOOT-001, BOARD-002, BOOT-006: the same on the Raspberry Pi 4 model entered as an ELF
+/// at EL3 on all four cores (the hypervisor drops to EL2 and holds cores 1-3 in its
+/// pen; the two no partition uses it parks).
 #[test]
 fn vitals_stream_arrives_complete_and_in_order_on_rpi4_entered_at_el3() {
     stream_with("rpi4-bare", Entry::El3);
@@ -70,6 +72,10 @@ fn stream_with(system: &str, entry: Entry) {
     let quirk = usize::from(art.system.board.name == "imx8mp-evk");
     assert_eq!(count(&lines, "quirk virq-unwired on"), quirk, "{t}");
     assert_eq!(count(&lines, "peer_corrupt=0"), count(&lines, "critical-monitor: vitals sent="), "{t}");
+    // BOOT-006: the two cores no partition uses are taken off the Pi's spin table, or
+    // out of the pen at EL3, into the hypervisor's WFI loop; PSCI cores stay off.
+    let parked = if art.system.board.name == "rpi4" || entry == Entry::El3 { 2 } else { 0 };
+    assert_eq!(count(&lines, "no partition uses it; parked"), parked, "{t}");
     let gap = largest_gap(&beats(&lines, "critical-monitor"));
     println!(
         "{system}: critical-monitor: largest gap while streaming {gap} ticks ({:.2} periods)",

@@ -274,12 +274,12 @@ fn board(system: &str, cpus: usize) {
 /// and 2 released from the spin table, GIC-400).
 #[test]
 fn linux_and_the_critical_monitor_on_rpi4() {
-    board("rpi4", 2);
+    board("rpi4", 3);
 }
 
 /// BOARD-001 on the i.MX 8M Plus EVK (QEMU imx8mp-evk: EL2 entry, PSCI CPU_ON, GICv3,
 /// quirk virq-unwired).
 #[test]
 fn linux_and_the_critical_monitor_on_imx8mp_evk() {
-    board("imx8mp-evk", 2);
+    board("imx8mp-evk", 3);
 }

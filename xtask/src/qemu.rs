@@ -88,11 +88,23 @@ pub struct Launch {
     /// The hypervisor's command line (`-append`, seen in the DTB's `/chosen/bootargs`),
     /// e.g. the `septum.power_cut=N` test hook.
     pub bootargs: Option<String>,
+    /// QEMU implements semihosting (the hypervisor's log path). Off, `HLT #0xF000` is
+    /// undefined, as on a board with no debugger: the log is only in its RAM ring
+    /// ([`Machine::ram_log`]).
+    pub semihosting: bool,
 }
 
 impl Default for Launch {
     fn default() -> Self {
-        Self { entry: Entry::El2, echo: false, icount: None, bundle: None, storage: None, bootargs: None }
+        Self {
+            entry: Entry::El2,
+            echo: false,
+            icount: None,
+            bundle: None,
+            storage: None,
+            bootargs: None,
+            semihosting: true,
+        }
     }
 }
 
@@ -121,7 +133,10 @@ impl Machine {
         }
         let mut consoles = vec![(HYPERVISOR.to_string(), dir.join("hv.sock"))];
         cmd.arg("-chardev").arg(format!("socket,id=hv,path={},server=on,wait=on", dir.join("hv.sock").display()));
-        cmd.args(["-semihosting-config", "enable=on,target=native,chardev=hv"]);
+        if opts.semihosting {
+            cmd.args(["-semihosting-config", "enable=on,target=native,chardev=hv"]);
+        }
+        cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", dir.join("qmp.sock").display()));
         for (i, uart) in mode.serials.iter().enumerate() {
             let sock = dir.join(format!("{uart}.sock"));
             cmd.arg("-chardev").arg(format!("socket,id=s{i},path={},server=on,wait=on", sock.display()));
@@ -284,6 +299,65 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `len` bytes of guest-physical memory at `addr`, read through QMP's `pmemsave`.
+    pub fn read_memory(&self, addr: u64, len: u64) -> Result<Vec<u8>, String> {
+        let sock = self.dir.join("qmp.sock");
+        let stream = UnixStream::connect(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20))).map_err(|e| e.to_string())?;
+        let mut out = stream.try_clone().map_err(|e| e.to_string())?;
+        let mut replies = BufReader::new(stream);
+        // The greeting, then one reply per command (events are skipped).
+        let mut reply = || -> Result<String, String> {
+            loop {
+                let mut l = String::new();
+                if replies.read_line(&mut l).map_err(|e| format!("QMP: {e}"))? == 0 {
+                    return Err("QMP closed".into());
+                }
+                if !l.contains("\"event\"") {
+                    return Ok(l);
+                }
+            }
+        };
+        reply()?;
+        let file = self.dir.join("memory.bin");
+        for command in [
+            r#"{"execute":"qmp_capabilities"}"#.to_string(),
+            format!(
+                r#"{{"execute":"pmemsave","arguments":{{"val":{addr},"size":{len},"filename":"{}"}}}}"#,
+                file.display()
+            ),
+        ] {
+            out.write_all(command.as_bytes()).map_err(|e| format!("QMP: {e}"))?;
+            let r = reply()?;
+            if !r.contains("\"return\"") {
+                return Err(format!("QMP {command}: {r}"));
+            }
+        }
+        std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))
+    }
+
+    /// The hypervisor's log as its RAM ring (`SEPTUM_LOG`, found in the hypervisor's
+    /// ELF) holds it: what a debugger reads on a board where semihosting is absent.
+    pub fn ram_log(&self, art: &Artifacts) -> Result<String, String> {
+        use object::{Object, ObjectSymbol};
+        let elf = std::fs::read(&art.hypervisor_elf).map_err(|e| format!("{}: {e}", art.hypervisor_elf.display()))?;
+        let file = object::File::parse(elf.as_slice()).map_err(|e| format!("hypervisor ELF: {e}"))?;
+        let sym = file.symbols().find(|s| s.name() == Ok("SEPTUM_LOG")).ok_or("no SEPTUM_LOG in the hypervisor ELF")?;
+        // `tail: u64` (bytes ever written), then the ring; the hypervisor runs where it
+        // is linked, so the symbol's address is physical.
+        let raw = self.read_memory(sym.address(), sym.size())?;
+        let (tail, ring) = raw.split_at(8.min(raw.len()));
+        let tail = u64::from_le_bytes(tail.try_into().map_err(|_| "short ring")?);
+        let n = ring.len() as u64;
+        let bytes = if tail <= n {
+            ring[..tail as usize].to_vec()
+        } else {
+            let at = (tail % n) as usize;
+            [&ring[at..], &ring[..at]].concat()
+        };
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Waits for QEMU to exit by itself.
