@@ -160,7 +160,7 @@ holding_pen:
 6:  wfe
     ldr     x11, [x10]
     cbz     x11, 6b
-    cmn     x11, #1                  // PEN_PARK: a core no partition uses
+    cmn     x11, #1                  // PenExit::Park: a core no partition uses
     b.eq    park_forever
     sub     x0, x11, #1
     b       secondary_entry
@@ -241,58 +241,49 @@ extern "C" {
     static holding_pen_words: [u64; crate::partition::MAX_CPUS];
 }
 
-/// Releases a core waiting in the holding pen (found by MPIDR Aff0) into `slot`.
+/// Where a core leaving the holding pen goes.
+#[derive(Clone, Copy, Debug)]
+pub enum PenExit {
+    /// Starts like a PSCI-started core, in this slot.
+    Slot(usize),
+    /// `park_forever`: no partition uses the core.
+    Park,
+}
+
+impl PenExit {
+    /// Its pen word: slot + 1, or all ones for `park_forever` (0 keeps waiting).
+    fn word(self) -> u64 {
+        match self {
+            PenExit::Slot(slot) => slot as u64 + 1,
+            PenExit::Park => u64::MAX,
+        }
+    }
+}
+
+/// Releases a core waiting in the holding pen (found by MPIDR Aff0) to `exit`.
 /// Returns false if no pen word exists for it.
-pub fn release_from_pen(aff0: usize, slot: usize) -> bool {
-    set_pen_word(aff0, slot) && {
+pub fn release_from_pen(aff0: usize, exit: PenExit) -> bool {
+    set_pen_word(aff0, exit) && {
         aarch64_cpu::asm::sev();
         true
     }
 }
 
-/// Pen word for a core that no partition uses: it leaves the pen for `park_forever`.
-const PEN_PARK: u64 = u64::MAX;
-
-/// Sends a core waiting in the holding pen to sleep for good (no partition uses it).
-pub fn park_from_pen(aff0: usize) -> bool {
-    set_pen_word_to(aff0, PEN_PARK) && {
-        aarch64_cpu::asm::sev();
-        true
+/// Releases a core waiting on a firmware spin table to `exit`: its pen word first,
+/// then its entry address (`pen_entry`) into the release word the board DTB names.
+pub fn release_from_spin_table(aff0: usize, exit: PenExit, release: u64) -> bool {
+    if !set_pen_word(aff0, exit) {
+        return false;
     }
-}
-
-/// Takes a core no partition uses off its firmware spin table and into
-/// `park_forever`, so it runs nothing but the hypervisor's WFI loop.
-pub fn park_from_spin_table(aff0: usize, release: u64) -> bool {
-    set_pen_word_to(aff0, PEN_PARK) && {
-        write_release(release);
-        true
-    }
-}
-
-/// Starts a core parked on a firmware spin table: its pen word first, then its entry
-/// address (`pen_entry`) into the release word the board DTB names.
-pub fn release_from_spin_table(aff0: usize, slot: usize, release: u64) -> bool {
-    set_pen_word(aff0, slot) && {
-        write_release(release);
-        true
-    }
-}
-
-/// Points a firmware spin table's release word at `pen_entry` and wakes its core.
-fn write_release(release: u64) {
     // SAFETY: `release` is the cpu-release-addr of this core in the board DTB; the
     // firmware's spin loop reads it and nothing else uses it (it is reserved memory).
     unsafe { crate::physmem::write_u64(release, pen_entry as *const () as u64) };
     crate::cpu::clean_dcache_range(release, 8);
     aarch64_cpu::asm::sev();
+    true
 }
 
-fn set_pen_word(aff0: usize, slot: usize) -> bool {
-    set_pen_word_to(aff0, slot as u64 + 1)
-}
-
-fn set_pen_word_to(aff0: usize, value: u64) -> bool {
+fn set_pen_word(aff0: usize, exit: PenExit) -> bool {
     if aff0 >= crate::partition::MAX_CPUS {
         return false;
     }
@@ -300,7 +291,7 @@ fn set_pen_word_to(aff0: usize, value: u64) -> bool {
     // once per core, and the waiting core only reads it. Its address is all we take.
     let word = unsafe { core::ptr::addr_of!(holding_pen_words[aff0]) } as *mut u64;
     // SAFETY: an aligned word of the pen (see above); volatile so it is really stored.
-    unsafe { core::ptr::write_volatile(word, value) };
+    unsafe { core::ptr::write_volatile(word, exit.word()) };
     // The waiting core runs with caches off: push the word to memory.
     crate::cpu::clean_dcache_range(word as u64, 8);
     true

@@ -29,6 +29,7 @@ mod trap;
 mod trust;
 
 use aarch64_cpu::registers::{Readable, TPIDR_EL2};
+use entry::PenExit;
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
@@ -217,27 +218,14 @@ extern "C" fn secondary_main(slot: u64) -> ! {
 /// Starts a core the board's way, as its DTB `enable-method` says: PSCI `CPU_ON`, a
 /// firmware spin table, or (no method: every core entered with us) the holding pen.
 fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
-    let aff0 = (mpidr & 0xFF) as usize;
-    match (facts.start_method(mpidr), facts.psci) {
-        (CpuStart::Psci, Some(Conduit::Smc)) => {
-            let entry = entry::secondary_entry as *const () as u64;
-            let r = cpu::psci(septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
-            if r != 0 {
-                stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
-            }
+    if by_psci(facts, mpidr) {
+        let entry = entry::secondary_entry as *const () as u64;
+        let r = cpu::psci(septum_abi::hypercall::psci::CPU_ON_64, mpidr, entry, slot as u64);
+        if r != 0 {
+            stop(format_args!("PSCI CPU_ON of core {mpidr:#x} for {name} failed ({r})"));
         }
-        (CpuStart::SpinTable { release }, _) => {
-            if !entry::release_from_spin_table(aff0, slot, release) {
-                stop(format_args!("core {mpidr:#x} for {name} cannot be released from its spin table"));
-            }
-        }
-        // No method, or "psci" with no PSCI to call (QEMU virt with secure=on and no
-        // firmware says so): every core entered with us and waits in the pen.
-        (CpuStart::Unnamed | CpuStart::Psci, _) => {
-            if !entry::release_from_pen(aff0, slot) {
-                stop(format_args!("core {mpidr:#x} for {name} cannot be released from the holding pen"));
-            }
-        }
+    } else if !release_core(facts, mpidr, PenExit::Slot(slot)) {
+        stop(format_args!("core {mpidr:#x} for {name} cannot be released from its spin table or the pen"));
     }
 }
 
@@ -245,16 +233,29 @@ fn start_core(facts: &BootFacts, mpidr: u64, slot: usize, name: &str) {
 /// in to the hypervisor's WFI loop, so it runs no firmware code and (under an emulator,
 /// where WFE is a busy loop) takes no host time. A PSCI core is simply never turned on.
 fn park_core(facts: &BootFacts, mpidr: u64) {
-    let aff0 = (mpidr & 0xFF) as usize;
-    let parked = match (facts.start_method(mpidr), facts.psci) {
-        (CpuStart::Psci, Some(Conduit::Smc)) => return,
-        (CpuStart::SpinTable { release }, _) => entry::park_from_spin_table(aff0, release),
-        (CpuStart::Unnamed | CpuStart::Psci, _) => entry::park_from_pen(aff0),
-    };
-    if parked {
+    if by_psci(facts, mpidr) {
+        return;
+    }
+    if release_core(facts, mpidr, PenExit::Park) {
         log::info!("core {mpidr:#x}: no partition uses it; parked");
     } else {
         log::warn!("core {mpidr:#x}: no partition uses it, and it cannot be parked");
+    }
+}
+
+/// The core is started with PSCI `CPU_ON` (it is off until then).
+fn by_psci(facts: &BootFacts, mpidr: u64) -> bool {
+    facts.start_method(mpidr) == CpuStart::Psci && facts.psci == Some(Conduit::Smc)
+}
+
+/// Releases a core that waits in firmware's spin table or, with no method (or "psci"
+/// with no PSCI to call: QEMU virt with secure=on and no firmware says so, and every
+/// core entered with us), in the holding pen.
+fn release_core(facts: &BootFacts, mpidr: u64, exit: PenExit) -> bool {
+    let aff0 = (mpidr & 0xFF) as usize;
+    match facts.start_method(mpidr) {
+        CpuStart::SpinTable { release } => entry::release_from_spin_table(aff0, exit, release),
+        CpuStart::Unnamed | CpuStart::Psci => entry::release_from_pen(aff0, exit),
     }
 }
 

@@ -337,9 +337,9 @@ fn wait_for_start(part: &Runtime, vcpu: usize) -> ! {
     }
 }
 
-/// Wakes the cores of `part`'s vCPUs other than this core's, so those with a start
-/// waiting take it ([`wait_for_start`]); a core running its guest takes the kick as a
-/// stale one.
+/// Kicks the cores of `part`'s vCPUs other than this core's: one waiting takes the
+/// start it has ([`wait_for_start`]); one running its guest leaves it if the partition
+/// was stopped ([`on_kick`]), else takes the kick as a stale one.
 fn wake_others(part: &Runtime) {
     let me = cpu::mpidr();
     for &mpidr in part.desc.vcpus().iter().filter(|&&m| m != me) {
@@ -487,12 +487,7 @@ fn stop_partition(part: &Runtime, me: usize) -> bool {
                 && SLOT_VCPU[s].load(Ordering::Acquire) != me
         })
     };
-    for s in others() {
-        let vcpu = SLOT_VCPU[s].load(Ordering::Acquire);
-        if let Some(&mpidr) = part.desc.vcpus().get(vcpu) {
-            crate::gic::kick(mpidr);
-        }
-    }
+    wake_others(part);
     let deadline = cpu::counter() + STOP_WAIT_MS * (cpu::counter_hz() / 1000);
     while others().any(|s| SLOT_RUNNING[s].load(Ordering::Acquire)) {
         if cpu::counter() > deadline {
