@@ -1,26 +1,30 @@
 //! Host benchmark of the queuing channel, run by `cargo xtask bench`.
 //!
 //! Two threads, one core each where the OS lets us pin them, stream fixed-size
-//! messages through a [`Producer`]/[`Consumer`] pair over [`HostRegion`]s, and through
+//! messages through a [`Producer`]/[`Consumer`] pair over [`VolatileRegion`]s (the
+//! accesses partitions and the Linux agent make, here over host memory), and through
 //! `rtrb` (a plain SPSC ring buffer that validates nothing) as the baseline; then the
-//! same pairs play ping-pong for latency. Figures are printed, never asserted: a shared
+//! same pairs play ping-pong for latency. A third pair, `rtrb` carrying each message
+//! with its CRC-32 (computed by the sender, checked by the receiver), shows what the
+//! checksum alone costs: no channel that checks every message can beat it. Figures are printed, never asserted: a shared
 //! two-core machine is far too noisy for timing thresholds, so the targets are
 //! reported as information and the bench exits 0 whatever they say. What it does check
 //! is correctness: every message arrives, whole and in order.
 //!
 //! `SEPTUM_BENCH_QUICK=1` makes every run short, so CI can smoke-test the bench.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 use std::hint::{black_box, spin_loop};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use core_affinity::CoreId;
 use septum_ipc_channel::queuing::{Consumer, Producer, RecvError, SendError};
+use septum_ipc_channel::volatile::VolatileRegion;
 use septum_ipc_channel::wire::SLOT_HEADER;
-use septum_ipc_channel::{Geometry, HostRegion, Shared};
+use septum_ipc_channel::{checksum, Geometry, Shared};
 
 /// Message sizes: a sensor reading, a command with some data, a page.
 const SIZES: [usize; 3] = [16, 256, 4096];
@@ -89,7 +93,7 @@ trait Rx: Send {
     fn try_recv(&mut self, buf: &mut [u8]) -> Option<usize>;
 }
 
-impl Tx for Producer<HostRegion<'_>> {
+impl Tx for Producer<VolatileRegion> {
     fn try_send(&mut self, msg: &[u8]) -> bool {
         match self.send(msg) {
             Ok(()) => true,
@@ -99,7 +103,7 @@ impl Tx for Producer<HostRegion<'_>> {
     }
 }
 
-impl Rx for Consumer<HostRegion<'_>> {
+impl Rx for Consumer<VolatileRegion> {
     fn try_recv(&mut self, buf: &mut [u8]) -> Option<usize> {
         match self.recv(buf) {
             Ok(len) => Some(len),
@@ -129,33 +133,44 @@ impl Rx for RingRx {
 
 /// The two regions of one channel, each starting on a 64-byte line as the hypervisor's
 /// page-aligned mappings do, so no index shares a cache line with unrelated data.
+/// Atomic words, so the memory may be written through the regions' raw pointers.
 struct Regions {
-    prod: Vec<AtomicU32>,
-    cons: Vec<AtomicU32>,
+    prod: Vec<AtomicU64>,
+    cons: Vec<AtomicU64>,
     geo: Geometry,
 }
 
 impl Regions {
     fn new(geo: Geometry) -> Self {
-        let words = |bytes: usize| (0..bytes / 4 + 16).map(|_| AtomicU32::new(0)).collect();
+        let words = |bytes: usize| (0..bytes / 8 + 8).map(|_| AtomicU64::new(0)).collect();
         Self { prod: words(geo.producer_region_size()), cons: words(geo.consumer_region_size()), geo }
     }
 
-    fn ends(&self) -> (Producer<HostRegion<'_>>, Consumer<HostRegion<'_>>) {
-        let prod = HostRegion::new(line_aligned(&self.prod, self.geo.producer_region_size()));
-        let cons = HostRegion::new(line_aligned(&self.cons, self.geo.consumer_region_size()));
-        let prod_peer = HostRegion::new(line_aligned(&self.prod, self.geo.producer_region_size()));
-        let cons_peer = HostRegion::new(line_aligned(&self.cons, self.geo.consumer_region_size()));
-        let tx = Producer::new(self.geo, prod, cons_peer).expect("producer region fits");
-        let rx = Consumer::new(self.geo, cons, prod_peer).expect("consumer region fits");
+    fn producer_region(&self) -> VolatileRegion {
+        region(&self.prod, self.geo.producer_region_size())
+    }
+
+    fn consumer_region(&self) -> VolatileRegion {
+        region(&self.cons, self.geo.consumer_region_size())
+    }
+
+    /// The two ends. They must not outlive `self` (every caller drops them first).
+    fn ends(&self) -> (Producer<VolatileRegion>, Consumer<VolatileRegion>) {
+        let tx = Producer::new(self.geo, self.producer_region(), self.consumer_region()).expect("producer region fits");
+        let rx = Consumer::new(self.geo, self.consumer_region(), self.producer_region()).expect("consumer region fits");
         (tx, rx)
     }
 }
 
-/// The `bytes / 4` words of `words` from its first 64-byte boundary on.
-fn line_aligned(words: &[AtomicU32], bytes: usize) -> &[AtomicU32] {
-    let skip = (64 - words.as_ptr() as usize % 64) % 64 / 4;
-    &words[skip..skip + bytes / 4]
+/// `bytes` of `words` from its first 64-byte boundary on, as a shared region.
+#[allow(unsafe_code)]
+fn region(words: &[AtomicU64], bytes: usize) -> VolatileRegion {
+    let skip = (64 - words.as_ptr() as usize % 64) % 64;
+    assert!(skip + bytes <= words.len() * 8);
+    // SAFETY: the range lies inside `words` (asserted) and is 8-byte aligned; the bench
+    // drops every region before the vector it points into. The memory is atomics, so
+    // writing it through a shared reference's pointer is allowed.
+    unsafe { VolatileRegion::new(words.as_ptr() as usize + skip, bytes) }
 }
 
 /// The slot size for a message size: payload plus slot header, in 16-byte steps.
@@ -167,6 +182,53 @@ fn geometry(size: usize) -> Geometry {
 fn ring(size: usize) -> (rtrb::Producer<u8>, RingRx) {
     let (tx, rx) = rtrb::RingBuffer::new(DEPTH as usize * size);
     (tx, RingRx { rx, size })
+}
+
+/// The baseline ring carrying each message behind its [`checksum`] (over a message
+/// counter, the length and the bytes, as the channel's): the sender computes it, the
+/// receiver checks it. The cost of the checksum alone, with no other validation.
+struct CheckedTx {
+    tx: rtrb::Producer<u8>,
+    seq: u32,
+}
+
+impl Tx for CheckedTx {
+    fn try_send(&mut self, msg: &[u8]) -> bool {
+        if self.tx.slots() < CRC_BYTES + msg.len() {
+            return false;
+        }
+        let crc = checksum(self.seq, msg.len() as u32, msg);
+        let sent = self.tx.push_entire_slice(&crc.to_le_bytes()).is_ok() && self.tx.push_entire_slice(msg).is_ok();
+        self.seq = self.seq.wrapping_add(1);
+        sent
+    }
+}
+
+struct CheckedRx {
+    rx: rtrb::Consumer<u8>,
+    size: usize,
+    seq: u32,
+}
+
+impl Rx for CheckedRx {
+    fn try_recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.rx.slots() < CRC_BYTES + self.size {
+            return None;
+        }
+        let mut crc = [0; CRC_BYTES];
+        let got = self.rx.pop_entire_slice(&mut crc).is_ok() && self.rx.pop_entire_slice(&mut buf[..self.size]).is_ok();
+        let expected = checksum(self.seq, self.size as u32, &buf[..self.size]);
+        assert!(got && u32::from_le_bytes(crc) == expected, "checked ring: message {} corrupt", self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        Some(self.size)
+    }
+}
+
+const CRC_BYTES: usize = 4;
+
+fn checked_ring(size: usize) -> (CheckedTx, CheckedRx) {
+    let (tx, rx) = rtrb::RingBuffer::new(DEPTH as usize * (CRC_BYTES + size));
+    (CheckedTx { tx, seq: 0 }, CheckedRx { rx, size, seq: 0 })
 }
 
 /// Where the bench's two threads run: a core each, when there are two and the OS agrees.
@@ -291,25 +353,44 @@ fn stream(tx: &mut impl Tx, rx: &mut impl Rx, size: usize, count: u64, pin: &Pin
     })
 }
 
-/// Messages per second: a growing warm-up (caches, page faults, clock speed) that also
-/// sizes the measured runs, then `plan.runs` runs, and up to twice as many again while no
-/// run so far had both threads on a CPU nearly all the time.
-fn throughput(tx: &mut impl Tx, rx: &mut impl Rx, size: usize, plan: &Plan, pin: &Pinning) -> Runs {
-    let mut count = 1_000u64;
-    let rate = loop {
-        let took = stream(tx, rx, size, count, pin).took;
-        if took >= plan.warm_up {
-            break count as f64 / took.as_secs_f64();
-        }
-        count *= 4;
-    };
-    let count = ((rate * plan.stream.as_secs_f64() / plan.runs as f64) as u64).max(1_000);
-    let mut runs: Vec<Run> = (0..plan.runs).map(|_| stream(tx, rx, size, count, pin)).collect();
+/// One channel under test, streaming `count` messages per call.
+type Streamer<'a> = Box<dyn FnMut(u64) -> Run + 'a>;
+
+fn streamer<'a>(tx: &'a mut impl Tx, rx: &'a mut impl Rx, size: usize, pin: &'a Pinning) -> Streamer<'a> {
+    Box::new(move |count| stream(&mut *tx, &mut *rx, size, count, pin))
+}
+
+/// Messages per second of each channel: a growing warm-up (caches, page faults, clock
+/// speed) that also sizes its runs, then rounds of one run of each channel in turn, so a
+/// busy or slow stretch of a shared machine falls on all of them alike: `plan.runs`
+/// rounds, and up to twice as many again while some channel had no run with both
+/// threads on a CPU nearly all the time.
+fn throughput(mut channels: Vec<Streamer<'_>>, plan: &Plan) -> Vec<Runs> {
+    let counts: Vec<u64> = channels
+        .iter_mut()
+        .map(|go| {
+            let mut count = 1_000u64;
+            let rate = loop {
+                let took = go(count).took;
+                if took >= plan.warm_up {
+                    break count as f64 / took.as_secs_f64();
+                }
+                count *= 4;
+            };
+            ((rate * plan.stream.as_secs_f64() / plan.runs as f64) as u64).max(1_000)
+        })
+        .collect();
+    let mut runs: Vec<Vec<Run>> = channels.iter().map(|_| Vec::new()).collect();
     let undisturbed = |runs: &[Run]| runs.iter().any(|r| r.on_cpu.is_none_or(|share| share >= CLEAN_RUN));
-    while !undisturbed(&runs) && runs.len() < 3 * plan.runs {
-        runs.push(stream(tx, rx, size, count, pin));
+    for round in 0..3 * plan.runs {
+        if round >= plan.runs && runs.iter().all(|r| undisturbed(r)) {
+            break;
+        }
+        for ((go, &count), runs) in channels.iter_mut().zip(&counts).zip(&mut runs) {
+            runs.push(go(count));
+        }
     }
-    Runs::of(count, runs)
+    runs.into_iter().zip(counts).map(|(runs, count)| Runs::of(count, runs)).collect()
 }
 
 /// One-way latency: round trips (send on `fwd`, echoed back on `back`), each timed
@@ -376,6 +457,7 @@ fn latency<T: Tx, R: Rx>(
 /// Messages per second of the throughput runs. The fastest is the headline: other
 /// processes only ever slow a run down, so it is the closest to the channel's own cost;
 /// the median shows how much the machine interfered.
+#[derive(Clone, Copy)]
 struct Runs {
     best: f64,
     median: f64,
@@ -412,23 +494,39 @@ impl Figures {
     }
 }
 
-fn ours(size: usize, plan: &Plan, pin: &Pinning) -> Figures {
-    let (a, b) = (Regions::new(geometry(size)), Regions::new(geometry(size)));
-    let (mut a_tx, mut a_rx) = a.ends();
-    let (mut b_tx, mut b_rx) = b.ends();
-    let rate = throughput(&mut a_tx, &mut a_rx, size, plan, pin);
-    let mut half_trips = latency((&mut a_tx, &mut a_rx), (&mut b_tx, &mut b_rx), size, plan, pin);
-    half_trips.sort_by(f64::total_cmp);
-    assert_eq!(a_rx.stats().rejected() + b_rx.stats().rejected(), 0, "honest messages rejected");
-    Figures { rate, size, half_trips }
+/// One message size: our channel, the baseline ring with the checksum, and the bare
+/// baseline ring.
+struct Case {
+    ours: Figures,
+    checked: Figures,
+    baseline: Figures,
 }
 
-fn baseline(size: usize, plan: &Plan, pin: &Pinning) -> Figures {
-    let ((mut a_tx, mut a_rx), (mut b_tx, mut b_rx)) = (ring(size), ring(size));
-    let rate = throughput(&mut a_tx, &mut a_rx, size, plan, pin);
-    let mut half_trips = latency((&mut a_tx, &mut a_rx), (&mut b_tx, &mut b_rx), size, plan, pin);
-    half_trips.sort_by(f64::total_cmp);
-    Figures { rate, size, half_trips }
+fn case(size: usize, plan: &Plan, pin: &Pinning) -> Case {
+    let (a, b) = (Regions::new(geometry(size)), Regions::new(geometry(size)));
+    let ((mut a_tx, mut a_rx), (mut b_tx, mut b_rx)) = (a.ends(), b.ends());
+    let ((mut c_tx, mut c_rx), (mut d_tx, mut d_rx)) = (checked_ring(size), checked_ring(size));
+    let ((mut r_tx, mut r_rx), (mut s_tx, mut s_rx)) = (ring(size), ring(size));
+    let rates = throughput(
+        vec![
+            streamer(&mut a_tx, &mut a_rx, size, pin),
+            streamer(&mut c_tx, &mut c_rx, size, pin),
+            streamer(&mut r_tx, &mut r_rx, size, pin),
+        ],
+        plan,
+    );
+    let mut latencies = [
+        latency((&mut a_tx, &mut a_rx), (&mut b_tx, &mut b_rx), size, plan, pin),
+        latency((&mut c_tx, &mut c_rx), (&mut d_tx, &mut d_rx), size, plan, pin),
+        latency((&mut r_tx, &mut r_rx), (&mut s_tx, &mut s_rx), size, plan, pin),
+    ];
+    assert_eq!(a_rx.stats().rejected() + b_rx.stats().rejected(), 0, "honest messages rejected");
+    let [ours, checked, baseline] = std::array::from_fn(|i| {
+        let mut half_trips = std::mem::take(&mut latencies[i]);
+        half_trips.sort_by(f64::total_cmp);
+        Figures { rate: rates[i], size, half_trips }
+    });
+    Case { ours, checked, baseline }
 }
 
 /// Nanoseconds per call of `f`, on one thread: the best of ten batches, each grown to a
@@ -463,7 +561,7 @@ struct Parts {
 fn parts(size: usize, at_least: Duration) -> Parts {
     let geo = geometry(size);
     let regions = Regions::new(geo);
-    let region = HostRegion::new(line_aligned(&regions.prod, geo.producer_region_size()));
+    let region = regions.producer_region();
     let payload_at = geo.producer_region_size() - geo.slot_size() as usize + SLOT_HEADER;
     let msg = message(size);
     let mut buf = vec![0; geo.payload_capacity()];
@@ -526,7 +624,7 @@ fn main() {
     let mut results = Vec::new();
     for size in SIZES {
         eprintln!("bench: {} messages ...", size_name(size));
-        results.push((ours(size, &plan, &pin), baseline(size, &plan, &pin)));
+        results.push(case(size, &plan, &pin));
     }
     eprintln!("bench: single-thread parts ...");
     let parts: Vec<Parts> = SIZES.iter().map(|&size| parts(size, plan.part)).collect();
@@ -560,16 +658,24 @@ fn main() {
         "{:>7}  {:<14} {:>12} {:>9} {:>8} {:>7} {:>9}  {:>9} {:>9}",
         "size", "channel", "msgs/s", "MB/s", "ns/msg", "on-CPU", "p50 run", "1-way p50", "1-way p99"
     );
-    for (o, b) in &results {
-        row("septum", o);
-        row("rtrb baseline", b);
+    for c in &results {
+        row("septum", &c.ours);
+        row("rtrb + CRC-32", &c.checked);
+        row("rtrb baseline", &c.baseline);
     }
 
     println!();
-    println!("ratios, septum / baseline (time per message; one-way median latency); > 1 is slower");
-    println!("{:>7}  {:>10} {:>10}  {:>7}  target met (throughput)", "size", "throughput", "latency", "target");
+    println!("ratios, time per message (throughput) and one-way median latency; > 1 is slower");
+    println!("  septum / rtrb: against the unvalidated baseline, as the targets are set");
+    println!("  CRC floor: rtrb+CRC / rtrb, what checking the checksum alone costs (no checking channel does better)");
+    println!("  septum / rtrb+CRC: against the baseline carrying the same checksum (the protocol's own cost)");
+    println!(
+        "{:>7}  {:>10} {:>10}  {:>7} {:>10}  {:>9}  {:>13} {:>10}",
+        "size", "throughput", "latency", "target", "target met", "CRC floor", "vs rtrb+CRC", "latency"
+    );
     let mut disturbed = false;
-    for (o, b) in &results {
+    for c in &results {
+        let (o, k, b) = (&c.ours, &c.checked, &c.baseline);
         let tp = o.ns_per_msg() / b.ns_per_msg();
         let lat = o.median_latency() / b.median_latency();
         let (target, met) = match TARGETS.iter().find(|(s, _)| *s == o.size) {
@@ -577,9 +683,19 @@ fn main() {
             None => ("-".into(), "-"),
         };
         let clean = |f: &Figures| f.rate.best_on_cpu.is_none_or(|share| share >= CLEAN_RUN);
-        let mark = if clean(o) && clean(b) { " " } else { "*" };
+        let mark = if clean(o) && clean(k) && clean(b) { " " } else { "*" };
         disturbed |= mark == "*";
-        println!("{:>7}  {:>9.2}x{mark}{:>9.2}x  {:>7}  {}", size_name(o.size), tp, lat, target, met);
+        println!(
+            "{:>7}  {:>9.2}x{mark}{:>9.2}x  {:>7} {:>10}  {:>8.2}x{mark} {:>12.2}x{mark}{:>9.2}x",
+            size_name(o.size),
+            tp,
+            lat,
+            target,
+            met,
+            k.ns_per_msg() / b.ns_per_msg(),
+            o.ns_per_msg() / k.ns_per_msg(),
+            o.median_latency() / k.median_latency(),
+        );
     }
     if disturbed {
         println!(

@@ -3,9 +3,9 @@
 //! The channel regions and doorbell pages lie outside the partition's System RAM, so a
 //! kernel with `STRICT_DEVMEM` (Debian's) lets root map them; opened with `O_SYNC`, Linux
 //! maps them as Device memory, where every access must be aligned: the regions are
-//! reached only through [`VolatileRegion`] (aligned 32-bit accesses) and the doorbell
-//! through one aligned 32-bit store. Mappings are never unmapped: the agent makes a
-//! handful at start and keeps them until it exits.
+//! reached only through [`VolatileRegion`] (32-bit index words, 16-byte `LDP`/`STP`
+//! copies, all aligned) and the doorbell through one aligned 32-bit store. Mappings are
+//! never unmapped: the agent makes a handful at start and keeps them until it exits.
 #![allow(unsafe_code)]
 
 use std::fmt;
