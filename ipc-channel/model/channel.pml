@@ -20,7 +20,9 @@
  * Abstractions:
  * - Memory is sequentially consistent and a 32-bit word is the unit of atomicity: each
  *   load or store of one shared word is one step. The release/acquire pairs of the
- *   Rust code are what makes this hold on the real machine; loom checks those.
+ *   Rust code are what makes this hold on the real machine; loom checks those. The
+ *   guests' 16-byte copies (LDP/STP) are two 64-bit single-copy-atomic accesses, each
+ *   two word steps with nothing between them: fewer interleavings than modelled here.
  * - Free-running u32 indices are kept modulo IDX = 4 * DEPTH. 2^32 is a multiple of
  *   IDX, so `a.wrapping_sub(b)` is WRAP(a - b), `index & (depth - 1)` picks the same
  *   slot, and all three classes the code tells apart (0, 1..DEPTH, above DEPTH) occur.
