@@ -667,7 +667,7 @@ fn main() {
     println!();
     println!("ratios, time per message (throughput) and one-way median latency; > 1 is slower");
     println!("  septum / rtrb: against the unvalidated baseline, as the targets are set");
-    println!("  CRC floor: rtrb+CRC / rtrb, what checking the checksum alone costs (no checking channel does better)");
+    println!("  CRC floor: rtrb+CRC / rtrb, what carrying the checksum costs the bare ring");
     println!("  septum / rtrb+CRC: against the baseline carrying the same checksum (the protocol's own cost)");
     println!(
         "{:>7}  {:>10} {:>10}  {:>7} {:>10}  {:>9}  {:>13} {:>10}",
