@@ -5,11 +5,11 @@
 //! accesses partitions and the Linux agent make, here over host memory), and through
 //! `rtrb` (a plain SPSC ring buffer that validates nothing) as the baseline; then the
 //! same pairs play ping-pong for latency. A third pair, `rtrb` carrying each message
-//! with its CRC-32 (computed by the sender, checked by the receiver), shows what the
-//! checksum alone costs: no channel that checks every message can beat it. Figures are printed, never asserted: a shared
-//! two-core machine is far too noisy for timing thresholds, so the targets are
-//! reported as information and the bench exits 0 whatever they say. What it does check
-//! is correctness: every message arrives, whole and in order.
+//! with its CRC-32 (computed by the sender, checked by the receiver), shows what
+//! carrying the checksum costs the bare ring. Figures are printed, never asserted: a
+//! shared two-core machine is far too noisy for timing thresholds, so the issue's
+//! targets are reported as information and the bench exits 0 whatever they say. What
+//! it does check is correctness: every message arrives, whole and in order.
 //!
 //! `SEPTUM_BENCH_QUICK=1` makes every run short, so CI can smoke-test the bench.
 #![deny(unsafe_code)]
@@ -167,7 +167,7 @@ impl Regions {
 fn region(words: &[AtomicU64], bytes: usize) -> VolatileRegion {
     let skip = (64 - words.as_ptr() as usize % 64) % 64;
     assert!(skip + bytes <= words.len() * 8);
-    // SAFETY: the range lies inside `words` (asserted) and is 8-byte aligned; the bench
+    // SAFETY: the range lies inside `words` (asserted) and is 64-byte aligned; the bench
     // drops every region before the vector it points into. The memory is atomics, so
     // writing it through a shared reference's pointer is allowed.
     unsafe { VolatileRegion::new(words.as_ptr() as usize + skip, bytes) }

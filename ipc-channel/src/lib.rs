@@ -29,8 +29,8 @@ pub use mem::{HostRegion, Shared};
 pub use wire::{Geometry, GeometryError};
 
 /// The checksum a message carries: CRC-32 over its sequence number, length and bytes
-/// (both numbers little-endian, fed as one 8-byte piece: a call per piece is most of
-/// the cost for a short message).
+/// (both numbers little-endian, fed as one 8-byte piece: one hasher call fewer per
+/// message, which shows for short ones).
 pub fn checksum(seq: u32, len: u32, payload: &[u8]) -> u32 {
     let numbers = (u64::from(len) << 32 | u64::from(seq)).to_le_bytes();
     let mut h = crc32fast::Hasher::new();

@@ -1,6 +1,6 @@
 //! The one door from the protocol to shared memory. The same protocol code runs over
 //! volatile memory shared between partitions ([`crate::volatile`]), over atomics on the
-//! host (tests, benchmarks, Miri) and over loom's atomics (model checking), and, in the
+//! host (tests, Miri) and over loom's atomics (model checking), and, in the
 //! Linux agent, over an `mmap` of `/dev/mem`.
 //!
 //! Contract: the protocol only passes offsets that lie inside the region and index

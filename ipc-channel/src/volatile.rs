@@ -50,7 +50,7 @@ impl VolatileRegion {
     /// `len` bytes: none unless `off` is [`WIDE`]-aligned in memory.
     fn wide_words(&self, off: usize, len: usize) -> usize {
         let aligned = (self.base as usize).wrapping_add(off).is_multiple_of(WIDE);
-        let inside = (self.words * 4).saturating_sub(off);
+        let inside = self.size().saturating_sub(off);
         if aligned {
             len.min(inside) / WIDE
         } else {
