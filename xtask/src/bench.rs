@@ -18,12 +18,13 @@ use crate::build::{self, root};
 use crate::qemu::{Launch, Line, Machine};
 use crate::trust::{resign_manifest, BundleParts};
 
-/// Runs every benchmark, figures going straight to the terminal. A failure (build
-/// error, a boot that does not verify, a message lost or out of order) is an error;
-/// slow figures are not.
 /// A benchmark by name.
 type Bench = (&'static str, fn() -> Result<(), String>);
 
+/// Runs every benchmark, figures going straight to the terminal. A failure (build
+/// error, a boot that does not verify, a message lost or out of order) is an error;
+/// slow figures are not.
+///
 /// `only`: the names of the benchmarks to run (`verification`, `virtualization`,
 /// `linux`, `channel`); empty: all of them.
 pub fn run(only: &[String]) -> Result<(), String> {

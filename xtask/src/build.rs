@@ -85,7 +85,7 @@ pub const PRODUCTION_ENV: &str = "SEPTUM_PRODUCTION";
 /// board's address; boards sharing QEMU virt's build in the shared directory, others
 /// in their own (so switching boards does not relink the others).
 fn hypervisor_target_dir(board: &Board) -> PathBuf {
-    if board.hypervisor_base == septum_platform::qemu_virt::HYPERVISOR_BASE {
+    if shares_virt_build(board) {
         cross_target_dir()
     } else {
         root().join("target").join(format!("cross-{}", board.name))
@@ -96,12 +96,16 @@ fn hypervisor_target_dir(board: &Board) -> PathBuf {
 /// own link address and a GICv2 (the Raspberry Pi 4), its base (the distributor lies
 /// at +0x1000). Boards sharing QEMU virt's build get 0: their EL3 entry is a GICv3's.
 fn el3_gic400(board: &Board) -> u64 {
-    let shared = board.hypervisor_base == septum_platform::qemu_virt::HYPERVISOR_BASE;
-    if shared || board.gic.version != septum_platform::catalog::GicVersion::V2 {
+    if shares_virt_build(board) || board.gic.version != septum_platform::catalog::GicVersion::V2 {
         0
     } else {
         board.gic.distributor - septum_platform::gicv2::GIC400_DISTRIBUTOR_OFFSET
     }
+}
+
+/// Whether `board` is linked where QEMU virt is, and so shares its hypervisor build.
+fn shares_virt_build(board: &Board) -> bool {
+    board.hypervisor_base == septum_platform::qemu_virt::HYPERVISOR_BASE
 }
 
 /// The hypervisor ELF linked for `board`, once [`compile`] built it.

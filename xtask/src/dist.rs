@@ -28,6 +28,7 @@ use septum_abi::config::Range;
 use septum_platform::Board;
 
 use crate::build::{self, Artifacts};
+use crate::image::{ImageHeader, ARM64_ALIGN, FLAG_ANYWHERE};
 use crate::linux;
 
 /// The boards `dist` makes boot folders for, by their catalogue names.
@@ -48,7 +49,7 @@ pub const FIRMWARE_LICENCE: &str = "LICENCE.raspi-firmware";
 const MIB: u64 = 1 << 20;
 const PAGE: u64 = 4096;
 /// arm64 `Image`s are placed at a 2 MiB aligned base plus `text_offset`.
-pub const IMAGE_ALIGN: u64 = 2 * MIB;
+pub const IMAGE_ALIGN: u64 = ARM64_ALIGN;
 /// Room after the board DTB for what the firmware or U-Boot adds to it in place
 /// (`/chosen`, memory nodes; U-Boot pads by 12 KiB): generous, it is reserved RAM anyway.
 const DTB_ROOM: u64 = MIB;
@@ -162,7 +163,7 @@ pub struct Folder {
 pub fn write_folder(art: &Artifacts, board: &str, out: &Path, inputs: &Inputs) -> Result<Folder, String> {
     let board = supported(board)?;
     let image = read(&art.hypervisor_image)?;
-    let header = ImageHeader::parse(&image).map_err(|e| format!("{}: {e}", art.hypervisor_image.display()))?;
+    let header = boot_header(&image).map_err(|e| format!("{}: {e}", art.hypervisor_image.display()))?;
     let catalogue = art.system.board;
     let ram_base = catalogue.ram.iter().map(|r| r.base).min().ok_or("the board catalogue lists no RAM")?;
     let load_address = header.load_address(ram_base);
@@ -249,58 +250,17 @@ fn file_name(path: &Path) -> Result<String, String> {
 
 // The arm64 Image header.
 
-/// The fields of an arm64 `Image` header (Linux's Documentation/arch/arm64/booting.rst)
-/// a loader uses: `text_offset` (byte 8), `image_size` (byte 16: the whole footprint,
-/// BSS included) and `flags` (byte 24); the magic "ARM\x64" is at byte 56.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImageHeader {
-    pub text_offset: u64,
-    pub image_size: u64,
-    pub flags: u64,
-}
-
-const HEADER_LEN: usize = 64;
-const MAGIC_AT: usize = 56;
-const MAGIC: &[u8; 4] = b"ARM\x64";
 /// `flags` bit 0: big-endian kernel.
 const FLAG_BE: u64 = 1;
-/// `flags` bit 3: the 2 MiB aligned base may be anywhere in RAM (else: as low as possible).
-pub const FLAG_ANYWHERE: u64 = 1 << 3;
 
-impl ImageHeader {
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < HEADER_LEN || &bytes[MAGIC_AT..MAGIC_AT + 4] != MAGIC {
-            return Err("not an arm64 Image (no \"ARM\\x64\" magic at byte 56)".into());
-        }
-        let field = |at: usize| {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(b)
-        };
-        let h = Self { text_offset: field(8), image_size: field(16), flags: field(24) };
-        if h.flags & FLAG_BE != 0 {
-            return Err("a big-endian arm64 Image".into());
-        }
-        if h.image_size == 0 {
-            return Err("the Image header states no image_size".into());
-        }
-        if h.image_size < bytes.len() as u64 {
-            return Err(format!("image_size {:#x} is smaller than the file ({:#x} bytes)", h.image_size, bytes.len()));
-        }
-        Ok(h)
+/// The hypervisor Image's header, which a board's bootloader reads: an arm64 Image
+/// ([`ImageHeader::parse`]) that is little-endian, as the hypervisor is built.
+pub fn boot_header(bytes: &[u8]) -> Result<ImageHeader, String> {
+    let h = ImageHeader::parse(bytes)?;
+    if h.flags & FLAG_BE != 0 {
+        return Err("a big-endian arm64 Image".into());
     }
-
-    /// Where a loader following the arm64 boot protocol puts the Image with its base as
-    /// low as possible in RAM starting at `ram_base`: the first 2 MiB boundary there plus
-    /// `text_offset`. (U-Boot's `booti` does exactly this when `flags` bit 3 is clear.)
-    pub fn load_address(&self, ram_base: u64) -> u64 {
-        ram_base.next_multiple_of(IMAGE_ALIGN) + self.text_offset
-    }
-
-    /// The memory the Image occupies once running at `load`.
-    pub fn footprint(&self, load: u64) -> Range {
-        Range::new(load, self.image_size)
-    }
+    Ok(h)
 }
 
 // Where the board DTB and the bundle go.
@@ -589,8 +549,12 @@ booti ${{kernel_addr_r}} ${{ramdisk_addr_r}}:${{filesize}} ${{fdt_addr_r}}
     )
 }
 
+/// `mkimage`'s arguments before the input and output files: a U-Boot script image.
+const MKIMAGE_ARGS: [&str; 11] = ["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "septum", "-d"];
+
+/// The command that compiles the script by hand, as run by `compile_script`.
 fn mkimage_command() -> String {
-    format!("mkimage -A arm64 -O linux -T script -C none -n septum -d {BOOT_CMD} {BOOT_SCR}")
+    format!("mkimage {} {BOOT_CMD} {BOOT_SCR}", MKIMAGE_ARGS.join(" "))
 }
 
 fn imx8mp_readme(art: &Artifacts, out: &Path, l: &Layout, dtb: &Path, scr: bool) -> String {
@@ -694,12 +658,7 @@ fn ensure_mkimage() -> Result<(), String> {
 }
 
 fn compile_script(cmd: &Path, scr: &Path) -> Result<(), String> {
-    build::run_captured(
-        Command::new("mkimage")
-            .args(["-A", "arm64", "-O", "linux", "-T", "script", "-C", "none", "-n", "septum", "-d"])
-            .arg(cmd)
-            .arg(scr),
-    )
+    build::run_captured(Command::new("mkimage").args(MKIMAGE_ARGS).arg(cmd).arg(scr))
 }
 
 /// Downloads, extractions into the shared caches and apt changes, one at a time in
@@ -759,7 +718,7 @@ fn fetch_dtbs(dir: &Path) -> Result<(), String> {
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let result = (|| {
-        let download = |p: &str| linux::apt_download_spec(p, &format!("{p}:arm64"), &scratch);
+        let download = |p: &str| linux::apt_download(p, &scratch);
         // The package of the cached kernel first: its device trees match it. It leaves
         // the archive when Debian moves to a new kernel ABI.
         let (package, deb) = match recorded.map(|p| (download(&p), p)) {
@@ -986,7 +945,7 @@ mod tests {
         k[8..16].copy_from_slice(&text_offset.to_le_bytes());
         k[16..24].copy_from_slice(&image_size.to_le_bytes());
         k[24..32].copy_from_slice(&2u64.to_le_bytes());
-        k[56..60].copy_from_slice(MAGIC);
+        k[56..60].copy_from_slice(b"ARM\x64");
         k
     }
 
@@ -999,7 +958,8 @@ mod tests {
         assert!(ImageHeader::parse(&fake_image(0, 0x80, 0x100)).unwrap_err().contains("smaller"));
         let mut be = fake_image(0, 0x1000, 0x100);
         be[24] = 1;
-        assert!(ImageHeader::parse(&be).unwrap_err().contains("big-endian"));
+        assert!(boot_header(&be).unwrap_err().contains("big-endian"));
+        assert!(ImageHeader::parse(&be).is_ok(), "a partition kernel may be big-endian");
         assert!(ImageHeader::parse(&be[..40]).is_err(), "a truncated header");
     }
 

@@ -3,6 +3,7 @@
 //! zeroes a partition's RAM before loading it.)
 
 use object::{Object, ObjectSegment};
+use septum_abi::config::Range;
 
 #[derive(Debug, Clone)]
 pub struct LoadImage {
@@ -37,16 +38,61 @@ pub fn from_elf(elf: &[u8]) -> Result<LoadImage, String> {
     Ok(LoadImage { load: lo, entry: file.entry(), bytes })
 }
 
-/// The arm64 `Image` header (Linux's Documentation/arch/arm64/booting.rst): magic
-/// "ARM\x64" at byte 56, `text_offset` at 8, `image_size` (including BSS) at 16.
+/// The fields of an arm64 `Image` header (Linux's Documentation/arch/arm64/booting.rst)
+/// a loader uses: `text_offset` (byte 8), `image_size` (byte 16: the whole footprint,
+/// BSS included) and `flags` (byte 24); the magic "ARM\x64" is at byte 56.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub text_offset: u64,
+    pub image_size: u64,
+    pub flags: u64,
+}
+
+const ARM64_HEADER_LEN: usize = 64;
 const ARM64_MAGIC_AT: usize = 56;
 const ARM64_MAGIC: &[u8; 4] = b"ARM\x64";
 /// Kernels load at a 2 MiB-aligned base plus `text_offset`.
-const ARM64_ALIGN: u64 = 2 << 20;
+pub const ARM64_ALIGN: u64 = 2 << 20;
+/// `flags` bit 3: the 2 MiB aligned base may be anywhere in RAM (else: as low as possible).
+pub const FLAG_ANYWHERE: u64 = 1 << 3;
 
 /// Whether `bytes` start with an arm64 `Image` header.
 pub fn is_arm64_image(bytes: &[u8]) -> bool {
     bytes.get(ARM64_MAGIC_AT..ARM64_MAGIC_AT + 4) == Some(ARM64_MAGIC)
+}
+
+impl ImageHeader {
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < ARM64_HEADER_LEN || !is_arm64_image(bytes) {
+            return Err("not an arm64 Image (no \"ARM\\x64\" magic at byte 56)".into());
+        }
+        let field = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+        let h = Self { text_offset: field(8), image_size: field(16), flags: field(24) };
+        // image_size 0 marks kernels older than 3.17: their footprint is not stated.
+        if h.image_size == 0 {
+            return Err("arm64 Image states no image_size (a kernel older than 3.17): not supported".into());
+        }
+        if h.image_size < bytes.len() as u64 {
+            return Err(format!(
+                "arm64 Image: image_size {:#x} is smaller than the file ({:#x})",
+                h.image_size,
+                bytes.len()
+            ));
+        }
+        Ok(h)
+    }
+
+    /// Where a loader following the arm64 boot protocol puts the Image with its base as
+    /// low as possible in RAM starting at `ram_base`: the first 2 MiB boundary there plus
+    /// `text_offset`. (U-Boot's `booti` does exactly this when `flags` bit 3 is clear.)
+    pub fn load_address(&self, ram_base: u64) -> u64 {
+        ram_base.next_multiple_of(ARM64_ALIGN) + self.text_offset
+    }
+
+    /// The memory the Image occupies once running at `load`.
+    pub fn footprint(&self, load: u64) -> Range {
+        Range::new(load, self.image_size)
+    }
 }
 
 /// A kernel laid out for boot, with its initrd's place (`[start, end)` IPAs) if any.
@@ -61,20 +107,9 @@ pub struct KernelImage {
 /// follows the kernel's whole footprint (`image_size`, which includes its BSS), page
 /// aligned, so signing the load image signs both and the kernel never overlaps it.
 pub fn from_arm64_image(kernel: &[u8], initrd: Option<&[u8]>, ram_ipa: u64) -> Result<KernelImage, String> {
-    if !is_arm64_image(kernel) {
-        return Err("not an arm64 Image (no \"ARM\\x64\" magic at byte 56)".into());
-    }
-    let field = |at: usize| u64::from_le_bytes(kernel[at..at + 8].try_into().unwrap_or([0; 8]));
-    let text_offset = field(8);
-    // image_size 0 marks kernels older than 3.17: their footprint is not stated.
-    let image_size = field(16);
-    if image_size == 0 {
-        return Err("arm64 Image states no image_size (a kernel older than 3.17): not supported".into());
-    }
-    if image_size < kernel.len() as u64 {
-        return Err(format!("arm64 Image: image_size {image_size:#x} is smaller than the file ({:#x})", kernel.len()));
-    }
-    let load = ram_ipa.next_multiple_of(ARM64_ALIGN) + text_offset;
+    let header = ImageHeader::parse(kernel)?;
+    let image_size = header.image_size;
+    let load = header.load_address(ram_ipa);
     let mut bytes = kernel.to_vec();
     let initrd = match initrd {
         None => None,

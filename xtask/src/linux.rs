@@ -329,7 +329,7 @@ fn fetch_member(package: &str, member: &str, dest: &Path) -> Result<String, Stri
 
 /// `apt-get download package:arm64` into `dir`, retrying once after `apt-get update`
 /// (a failure usually means the lists predate the current version). Returns the .deb.
-fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
+pub(crate) fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String> {
     apt_download_spec(package, &format!("{package}:arm64"), dir)
 }
 
