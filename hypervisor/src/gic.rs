@@ -54,23 +54,9 @@ const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
 static CPU_MASK: [(AtomicU64, AtomicU16); crate::partition::MAX_CPUS] =
     [const { (AtomicU64::new(u64::MAX), AtomicU16::new(0)) }; crate::partition::MAX_CPUS];
 
-/// The board's GIC is a GICv2: read on every interrupt and list-register access, so
-/// kept apart from the board (set once at boot, [`use_board_gic`]).
-static GIC_V2: AtomicBool = AtomicBool::new(false);
-
-/// Takes the GIC version of the board the hypervisor runs on (boot core, before any
-/// other GIC call).
-pub fn use_board_gic() {
-    let v2 = crate::this_board().gic.version == GicVersion::V2;
-    GIC_V2.store(v2, Ordering::Release);
-    if v2 {
-        // The quirk is a GICv3 system-register one.
-        VIRQ_UNWIRED.store(false, Ordering::Release);
-    }
-}
-
+/// The board's GIC is a GICv2 (the board is chosen once at boot, before any GIC call).
 fn v2() -> bool {
-    GIC_V2.load(Ordering::Relaxed)
+    crate::this_board().gic.version == GicVersion::V2
 }
 
 /// Quirk `virq-unwired` is on: read on every return to a guest, so kept apart (set once
@@ -81,7 +67,7 @@ static VIRQ_UNWIRED: AtomicBool = AtomicBool::new(false);
 /// Turns quirk `virq-unwired` (IRQ-007) on or off: on, EL2 signals virtual interrupts
 /// with `HCR_EL2.VI` because the machine's GIC does not drive the cores' virtual IRQ
 /// input (QEMU 10.0.2's `imx8mp-evk`). Off by default. Call once, on the boot core,
-/// after [`use_board_gic`] and before any partition runs. A GICv2 keeps it off (its
+/// after the board is chosen and before any partition runs. A GICv2 keeps it off (its
 /// list registers are wired on every board Septum supports).
 pub fn set_virq_quirk(on: bool) {
     if on && v2() {
@@ -321,8 +307,7 @@ pub fn sleep_until_kicked() {
     aarch64_cpu::asm::wfi();
     // Bounded: each pass retires one interrupt; what is left wakes the next WFI.
     for _ in 0..LIST_REGISTERS * 4 {
-        let ack = acknowledge();
-        let intid = if v2() { gicv2::intid_of(ack) } else { ack };
+        let (ack, intid) = acknowledge();
         if vgic::classify(intid) == Physical::Spurious {
             break;
         }
@@ -333,10 +318,7 @@ pub fn sleep_until_kicked() {
 
 /// A physical IRQ taken from a partition: forward it or dispose of it.
 pub fn on_irq() {
-    // The whole acknowledge value: on a GICv2 an SGI's carries its source CPU, and the
-    // end and deactivation writes must repeat it.
-    let ack = acknowledge();
-    let intid = if v2() { gicv2::intid_of(ack) } else { ack };
+    let (ack, intid) = acknowledge();
     match vgic::classify(intid) {
         Physical::Spurious => {}
         Physical::Forward(lr) => forward(ack, lr),
@@ -487,12 +469,16 @@ pub fn kick(mpidr: u64) {
 
 // The GIC CPU interface registers aarch64-cpu does not name.
 
-/// Acknowledges the highest-priority pending interrupt: its whole acknowledge value.
-fn acknowledge() -> u32 {
+/// Acknowledges the highest-priority pending interrupt: its whole acknowledge value
+/// (on a GICv2 an SGI's carries its source CPU, and the end and deactivation writes
+/// must repeat it), and the interrupt ID in it.
+fn acknowledge() -> (u32, u32) {
     if v2() {
-        cpu_interface_v2().iar()
+        let ack = cpu_interface_v2().iar();
+        (ack, gicv2::intid_of(ack))
     } else {
-        read_iar1()
+        let ack = read_iar1();
+        (ack, ack)
     }
 }
 

@@ -44,7 +44,6 @@ const BUNDLE_MAX: u64 = 128 << 20;
 /// Room for the largest configuration ([`septum_abi::config::encoded_len`] of 8).
 const CONFIG_MAX: usize = 8192;
 
-/// The slot (stack, per-core state) of the core running this code.
 static BOARD: spin::Once<&'static Board> = spin::Once::new();
 
 /// The board the hypervisor runs on, as its DTB's root `compatible` and GIC name it.
@@ -53,6 +52,7 @@ pub fn this_board() -> &'static Board {
     BOARD.get().copied().unwrap_or(&qemu_virt::BOARD)
 }
 
+/// The slot (stack, per-core state) of the core running this code.
 pub fn cpu_slot() -> usize {
     TPIDR_EL2.get() as usize
 }
@@ -106,7 +106,6 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         ));
     };
     BOARD.call_once(|| board);
-    gic::use_board_gic();
     // Quirk virq-unwired: only on QEMU's model of a board known to need it, unless the
     // hypervisor's command line says otherwise.
     let virq_quirk = facts.virq_quirk.unwrap_or(board.qemu_virq_unwired && facts.qemu_psci);

@@ -80,9 +80,12 @@ pub struct ListRegister(pub u64);
 
 impl ListRegister {
     const STATE_SHIFT: u32 = 62;
-    const HW: u64 = 1 << 61;
-    const GROUP1: u64 = 1 << 60;
+    pub(crate) const HW: u64 = 1 << 61;
+    pub(crate) const GROUP1: u64 = 1 << 60;
     const PRIORITY_SHIFT: u32 = 48;
+    /// `EOI` (bit 41, meaningful when HW = 0): maintenance interrupt on EOI.
+    const EOI_SHIFT: u32 = 41;
+    pub(crate) const EOI: u64 = 1 << Self::EOI_SHIFT;
     const PINTID_SHIFT: u32 = 32;
     const PINTID_MASK: u64 = 0x3FF;
 
@@ -112,6 +115,10 @@ impl ListRegister {
             2 => LrState::Active,
             _ => LrState::PendingActive,
         }
+    }
+
+    pub fn priority(self) -> u8 {
+        (self.0 >> Self::PRIORITY_SHIFT) as u8
     }
 
     pub fn vintid(self) -> u32 {
@@ -154,9 +161,10 @@ pub fn sgi_targets(value: u64, sender: usize, vcpus: usize) -> SgiRequest {
 }
 
 /// `GICH_LR<n>.Grp1` (Arm IHI 0048B, 5.3.x). [`lr_to_v2`] keeps the group the decision
-/// made (group 1, as on a GICv3); a guest that enables only group 0 at its CPU
-/// interface (Linux's GICv2 driver writes `GICC_CTLR` = 1) sees group 1 never, so the
-/// EL2 code clears this bit for such a guest.
+/// made (group 1, as on a GICv3), so it and [`lr_from_v2`] translate faithfully; a
+/// guest that enables only group 0 at its CPU interface (Linux's GICv2 driver writes
+/// `GICC_CTLR` = 1) would never see group 1, so the EL2 code clears this bit on every
+/// GICv2 list register it writes (the distributor view is all group 0, `vgicd2`).
 pub const GICH_LR_GRP1: u32 = 1 << 30;
 
 /// The GICv2 `GICH_LR<n>` value (Arm IHI 0048B, 5.3.x) carrying the same virtual
@@ -171,7 +179,7 @@ pub fn lr_to_v2(lr: ListRegister) -> u32 {
     let physical = match lr.pintid() {
         Some(pintid) => (1 << 31) | (pintid << 10),
         // HW = 0: bit 41 is EOI on a GICv3, bit 19 on a GICv2; CPUID (bits 12..10) 0.
-        None => (((v >> V3_EOI_SHIFT) & 1) as u32) << 19,
+        None => (((v >> ListRegister::EOI_SHIFT) & 1) as u32) << 19,
     };
     let group = if v & ListRegister::GROUP1 != 0 { GICH_LR_GRP1 } else { 0 };
     physical | group | (state << 28) | (priority << 23) | (lr.vintid() & 0x3FF)
@@ -187,7 +195,7 @@ pub fn lr_from_v2(v: u32) -> ListRegister {
     let physical = if v & (1 << 31) != 0 {
         ListRegister::HW | (((v >> 10) & ListRegister::PINTID_MASK) << ListRegister::PINTID_SHIFT)
     } else {
-        ((v >> 19) & 1) << V3_EOI_SHIFT
+        ((v >> 19) & 1) << ListRegister::EOI_SHIFT
     };
     let group = if v & u64::from(GICH_LR_GRP1) != 0 { ListRegister::GROUP1 } else { 0 };
     ListRegister(
@@ -198,9 +206,6 @@ pub fn lr_from_v2(v: u32) -> ListRegister {
             | (v & 0x3FF),
     )
 }
-
-/// `ICH_LR<n>_EL2.EOI` (bit 41, meaningful when HW = 0): maintenance interrupt on EOI.
-const V3_EOI_SHIFT: u32 = 41;
 
 /// Decodes a `GICD_SGIR` value (Arm IHI 0048B, 4.3.15) written by vCPU `sender` of a
 /// partition with `vcpus` vCPUs; vCPU k is CPU interface k. As with [`sgi_targets`],

@@ -56,14 +56,11 @@ pub const VGRP1DIE: u64 = 1 << 7;
 pub const MAINTENANCE: u64 = NPIE | VGRP1EIE | VGRP1DIE;
 /// `ICH_LR<n>_EL2.EOI` (bit 41, software entries only): maintenance interrupt when the
 /// guest's end of interrupt leaves the entry invalid.
-pub const LR_EOI: u64 = 1 << 41;
+pub const LR_EOI: u64 = ListRegister::EOI;
 /// `ICH_VMCR_EL2.VENG1` (bit 1): the guest has group 1 enabled.
 const VMCR_VENG1: u64 = 1 << 1;
 /// `ICH_VMCR_EL2.VPMR` (bits 31:24): the guest's priority mask.
 const VMCR_VPMR_SHIFT: u32 = 24;
-const LR_HW: u64 = 1 << 61;
-const LR_GROUP1: u64 = 1 << 60;
-const LR_PRIORITY_SHIFT: u32 = 48;
 
 /// What EL2 writes before returning to the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +105,7 @@ pub fn line(lrs: &[u64], vmcr: u64, pri_bits: u32) -> Line {
     let mut pending = lrs
         .iter()
         .map(|&v| ListRegister(v))
-        .filter(|lr| lr.state() == LrState::Pending && lr.0 & LR_GROUP1 != 0)
+        .filter(|lr| lr.state() == LrState::Pending && lr.0 & ListRegister::GROUP1 != 0)
         .peekable();
     if pending.peek().is_none() {
         return Line::QUIET;
@@ -117,16 +114,12 @@ pub fn line(lrs: &[u64], vmcr: u64, pri_bits: u32) -> Line {
         return Line { vi: false, maintenance: VGRP1EIE };
     }
     let pmr = ((vmcr >> VMCR_VPMR_SHIFT) & 0xFF) as u8 & mask;
-    if pending.any(|lr| priority(lr) & mask < pmr) {
+    if pending.any(|lr| lr.priority() & mask < pmr) {
         Line { vi: true, maintenance: NPIE | VGRP1DIE }
     } else {
         // Masked by the guest's priority mask: the GIC would not signal it either.
         Line::QUIET
     }
-}
-
-fn priority(lr: ListRegister) -> u8 {
-    (lr.0 >> LR_PRIORITY_SHIFT) as u8
 }
 
 /// The list registers (bit n: `lrs[n]`) whose end-of-interrupt maintenance interrupt is
@@ -136,7 +129,7 @@ pub fn ended(lrs: &[u64]) -> u16 {
     lrs.iter()
         .take(16)
         .enumerate()
-        .filter(|&(_, &v)| ListRegister(v).state() == LrState::Invalid && v & (LR_HW | LR_EOI) == LR_EOI)
+        .filter(|&(_, &v)| ListRegister(v).state() == LrState::Invalid && v & (ListRegister::HW | LR_EOI) == LR_EOI)
         .fold(0, |acc, (n, _)| acc | 1 << n)
 }
 
@@ -199,10 +192,10 @@ mod tests {
             return false;
         }
         let states = |s: LrState| {
-            lrs.iter().map(|&v| ListRegister(v)).filter(move |lr| lr.state() == s && lr.0 & LR_GROUP1 != 0)
+            lrs.iter().map(|&v| ListRegister(v)).filter(move |lr| lr.state() == s && lr.0 & ListRegister::GROUP1 != 0)
         };
-        let Some(hppi) = states(LrState::Pending).map(|lr| priority(lr) & mask).min() else { return false };
-        let running = states(LrState::Active).chain(states(LrState::PendingActive)).map(priority).min();
+        let Some(hppi) = states(LrState::Pending).map(|lr| lr.priority() & mask).min() else { return false };
+        let running = states(LrState::Active).chain(states(LrState::PendingActive)).map(ListRegister::priority).min();
         let pmr = ((vmcr >> 24) & 0xFF) as u8 & mask;
         hppi < pmr && running.is_none_or(|r| hppi < r & mask)
     }
@@ -235,7 +228,7 @@ mod tests {
         assert!(line(&lrs, 0xA8 << 24 | VMCR_VENG1, 7).vi, "8 priority bits: 0xA0 < 0xA8");
         assert!(!line(&lrs, 0xA4 << 24 | VMCR_VENG1, QEMU_PRI_BITS).vi, "5 bits: 0xA4 compares as 0xA0");
         // Group 0 entries are not the guest's IRQs (Septum writes group 1 only).
-        let group0 = timer() & !LR_GROUP1;
+        let group0 = timer() & !ListRegister::GROUP1;
         assert_eq!(line(&[group0, 0, 0, 0], LINUX_VMCR, QEMU_PRI_BITS), Line::QUIET);
         // Pending+active is not pending (the GIC signals it only after the end).
         assert_eq!(line(&[with_state(sgi(3), 3), 0, 0, 0], LINUX_VMCR, QEMU_PRI_BITS), Line::QUIET);
@@ -257,7 +250,7 @@ mod tests {
             sgi(1),
             with_state(ListRegister::sw_pending(2, 0x80).0, 1),
             with_state(sgi(3), 3),
-            timer() & !LR_GROUP1,
+            timer() & !ListRegister::GROUP1,
         ];
         let mut checked = 0;
         for a in &entries {
