@@ -165,19 +165,10 @@ pub struct Boot {
     pub gicc: Option<u64>,
 }
 
-/// The GIC architecture of a partition's interrupt controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GicVersion {
-    /// Memory-mapped distributor and CPU interface (`GICC_*`), SGIs through `GICD_SGIR`.
-    V2,
-    /// Distributor and redistributors; system-register CPU interface (`ICC_*`).
-    V3,
-}
-
-/// The GIC version found at boot ([`GicVersion::V3`] before that, or if none was).
-pub fn gic_version() -> GicVersion {
-    gic::version()
-}
+/// The GIC architecture of a partition's interrupt controller: V2, a memory-mapped
+/// CPU interface (`GICC_*`) with SGIs through `GICD_SGIR`; V3, redistributors and the
+/// system-register CPU interface (`ICC_*`).
+pub use septum_platform::catalog::GicVersion;
 
 /// The GIC distributor's address in this partition's space, from its device tree.
 pub fn gic_distributor() -> Option<u64> {
@@ -312,11 +303,8 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     }
     if let Some(gicr) = gicr {
         gicd::set_redistributors(gicr);
-        gicd::enable_own_sgis(0);
     }
-    if gic_version == GicVersion::V2 && gicd.is_some() {
-        gicd::enable_own_sgis(0);
-    }
+    gicd::enable_own_sgis(0);
     let boot =
         Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr, gic_version, gicc };
     // SAFETY: provided by the guest binary with exactly this signature.
@@ -706,7 +694,7 @@ pub mod vtimer {
     fn acknowledge() -> Option<(u32, u64)> {
         if gic::version() == GicVersion::V2 {
             let iar = gicc_read(GICC_IAR)?;
-            let intid = iar & 0x3FF;
+            let intid = septum_platform::gicv2::intid_of(iar);
             // 1020..=1023 are special (1023: nothing pending); none is ended.
             return (intid < 1020).then_some((intid, u64::from(iar)));
         }
