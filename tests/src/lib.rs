@@ -97,6 +97,15 @@ pub fn rebundle(art: &Artifacts, name: &str, edit: impl FnOnce(&mut BundleParts)
     path
 }
 
+/// The critical monitor booted once and never went more than two heartbeat periods
+/// without a beat; returns its largest gap in ticks, for the caller to report.
+pub fn assert_critical_kept_its_period(lines: &[Line], t: &str) -> u64 {
+    assert_eq!(count(lines, "critical-monitor: boot"), 1, "{t}");
+    let gap = largest_gap(&beats(lines, "critical-monitor"));
+    assert!(gap <= 2 * period_ticks(lines), "critical-monitor stalled: gap {gap} ticks\n{t}");
+    gap
+}
+
 /// The critical monitor's heartbeat period in counter ticks, from its boot line
 /// (`heartbeat every <ms> ms, timer <hz> Hz`): boards' counters run at their own rates
 /// (QEMU virt and raspi4b 62.5 MHz, imx8mp-evk 8 MHz).

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use septum_system_tests::{
-    artifacts, beats, count, jitter, largest_gap, period_ticks, timer_interrupt_reports, TIMER_REPORT_EVERY,
+    artifacts, assert_critical_kept_its_period, beats, count, jitter, period_ticks, timer_interrupt_reports,
+    TIMER_REPORT_EVERY,
 };
 use xtask::qemu::{Entry, Launch, Line, Machine};
 
@@ -92,18 +93,17 @@ fn judge(system: &str, entry: Entry, victim: Victim) {
     assert_eq!(count(&lines, "data=0x5eb7da7a bss=0x0 free=0x0 (pristine)"), ATTACKS + 1, "{t}");
 
     // ISO-006: the critical monitor never noticed: one boot, no missing beat, no stall.
-    assert_eq!(count(&lines, "critical-monitor: boot"), 1, "{t}");
     assert_eq!(count(&lines, "SAFE STATE"), 0, "{t}");
     let crit = beats(&lines, "critical-monitor");
     assert!(crit.windows(2).all(|w| w[1].n == w[0].n + 1), "critical-monitor skipped a beat\n{t}");
-    let gap = largest_gap(&crit);
+    let gap = assert_critical_kept_its_period(&lines, &t);
+    let period = period_ticks(&lines);
     println!(
         "{system} ({entry:?}): {} critical-monitor beats across {ATTACKS} attacks; largest gap {gap} ticks ({:.2} periods)",
         crit.len(),
-        gap as f64 / period_ticks(&lines) as f64
+        gap as f64 / period as f64
     );
-    assert!(gap <= 2 * period_ticks(&lines), "critical-monitor stalled: gap {gap} ticks\n{t}");
-    let (median, worst) = jitter(&crit, period_ticks(&lines));
+    let (median, worst) = jitter(&crit, period);
     println!("{system} ({entry:?}): critical-monitor heartbeat jitter under attack: median {median} ticks, worst {worst} ticks");
 
     // IRQ-001: with no channel work, the critical monitor sleeps between beats and its

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use septum_system_tests::{artifacts, beats, count, jitter, largest_gap, period_ticks, Beat};
+use septum_system_tests::{artifacts, assert_critical_kept_its_period, beats, count, jitter, period_ticks, Beat};
 use xtask::qemu::{Launch, Line, Machine};
 
 const LINUX: &str = "connectivity";
@@ -58,12 +58,6 @@ fn beats_between(lines: &[Line], from: &str, to: &str) -> Vec<Beat> {
     let start = lines.iter().position(|l| l.text.contains(from)).unwrap_or(0);
     let end = lines.iter().skip(start).position(|l| l.text.trim_end() == to).map_or(lines.len(), |k| start + k);
     beats(&lines[start..end], "critical-monitor")
-}
-
-fn assert_critical_kept_its_period(lines: &[Line], t: &str) {
-    assert_eq!(count(lines, "critical-monitor: boot"), 1, "{t}");
-    let gap = largest_gap(&beats(lines, "critical-monitor"));
-    assert!(gap <= 2 * period_ticks(lines), "critical-monitor stalled: gap {gap} ticks\n{t}");
 }
 
 /// `/proc/interrupts`' row for `name` (its last column): the per-CPU counts.
