@@ -69,10 +69,31 @@ pub fn entered() -> u64 {
 
 /// This core is now in its guest (true) or back in EL2 for good (false). Sequentially
 /// consistent: a core stopping the partition bumps the generation, then reads these
-/// flags; an entering core sets its flag, then checks the generation.
+/// flags; an entering core sets its flag, then checks the generation. Leaving, it
+/// signals an event: a stopping core waits for these flags in WFE ([`wait_out`]).
 pub fn set_in_guest(on: bool) {
     if let Some(f) = IN_GUEST.get(cpu_slot()) {
         f.store(on, Ordering::SeqCst);
+    }
+    if !on {
+        aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
+        aarch64_cpu::asm::sev();
+    }
+}
+
+/// Waits until no core of partition `partition` but this one is in its guest; `slow`
+/// is called once each time the wait has lasted another `warn_ticks`. In WFE: a
+/// leaving core signals an event ([`set_in_guest`]), and the event register keeps a
+/// signal sent between the check and the WFE, so none is missed (under an emulator's
+/// round-robin scheduling WFE also lets the other cores run).
+pub fn wait_out(partition: usize, warn_ticks: u64, mut slow: impl FnMut()) {
+    let mut next = crate::cpu::counter().saturating_add(warn_ticks);
+    while others_of(partition).any(in_guest) {
+        if crate::cpu::counter() > next {
+            slow();
+            next = crate::cpu::counter().saturating_add(warn_ticks);
+        }
+        aarch64_cpu::asm::wfe();
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Event {
     /// PSCI `CPU_ON` refused (a vCPU outside the partition, already on, a stale
     /// generation, a halted partition).
     CpuOnRefused,
+    /// A power call from a vCPU of a stopped generation, or of a halted partition
+    /// (PSCI-002): refused.
+    StalePowerCall,
     /// Set/way cache maintenance, completed as a no-op.
     SetWayNoOp,
     /// A hypercall nobody implements (answered `NOT_SUPPORTED`).
@@ -43,12 +46,13 @@ pub enum Event {
 }
 
 /// Number of [`Event`] kinds.
-pub const KINDS: usize = 13;
+pub const KINDS: usize = 14;
 
 const ALL: [Event; KINDS] = [
     Event::VcpuStarted,
     Event::VcpuOff,
     Event::CpuOnRefused,
+    Event::StalePowerCall,
     Event::SetWayNoOp,
     Event::UnknownHypercall,
     Event::ListRegistersFull,
@@ -68,6 +72,7 @@ impl Event {
             Event::VcpuStarted => "vCPU starts",
             Event::VcpuOff => "CPU_OFF",
             Event::CpuOnRefused => "CPU_ON refused",
+            Event::StalePowerCall => "power calls of a stopped partition refused",
             Event::SetWayNoOp => "set/way no-ops",
             Event::UnknownHypercall => "unknown hypercalls",
             Event::ListRegistersFull => "waits for a list register",
@@ -198,18 +203,45 @@ impl Summary {
     }
 }
 
-impl fmt::Display for Summary {
-    /// `label N (T since boot), ...` for every kind that happened since the last one.
+impl Summary {
+    /// The kinds that happened since the last summary, in groups of at most `per_line`
+    /// (so each fits a log line), each shown as `label N (T since boot), ...`.
+    pub fn lines(&self, per_line: usize) -> impl Iterator<Item = SummaryLine<'_>> + '_ {
+        let kinds = ALL.iter().filter(|e| self.since[e.index()] > 0).count();
+        let per_line = per_line.max(1);
+        (0..kinds.div_ceil(per_line)).map(move |k| SummaryLine { summary: self, skip: k * per_line, take: per_line })
+    }
+}
+
+/// Part of a [`Summary`], for one log line.
+#[derive(Clone, Copy, Debug)]
+pub struct SummaryLine<'a> {
+    summary: &'a Summary,
+    skip: usize,
+    take: usize,
+}
+
+impl fmt::Display for SummaryLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for e in ALL.iter().filter(|e| self.since[e.index()] > 0) {
-            if !first {
+        let s = self.summary;
+        let kinds = ALL.iter().filter(|e| s.since[e.index()] > 0).skip(self.skip).take(self.take);
+        for (k, e) in kinds.enumerate() {
+            if k > 0 {
                 f.write_str(", ")?;
             }
-            first = false;
-            write!(f, "{} {} ({} since boot)", e.label(), self.since[e.index()], self.total[e.index()])?;
+            write!(f, "{} {} ({} since boot)", e.label(), s.since[e.index()], s.total[e.index()])?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Summary {
+    /// Every kind that happened since the last summary, on one line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.lines(KINDS).next() {
+            Some(line) => line.fmt(f),
+            None => Ok(()),
+        }
     }
 }
 
@@ -241,6 +273,9 @@ mod tests {
         assert!(text.starts_with("vCPU starts 1 (1 since boot), CPU_ON refused 10000"), "{text}");
         assert!(text.contains("log lines suppressed 9941 (9941 since boot)"), "{text}");
         assert!(!text.contains("doorbell"), "only kinds that happened: {text}");
+        let lines: std::vec::Vec<_> = s.lines(2).map(|l| format!("{l}")).collect();
+        assert_eq!(lines.len(), 2, "four kinds, two a line: {lines:?}");
+        assert_eq!(lines[0], "vCPU starts 1 (1 since boot), CPU_ON refused 10000 (10000 since boot)");
         assert_eq!(c.take_summary(), None, "nothing new");
         assert!(c.note(Event::UnknownHypercall, 1_000_000, true).arm, "re-armed by the next event");
         let s = c.take_summary().unwrap();

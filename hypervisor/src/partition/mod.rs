@@ -265,8 +265,8 @@ impl Runtime {
     /// Writes what it caused since the last summary (the summary timer fired).
     pub fn write_summary(&self) {
         let summary = self.chatter.lock().take_summary();
-        if let Some(s) = summary {
-            log::info!("{}: contained in the last {SUMMARY_SECONDS} s or less: {s}", self.desc.name());
+        for line in summary.iter().flat_map(|s| s.lines(3)) {
+            log::info!("{}: contained in the last {SUMMARY_SECONDS} s or less: {line}", self.desc.name());
         }
     }
 }

@@ -140,16 +140,12 @@ pub fn stop(part: &Runtime) -> bool {
     wake_others(part);
     // No deadline: a core in its guest always leaves on the kick, and one in EL2 for
     // its guest finishes that trap, returns, and takes the kick then.
-    let since = cpu::counter();
-    let warn_after = STOP_WARN_MS * (cpu::counter_hz() / 1000);
     let mut warned = false;
-    while slots::others_of(part.index).any(slots::in_guest) {
-        if !warned && cpu::counter().saturating_sub(since) > warn_after {
-            warned = true;
+    slots::wait_out(part.index, STOP_WARN_MS * (cpu::counter_hz() / 1000), || {
+        if !core::mem::replace(&mut warned, true) {
             caused_more!(part, warn, "{}: a vCPU is slow to leave its guest; waiting", part.desc.name());
         }
-        core::hint::spin_loop();
-    }
+    });
     true
 }
 
@@ -165,7 +161,8 @@ pub fn cpu_on(part: &Runtime, vcpu: usize, target: u64, entry: u64, context: u64
             SUCCESS
         }
         Err(e) => {
-            part.note(Event::CpuOnRefused, false);
+            let stale = e == septum_abi::hypercall::psci::DENIED;
+            part.note(if stale { Event::StalePowerCall } else { Event::CpuOnRefused }, false);
             i64::from(e) as u64
         }
     }
@@ -176,6 +173,8 @@ pub fn cpu_on(part: &Runtime, vcpu: usize, target: u64, entry: u64, context: u64
 pub fn cpu_off(part: &Runtime, vcpu: usize) -> ! {
     if part.power.lock().cpu_off(vcpu, slots::entered()) {
         caused!(part, Event::VcpuOff, info, "{}: vCPU {vcpu} turned itself off (PSCI CPU_OFF)", part.desc.name());
+    } else {
+        part.note(Event::StalePowerCall, false);
     }
     wait_for_start(part, vcpu)
 }

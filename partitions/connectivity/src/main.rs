@@ -11,6 +11,7 @@
 #![no_main]
 
 mod bench;
+mod races;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,9 @@ fn partition_main(mut boot: Boot) -> ! {
             "NOT pristine"
         }
     );
+    if let Some(mode) = boot.arg("race") {
+        races::run(&mut boot, mode, free_word as u64);
+    }
     if boot.arg("bench") == Some("1") {
         bench::run(&mut boot.console, boot.vcpus, boot.gicd);
     }
