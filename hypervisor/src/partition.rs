@@ -25,9 +25,10 @@ use septum_core::vgicd2;
 use septum_core::vgicr::{self, VirtualRedistributors};
 use septum_platform::catalog::GicVersion;
 use septum_trust::audit::EventKind;
+use septum_trust::boot::{InRam, Payload, PayloadFault, Refusal};
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
-use septum_trust::verify::TrustError;
+use septum_trust::verify::Placement;
 use spin::{Mutex, Once};
 
 use crate::cpu;
@@ -97,29 +98,29 @@ const STOP_WAIT_MS: u64 = 100;
 
 #[derive(Clone, Copy, Debug)]
 pub enum LoadError {
-    Bundle(septum_abi::bundle::BundleError),
     Stage2(septum_core::pagetable::MapError),
-    /// The image or device tree does not fit where the configuration puts it.
-    TooLarge(&'static str),
-    /// The image in its RAM is not what its signed manifest names.
-    Refused(TrustError),
+    /// The partition is not started: a payload of its is missing, corrupted or too
+    /// large, or the chain of trust refused what was loaded.
+    Refused(Refusal),
+    /// More partitions than the hypervisor's table holds.
+    NoSlot,
 }
 
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            LoadError::Bundle(e) => write!(f, "{e}"),
             LoadError::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
-            LoadError::TooLarge(what) => write!(f, "its {what} does not fit where the configuration puts it"),
-            LoadError::Refused(e) => write!(f, "image refused: {e}"),
+            LoadError::Refused(r) => write!(f, "{r}"),
+            LoadError::NoSlot => write!(f, "no room in the partition table"),
         }
     }
 }
 
-/// Loads every partition's pristine image and device tree, verifies the image as it
-/// lies in the partition's RAM against its signed manifest, and only then builds the
-/// stage 2 that maps it. A refused critical partition puts the system in its safe
-/// state; any other refused partition is not started and the rest run.
+/// Loads every partition's pristine image and device tree, verifies both as they lie
+/// in the partition's RAM against its signed manifest, and only then builds the stage 2
+/// that maps them. A refused critical partition puts the system in its safe state; any
+/// other refused partition (its payloads or the chain of trust) is not started and the
+/// rest run. Each refusal is in the audit log.
 pub fn init(
     config: Config<'static>,
     bundle: Bundle<'static>,
@@ -135,10 +136,10 @@ pub fn init(
                 accepted[n_accepted] = (desc.name(), counter);
                 n_accepted += 1;
             }
-            Err(LoadError::Refused(e)) if !desc.is_critical() => {
+            Err(LoadError::Refused(r)) if !desc.is_critical() => {
                 // A warning, not a stop: the system goes on without this partition.
-                log::warn!("{}: image not accepted: {e}; partition not started, the others run", desc.name());
-                crate::trust::record(EventKind::PartitionRefused, i as u8, e.code(), 0, &[0; 64]);
+                log::warn!("{}: not accepted: {r}; partition not started, the others run", desc.name());
+                crate::trust::refused(i, &r);
                 // Leave nothing unverified behind in its memory.
                 for r in desc.regions().iter().filter(|r| matches!(r.kind(), Some(RegionKind::Ram))) {
                     // SAFETY: this partition's validated RAM; it never runs.
@@ -146,16 +147,17 @@ pub fn init(
                 }
                 continue;
             }
-            Err(LoadError::Refused(e)) => {
-                log::error!("{}: REFUSED: {e}", desc.name());
-                safe_state("critical partition image refused by the chain of trust")
+            Err(LoadError::Refused(r)) => {
+                log::error!("{}: REFUSED: {r}", desc.name());
+                crate::trust::refused(i, &r);
+                safe_state("critical partition refused at load")
             }
             Err(e) => return Err((i, e)),
         }
         let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
         // Built in its static: a partition's run-time state is kilobytes, and the boot
         // stack must not hold all of them at once.
-        let Some(slot) = PARTS.get(i) else { return Err((i, LoadError::TooLarge("partition table"))) };
+        let Some(slot) = PARTS.get(i) else { return Err((i, LoadError::NoSlot)) };
         let part = slot.call_once(|| Runtime {
             desc,
             index: i,
@@ -204,8 +206,8 @@ fn fresh_distributor(part: &Runtime) -> VirtualDistributor {
     VirtualDistributor::new(part.desc.vcpus().len(), part.desc.irqs(), &part.doorbells_in[..n])
 }
 
-/// Verifies partition `index`'s image where `load` put it; the result is its manifest's
-/// security counter.
+/// Verifies partition `index`'s image and device tree where `load` put them; the result
+/// is its manifest's security counter.
 fn verify_loaded(
     desc: &PartitionDesc,
     index: usize,
@@ -213,21 +215,33 @@ fn verify_loaded(
     root: &RootBody,
     config_hash: &Hash,
 ) -> Result<u64, LoadError> {
-    let len = bundle.payload_len(EntryKind::Image, index as u32).unwrap_or(0) as usize;
-    let pa = desc.ram_ipa_to_pa(desc.image_ipa).ok_or(LoadError::TooLarge("image"))?;
-    // SAFETY: `load` just copied the image to `[pa, pa+len)`, inside this partition's
-    // validated RAM; the partition is not running and the view ends with this call.
-    let in_ram = unsafe { crate::physmem::partition_bytes(pa, len) };
-    crate::trust::verify_partition(root, bundle, index, desc.name(), config_hash, in_ram)
+    let len = |kind| bundle.payload_len(kind, index as u32).unwrap_or(0) as usize;
+    let pa = |what, ipa| desc.ram_ipa_to_pa(ipa).ok_or(too_large(what));
+    let (image_pa, dtb_pa) = (pa(Payload::Image, desc.image_ipa)?, pa(Payload::DeviceTree, desc.dtb_ipa)?);
+    // SAFETY: `load` just copied the image and the device tree there, inside this
+    // partition's validated RAM; the partition is not running and the views end with
+    // this call.
+    let in_ram = unsafe {
+        InRam {
+            image: crate::physmem::partition_bytes(image_pa, len(EntryKind::Image)),
+            dtb: crate::physmem::partition_bytes(dtb_pa, len(EntryKind::DeviceTree)),
+        }
+    };
+    let placement = Placement { load_ipa: desc.image_ipa, entry_ipa: desc.entry_ipa, dtb_ipa: desc.dtb_ipa };
+    crate::trust::verify_partition(root, bundle, index, desc.name(), config_hash, placement, in_ram)
         .map(|m| m.security_counter)
         .map_err(LoadError::Refused)
+}
+
+fn too_large(what: Payload) -> LoadError {
+    LoadError::Refused(Refusal::Payload(what, PayloadFault::TooLarge))
 }
 
 /// Zeroes the partition's RAM and copies in its image and device tree from the bundle
 /// (CRC-checked on every load), then cleans them to the point of coherency.
 fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), LoadError> {
-    let image = bundle.payload(EntryKind::Image, index as u32).map_err(LoadError::Bundle)?;
-    let dtb = bundle.payload(EntryKind::DeviceTree, index as u32).map_err(LoadError::Bundle)?;
+    let image = crate::trust::payload(bundle, Payload::Image, index).map_err(LoadError::Refused)?;
+    let dtb = crate::trust::payload(bundle, Payload::DeviceTree, index).map_err(LoadError::Refused)?;
     // Its RAM and the channel memory it writes start from zero; channel memory it only
     // reads belongs to the peer and is left alone.
     let own = |r: &&MemRegion| matches!(r.kind(), Some(RegionKind::Ram | RegionKind::SharedRw));
@@ -240,11 +254,11 @@ fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), L
     // Validation put the image inside the partition's RAM and reserved DTB_MAX bytes for
     // the device tree; check the actual sizes against that, translate, then copy.
     if dtb.len() as u64 > DTB_MAX {
-        return Err(LoadError::TooLarge("device tree"));
+        return Err(too_large(Payload::DeviceTree));
     }
-    for (what, ipa, data) in [("image", desc.image_ipa, image), ("device tree", desc.dtb_ipa, dtb)] {
+    for (what, ipa, data) in [(Payload::Image, desc.image_ipa, image), (Payload::DeviceTree, desc.dtb_ipa, dtb)] {
         let pa = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64));
-        let Some(pa) = pa else { return Err(LoadError::TooLarge(what)) };
+        let Some(pa) = pa else { return Err(too_large(what)) };
         // SAFETY: inside this partition's validated RAM; the bundle is elsewhere
         // (reserved memory), so the ranges do not overlap.
         unsafe { crate::physmem::copy_in(pa, data) };
@@ -853,6 +867,13 @@ fn apply_policy(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
             let reloaded = load(part.desc, part.index, &sys.bundle)
                 .and_then(|()| verify_loaded(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash));
             if let Err(e) = reloaded {
+                if let LoadError::Refused(r) = &e {
+                    crate::trust::refused(part.index, r);
+                }
+                if part.desc.is_critical() {
+                    log::error!("{name}: REFUSED at reload: {e}");
+                    safe_state("critical partition refused at reload")
+                }
                 log::error!("{name}: cannot reload its image ({e}); halting it");
                 cpu::park()
             }
