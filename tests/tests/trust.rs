@@ -68,27 +68,11 @@ fn assert_refusal_logged(records: &[audit::Record], partition: u8, error: TrustE
 fn tampered_connectivity_image_is_refused_and_critical_runs() {
     let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_tampered_image(&art, 1, "bundle-tampered-connectivity.bin");
-    let storage = art.dir.join("storage-tampered-connectivity.bin");
-    let _ = std::fs::remove_file(&storage);
-    let opts = Launch { bundle: Some(bundle.clone()), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    m.wait_for("30 critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 30)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lines = m.lines();
-    assert_eq!(
-        count(&lines, "connectivity: not accepted: the image's SHA-512 does not match its manifest"),
-        1,
-        "{}",
-        m.transcript()
-    );
-    assert!(beats(&lines, "connectivity").is_empty(), "refused image ran\n{}", m.transcript());
-    drop(m);
+    let reason = "the image's SHA-512 does not match its manifest";
+    let records = connectivity_refused(&art, &bundle, "storage-tampered-connectivity.bin", reason);
     let parts = BundleParts::parse(&std::fs::read(&bundle).expect("bundle")).expect("parses");
-    let records = audit_records(&storage);
     assert_refusal_logged(&records, 1, TrustError::ImageHash, &hash::sha512(&parts.images[1]));
     assert_partition_refused(&records, 1, Refusal::Trust(TrustError::ImageHash));
-    let verified = records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::ImageVerified));
-    assert_eq!(verified.map(|r| r.partition).collect::<Vec<_>>(), [0], "only critical-monitor verified");
 }
 
 /// TRUST-003, TRUST-004, TRUST-006: a critical-monitor image changed after signing puts
@@ -98,25 +82,11 @@ fn tampered_connectivity_image_is_refused_and_critical_runs() {
 fn tampered_critical_image_puts_the_system_in_safe_state() {
     let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_tampered_image(&art, 0, "bundle-tampered-critical.bin");
-    let storage = art.dir.join("storage-tampered-critical.bin");
-    let _ = std::fs::remove_file(&storage);
-    let opts = Launch { bundle: Some(bundle.clone()), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    wait_for_safe_state(&mut m);
-    let lines = m.lines();
-    assert_eq!(
-        count(&lines, "critical-monitor: REFUSED: the image's SHA-512 does not match its manifest"),
-        1,
-        "{}",
-        m.transcript()
-    );
-    assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{}", m.transcript());
-    drop(m);
+    let reason = "the image's SHA-512 does not match its manifest";
+    let records = critical_refused(&art, &bundle, "storage-tampered-critical.bin", reason);
     let parts = BundleParts::parse(&std::fs::read(&bundle).expect("bundle")).expect("parses");
-    let records = audit_records(&storage);
     assert_refusal_logged(&records, 0, TrustError::ImageHash, &hash::sha512(&parts.images[0]));
     assert_partition_refused(&records, 0, Refusal::Trust(TrustError::ImageHash));
-    assert_eq!(records.last().and_then(|r| r.event_kind()), Some(audit::EventKind::SafeState));
 }
 
 /// TRUST-002, TRUST-006: a configuration changed after signing is refused as a whole,
@@ -361,6 +331,44 @@ fn bundle_with_corrupted_payload(art: &Artifacts, kind: EntryKind, index: u32, n
     path
 }
 
+/// Boots `bundle` on a fresh flash bank (`storage`, in the build directory) until 30
+/// critical heartbeats: the console names connectivity's refusal for `reason` once,
+/// connectivity never beats, and only the critical monitor was verified. Returns the
+/// audit records read back from the bank.
+fn connectivity_refused(art: &Artifacts, bundle: &Path, storage: &str, reason: &str) -> Vec<audit::Record> {
+    let storage = fresh_storage(art, storage);
+    let opts = Launch { bundle: Some(bundle.to_path_buf()), storage: Some(storage.clone()), ..Launch::default() };
+    let mut m = Machine::launch(art, &opts).expect("QEMU starts");
+    m.wait_for("30 critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 30)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (lines, t) = (m.lines(), m.transcript());
+    drop(m);
+    assert_eq!(count(&lines, &format!("connectivity: not accepted: {reason}")), 1, "{t}");
+    assert!(beats(&lines, "connectivity").is_empty(), "refused partition ran\n{t}");
+    let records = audit_records(&storage);
+    let verified = records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::ImageVerified));
+    assert_eq!(verified.map(|r| r.partition).collect::<Vec<_>>(), [0], "only critical-monitor verified");
+    records
+}
+
+/// Boots `bundle` on a fresh flash bank (`storage`) until the safe state: the console
+/// names the critical monitor's refusal for `reason` once, nothing beats, and the audit
+/// log, read back from the bank and returned, ends with the safe state.
+fn critical_refused(art: &Artifacts, bundle: &Path, storage: &str, reason: &str) -> Vec<audit::Record> {
+    let storage = fresh_storage(art, storage);
+    let opts = Launch { bundle: Some(bundle.to_path_buf()), storage: Some(storage.clone()), ..Launch::default() };
+    let mut m = Machine::launch(art, &opts).expect("QEMU starts");
+    wait_for_safe_state(&mut m);
+    let (lines, t) = (m.lines(), m.transcript());
+    drop(m);
+    assert_eq!(count(&lines, &format!("critical-monitor: REFUSED: {reason}")), 1, "{t}");
+    assert!(count(&lines, "SAFE STATE") >= 1, "{t}");
+    assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{t}");
+    let records = audit_records(&storage);
+    assert_eq!(records.last().and_then(|r| r.event_kind()), Some(audit::EventKind::SafeState));
+    records
+}
+
 /// A fresh flash bank file for one test.
 fn fresh_storage(art: &Artifacts, name: &str) -> PathBuf {
     let storage = art.dir.join(name);
@@ -378,25 +386,14 @@ fn critical_bootargs_edited_in_the_bundle_put_the_system_in_safe_state() {
     let art = artifacts("qemu-virt-bare");
     let (bundle, dtb) =
         bundle_with_edited_bootargs(&art, 0, "heartbeat_ms=50", "heartbeat_ms=10000", "bundle-critical-bootargs.bin");
-    let storage = fresh_storage(&art, "storage-critical-bootargs.bin");
-    let opts = Launch { bundle: Some(bundle), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    wait_for_safe_state(&mut m);
-    let lines = m.lines();
-    let t = m.transcript();
-    drop(m);
-    assert_eq!(count(&lines, "critical-monitor: REFUSED: the device tree is"), 1, "{t}");
-    assert!(count(&lines, "SAFE STATE") >= 1, "{t}");
-    assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{t}");
-    let records = audit_records(&storage);
     // 19 bytes of bootargs where 16 were: the tree grew by one 4-byte cell.
+    let records = critical_refused(&art, &bundle, "storage-critical-bootargs.bin", "the device tree is");
     let error = TrustError::DeviceTreeLength { expected: 0, found: 0 };
     let failed = records.iter().find(|r| r.event_kind() == Some(audit::EventKind::VerificationFailed));
     let failed = failed.unwrap_or_else(|| panic!("no refusal in the audit log: {records:?}"));
     assert_eq!((failed.partition, failed.result), (0, error.code()), "{failed}");
     assert_eq!(failed.subject, hash::sha512(&dtb), "{failed}: subject is the refused device tree");
-    assert_partition_refused(&records, 0, Refusal::Trust(TrustError::DeviceTreeLength { expected: 0, found: 0 }));
-    assert_eq!(records.last().and_then(|r| r.event_kind()), Some(audit::EventKind::SafeState));
+    assert_partition_refused(&records, 0, Refusal::Trust(error));
 }
 
 /// TRUST-008, TRUST-004, TRUST-009: connectivity's bootargs changed in a built bundle,
@@ -407,19 +404,9 @@ fn connectivity_bootargs_edited_in_the_bundle_refuse_only_connectivity() {
     let art = artifacts("qemu-virt-bare");
     let (bundle, dtb) =
         bundle_with_edited_bootargs(&art, 1, "heartbeat_ms=50", "heartbeat_ms=90", "bundle-connectivity-bootargs.bin");
-    let storage = fresh_storage(&art, "storage-connectivity-bootargs.bin");
-    let opts = Launch { bundle: Some(bundle), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    m.wait_for("30 critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 30)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lines = m.lines();
-    let t = m.transcript();
-    drop(m);
     // Same length: only the hash tells.
-    let needle = "connectivity: not accepted: the device tree's SHA-512 does not match its manifest";
-    assert_eq!(count(&lines, needle), 1, "{t}");
-    assert!(beats(&lines, "connectivity").is_empty(), "refused partition ran\n{t}");
-    let records = audit_records(&storage);
+    let reason = "the device tree's SHA-512 does not match its manifest";
+    let records = connectivity_refused(&art, &bundle, "storage-connectivity-bootargs.bin", reason);
     assert_refusal_logged(&records, 1, TrustError::DeviceTreeHash, &hash::sha512(&dtb));
     assert_partition_refused(&records, 1, Refusal::Trust(TrustError::DeviceTreeHash));
 }
@@ -431,21 +418,11 @@ fn connectivity_bootargs_edited_in_the_bundle_refuse_only_connectivity() {
 fn corrupted_connectivity_image_refuses_only_connectivity() {
     let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_corrupted_payload(&art, EntryKind::Image, 1, "bundle-corrupted-connectivity.bin");
-    let storage = fresh_storage(&art, "storage-corrupted-connectivity.bin");
-    let opts = Launch { bundle: Some(bundle), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    m.wait_for("30 critical heartbeats", Duration::from_secs(60), |l| beats(l, "critical-monitor").len() >= 30)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lines = m.lines();
-    let t = m.transcript();
-    drop(m);
-    let needle = "connectivity: not accepted: its image in the bundle fails its CRC-32: corrupted";
-    assert_eq!(count(&lines, needle), 1, "{t}");
-    assert!(beats(&lines, "connectivity").is_empty(), "refused partition ran\n{t}");
-    let records = audit_records(&storage);
+    let reason = "its image in the bundle fails its CRC-32: corrupted";
+    let records = connectivity_refused(&art, &bundle, "storage-corrupted-connectivity.bin", reason);
     assert_partition_refused(&records, 1, Refusal::Payload(Payload::Image, PayloadFault::Corrupted));
-    let verified = records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::ImageVerified));
-    assert_eq!(verified.map(|r| r.partition).collect::<Vec<_>>(), [0], "only critical-monitor verified");
+    let failed = records.iter().filter(|r| r.event_kind() == Some(audit::EventKind::VerificationFailed));
+    assert_eq!(failed.count(), 0, "refused before any signature is checked");
 }
 
 /// BOOT-003, TRUST-004, TRUST-009: one byte of the critical monitor's device tree
@@ -454,19 +431,9 @@ fn corrupted_connectivity_image_refuses_only_connectivity() {
 fn corrupted_critical_device_tree_puts_the_system_in_safe_state() {
     let art = artifacts("qemu-virt-bare");
     let bundle = bundle_with_corrupted_payload(&art, EntryKind::DeviceTree, 0, "bundle-corrupted-critical.bin");
-    let storage = fresh_storage(&art, "storage-corrupted-critical.bin");
-    let opts = Launch { bundle: Some(bundle), storage: Some(storage.clone()), ..Launch::default() };
-    let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    wait_for_safe_state(&mut m);
-    let lines = m.lines();
-    let t = m.transcript();
-    drop(m);
-    let needle = "critical-monitor: REFUSED: its device tree in the bundle fails its CRC-32: corrupted";
-    assert_eq!(count(&lines, needle), 1, "{t}");
-    assert_eq!(count(&lines, "heartbeat"), 0, "nothing may run\n{t}");
-    let records = audit_records(&storage);
+    let reason = "its device tree in the bundle fails its CRC-32: corrupted";
+    let records = critical_refused(&art, &bundle, "storage-corrupted-critical.bin", reason);
     assert_partition_refused(&records, 0, Refusal::Payload(Payload::DeviceTree, PayloadFault::Corrupted));
-    assert_eq!(records.last().and_then(|r| r.event_kind()), Some(audit::EventKind::SafeState));
 }
 
 /// BOOT-003, TRUST-009: a truncated bundle is refused as a whole and the boot stops,

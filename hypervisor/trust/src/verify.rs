@@ -521,25 +521,39 @@ pub fn verify_manifest(
 /// Checks an image against its (verified) manifest: exact length, then SHA-512
 /// compared in constant time.
 pub fn verify_image(manifest: &Manifest, image: &[u8]) -> Result<(), TrustError> {
-    let found = image.len() as u64;
-    if found != manifest.image_len {
-        return Err(TrustError::ImageLength { expected: manifest.image_len, found });
-    }
-    if !hash::equal(&hash::sha512(image), &manifest.image_hash) {
-        return Err(TrustError::ImageHash);
-    }
-    Ok(())
+    let expected = manifest.image_len;
+    exactly(
+        image,
+        expected,
+        &manifest.image_hash,
+        |found| TrustError::ImageLength { expected, found },
+        TrustError::ImageHash,
+    )
 }
 
 /// Checks a device tree against its (verified) manifest: exact length, then SHA-512
 /// compared in constant time.
 pub fn verify_device_tree(manifest: &Manifest, dtb: &[u8]) -> Result<(), TrustError> {
-    let found = dtb.len() as u64;
-    if found != manifest.dtb_len {
-        return Err(TrustError::DeviceTreeLength { expected: manifest.dtb_len, found });
+    let expected = manifest.dtb_len;
+    let length = |found| TrustError::DeviceTreeLength { expected, found };
+    exactly(dtb, expected, &manifest.dtb_hash, length, TrustError::DeviceTreeHash)
+}
+
+/// `bytes` are `len` bytes long (else `length(found)`) with the SHA-512 `digest` (else
+/// `mismatch`): the length first, so a hash is only computed over the signed extent.
+fn exactly(
+    bytes: &[u8],
+    len: u64,
+    digest: &Hash,
+    length: impl FnOnce(u64) -> TrustError,
+    mismatch: TrustError,
+) -> Result<(), TrustError> {
+    let found = bytes.len() as u64;
+    if found != len {
+        return Err(length(found));
     }
-    if !hash::equal(&hash::sha512(dtb), &manifest.dtb_hash) {
-        return Err(TrustError::DeviceTreeHash);
+    if !hash::equal(&hash::sha512(bytes), digest) {
+        return Err(mismatch);
     }
     Ok(())
 }
