@@ -17,7 +17,7 @@
 //!
 //! The limit: once the ring has discarded the earlier head, the link can no longer be
 //! checked ([`Continuity::Discarded`]), and whoever erased the bank could boot it often
-//! enough to get there (some 250 000 records on QEMU virt's bank). Comparing dumps often
+//! enough to get there (some 260 000 records on QEMU virt's bank). Comparing dumps often
 //! enough, or storage that cannot be rolled back, closes that.
 
 use core::fmt;
@@ -87,7 +87,7 @@ impl fmt::Display for History {
         match self.origin {
             Origin::Empty => write!(f, "no history: the log is empty (a new or erased bank)")?,
             Origin::Start { boot: 1 } => {
-                write!(f, "history begins at boot #1 on this bank (record #0): a new or erased bank")?
+                write!(f, "history begins at boot #1 on this bank (record #0), when it was new or erased")?
             }
             Origin::Start { boot } => write!(
                 f,
@@ -183,22 +183,23 @@ impl fmt::Display for Continuity {
                 "the earlier head is no longer in the log (its oldest record is #{oldest}: the ring discarded \
                  it), so continuity cannot be checked"
             ),
-            Self::Restarted(r) => {
-                write!(f, "HISTORY RESTARTED: ")?;
-                match r {
-                    Restart::Empty => write!(f, "the log is empty; the earlier one was not"),
-                    Restart::SeqFell { head, last } => {
-                        write!(f, "the log ends at record #{last}, before the earlier head #{head}")
-                    }
-                    Restart::Diverged { seq } => {
-                        write!(f, "record #{seq} is not the earlier head #{seq}: another history was written")
-                    }
-                    Restart::Missing { seq } => write!(f, "no valid record #{seq}, the earlier head"),
-                    Restart::BootFell { was, now } => {
-                        write!(f, "the boot count fell from {was} to {now}")
-                    }
-                }
+            Self::Restarted(r) => write!(f, "HISTORY RESTARTED: {r}"),
+        }
+    }
+}
+
+impl fmt::Display for Restart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Empty => write!(f, "the log is empty; the earlier one was not"),
+            Self::SeqFell { head, last } => {
+                write!(f, "the log ends at record #{last}, before the earlier head #{head}")
             }
+            Self::Diverged { seq } => {
+                write!(f, "record #{seq} is not the earlier head #{seq}: another history was written")
+            }
+            Self::Missing { seq } => write!(f, "no valid record #{seq}, the earlier head"),
+            Self::BootFell { was, now } => write!(f, "the boot count fell from {was} to {now}"),
         }
     }
 }

@@ -301,7 +301,7 @@ pub fn audit_verify(args: &[String]) -> Result<(), String> {
         return Err(format!("{d}: history restarted: {found}"));
     }
     match continuity {
-        Some((whose, c)) if c.restarted() => Err(format!("{d}: history restarted against {whose}: {c}")),
+        Some((whose, history::Continuity::Restarted(r))) => Err(format!("{d}: history restarted against {whose}: {r}")),
         _ => Ok(()),
     }
 }

@@ -50,7 +50,7 @@ fn a_new_bank_says_its_history_begins_at_boot_1() {
     let newest = audit::records_blocks(log_area(&mem, BS), BS).last().unwrap().1.unwrap();
     assert_eq!(h.head, Some(Head { seq: 2, hash: newest.self_hash, boot: Some(1) }));
     assert!(!h.restarted());
-    assert_eq!(h.to_string(), "history begins at boot #1 on this bank (record #0): a new or erased bank");
+    assert_eq!(h.to_string(), "history begins at boot #1 on this bank (record #0), when it was new or erased");
 }
 
 /// TRUST-010: later boots on the same bank extend the earlier log; the same dump
