@@ -63,12 +63,12 @@ pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), M
     // Data and BSS; then each stack without its guard page; then the rest of the image.
     let (stacks_start, stacks_end) = stacks();
     // The linker script and these constants must agree on the stacks' layout.
-    if stacks_end - stacks_start != STACK_STRIDE * crate::partition::MAX_CPUS as u64 {
+    if stacks_end - stacks_start != STACK_STRIDE * crate::slots::MAX_CPUS as u64 {
         return Err(MapError::Unaligned);
     }
     let rw = |base: u64, size: u64| Mapping::new(base, base, size, MemType::Normal, Access::RW);
     arena.map(r, root, rw(rodata_end, stacks_start - rodata_end))?;
-    for slot in 0..crate::partition::MAX_CPUS as u64 {
+    for slot in 0..crate::slots::MAX_CPUS as u64 {
         let stack = stacks_start + slot * STACK_STRIDE + STACK_GUARD as u64;
         arena.map(r, root, rw(stack, STACK_SIZE as u64))?;
     }
