@@ -3,12 +3,14 @@
 //! 1. `entry`: arm64 `Image` header; EL3 drops to EL2, EL1 is refused; stack, BSS.
 //! 2. [`primary_main`]: read the board DTB (RAM, CPUs, devices, PSCI conduit, bundle).
 //! 3. `stage1`: the hypervisor's own MMU on, caches on.
-//! 4. Find the boot bundle. `trust`: open the flash bank (anti-rollback counters, audit
-//!    log), verify the root chain against the built-in anchor and the configuration's
-//!    signature; copy out the configuration and check it against the board.
+//! 4. `trust`: open the flash bank (anti-rollback counters, audit log), so that every
+//!    refusal from here on is recorded. Find the boot bundle (a bundle refused as a
+//!    whole stops the boot, recorded); verify the root chain against the built-in
+//!    anchor and the configuration's signature; copy out the configuration and check it
+//!    against the board.
 //! 5. `partition::init`: per partition, load the pristine image and device tree, verify
-//!    the image in the partition's RAM against its signed manifest, and only then build
-//!    the stage 2 that maps it; raise the counters to what was accepted.
+//!    both in the partition's RAM against its signed manifest, and only then build the
+//!    stage 2 that maps them; raise the counters to what was accepted.
 //! 6. Start each partition's core (PSCI `CPU_ON`), then run this core's partition.
 //!
 //! After that the hypervisor only runs when a partition traps (`trap`).
@@ -36,7 +38,7 @@ mod trust;
 mod vgic_glue;
 
 use entry::PenExit;
-use septum_abi::bundle::{Bundle, EntryKind};
+use septum_abi::bundle::{Bundle, BundleError, EntryKind};
 use septum_abi::config::{Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
 use septum_platform::catalog;
@@ -132,8 +134,17 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         log::warn!("board DTB names PSCI over HVC, which a hypervisor at EL2 cannot call: no PSCI");
     }
 
-    // 4. Bundle and configuration.
-    let bundle = find_bundle(&facts);
+    // 4. Storage first, so that a refusal of the bundle is recorded; then the bundle and
+    // the configuration.
+    safe_state::set_firmware(facts.psci);
+    trust::open_storage(facts.power_cut_after);
+    let bundle = match find_bundle(&facts) {
+        Ok(b) => b,
+        Err((base, e)) => {
+            trust::bundle_refused(&e);
+            stop(format_args!("boot bundle at {base:#x} refused: {e}"))
+        }
+    };
     let mut checked = facts.board;
     checked.reserved.push(stage1::image_range());
     checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
@@ -147,8 +158,6 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             }
         }
     }
-    safe_state::set_firmware(facts.psci);
-    trust::open_storage(facts.power_cut_after);
     let root = match trust::verify_root(&bundle) {
         Ok(r) => r,
         Err(e) => refuse_system(format_args!("root of trust: {e}")),
@@ -261,10 +270,12 @@ fn is_fdt(pa: u64) -> bool {
     pa.is_multiple_of(4) && unsafe { physmem::read_be32(pa) } == FDT_MAGIC
 }
 
-fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
+/// The boot bundle, framed (header, entry table, bounds; each payload's CRC is checked
+/// when it is used), or its address and why it was refused.
+fn find_bundle(facts: &BootFacts) -> Result<Bundle<'static>, (u64, BundleError)> {
     let base = facts.initrd.map_or(this_board().default_bundle, |r| r.base);
     let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
-        stop(format_args!("boot bundle address {base:#x} is not in RAM"));
+        return Err((base, BundleError::NotInRam { base }));
     };
     // Bounded by the initrd the bootloader reported, else by the RAM it lies in.
     let limit = facts.initrd.map_or(BUNDLE_MAX, |r| r.size.min(BUNDLE_MAX));
@@ -274,16 +285,13 @@ fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     let head = unsafe { physmem::slice(base, available as usize) };
     let len = match Bundle::claimed_len(head) {
         Ok(l) if l <= available => l,
-        Ok(l) => stop(format_args!("boot bundle at {base:#x} claims {l} bytes, more than {available}")),
-        Err(e) => stop(format_args!("no boot bundle at {base:#x}: {e}")),
+        // Truncated, or a header claiming more than the bootloader loaded.
+        Ok(total_len) => return Err((base, BundleError::BadLength { total_len, available })),
+        Err(e) => return Err((base, e)),
     };
-    match Bundle::parse(&head[..len as usize]) {
-        Ok(b) => {
-            log::info!("boot bundle at {base:#x}, {len} bytes");
-            b
-        }
-        Err(e) => stop(format_args!("boot bundle at {base:#x} refused: {e}")),
-    }
+    let bundle = Bundle::parse(&head[..len as usize]).map_err(|e| (base, e))?;
+    log::info!("boot bundle at {base:#x}, {len} bytes");
+    Ok(bundle)
 }
 
 fn bundle_base(b: &Bundle<'static>) -> u64 {

@@ -257,7 +257,7 @@ fn boot_verification() -> Result<(), String> {
     row("root chain (genesis document, ed25519)", root);
     row("configuration signature (ed25519)", config);
     row(&format!("{PARTITION} manifest (ed25519, fields, counters)"), manifest);
-    row(&format!("{PARTITION} image, SHA-512 of 1 MiB"), image_ticks);
+    row(&format!("{PARTITION} image (1 MiB) and device tree, SHA-512"), image_ticks);
     if let Some(t) = image_ticks {
         println!("  {:<52} {:>14.1}", "  per image byte", t as f64 / IMAGE_BYTES as f64);
     }
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn reads_the_figures_of_a_log_line() {
-        let line = "[ 0.1] trust: connectivity: manifest verified in 812345 ticks, 1048576 image bytes verified in 20123456 ticks";
+        let line = "[ 0.1] trust: connectivity: manifest verified in 812345 ticks, 1048576 image and 2048 device tree bytes verified in 20123456 ticks";
         assert_eq!(number_before(line, " ticks,"), Some(812345));
         let image = line.rsplit_once(" in ").and_then(|(_, t)| number_before(t, " ticks"));
         assert_eq!(image, Some(20123456));

@@ -7,29 +7,29 @@
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{MemRegion, PartitionDesc, RegionKind, DTB_MAX};
 use septum_core::vcpu::Start;
+use septum_trust::boot::{InRam, Payload, PayloadFault, Refusal};
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
-use septum_trust::verify::TrustError;
+use septum_trust::verify::Placement;
 
 use crate::cpu;
 
 #[derive(Clone, Copy, Debug)]
 pub enum LoadError {
-    Bundle(septum_abi::bundle::BundleError),
     Stage2(septum_core::pagetable::MapError),
-    /// The image or device tree does not fit where the configuration puts it.
-    TooLarge(&'static str),
-    /// The image in its RAM is not what its signed manifest names.
-    Refused(TrustError),
+    /// The partition is not started: a payload of its is missing, corrupted or too
+    /// large, or the chain of trust refused what was loaded.
+    Refused(Refusal),
+    /// More partitions than the hypervisor's table holds.
+    NoSlot,
 }
 
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            LoadError::Bundle(e) => write!(f, "{e}"),
             LoadError::Stage2(e) => write!(f, "stage-2 tables: {e:?}"),
-            LoadError::TooLarge(what) => write!(f, "its {what} does not fit where the configuration puts it"),
-            LoadError::Refused(e) => write!(f, "image refused: {e}"),
+            LoadError::Refused(r) => write!(f, "{r}"),
+            LoadError::NoSlot => write!(f, "no room in the partition table"),
         }
     }
 }
@@ -52,8 +52,8 @@ pub fn load_and_verify(
     verify_loaded(desc, index, bundle, root, config_hash)
 }
 
-/// Verifies partition `index`'s image where `load` put it; the result is its manifest's
-/// security counter.
+/// Verifies partition `index`'s image and device tree where `load` put them; the result
+/// is its manifest's security counter.
 fn verify_loaded(
     desc: &PartitionDesc,
     index: usize,
@@ -61,15 +61,26 @@ fn verify_loaded(
     root: &RootBody,
     config_hash: &Hash,
 ) -> Result<u64, LoadError> {
-    let len = bundle.payload_len(EntryKind::Image, index as u32).unwrap_or(0) as usize;
-    let pa = desc.ram_ipa_to_pa(desc.image_ipa).ok_or(LoadError::TooLarge("image"))?;
-    // SAFETY: `load` just copied the image to `[pa, pa+len)`, inside this partition's
-    // validated RAM; the partition is not running (this module's contract) and the
-    // view ends with this call.
-    let in_ram = unsafe { crate::physmem::partition_bytes(pa, len) };
-    crate::trust::verify_partition(root, bundle, index, desc.name(), config_hash, in_ram)
+    let len = |kind| bundle.payload_len(kind, index as u32).unwrap_or(0) as usize;
+    let pa = |what, ipa| desc.ram_ipa_to_pa(ipa).ok_or(too_large(what));
+    let (image_pa, dtb_pa) = (pa(Payload::Image, desc.image_ipa)?, pa(Payload::DeviceTree, desc.dtb_ipa)?);
+    // SAFETY: `load` just copied the image and the device tree there, inside this
+    // partition's validated RAM; the partition is not running (this module's contract)
+    // and the views end with this call.
+    let in_ram = unsafe {
+        InRam {
+            image: crate::physmem::partition_bytes(image_pa, len(EntryKind::Image)),
+            dtb: crate::physmem::partition_bytes(dtb_pa, len(EntryKind::DeviceTree)),
+        }
+    };
+    let placement = Placement { load_ipa: desc.image_ipa, entry_ipa: desc.entry_ipa, dtb_ipa: desc.dtb_ipa };
+    crate::trust::verify_partition(root, bundle, index, desc.name(), config_hash, placement, in_ram)
         .map(|m| m.security_counter)
         .map_err(LoadError::Refused)
+}
+
+fn too_large(what: Payload) -> LoadError {
+    LoadError::Refused(Refusal::Payload(what, PayloadFault::TooLarge))
 }
 
 /// Its RAM and the channel memory it writes; channel memory it only reads belongs to
@@ -81,17 +92,17 @@ fn own(r: &&MemRegion) -> bool {
 /// Zeroes the partition's RAM and copies in its image and device tree from the bundle
 /// (CRC-checked on every load), then cleans them to the point of coherency.
 fn load(desc: &PartitionDesc, index: usize, bundle: &Bundle<'_>) -> Result<(), LoadError> {
-    let image = bundle.payload(EntryKind::Image, index as u32).map_err(LoadError::Bundle)?;
-    let dtb = bundle.payload(EntryKind::DeviceTree, index as u32).map_err(LoadError::Bundle)?;
+    let image = crate::trust::payload(bundle, Payload::Image, index).map_err(LoadError::Refused)?;
+    let dtb = crate::trust::payload(bundle, Payload::DeviceTree, index).map_err(LoadError::Refused)?;
     scrub(desc);
     // Validation put the image inside the partition's RAM and reserved DTB_MAX bytes for
     // the device tree; check the actual sizes against that, translate, then copy.
     if dtb.len() as u64 > DTB_MAX {
-        return Err(LoadError::TooLarge("device tree"));
+        return Err(too_large(Payload::DeviceTree));
     }
-    for (what, ipa, data) in [("image", desc.image_ipa, image), ("device tree", desc.dtb_ipa, dtb)] {
+    for (what, ipa, data) in [(Payload::Image, desc.image_ipa, image), (Payload::DeviceTree, desc.dtb_ipa, dtb)] {
         let pa = desc.ram_ipa_to_pa(ipa).filter(|_| desc.ram_contains(ipa, data.len() as u64));
-        let Some(pa) = pa else { return Err(LoadError::TooLarge(what)) };
+        let Some(pa) = pa else { return Err(too_large(what)) };
         // SAFETY: inside this partition's validated RAM, which is not running (this
         // module's contract); the bundle is elsewhere (reserved memory), so the ranges
         // do not overlap.

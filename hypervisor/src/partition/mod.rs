@@ -25,7 +25,6 @@ use septum_core::health::Health;
 use septum_core::vcpu::VcpuPower;
 use septum_core::vgicd::VirtualDistributor;
 use septum_core::vgicr::VirtualRedistributors;
-use septum_trust::audit::EventKind;
 use septum_trust::format::RootBody;
 use septum_trust::hash::Hash;
 use spin::{Mutex, Once};
@@ -95,10 +94,11 @@ pub fn current() -> Option<(&'static Runtime, usize)> {
     Some((part(index)?, vcpu))
 }
 
-/// Loads every partition's pristine image and device tree, verifies the image as it
-/// lies in the partition's RAM against its signed manifest, and only then builds the
-/// stage 2 that maps it. A refused critical partition puts the system in its safe
-/// state; any other refused partition is not started and the rest run.
+/// Loads every partition's pristine image and device tree, verifies both as they lie
+/// in the partition's RAM against its signed manifest, and only then builds the stage 2
+/// that maps them. A refused critical partition puts the system in its safe state; any
+/// other refused partition (its payloads or the chain of trust) is not started and the
+/// rest run. Each refusal is in the audit log.
 pub fn init(
     config: Config<'static>,
     bundle: Bundle<'static>,
@@ -114,23 +114,24 @@ pub fn init(
                 accepted[n_accepted] = (desc.name(), counter);
                 n_accepted += 1;
             }
-            Err(LoadError::Refused(e)) if !desc.is_critical() => {
+            Err(LoadError::Refused(r)) if !desc.is_critical() => {
                 // A warning, not a stop: the system goes on without this partition.
-                log::warn!("{}: image not accepted: {e}; partition not started, the others run", desc.name());
-                crate::trust::record(EventKind::PartitionRefused, i as u8, e.code(), 0, &[0; 64]);
+                log::warn!("{}: not accepted: {r}; partition not started, the others run", desc.name());
+                crate::trust::refused(i, &r);
                 load::scrub(desc);
                 continue;
             }
-            Err(LoadError::Refused(e)) => {
-                log::error!("{}: REFUSED: {e}", desc.name());
-                crate::safe_state::safe_state("critical partition image refused by the chain of trust")
+            Err(LoadError::Refused(r)) => {
+                log::error!("{}: REFUSED: {r}", desc.name());
+                crate::trust::refused(i, &r);
+                crate::safe_state::safe_state("critical partition refused at load")
             }
             Err(e) => return Err((i, e)),
         }
         let root = crate::stage2::build(desc).map_err(|e| (i, LoadError::Stage2(e)))?;
         // Built in its static: a partition's run-time state is kilobytes, and the boot
         // stack must not hold all of them at once.
-        let Some(slot) = PARTS.get(i) else { return Err((i, LoadError::TooLarge("partition table"))) };
+        let Some(slot) = PARTS.get(i) else { return Err((i, LoadError::NoSlot)) };
         let (hz, now) = (cpu::counter_hz(), cpu::counter());
         let part = slot.call_once(|| Runtime {
             desc,

@@ -92,6 +92,13 @@ pub fn apply(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
             cpu::wait_until(cpu::counter() + delay_ticks);
             crate::trust::record(EventKind::Restart, part.index as u8, 0, u64::from(restart), &[0; 64]);
             if let Err(e) = load::load_and_verify(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash) {
+                if let load::LoadError::Refused(r) = &e {
+                    crate::trust::refused(part.index, r);
+                }
+                if part.desc.is_critical() {
+                    log::error!("{name}: REFUSED at reload: {e}");
+                    crate::safe_state::safe_state("critical partition refused at reload")
+                }
                 log::error!("{name}: cannot reload its image ({e}); halting it");
                 halt(part, vcpu, None)
             }

@@ -262,13 +262,15 @@ fn secondary(vcpu: usize) -> ! {
 
 /// Reads up to `max` of the newest audit log slots, newest first, and checks each
 /// record's own hash and its link to the record before it: what an upload server does
-/// with the copy. Reports one line.
+/// with the copy. Reports one line, which says where the history begins when the copy
+/// reaches record #0 (boot #1: a new or erased bank), and a boot count that falls (the
+/// counters were reset: the history restarted).
 fn export_audit(console: &mut Console, max: u32) {
     let Some(info) = audit::info() else {
         let _ = writeln!(console, "connectivity: audit export: not granted");
         return;
     };
-    let (mut records, mut torn, mut broken) = (0u32, 0u32, None);
+    let (mut records, mut torn, mut broken, mut fell) = (0u32, 0u32, None, None);
     let (mut newest, mut oldest): (Option<Record>, Option<Record>) = (None, None);
     let mut slot = info.next_slot;
     for _ in 0..max.min(info.slots) {
@@ -287,6 +289,9 @@ fn export_audit(console: &mut Console, max: u32) {
                         broken = Some((slot, "does not chain to the next record"));
                         break;
                     }
+                    if newer.boot < r.boot {
+                        fell = Some((newer.seq, r.boot, newer.boot));
+                    }
                 }
                 records += 1;
                 newest.get_or_insert(r);
@@ -301,6 +306,12 @@ fn export_audit(console: &mut Console, max: u32) {
         "connectivity: audit export: {records} records #{first}..=#{last} of {} written",
         info.next_seq
     );
+    if let Some(first) = oldest.filter(|r| r.seq == 0) {
+        let _ = write!(console, ", history begins at boot #{}", first.boot);
+    }
+    if let Some((seq, from, to)) = fell {
+        let _ = write!(console, ", HISTORY RESTARTED at #{seq} (boot count fell from {from} to {to})");
+    }
     match broken {
         None => writeln!(console, ", {torn} torn, chain intact"),
         Some((slot, why)) => writeln!(console, ", {torn} torn, BROKEN at slot {slot}: {why}"),
