@@ -94,9 +94,27 @@ pub fn flush_el2_tlb() {
     barrier::isb(barrier::SY);
 }
 
+/// Drops the hypervisor's own EL2 TLB entries on every core (inner shareable): after a
+/// core leaves a partition's load view.
+pub fn flush_el2_tlb_all_cores() {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLBI ALLE2IS invalidates cached EL2 translations on every core; the
+    // tables each core uses map the hypervisor alike, so they are walked again.
+    unsafe { core::arch::asm!("tlbi alle2is", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// Calls the board firmware's PSCI (Arm DEN 0022) with SMC. (A DTB that names HVC as
 /// the conduit describes a guest's view; from EL2, HVC would trap to ourselves.)
 pub fn psci(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    smccc(function, a1, a2, a3)
+}
+
+/// Calls the board firmware with SMC following the SMC Calling Convention (Arm DEN
+/// 0028): PSCI, or the SMCCC architecture calls. Only for functions the firmware is
+/// known to implement (discovered through PSCI_FEATURES and SMCCC_ARCH_FEATURES).
+pub fn smccc(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     let mut x0 = u64::from(function);
     // SAFETY: an SMCCC call to firmware: it may clobber x0-x17 (declared) and, for
     // CPU_ON, start another core at our secondary entry point; it touches no memory of

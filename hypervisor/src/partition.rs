@@ -130,6 +130,8 @@ pub fn init(
     let mut accepted: [(&str, u64); MAX_PARTITIONS] = [("", 0); MAX_PARTITIONS];
     let mut n_accepted = 0;
     for (i, desc) in config.partitions.iter().enumerate() {
+        // Its memory is mapped in EL2 for this iteration only, on this core (ISO-010).
+        let _mapped = crate::stage1::load_view(i);
         match load(desc, i, &bundle).and_then(|()| verify_loaded(desc, i, &bundle, &root, &config_hash)) {
             Ok(counter) => {
                 accepted[n_accepted] = (desc.name(), counter);
@@ -524,6 +526,7 @@ fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, 
         start,
         restarts,
         audit_reader: part.desc.is_audit_reader(),
+        workarounds: crate::speculation::answers(),
     };
     match answer(function, args, &caller) {
         Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),
@@ -850,8 +853,10 @@ fn apply_policy(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
             );
             cpu::wait_until(cpu::counter() + delay_ticks);
             crate::trust::record(EventKind::Restart, part.index as u8, 0, u64::from(restart), &[0; 64]);
+            let mapped = crate::stage1::load_view(part.index);
             let reloaded = load(part.desc, part.index, &sys.bundle)
                 .and_then(|()| verify_loaded(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash));
+            drop(mapped);
             if let Err(e) = reloaded {
                 log::error!("{name}: cannot reload its image ({e}); halting it");
                 cpu::park()

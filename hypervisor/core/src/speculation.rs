@@ -257,19 +257,19 @@ impl core::fmt::Display for Plan {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self.bhb {
             Bhb::Unaffected => write!(f, "Spectre-BHB: not affected")?,
-            Bhb::Loop(n) => write!(f, "Spectre-BHB: history cleared on every entry ({n}-branch loop)")?,
-            Bhb::ClearBhb => write!(f, "Spectre-BHB: history cleared on every entry (CLRBHB)")?,
-            Bhb::Firmware => write!(f, "Spectre-BHB: firmware SMCCC_ARCH_WORKAROUND_3 on every entry")?,
-            Bhb::Exposed => write!(f, "Spectre-BHB: EXPOSED (no mitigation known for this core)")?,
+            Bhb::Loop(n) => write!(f, "Spectre-BHB: {n}-branch loop on every entry")?,
+            Bhb::ClearBhb => write!(f, "Spectre-BHB: CLRBHB on every entry")?,
+            Bhb::Firmware => write!(f, "Spectre-BHB: firmware WORKAROUND_3 on every entry")?,
+            Bhb::Exposed => write!(f, "Spectre-BHB: EXPOSED (no mitigation known)")?,
         }
         match self.v2 {
             V2::Unaffected => write!(f, "; Spectre-v2: not affected")?,
-            V2::Firmware => write!(f, "; Spectre-v2: firmware workaround on every entry")?,
-            V2::Exposed => write!(f, "; Spectre-v2: EXPOSED (the firmware offers no SMCCC_ARCH_WORKAROUND_1)")?,
+            V2::Firmware => write!(f, "; Spectre-v2: firmware WORKAROUND_1 on every entry")?,
+            V2::Exposed => write!(f, "; Spectre-v2: EXPOSED (no firmware WORKAROUND_1)")?,
         }
         match self.ssb {
-            Ssb::NotRequired => write!(f, "; store bypass: not required"),
-            Ssb::Exposed => write!(f, "; store bypass: no dynamic mitigation"),
+            Ssb::NotRequired => write!(f, "; SSB: not affected"),
+            Ssb::Exposed => write!(f, "; SSB: no dynamic mitigation"),
         }
     }
 }
