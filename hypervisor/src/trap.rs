@@ -254,8 +254,7 @@ fn dispatch(frame: &mut TrapFrame, kind: u64) {
     let esr = ESR_EL2.get();
     if kind == LowerKind::Sync && septum_core::traps::is_hypercall(esr) {
         // Versions and features are answered before anything else is looked at.
-        let workarounds = crate::speculation::answers();
-        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1], &workarounds) {
+        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1], crate::speculation::answers) {
             frame.x[..4].copy_from_slice(&[v, 0, 0, 0]);
             return;
         }

@@ -86,7 +86,9 @@ const PSCI_SUPPORTED: &[u32] = &[
 /// already been carried out by the time this runs: every entry from a partition
 /// applies it in the exception vector. It then returns SUCCESS, as it does where the
 /// core does not need it; elsewhere NOT_SUPPORTED, as for any unknown call.
-pub fn stateless(function: u32, arg0: u64, workarounds: &Workarounds) -> Option<u64> {
+///
+/// `workarounds` is asked only for those calls (the EL2 binary looks them up per core).
+pub fn stateless(function: u32, arg0: u64, workarounds: impl FnOnce() -> Workarounds) -> Option<u64> {
     let done = |feature: i32| if feature >= 0 { 0 } else { psci::NOT_SUPPORTED as i64 };
     let v = match function {
         psci::VERSION => psci::VERSION_1_1 as i64,
@@ -103,13 +105,13 @@ pub fn stateless(function: u32, arg0: u64, workarounds: &Workarounds) -> Option<
         smccc::VERSION => smccc::VERSION_1_1 as i64,
         smccc::ARCH_FEATURES => match arg0 as u32 {
             smccc::VERSION | smccc::ARCH_FEATURES => 0,
-            smccc::ARCH_WORKAROUND_1 => i64::from(workarounds.wa1),
-            smccc::ARCH_WORKAROUND_2 => i64::from(workarounds.wa2),
-            smccc::ARCH_WORKAROUND_3 => i64::from(workarounds.wa3),
+            smccc::ARCH_WORKAROUND_1 => i64::from(workarounds().wa1),
+            smccc::ARCH_WORKAROUND_2 => i64::from(workarounds().wa2),
+            smccc::ARCH_WORKAROUND_3 => i64::from(workarounds().wa3),
             _ => psci::NOT_SUPPORTED as i64,
         },
-        smccc::ARCH_WORKAROUND_1 => done(workarounds.wa1),
-        smccc::ARCH_WORKAROUND_3 => done(workarounds.wa3),
+        smccc::ARCH_WORKAROUND_1 => done(workarounds().wa1),
+        smccc::ARCH_WORKAROUND_3 => done(workarounds().wa3),
         // No dynamic store-bypass mitigation to switch.
         smccc::ARCH_WORKAROUND_2 => psci::NOT_SUPPORTED as i64,
         _ => return None,
@@ -118,7 +120,7 @@ pub fn stateless(function: u32, arg0: u64, workarounds: &Workarounds) -> Option<
 }
 
 pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
-    if let Some(v) = stateless(function, args[0], &caller.workarounds) {
+    if let Some(v) = stateless(function, args[0], || caller.workarounds) {
         return Answer::Return([v, 0, 0, 0]);
     }
     match function {
@@ -189,14 +191,14 @@ mod tests {
             (smccc::ARCH_WORKAROUND_2, 1),
         ];
         for (f, a) in calls {
-            let v = stateless(f, a, &CALLER.workarounds).unwrap_or_else(|| panic!("{f:#x} is stateless"));
+            let v = stateless(f, a, || CALLER.workarounds).unwrap_or_else(|| panic!("{f:#x} is stateless"));
             assert_eq!(answer(f, [a, 0, 0, 0, 0, 0, 0], &CALLER), Answer::Return([v, 0, 0, 0]), "{f:#x}");
         }
         for f in [psci::CPU_ON_64, psci::CPU_OFF, psci::SYSTEM_RESET, abi::CONSOLE_WRITE, abi::PARTITION_STATUS] {
-            assert_eq!(stateless(f, 0, &CALLER.workarounds), None, "{f:#x} needs the partition");
+            assert_eq!(stateless(f, 0, || CALLER.workarounds), None, "{f:#x} needs the partition");
         }
         assert_eq!(
-            stateless(0xC600_0000, 0, &CALLER.workarounds),
+            stateless(0xC600_0000, 0, || CALLER.workarounds),
             None,
             "unknown calls take the full path (NOT_SUPPORTED there)"
         );
@@ -211,8 +213,8 @@ mod tests {
         let a72 = CoreIds { midr: 0x410F_D083, ..Default::default() };
         let a53 = CoreIds { midr: 0x410F_D034, ..Default::default() };
         let firmware = Firmware { wa1: IMPLEMENTED, ..Firmware::NONE };
-        let features = |w: &Workarounds, fid: u32| stateless(smccc::ARCH_FEATURES, fid as u64, w).map(|v| v as i64);
-        let call = |w: &Workarounds, fid: u32| stateless(fid, 0, w).map(|v| v as i64);
+        let features = |w: &Workarounds, fid: u32| stateless(smccc::ARCH_FEATURES, fid as u64, || *w).map(|v| v as i64);
+        let call = |w: &Workarounds, fid: u32| stateless(fid, 0, || *w).map(|v| v as i64);
         let cases = [
             // (core, firmware) -> ARCH_FEATURES of _1, _2, _3; then the calls of _1, _3
             (a72, firmware, [0, -1, 0], [0, 0]),
