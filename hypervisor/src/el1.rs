@@ -71,19 +71,7 @@ pub fn reset() {
 /// HCR_EL2.APK/API leave to the guest), TPIDR2_EL0 (FEAT_SME), the deferred SError
 /// record a guest's ESB writes (VDISR_EL2, FEAT_RAS, with HCR_EL2.AMO set).
 fn clear_optional_state() {
-    let (isar1, isar2, pfr0, pfr1): (u64, u64, u64, u64);
-    // SAFETY: ID register reads have no side effects (ID_AA64ISAR2_EL1 by its
-    // encoding; it reads as zero before Armv8.7).
-    unsafe {
-        core::arch::asm!(
-            "mrs {0}, id_aa64isar1_el1",
-            "mrs {1}, s3_0_c0_c6_2",
-            "mrs {2}, id_aa64pfr0_el1",
-            "mrs {3}, id_aa64pfr1_el1",
-            out(reg) isar1, out(reg) isar2, out(reg) pfr0, out(reg) pfr1,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
+    let crate::cpu::IdRegisters { isar1, isar2, pfr0, pfr1, .. } = crate::cpu::id_registers();
     let nibble = |reg: u64, shift: u32| (reg >> shift) & 0xF != 0;
     // APA, API, GPA, GPI; APA3, GPA3.
     let pauth = [4, 8, 24, 28].iter().any(|&s| nibble(isar1, s)) || [8, 12].iter().any(|&s| nibble(isar2, s));

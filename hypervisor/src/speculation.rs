@@ -35,22 +35,9 @@ pub fn set_firmware(conduit: Option<Conduit>) {
     FIRMWARE_BY_SMC.store(conduit == Some(Conduit::Smc), Ordering::Release);
 }
 
-fn sysreg_ids() -> CoreIds {
-    let (pfr0, pfr1, mmfr1, isar2): (u64, u64, u64, u64);
-    // SAFETY: ID register reads have no side effects. ID_AA64ISAR2_EL1 is named by
-    // its encoding: on cores before Armv8.7 it is a reserved ID register, which reads
-    // as zero.
-    unsafe {
-        core::arch::asm!(
-            "mrs {0}, id_aa64pfr0_el1",
-            "mrs {1}, id_aa64pfr1_el1",
-            "mrs {2}, id_aa64mmfr1_el1",
-            "mrs {3}, s3_0_c0_c6_2",
-            out(reg) pfr0, out(reg) pfr1, out(reg) mmfr1, out(reg) isar2,
-            options(nomem, nostack, preserves_flags)
-        )
-    };
-    CoreIds { midr: MIDR_EL1.get(), pfr0, pfr1, mmfr1, isar2 }
+fn core_ids() -> CoreIds {
+    let id = crate::cpu::id_registers();
+    CoreIds { midr: MIDR_EL1.get(), pfr0: id.pfr0, pfr1: id.pfr1, mmfr1: id.mmfr1, isar2: id.isar2 }
 }
 
 /// Asks the firmware (Arm DEN 0028's discovery: PSCI 1.0 or later, which knows
@@ -79,7 +66,7 @@ fn ask_firmware() -> Firmware {
 /// Decides and installs this core's hardening. Runs on every core before its first
 /// guest entry; logs the decision.
 pub fn harden_this_core() {
-    let ids = sysreg_ids();
+    let ids = core_ids();
     let firmware = ask_firmware();
     let p: Plan = plan(&ids, &firmware);
     let slot = crate::cpu_slot();
