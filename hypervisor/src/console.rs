@@ -2,7 +2,9 @@
 //! boards' UARTs belong to partitions); every line starts with `[septum]`, or with
 //! `[<partition>]` for lines a partition writes through the `CONSOLE_WRITE` hypercall,
 //! so a reader knows who spoke. Lines are written whole under a lock, so cores never
-//! interleave within a line.
+//! interleave within a line. The lock is fair (a ticket lock), and the lines a
+//! partition can cause are budgeted (`septum_core::events`), so no partition can keep
+//! it busy; the safe state takes it for a bounded time only ([`line_within`]).
 //!
 //! Every line is also kept in a RAM ring, [`SEPTUM_LOG`], so nothing is lost where
 //! semihosting is absent (a board with no debugger attached: the first call finds its
@@ -127,6 +129,24 @@ pub fn line(speaker: &str, args: fmt::Arguments<'_>) {
     let mut l = format(speaker, args);
     let _guard = LOCK.lock();
     emit(&mut l);
+}
+
+/// Writes one line, `[speaker] text`, if the lock comes free within `ticks` counter
+/// ticks; otherwise writes nothing and returns false. For the safe state, which must
+/// not wait on other cores' lines.
+pub fn line_within(ticks: u64, speaker: &str, args: fmt::Arguments<'_>) -> bool {
+    let mut l = format(speaker, args);
+    let deadline = crate::cpu::counter().saturating_add(ticks);
+    loop {
+        if let Some(_guard) = LOCK.try_lock() {
+            emit(&mut l);
+            return true;
+        }
+        if crate::cpu::counter() >= deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Writes one line without taking the lock: only before the MMU is on (exclusive

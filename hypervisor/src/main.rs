@@ -17,28 +17,33 @@
 #![no_std]
 #![no_main]
 
+mod chosen;
 mod console;
 mod cpu;
 mod debug_pmu;
 mod el1;
 mod entry;
+mod exit;
+mod frame;
 mod gic;
+mod hypercall;
 mod partition;
 mod pflash;
 mod physmem;
+mod safe_state;
+mod slots;
 mod speculation;
 mod stage1;
 mod stage2;
 mod trap;
 mod trust;
+mod vgic_glue;
 
-use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use entry::PenExit;
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
-use septum_platform::catalog::{self, Board};
-use septum_platform::qemu_virt;
+use septum_platform::catalog;
 
 /// FDT header magic, big-endian.
 const FDT_MAGIC: u32 = 0xD00D_FEED;
@@ -48,18 +53,8 @@ const BUNDLE_MAX: u64 = 128 << 20;
 /// Room for the largest configuration ([`septum_abi::config::encoded_len`] of 8).
 const CONFIG_MAX: usize = 8192;
 
-static BOARD: spin::Once<&'static Board> = spin::Once::new();
-
-/// The board the hypervisor runs on, as its DTB's root `compatible` and GIC name it.
-/// Chosen once, from the board DTB, before anything uses the GIC.
-pub fn this_board() -> &'static Board {
-    BOARD.get().copied().unwrap_or(&qemu_virt::BOARD)
-}
-
-/// The slot (stack, per-core state) of the core running this code.
-pub fn cpu_slot() -> usize {
-    TPIDR_EL2.get() as usize
-}
+pub use chosen::this_board;
+pub use slots::cpu_slot;
 
 #[no_mangle]
 extern "C" fn refuse_el1(_dtb: u64) -> ! {
@@ -109,7 +104,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             if facts.gic_v2 { 2 } else { 3 }
         ));
     };
-    BOARD.call_once(|| board);
+    chosen::choose(board);
     // Quirk virq-unwired: only on QEMU's model of a board known to need it, unless the
     // hypervisor's command line says otherwise.
     let virq_quirk = facts.virq_quirk.unwrap_or(board.qemu_virq_unwired && facts.qemu_psci);
@@ -162,7 +157,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             }
         }
     }
-    partition::set_firmware(facts.psci);
+    safe_state::set_firmware(facts.psci);
     speculation::set_firmware(facts.psci);
     speculation::harden_this_core();
     trust::open_storage(facts.power_cut_after);
@@ -207,13 +202,13 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     for (i, p) in system.partitions() {
         for (vcpu, &mpidr) in p.vcpus().iter().enumerate() {
             if mpidr == me {
-                partition::assign(0, i, vcpu);
+                slots::assign(0, i, vcpu);
                 continue;
             }
-            if next_slot >= partition::MAX_CPUS {
+            if next_slot >= slots::MAX_CPUS {
                 stop(format_args!("more cores than the hypervisor has stacks for"));
             }
-            partition::assign(next_slot, i, vcpu);
+            slots::assign(next_slot, i, vcpu);
             start_core(&facts, mpidr, next_slot, p.name());
             next_slot += 1;
         }
@@ -223,14 +218,15 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             park_core(&facts, mpidr);
         }
     }
-    partition::run(0)
+    partition::run()
 }
 
 #[no_mangle]
 extern "C" fn secondary_main(slot: u64) -> ! {
+    let _ = slot; // already in TPIDR_EL2 (`slots::cpu_slot`)
     stage1::enable_on_this_core();
     speculation::harden_this_core();
-    partition::run(slot as usize)
+    partition::run()
 }
 
 /// Starts a core the board's way, as its DTB `enable-method` says: PSCI `CPU_ON`, a
@@ -341,7 +337,7 @@ fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &septum_abi::config:
 /// none runs (the safe state). The refusal is already in the audit log.
 fn refuse_system(args: core::fmt::Arguments<'_>) -> ! {
     log::error!("REFUSED: {args}");
-    partition::safe_state("the system's signed documents were refused")
+    safe_state::safe_state("the system's signed documents were refused")
 }
 
 /// Refuses to go on: logs why and parks the boot core. Nothing has been started.
@@ -379,5 +375,5 @@ impl core::fmt::Display for RangeList<'_> {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Not reachable from anything a guest does; a hypervisor bug stops the system.
     log::error!("hypervisor panic: {info}");
-    partition::safe_state("hypervisor panic")
+    safe_state::safe_state("hypervisor panic")
 }

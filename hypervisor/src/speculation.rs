@@ -13,7 +13,7 @@ use septum_core::board::Conduit;
 use septum_core::hypercall::Workarounds;
 use septum_core::speculation::{core_name, plan, CoreIds, Firmware, Plan};
 
-use crate::partition::MAX_CPUS;
+use crate::slots::{cpu_slot, MAX_CPUS};
 
 /// Per core slot: [`Plan::entry_word`], read by the hardened vectors on every entry
 /// from a partition (a `u64` each: `AtomicU64` has the same layout).
@@ -69,7 +69,7 @@ pub fn harden_this_core() {
     let ids = core_ids();
     let firmware = ask_firmware();
     let p: Plan = plan(&ids, &firmware);
-    let slot = crate::cpu_slot();
+    let slot = cpu_slot();
     if let (Some(word), Some(answers)) = (SEPTUM_ENTRY_HARDENING.get(slot), ANSWERS.get(slot)) {
         word.store(p.entry_word(), Ordering::Release);
         answers.store(pack(&p.answers()), Ordering::Release);
@@ -98,7 +98,7 @@ fn pack(w: &Workarounds) -> u64 {
 /// What `SMCCC_ARCH_FEATURES` tells the partition on this core about the workarounds
 /// (unsupported, if the core was never hardened: nothing is claimed that is not done).
 pub fn answers() -> Workarounds {
-    let packed = ANSWERS.get(crate::cpu_slot()).map_or(UNSET, |a| a.load(Ordering::Acquire));
+    let packed = ANSWERS.get(cpu_slot()).map_or(UNSET, |a| a.load(Ordering::Acquire));
     if packed == UNSET {
         return Workarounds::NONE;
     }

@@ -72,7 +72,7 @@ fn fixed() -> Fixed<'static> {
 pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
     let img = layout();
     // The linker script and these constants must agree on the stacks' layout.
-    if img.stacks_end - img.stacks_start != STACK_STRIDE * crate::partition::MAX_CPUS as u64 {
+    if img.stacks_end - img.stacks_start != STACK_STRIDE * crate::slots::MAX_CPUS as u64 {
         return Err(MapError::Unaligned);
     }
     let root = build(|arena| el2map::boot_view(arena, &fixed(), ram))?;
@@ -169,23 +169,25 @@ fn memory(p: &PartitionDesc) -> impl Iterator<Item = Range> + Clone + '_ {
 }
 
 /// A partition's load view, installed on this core while it lives; dropping it puts
-/// the run view back and invalidates EL2's TLB entries on every core.
-pub struct LoadView(());
+/// back the view that was installed before (the run view, unless nested) and
+/// invalidates EL2's TLB entries on every core.
+pub struct LoadView {
+    previous: u64,
+}
 
 /// Installs partition `index`'s load view on this core: its RAM and the channel memory
 /// it writes become reachable for loading and verifying, here only.
 pub fn load_view(index: usize) -> LoadView {
+    let previous = TTBR0_EL2.get();
     if let Some(&root) = LOAD_ROOTS.get(index).and_then(Once::get) {
         switch_to(root, false);
     }
-    LoadView(())
+    LoadView { previous }
 }
 
 impl Drop for LoadView {
     fn drop(&mut self) {
-        if let Some(&run) = RUN_ROOT.get() {
-            switch_to(run, true);
-        }
+        switch_to(self.previous, true);
     }
 }
 

@@ -3,36 +3,20 @@
 //! the entry first clears branch-predictor state the partition could have trained
 //! (ISO-009, [`crate::speculation`]). The PMU and OS-lock registers EL2 traps are
 //! emulated at once ([`crate::debug_pmu`]); otherwise [`septum_core::traps::classify`]
-//! says what the exception means and [`crate::partition`] acts on it. An exception
+//! says what the exception means and [`crate::exit`] acts on it. An exception
 //! taken *in* EL2 is a hypervisor bug: it is logged and the system goes to its safe
 //! state.
 
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use septum_core::events::Event;
 use septum_core::traps::{classify, TrapInfo};
 
-/// A guest's general-purpose registers and return state, as the vectors save them.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TrapFrame {
-    pub x: [u64; 31],
-    pub elr: u64,
-    pub spsr: u64,
-    pub _pad: u64,
-}
+use crate::cpu;
+use crate::gic::Irq;
 
-impl TrapFrame {
-    /// Guest register `Xn` as an instruction names it (31: XZR, reads zero).
-    pub fn reg(&self, n: u8) -> u64 {
-        self.x.get(usize::from(n)).copied().unwrap_or(0)
-    }
-
-    /// Sets guest register `Xn` (31: XZR, the value is discarded).
-    pub fn set_reg(&mut self, n: u8, value: u64) {
-        if let Some(x) = self.x.get_mut(usize::from(n)) {
-            *x = value;
-        }
-    }
-}
+pub use crate::frame::TrapFrame;
 
 core::arch::global_asm!(
     r#"
@@ -261,7 +245,7 @@ fn dispatch(frame: &mut TrapFrame, kind: u64) {
         // The most common exit, straight to its handler: what `classify` makes of it.
         let [function, args @ ..] =
             [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
-        return crate::partition::on_hypercall(frame, function as u32, args);
+        return crate::hypercall::on_hypercall(frame, function as u32, args);
     }
     if kind == LowerKind::Sync && crate::debug_pmu::emulate(frame, esr) {
         frame.elr += 4;
@@ -269,22 +253,78 @@ fn dispatch(frame: &mut TrapFrame, kind: u64) {
     }
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
-    let info = TrapInfo { esr, far: FAR_EL2.get(), hpfar: HPFAR_EL2.get(), x };
+    let far = FAR_EL2.get();
+    let info = TrapInfo { esr, far, hpfar: fault_hpfar(esr, far), x };
     match kind {
-        LowerKind::Sync => crate::partition::on_exit(frame, classify(&info), &info),
-        LowerKind::Irq => crate::gic::on_irq(),
+        LowerKind::Sync => crate::exit::on_exit(frame, classify(&info), &info),
+        LowerKind::Irq => on_irq(),
         // Septum uses group 1 (IRQ) only; no FIQ is enabled.
         LowerKind::Fiq => {}
         LowerKind::SError | LowerKind::AArch32 => {
             let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
-            crate::partition::on_exit(frame, classify(&info), &info)
+            crate::exit::on_exit(frame, classify(&info), &info)
         }
     }
+}
+
+/// A physical interrupt taken from the partition on this core.
+fn on_irq() {
+    let current = crate::partition::current();
+    let owns = |intid| current.is_some_and(|(p, _)| p.owns_spi(intid));
+    match crate::gic::on_irq(owns) {
+        Irq::Done => {}
+        Irq::Kick => crate::partition::power::on_kick(),
+        Irq::Summary => crate::partition::on_summary_timer(),
+        Irq::Held => {
+            if let Some((part, _)) = current {
+                part.note(Event::ListRegistersFull, false);
+            }
+        }
+        Irq::Unexpected(intid) => {
+            let count = UNEXPECTED.fetch_add(1, Ordering::Relaxed) + 1;
+            if count.is_power_of_two() {
+                log::warn!("GIC: unexpected physical INTID {intid} on MPIDR {:#x} ({count} so far)", cpu::mpidr());
+            }
+        }
+    }
+}
+
+/// Physical interrupts the hypervisor did not expect (reported at powers of two).
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+
+/// HPFAR_EL2 for a stage-2 abort: as the core wrote it where the architecture defines
+/// it, else (a permission fault) the page of FAR translated by the guest's own stage 1
+/// (`AT S1E1R`), or `traps::UNKNOWN_HPFAR` if that fails (the guest changed its tables
+/// meanwhile). HM-001.
+fn fault_hpfar(esr: u64, far: u64) -> u64 {
+    if septum_core::traps::hpfar_valid(esr) {
+        return HPFAR_EL2.get();
+    }
+    let saved: u64;
+    let par: u64;
+    // SAFETY: AT S1E1R translates FAR through the guest's stage 1 (its EL1 registers are
+    // live on this core) and writes PAR_EL1, the guest's register, which is saved before
+    // and restored after, so the guest sees no change. No memory is written.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, par_el1",
+            "at s1e1r, {far}",
+            "isb",
+            "mrs {par}, par_el1",
+            "msr par_el1, {saved}",
+            saved = out(reg) saved,
+            par = out(reg) par,
+            far = in(reg) far,
+            options(nostack, preserves_flags),
+        )
+    };
+    let _ = saved;
+    septum_core::traps::hpfar_from_par(par).unwrap_or(septum_core::traps::UNKNOWN_HPFAR)
 }
 
 #[no_mangle]
 extern "C" fn handle_hypervisor_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     let esr = septum_core::esr::Esr(esr);
     log::error!("hypervisor fault (vector {kind}) at {elr:#x}, FAR {far:#x}: {esr}");
-    crate::partition::safe_state("the hypervisor itself faulted")
+    crate::safe_state::safe_state("the hypervisor itself faulted")
 }

@@ -109,8 +109,29 @@ pub fn record(kind: EventKind, partition: u8, result: u8, detail: u64, subject: 
 
 /// Appends `event`, stamped with the generic timer, to the audit log (when there is one).
 fn record_event(event: Event) {
-    let mut guard = STORE.lock();
-    let Some(store) = guard.as_mut() else { return };
+    append(&mut STORE.lock(), event);
+}
+
+/// Appends an event with no subject, waiting at most `ticks` counter ticks for the
+/// store (a partition's own records may hold it through a flash erase): for the way to
+/// the safe state, and for the critical partition's faults on it. False if the store
+/// stayed busy and nothing was written.
+pub fn record_within(ticks: u64, kind: EventKind, partition: u8, result: u8, detail: u64) -> bool {
+    let deadline = cpu::counter().saturating_add(ticks);
+    loop {
+        if let Some(mut guard) = STORE.try_lock() {
+            append(&mut guard, Event { kind, partition, result, ticks: 0, detail, subject: [0; 64] });
+            return true;
+        }
+        if cpu::counter() >= deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+fn append(store: &mut Option<Store>, event: Event) {
+    let Some(store) = store.as_mut() else { return };
     let event = Event { ticks: cpu::counter(), ..event };
     if let Err(e) = store.log.append(&mut store.flash, &event) {
         stop_if_cut(&store.flash);

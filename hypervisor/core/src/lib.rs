@@ -16,6 +16,8 @@
 //!   partition stage 2.
 //! * [`board`]: the board facts a configuration is checked against, read from a DTB.
 //! * [`console`]: line assembly for partitions that write through the hypervisor.
+//! * [`events`]: contained events counted per partition, the budget for the log lines
+//!   a partition can cause, and the periodic summary.
 //! * [`virq_unwired`]: the `virq-unwired` quirk's decisions (`HCR_EL2.VI` in place of
 //!   a GIC virtual IRQ line a board's model does not wire).
 #![no_std]
@@ -30,6 +32,7 @@ pub mod debug_pmu;
 pub mod doorbell;
 pub mod el2map;
 pub mod esr;
+pub mod events;
 pub mod health;
 pub mod hypercall;
 pub mod pagetable;
