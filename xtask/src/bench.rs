@@ -193,10 +193,10 @@ fn virtualization() -> Result<(), String> {
     println!("  handler's entry and exit, and on this Cortex-A72 about 35 more for the Spectre-BHB");
     println!("  loop every entry from a partition runs first (ISO-009); versions and features are");
     println!("  then answered before the partition is looked up. The timer's and the distributor");
-    println!("  read's paths also find the");
-    println!("  partition and its state behind locks, and choose the GIC (v2 or v3) at each register");
-    println!("  access. An assembly path taken before the register save (after the hardening), for");
-    println!("  the calls and interrupts that need no state, would bring them nearer their targets.");
+    println!("  read's paths also find the partition and its state behind locks, and choose the GIC");
+    println!("  (v2 or v3) at each register access. An assembly path taken before the register save");
+    println!("  (after the hardening), for the calls and interrupts that need no state, would bring");
+    println!("  them nearer their targets.");
     println!();
     Ok(())
 }
