@@ -110,8 +110,8 @@ fn map_kept(arena: &mut Arena<'_>, root: usize, kept: &Kept<'_>) -> Result<(), M
     arena.map(REGIME, root, same(bundle.base, bundle.size, MemType::Normal, Access::RO))?;
     for &f in kept.firmware {
         let f = page(f);
-        // A spin-table page inside the bundle's pages is already reachable (read-only
-        // would not do, but firmware pages are reserved apart from the bundle).
+        // Firmware pages are reserved apart from the bundle (the configuration check
+        // keeps them apart); an overlap would be refused here as a double mapping.
         arena.map(REGIME, root, same(f.base, f.size, MemType::Normal, Access::RW))?;
     }
     Ok(())
