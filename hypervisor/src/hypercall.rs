@@ -36,6 +36,7 @@ fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, 
         start,
         restarts,
         audit_reader: part.desc.is_audit_reader(),
+        workarounds: crate::speculation::answers(),
     };
     match answer(function, args, &caller) {
         Answer::Return(regs) => frame.x[..4].copy_from_slice(&regs),

@@ -2,12 +2,13 @@
 //!
 //! 1. `entry`: arm64 `Image` header; EL3 drops to EL2, EL1 is refused; stack, BSS.
 //! 2. [`primary_main`]: read the board DTB (RAM, CPUs, devices, PSCI conduit, bundle).
-//! 3. `stage1`: the hypervisor's own MMU on, caches on.
+//! 3. `stage1`: the hypervisor's own MMU on (boot view), caches on; `speculation`:
+//!    this core's branch-predictor hardening on entry from a partition.
 //! 4. `trust`: open the flash bank (anti-rollback counters, audit log), so that every
 //!    refusal from here on is recorded. Find the boot bundle (a bundle refused as a
 //!    whole stops the boot, recorded); verify the root chain against the built-in
 //!    anchor and the configuration's signature; copy out the configuration and check it
-//!    against the board.
+//!    against the board; move to the run view, which maps no partition memory.
 //! 5. `partition::init`: per partition, load the pristine image and device tree, verify
 //!    both in the partition's RAM against its signed manifest, and only then build the
 //!    stage 2 that maps them; raise the counters to what was accepted.
@@ -20,6 +21,7 @@
 mod chosen;
 mod console;
 mod cpu;
+mod debug_pmu;
 mod el1;
 mod entry;
 mod exit;
@@ -31,6 +33,7 @@ mod pflash;
 mod physmem;
 mod safe_state;
 mod slots;
+mod speculation;
 mod stage1;
 mod stage2;
 mod trap;
@@ -109,7 +112,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
+    if let Err(e) = stage1::init(facts.board.ram.iter()) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
@@ -137,6 +140,8 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     // 4. Storage first, so that a refusal of the bundle is recorded; then the bundle and
     // the configuration.
     safe_state::set_firmware(facts.psci);
+    speculation::set_firmware(facts.psci);
+    speculation::harden_this_core();
     trust::open_storage(facts.power_cut_after);
     let bundle = match find_bundle(&facts) {
         Ok(b) => b,
@@ -150,9 +155,15 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
     checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
     // Spin-table release words belong to firmware and the hypervisor, never to a partition.
+    let mut spin_pages = [Range::new(0, 0); 4];
+    let mut n_spin = 0;
     for mpidr in facts.board.cpus.iter() {
         if let CpuStart::SpinTable { release } = facts.start_method(mpidr) {
             let page = Range::new(release & !0xFFF, 0x1000);
+            if !spin_pages[..n_spin].contains(&page) {
+                let Some(slot) = spin_pages.get_mut(n_spin) else { stop(format_args!("too many spin-table pages")) };
+                (*slot, n_spin) = (page, n_spin + 1);
+            }
             if !checked.reserved.iter().any(|r| r.contains(&page)) && !checked.reserved.push(page) {
                 stop(format_args!("too many reserved ranges"));
             }
@@ -178,6 +189,12 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             p.policy(),
             p.entry_ipa
         );
+    }
+
+    // EL2 keeps no partition memory mapped from here on (ISO-010).
+    let bundle_range = Range::new(bundle_base(&bundle), bundle.len() as u64);
+    if let Err(e) = stage1::build_views(&config, bundle_range, &spin_pages[..n_spin]) {
+        stop(format_args!("the hypervisor's run-time page tables: {e}"));
     }
 
     // 5. Stage 2 and pristine images.
@@ -216,6 +233,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
 extern "C" fn secondary_main(slot: u64) -> ! {
     let _ = slot; // already in TPIDR_EL2 (`slots::cpu_slot`)
     stage1::enable_on_this_core();
+    speculation::harden_this_core();
     partition::run()
 }
 

@@ -2,7 +2,8 @@
 //! zeroed RAM, then verified where they lie against the signed manifest, at boot and
 //! on every restart. The caller guarantees the partition does not run meanwhile (at
 //! boot: no core has started; on a restart: `power::stop` waited until every core of
-//! the partition left its guest).
+//! the partition left its guest), and holds the partition's load view
+//! (`stage1::load_view`): outside it EL2 maps no partition memory (ISO-010).
 
 use septum_abi::bundle::{Bundle, EntryKind};
 use septum_abi::config::{MemRegion, PartitionDesc, RegionKind, DTB_MAX};

@@ -109,6 +109,8 @@ pub fn init(
     let mut accepted: [(&str, u64); MAX_PARTITIONS] = [("", 0); MAX_PARTITIONS];
     let mut n_accepted = 0;
     for (i, desc) in config.partitions.iter().enumerate() {
+        // Its memory is mapped in EL2 for this iteration only, on this core (ISO-010).
+        let _mapped = crate::stage1::load_view(i);
         match load::load_and_verify(desc, i, &bundle, &root, &config_hash) {
             Ok(counter) => {
                 accepted[n_accepted] = (desc.name(), counter);

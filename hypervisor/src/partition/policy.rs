@@ -91,7 +91,12 @@ pub fn apply(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
             );
             cpu::wait_until(cpu::counter() + delay_ticks);
             crate::trust::record(EventKind::Restart, part.index as u8, 0, u64::from(restart), &[0; 64]);
-            if let Err(e) = load::load_and_verify(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash) {
+            let reloaded = {
+                // Its memory is mapped in EL2 for the reload only, on this core (ISO-010).
+                let _mapped = crate::stage1::load_view(part.index);
+                load::load_and_verify(part.desc, part.index, &sys.bundle, &sys.root, &sys.config_hash)
+            };
+            if let Err(e) = reloaded {
                 if let load::LoadError::Refused(r) = &e {
                     crate::trust::refused(part.index, r);
                 }

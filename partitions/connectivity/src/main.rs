@@ -11,6 +11,7 @@
 #![no_main]
 
 mod bench;
+mod leftovers;
 mod races;
 
 use core::fmt::Write;
@@ -66,6 +67,9 @@ fn partition_main(mut boot: Boot) -> ! {
     }
     let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
     export_audit(&mut boot.console, export_max);
+    if boot.arg("attacks").is_some_and(|list| list.split(',').any(|a| a == "leftovers")) {
+        leftovers::report(&mut boot.console);
+    }
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
@@ -143,6 +147,9 @@ fn partition_main(mut boot: Boot) -> ! {
             // SAFETY: as above, our own last word of RAM.
             unsafe { core::ptr::write_volatile(free_word, MARKER) };
             let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
+            if name == "leftovers" {
+                leftovers::dirty(&mut boot.console);
+            }
             run_attack(name, victim, victim_uart);
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }
@@ -330,6 +337,10 @@ fn run_attack(name: &str, victim: u64, victim_uart: u64) {
     // Each arm deliberately breaks a rule; the hypervisor must stop it. None of them can
     // harm this program's own memory: they touch only addresses outside its RAM.
     match name {
+        // SAFETY: as read-critical, after `leftovers::dirty` left its marks on the core.
+        "leftovers" => unsafe {
+            core::ptr::read_volatile(victim as *const u64);
+        },
         // SAFETY: a read outside our RAM (the victim's physical address).
         "read-critical" => unsafe {
             core::ptr::read_volatile(victim as *const u64);
