@@ -235,36 +235,39 @@ fn dispatch(frame: &mut TrapFrame, kind: u64) {
         3 => LowerKind::SError,
         _ => LowerKind::AArch32,
     };
+    match kind {
+        LowerKind::Irq => return on_irq(),
+        // Septum uses group 1 (IRQ) only; no FIQ is enabled.
+        LowerKind::Fiq => return,
+        LowerKind::Sync | LowerKind::SError | LowerKind::AArch32 => {}
+    }
     let esr = ESR_EL2.get();
-    if kind == LowerKind::Sync && septum_core::traps::is_hypercall(esr) {
-        // Versions and features are answered before anything else is looked at.
-        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1], crate::speculation::answers) {
-            frame.x[..4].copy_from_slice(&[v, 0, 0, 0]);
+    if kind == LowerKind::Sync {
+        if septum_core::traps::is_hypercall(esr) {
+            // Versions and features are answered before anything else is looked at.
+            let stateless =
+                septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1], crate::speculation::answers);
+            if let Some(v) = stateless {
+                frame.x[..4].copy_from_slice(&[v, 0, 0, 0]);
+                return;
+            }
+            // The most common exit, straight to its handler: what `classify` makes of it.
+            let [function, args @ ..] =
+                [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
+            return crate::hypercall::on_hypercall(frame, function as u32, args);
+        }
+        if crate::debug_pmu::emulate(frame, esr) {
+            frame.skip(esr);
             return;
         }
-        // The most common exit, straight to its handler: what `classify` makes of it.
-        let [function, args @ ..] =
-            [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
-        return crate::hypercall::on_hypercall(frame, function as u32, args);
     }
-    if kind == LowerKind::Sync && crate::debug_pmu::emulate(frame, esr) {
-        frame.elr += 4;
-        return;
-    }
-    let mut x = [0u64; 8];
-    x.copy_from_slice(&frame.x[..8]);
+    // An SError (or an exception from AArch32, which Septum does not run) is classified
+    // as an SError with the syndrome's ISS.
+    let esr = if kind == LowerKind::Sync { esr } else { (0x2F << 26) | (esr & 0x01FF_FFFF) };
     let far = FAR_EL2.get();
+    let x = [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
     let info = TrapInfo { esr, far, hpfar: fault_hpfar(esr, far), x };
-    match kind {
-        LowerKind::Sync => crate::exit::on_exit(frame, classify(&info), &info),
-        LowerKind::Irq => on_irq(),
-        // Septum uses group 1 (IRQ) only; no FIQ is enabled.
-        LowerKind::Fiq => {}
-        LowerKind::SError | LowerKind::AArch32 => {
-            let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
-            crate::exit::on_exit(frame, classify(&info), &info)
-        }
-    }
+    crate::exit::on_exit(frame, classify(&info), &info)
 }
 
 /// A physical interrupt taken from the partition on this core.
