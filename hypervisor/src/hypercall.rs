@@ -71,7 +71,7 @@ fn hypercall(part: &Runtime, vcpu: usize, frame: &mut TrapFrame, function: u32, 
 }
 
 /// `CONSOLE_WRITE`: the bytes join the partition's line; whole lines go to the log
-/// under the partition's name, within its console rate (LOG-002).
+/// under the partition's name, within its console rate (LOG-003).
 fn console_write(part: &Runtime, bytes: &[u8]) {
     let name = part.desc.name();
     let now = cpu::counter();

@@ -2,7 +2,7 @@
 //! recorded, then the board firmware is asked to power the system off (PSCI
 //! SYSTEM_OFF), which stops every core and de-energises outputs; if it refuses, this
 //! core parks. The way there never waits long on a lock a partition can keep busy
-//! (LOG-003): the log's and the audit store's locks are fair, and here each is tried
+//! (LOG-004): the log's and the audit store's locks are fair, and here each is tried
 //! for a bounded time only, so a flood from another partition delays the safe state by
 //! at most [`LOCK_BUDGET_US`] per lock.
 

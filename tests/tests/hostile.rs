@@ -92,7 +92,7 @@ fn a_halted_partition_stays_halted_while_its_vcpus_race_cpu_on() {
     assert_critical_kept_its_period(&lines, &t);
 }
 
-/// LOG-003, HM-003: connectivity starts and stops a vCPU in a tight loop and leaves its
+/// LOG-004, HM-003: connectivity starts and stops a vCPU in a tight loop and leaves its
 /// timer's interrupt with every list register full. The hypervisor writes its lines
 /// within the partition's budget (20 a second, bursts of 60), counts the rest and
 /// reports them in its summary; the timer's interrupt waits, active, for a list

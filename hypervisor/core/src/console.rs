@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(lines, ["hello world", "?[2Jfake"]);
     }
 
-    /// LOG-002: a flood is cut to the budget and the loss is reported.
+    /// LOG-003: a flood is cut to the budget and the loss is reported.
     #[test]
     fn floods_are_rate_limited_and_counted() {
         let mut rl = RateLimit::console(1000, 0); // 10 ticks per line

@@ -1,6 +1,6 @@
 //! What a partition makes the hypervisor do that is contained but worth knowing:
 //! counted per partition and reported in a periodic summary, and the budget for the
-//! log lines a partition can cause (LOG-003). A partition decides how often it traps,
+//! log lines a partition can cause (LOG-004). A partition decides how often it traps,
 //! so nothing it causes may write a log line unbudgeted: the hypervisor's log (and the
 //! lock every core takes to write it) would otherwise be the partition's to flood.
 //! Pure logic over counter ticks; the EL2 binary holds one [`Chatter`] per partition,
@@ -250,7 +250,7 @@ mod tests {
     use super::*;
     use std::format;
 
-    /// LOG-003: a partition's lines beyond its budget are not written but counted, and
+    /// LOG-004: a partition's lines beyond its budget are not written but counted, and
     /// the summary reports them with every event since the last one.
     #[test]
     fn lines_are_budgeted_and_events_summarised() {

@@ -231,7 +231,7 @@ impl Runtime {
         self.desc.irqs().contains(&intid)
     }
 
-    /// Counts `event`, which it caused (LOG-003). With `line`, the caller has a log
+    /// Counts `event`, which it caused (LOG-004). With `line`, the caller has a log
     /// line for it: true if it may write it (within the partition's budget). The first
     /// event since the last summary arms this core's summary timer.
     pub fn note(&self, event: Event, line: bool) -> bool {
@@ -275,7 +275,7 @@ impl Runtime {
 }
 
 /// Writes a log line the partition `$part` caused, counting `$event`, if within its
-/// budget (LOG-003): `caused!(part, Event::X, warn, "...", args)`.
+/// budget (LOG-004): `caused!(part, Event::X, warn, "...", args)`.
 macro_rules! caused {
     ($part:expr, $event:expr, $level:ident, $($arg:tt)+) => {
         if $part.note($event, true) {

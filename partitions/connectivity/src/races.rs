@@ -1,5 +1,5 @@
 //! Hostile modes that race the hypervisor's power handling (PSCI-002) or flood its log
-//! (LOG-003), chosen by `race=` in the boot arguments. Both need three vCPUs.
+//! (LOG-004), chosen by `race=` in the boot arguments. Both need three vCPUs.
 //!
 //! `race=cpu-on` `race_rounds=N`: one round per boot, until the partition has been
 //! restarted N times. vCPU 0 starts vCPU 2, which sleeps, and vCPU 1, which calls PSCI
@@ -13,7 +13,7 @@
 //!
 //! `race=flood`: vCPU 1 starts vCPU 2 again and again, and vCPU 2 turns itself off at
 //! once ([`off_entry`]); vCPU 0 sends itself more SGIs than there are list registers,
-//! never acknowledges them, arms its timer, and spins. Before LOG-003 every start and
+//! never acknowledges them, arms its timer, and spins. Before LOG-004 every start and
 //! every `CPU_OFF` wrote a log line, and the timer's interrupt, finding no free list
 //! register, was dropped, fired again at once and logged an error each time.
 
