@@ -137,3 +137,33 @@ fn a_flood_of_guest_caused_events_is_budgeted_and_the_safe_state_gets_through() 
         "flood: {starts} vCPU starts, {caused} lines written over {seconds:.1} s, {suppressed} suppressed; safe state reached"
     );
 }
+
+/// HM-001: a stage-2 permission fault (HPFAR_EL2 UNKNOWN) is logged with the IPA the
+/// guest's own stage 1 gives its faulting address: a write to the channel region the
+/// peer writes (read-only here) and a jump into the partition's UART page (never
+/// executable), each at the address the guest says it aimed at; both contained.
+#[test]
+fn permission_faults_are_reported_at_the_ipa_the_guest_used() {
+    let art = artifacts("tests/systems/permission-faults.toml");
+    let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
+    m.wait_for("both faults and the boot after them", Duration::from_secs(90), |l| {
+        count(l, "connectivity: boot (") >= 3
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    let aimed = |attack: &str| -> u64 {
+        let line = lines.iter().find_map(|l| l.text.split(&format!("attack {attack} at 0x")).nth(1)).expect("aimed");
+        u64::from_str_radix(line.trim(), 16).expect("hex")
+    };
+    let (write_at, exec_at) = (aimed("write-peer-region"), aimed("exec-uart"));
+    let write = format!("connectivity: FAULT access outside its memory map: write at IPA {write_at:#x}");
+    let fetch = format!("connectivity: FAULT instruction fetch outside its memory map: fetch at IPA {exec_at:#x}");
+    assert_eq!(count(&lines, &write), 1, "no `{write}`\n{t}");
+    assert_eq!(count(&lines, &fetch), 1, "no `{fetch}`\n{t}");
+    assert_eq!(count(&lines, "permission fault"), 2, "both are permission faults\n{t}");
+    assert_eq!(count(&lines, "IPA unknown"), 0, "{t}");
+    assert_eq!(count(&lines, "NOT CONTAINED"), 0, "{t}");
+    assert_eq!(count(&lines, "connectivity: policy restart"), 2, "{t}");
+    assert_critical_kept_its_period(&lines, &t);
+}

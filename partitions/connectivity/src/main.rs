@@ -150,6 +150,12 @@ fn partition_main(mut boot: Boot) -> ! {
             if name == "leftovers" {
                 leftovers::dirty(&mut boot.console);
             }
+            if let Some(at) =
+                races::permission_fault_target(name, vitals_end.and_then(|c| c.peer), boot.arg_u64("own_uart"))
+            {
+                let _ = writeln!(boot.console, "connectivity: attack {name} at {at:#x}");
+                races::permission_fault(name, at);
+            }
             run_attack(name, victim, victim_uart);
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }

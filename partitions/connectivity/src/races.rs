@@ -68,6 +68,32 @@ off_entry:
     cpu_off = const psci::CPU_OFF,
 );
 
+/// HM-001's permission faults, whose IPA the hypervisor must find by translating the
+/// faulting VA (HPFAR_EL2 is UNKNOWN for them): `write-peer-region`, a write to the
+/// channel region the peer writes (mapped read-only), and `exec-uart`, a jump into the
+/// partition's own UART page (boot argument `own_uart`: mapped, never executable). The
+/// address each aims at, if it is one of them and the partition has that region.
+pub fn permission_fault_target(name: &str, peer_region: Option<(u64, u64)>, uart: Option<u64>) -> Option<u64> {
+    match name {
+        "write-peer-region" => peer_region.map(|(ipa, _)| ipa + 0x100),
+        "exec-uart" => uart,
+        _ => None,
+    }
+}
+
+/// Carries out permission-fault attack `name` at `at` ([`permission_fault_target`]).
+pub fn permission_fault(name: &str, at: u64) {
+    match name {
+        // SAFETY: a write to the peer's channel region, which our stage 2 maps read-only:
+        // a permission fault, no memory changes.
+        "write-peer-region" => unsafe { core::ptr::write_volatile(at as *mut u32, 0xBAD) },
+        // SAFETY: a jump to our UART's page, mapped never-executable: the fetch faults
+        // before any instruction there runs.
+        "exec-uart" => unsafe { core::arch::asm!("blr {0}", in(reg) at, options(nostack)) },
+        _ => {}
+    }
+}
+
 /// What an escaped vCPU leaves in the last word of RAM.
 pub const ESCAPE_MARKER: u64 = 0xE5CA_9ED0_E5CA_9ED0;
 
