@@ -31,7 +31,7 @@ mod trust;
 use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use entry::PenExit;
 use septum_abi::bundle::{Bundle, EntryKind};
-use septum_abi::config::{Config, Range};
+use septum_abi::config::{BoardFacts, Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
 use septum_platform::catalog::{self, Board};
 use septum_platform::qemu_virt;
@@ -112,7 +112,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
+    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices()) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
@@ -139,19 +139,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
 
     // 4. Bundle and configuration.
     let bundle = find_bundle(&facts);
-    let mut checked = facts.board;
-    checked.reserved.push(stage1::image_range());
-    checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
-    checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
-    // Spin-table release words belong to firmware and the hypervisor, never to a partition.
-    for mpidr in facts.board.cpus.iter() {
-        if let CpuStart::SpinTable { release } = facts.start_method(mpidr) {
-            let page = Range::new(release & !0xFFF, 0x1000);
-            if !checked.reserved.iter().any(|r| r.contains(&page)) && !checked.reserved.push(page) {
-                stop(format_args!("too many reserved ranges"));
-            }
-        }
-    }
+    let checked = checked_facts(&facts, dtb_pa, dtb_len, &bundle);
     partition::set_firmware(facts.psci);
     trust::open_storage(facts.power_cut_after);
     let root = match trust::verify_root(&bundle) {
@@ -290,6 +278,33 @@ fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     }
 }
 
+/// What the configuration is checked against: the DTB's facts (its reserved memory
+/// included), plus the devices the board catalogue says the hypervisor keeps (as not
+/// assignable, overlapping whatever the DTB calls them), the hypervisor image, the DTB,
+/// the bundle and the spin-table release words, which belong to firmware and the
+/// hypervisor, never to a partition.
+fn checked_facts(facts: &BootFacts, dtb_pa: u64, dtb_len: u32, bundle: &Bundle<'static>) -> BoardFacts {
+    let mut checked = facts.board;
+    if !this_board().keep_devices(&mut checked) {
+        stop(format_args!("too many devices for the hypervisor's table"));
+    }
+    let spin_pages = facts.board.cpus.iter().filter_map(|mpidr| match facts.start_method(mpidr) {
+        CpuStart::SpinTable { release } => Some(Range::new(release & !0xFFF, 0x1000)),
+        _ => None,
+    });
+    let ours = [
+        stage1::image_range(),
+        Range::new(dtb_pa, u64::from(dtb_len)),
+        Range::new(bundle_base(bundle), bundle.len() as u64),
+    ];
+    for range in ours.into_iter().chain(spin_pages) {
+        if !checked.reserved.iter().any(|r| r.contains(&range)) && !checked.reserved.push(range) {
+            stop(format_args!("too many reserved ranges"));
+        }
+    }
+    checked
+}
+
 fn bundle_base(b: &Bundle<'static>) -> u64 {
     // The bundle's bytes are a view of physical memory; their address is where it is.
     b.bytes().as_ptr() as u64
@@ -297,7 +312,7 @@ fn bundle_base(b: &Bundle<'static>) -> u64 {
 
 /// Copies the configuration out of the bundle (into aligned hypervisor memory the
 /// partitions cannot reach) and checks it against the board.
-fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
+fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &BoardFacts) -> Config<'static> {
     static STORE: spin::Once<([u64; CONFIG_MAX / 8], usize)> = spin::Once::new();
     if raw.len() > CONFIG_MAX {
         stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", raw.len()));

@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, Storage};
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice, Storage};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -23,6 +23,64 @@ pub const GICR: u64 = 0x080A_0000;
 /// `secure=on`, 64 MiB of 256 KiB erase blocks (QEMU `virt_flash_create1`).
 pub const FLASH1: u64 = 0x0400_0000;
 pub const FLASH1_SIZE: u64 = 64 * MIB;
+
+/// What the hypervisor drives on both GIC versions: its flash bank.
+const FLASH1_BANK: KeptDevice =
+    KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "the hypervisor's flash bank (anti-rollback counters, audit log)")
+        .driven();
+/// Devices no partition may have on either GIC version (QEMU 10's `hw/arm/virt.c`
+/// memory map; checked against its DTB, `hypervisor/core/tests/qemu-virt*.dtb`).
+const FLASH0: KeptDevice =
+    KeptDevice::new("flash0", 0, 64 * MIB, "the first flash bank: boot firmware (the secure world's with secure=on)");
+const FW_CFG: KeptDevice = KeptDevice::new(
+    "fw-cfg",
+    0x0902_0000,
+    0x1000,
+    "QEMU's firmware configuration interface, whose DMA interface writes anywhere in RAM",
+);
+const SMMU: KeptDevice = KeptDevice::new(
+    "smmu",
+    0x0905_0000,
+    0x2_0000,
+    "the SMMUv3 (`iommu=smmuv3`): whoever programs it decides what every bus master reaches",
+)
+.raising(&[32 + 74, 32 + 75, 32 + 76, 32 + 77]);
+/// 32 transports of 0x200 bytes, SPIs 16..47.
+const VIRTIO_MMIO: KeptDevice = KeptDevice::new(
+    "virtio-mmio",
+    0x0A00_0000,
+    0x4000,
+    "virtio-mmio transports: bus masters with no IOMMU in front, they read and write any RAM",
+)
+.raising(&[
+    48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74, 75, 76,
+    77, 78, 79,
+]);
+const PLATFORM_BUS: KeptDevice = KeptDevice::new(
+    "platform-bus",
+    0x0C00_0000,
+    0x0200_0000,
+    "QEMU's dynamic platform bus: what `-device` adds there may be a bus master",
+);
+/// Until PCIe sits behind an SMMU, its devices are bus masters that reach any RAM.
+const PCIE: KeptDevice = KeptDevice::new(
+    "pcie",
+    0x1000_0000,
+    0x3000_0000,
+    "the PCIe host bridge's memory and I/O windows and ECAM: its devices are bus masters with no IOMMU in front",
+);
+const PCIE_HIGH_ECAM: KeptDevice = KeptDevice::new(
+    "pcie-ecam-high",
+    0x40_1000_0000,
+    0x1000_0000,
+    "the PCIe host bridge's ECAM (highmem): its devices are bus masters with no IOMMU in front",
+);
+const PCIE_HIGH_MMIO: KeptDevice = KeptDevice::new(
+    "pcie-mmio-high",
+    0x80_0000_0000,
+    0x80_0000_0000,
+    "the PCIe host bridge's 64-bit memory window (highmem): its devices are bus masters with no IOMMU in front",
+);
 
 pub static BOARD: Board = Board {
     id: BoardId::QemuVirt,
@@ -59,14 +117,23 @@ pub static BOARD: Board = Board {
             compatible: &["arm,pl061", "arm,primecell"],
         },
     ],
-    // GICv3 distributor, ITS and redistributors; the hypervisor's flash bank.
-    hypervisor_devices: &[
-        Range::new(FLASH1, FLASH1_SIZE),
-        Range::new(GICD, 0x10000),
-        Range::new(0x0808_0000, 0x20000),
-        Range::new(0x080A_0000, 0xF6_0000),
+    kept_devices: &[
+        FLASH1_BANK,
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, the hypervisor's").driven(),
+        KeptDevice::new("gic-its", 0x0808_0000, 0x2_0000, "the GICv3 ITS: device writes to it raise any LPI"),
+        KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, the hypervisor's").driven(),
+        FLASH0,
+        FW_CFG,
+        SMMU,
+        VIRTIO_MMIO,
+        PLATFORM_BUS,
+        PCIE,
+        PCIE_HIGH_ECAM,
+        PCIE_HIGH_MMIO,
     ],
     reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    // QEMU's DTB has neither `/memreserve/` nor `/reserved-memory`.
+    firmware_reserved: &[],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,
@@ -95,12 +162,27 @@ pub const GICV: u64 = 0x0804_0000;
 pub static BOARD_GICV2: Board = Board {
     id: BoardId::QemuVirtGicV2,
     name: "qemu-virt-gicv2",
-    hypervisor_devices: &[
-        Range::new(FLASH1, FLASH1_SIZE),
-        Range::new(GICD, 0x10000),
-        Range::new(GICC, 0x10000),
-        Range::new(GICH, 0x10000),
-        Range::new(GICV, 0x10000),
+    kept_devices: &[
+        FLASH1_BANK,
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, the hypervisor's").driven(),
+        KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, the hypervisor's").driven(),
+        KeptDevice::new("gic-v2m", 0x0802_0000, 0x1000, "the GICv2m MSI frame: writes to it raise SPIs"),
+        KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface").driven(),
+        KeptDevice::new(
+            "gicv",
+            GICV,
+            0x1_0000,
+            "the GICv2 virtual CPU interface, mapped for partitions by the hypervisor",
+        )
+        .driven(),
+        FLASH0,
+        FW_CFG,
+        SMMU,
+        VIRTIO_MMIO,
+        PLATFORM_BUS,
+        PCIE,
+        PCIE_HIGH_ECAM,
+        PCIE_HIGH_MMIO,
     ],
     gic: Gic {
         version: GicVersion::V2,
