@@ -71,6 +71,7 @@ pub struct Board {
 #[derive(Clone, Copy, Debug)]
 pub struct KeptDevice {
     pub device: DeviceInfo,
+    /// Why, as it reads after "kept by the hypervisor: ".
     pub why: &'static str,
     /// The hypervisor drives it: its own stage 1 maps it (Device memory).
     pub mapped: bool,

@@ -26,8 +26,7 @@ pub const FLASH1_SIZE: u64 = 64 * MIB;
 
 /// What the hypervisor drives on both GIC versions: its flash bank.
 const FLASH1_BANK: KeptDevice =
-    KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "the hypervisor's flash bank (anti-rollback counters, audit log)")
-        .driven();
+    KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "its flash bank (anti-rollback counters, audit log)").driven();
 /// Devices no partition may have on either GIC version (QEMU 10's `hw/arm/virt.c`
 /// memory map; checked against its DTB, `hypervisor/core/tests/qemu-virt*.dtb`).
 const FLASH0: KeptDevice =
@@ -119,9 +118,9 @@ pub static BOARD: Board = Board {
     ],
     kept_devices: &[
         FLASH1_BANK,
-        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, the hypervisor's").driven(),
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives").driven(),
         KeptDevice::new("gic-its", 0x0808_0000, 0x2_0000, "the GICv3 ITS: device writes to it raise any LPI"),
-        KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, the hypervisor's").driven(),
+        KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, which it drives").driven(),
         FLASH0,
         FW_CFG,
         SMMU,
@@ -164,15 +163,15 @@ pub static BOARD_GICV2: Board = Board {
     name: "qemu-virt-gicv2",
     kept_devices: &[
         FLASH1_BANK,
-        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, the hypervisor's").driven(),
-        KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, the hypervisor's").driven(),
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, which it drives").driven(),
+        KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, which it drives").driven(),
         KeptDevice::new("gic-v2m", 0x0802_0000, 0x1000, "the GICv2m MSI frame: writes to it raise SPIs"),
-        KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface").driven(),
+        KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface, which it drives").driven(),
         KeptDevice::new(
             "gicv",
             GICV,
             0x1_0000,
-            "the GICv2 virtual CPU interface, mapped for partitions by the hypervisor",
+            "the GICv2 virtual CPU interface, which it maps for each partition where its CPU interface belongs",
         )
         .driven(),
         FLASH0,

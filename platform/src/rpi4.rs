@@ -63,7 +63,7 @@ pub static BOARD: Board = Board {
             "gic",
             GIC_BASE,
             0x8000,
-            "the GIC-400 (distributor, CPU, hypervisor and virtual CPU interfaces)",
+            "the GIC-400 (distributor, CPU, hypervisor and virtual CPU interfaces), which it drives",
         )
         .driven(),
         KeptDevice::new(

@@ -337,7 +337,22 @@ fn read_reserved(fdt: &Fdt<'_>, facts: &mut BootFacts) -> Result<(), DtbError> {
 
 const PAGE: u64 = 0x1000;
 
+/// What the board DTB says; it must name RAM and CPUs.
 pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
+    let facts = read_as_shipped(blob)?;
+    if facts.board.ram.is_empty() {
+        return Err(DtbError::NoMemory);
+    }
+    if facts.board.cpus.is_empty() {
+        return Err(DtbError::NoCpus);
+    }
+    Ok(facts)
+}
+
+/// What a DTB says before firmware completes it: a board DTB as a distribution ships
+/// it may leave `/memory` empty for the firmware to fill (Debian's Raspberry Pi 4 one
+/// does), so RAM and CPUs may be missing here.
+pub fn read_as_shipped(blob: &[u8]) -> Result<BootFacts, DtbError> {
     let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
     let mut facts = BootFacts::default();
     let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
@@ -365,9 +380,6 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
         }
         read_devices(&walk, node, root_cells, root_irq_parent, &mut Bus::default(), &mut facts)?;
     }
-    if facts.board.ram.is_empty() {
-        return Err(DtbError::NoMemory);
-    }
     read_reserved(&fdt, &mut facts)?;
 
     if let Some(cpus) = fdt.find_node("/cpus") {
@@ -385,9 +397,6 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
                 _ => CpuStart::Unnamed,
             });
         }
-    }
-    if facts.board.cpus.is_empty() {
-        return Err(DtbError::NoCpus);
     }
 
     facts.psci =
