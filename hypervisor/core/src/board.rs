@@ -244,7 +244,7 @@ fn node_irqs(fdt: &Fdt<'_>, node: &FdtNode<'_, '_>, parent: Option<u32>, gics: &
     irqs
 }
 
-/// What a node inherits from its ancestors while the tree is walked.
+/// What every node is read with: the tree, to look up phandles, and its GICs.
 struct Walk<'f, 'a> {
     fdt: &'f Fdt<'a>,
     gics: Gics,
