@@ -166,15 +166,7 @@ fn configuration_breaking_isolation_is_refused_at_boot() {
     let flash = edited_config(&art, |parts| {
         let p = &mut parts[1];
         flash_region = p.region_count as usize;
-        p.regions[flash_region] = config::MemRegion {
-            pa: storage.base,
-            ipa: storage.base,
-            size: storage.size,
-            kind: config::RegionKind::Device as u32,
-            param: 0,
-            signal_partition: 0,
-            signal_intid: 0,
-        };
+        p.regions[flash_region] = config::MemRegion::device(storage.base, storage.size);
         p.region_count += 1;
     });
     let dtb_alone = septum_core::board::read(VIRT_DTB).expect("reads").board;

@@ -399,15 +399,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 continue;
             }
             device_owner.insert(info.name, (name.clone(), cx.line(dev.span().start)));
-            regions.push(MemRegion {
-                pa: info.base,
-                ipa: info.base,
-                size: info.size,
-                kind: RegionKind::Device as u32,
-                param: 0,
-                signal_partition: 0,
-                signal_intid: 0,
-            });
+            regions.push(MemRegion::device(info.base, info.size));
             region_lines.push(cx.line(dev.span().start));
             device_lines.push(cx.line(dev.span().start));
             devices.push(info);

@@ -144,15 +144,7 @@ fn give(sys: &mut System, i: usize, name: &str) {
     let info = sys.board.device(name).or_else(|| sys.board.kept_device(name).map(|k| &k.device)).expect("named");
     let p = &mut sys.partitions[i];
     let r = p.desc.region_count as usize;
-    p.desc.regions[r] = MemRegion {
-        pa: info.base,
-        ipa: info.base,
-        size: info.size,
-        kind: RegionKind::Device as u32,
-        param: 0,
-        signal_partition: 0,
-        signal_intid: 0,
-    };
+    p.desc.regions[r] = MemRegion::device(info.base, info.size);
     p.desc.region_count += 1;
     p.devices.push(info);
 }

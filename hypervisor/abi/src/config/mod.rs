@@ -125,6 +125,10 @@ pub const DOORBELL_INTIDS: core::ops::Range<u32> = 960..1020;
 const _: () = assert!(core::mem::size_of::<MemRegion>() == 40);
 
 impl MemRegion {
+    /// A device's window, where the partition sees it at its physical address.
+    pub const fn device(pa: u64, size: u64) -> Self {
+        Self { pa, ipa: pa, size, kind: RegionKind::Device as u32, param: 0, signal_partition: 0, signal_intid: 0 }
+    }
     pub fn kind(&self) -> Option<RegionKind> {
         match self.kind {
             1 => Some(RegionKind::Ram),

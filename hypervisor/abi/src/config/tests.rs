@@ -53,15 +53,7 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
         signal_partition: 0,
         signal_intid: 0,
     };
-    p.regions[1] = MemRegion {
-        pa: uart,
-        ipa: uart,
-        size: 0x1000,
-        kind: RegionKind::Device as u32,
-        param: 0,
-        signal_partition: 0,
-        signal_intid: 0,
-    };
+    p.regions[1] = MemRegion::device(uart, 0x1000);
     p.irq_count = 1;
     p.irqs[0] = uart_irq(uart);
     p.image_ipa = 0x4000_0000;
