@@ -368,8 +368,8 @@ impl DeviceIrqs {
     }
 }
 
-/// INTIDs from here on are special (1020..1023: spurious, ...) or LPIs: never a device's
-/// wired interrupt.
+/// INTIDs from here on are special (1020..1023: spurious and the like), GICv3.1's
+/// extended ranges or LPIs: none is a wired interrupt Septum gives to a partition.
 pub const SPECIAL_INTIDS: u32 = 1020;
 /// SPIs, the interrupts devices outside the cores raise, start here; below are SGIs
 /// (0..16, software-generated, between cores) and PPIs (16..32, private to each core:
@@ -758,7 +758,7 @@ pub fn intid_kind(intid: u32) -> &'static str {
         27 => "a PPI (each core's virtual timer, given to whichever partition runs there)",
         16..FIRST_SPI => "a PPI (private to each core)",
         i if DOORBELL_INTIDS.contains(&i) => "a channel doorbell interrupt (set by the hypervisor from the channels)",
-        i if i >= SPECIAL_INTIDS => "a special INTID or LPI",
+        i if i >= SPECIAL_INTIDS => "a special, extended-range or LPI INTID",
         _ => "an SPI",
     }
 }
