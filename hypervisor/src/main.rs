@@ -112,7 +112,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices()) {
+    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();

@@ -51,7 +51,7 @@ pub fn image_range() -> Range {
 }
 
 /// Builds the tables on the boot core (MMU still off) and turns the MMU on.
-pub fn init(ram: impl Iterator<Item = Range>, devices: impl Iterator<Item = Range>) -> Result<(), MapError> {
+pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), MapError> {
     let (start, text_end, rodata_end, end) = layout();
     let mut tables = S1_TABLES.lock();
     let base = tables.as_ptr() as u64;
@@ -86,8 +86,8 @@ pub fn init(ram: impl Iterator<Item = Range>, devices: impl Iterator<Item = Rang
             }
         }
     }
-    // Devices the hypervisor drives (the interrupt controller, its flash bank):
-    // Device-nGnRnE, never executable.
+    // Devices the hypervisor keeps (the interrupt controller): Device-nGnRnE, never
+    // executable.
     for d in devices {
         arena.map(r, root, Mapping::new(d.base, d.base, d.size, MemType::Device, Access::RW))?;
     }

@@ -31,10 +31,13 @@ pub struct Board {
     /// MPIDR affinity of each core, indexed by the CPU numbers system descriptions use.
     pub cpus: &'static [u64],
     pub devices: &'static [DeviceInfo],
+    /// Device windows the hypervisor drives and maps in its own stage 1 (interrupt
+    /// controller, flash bank); each lies in one of the `kept_devices`.
+    pub hypervisor_devices: &'static [Range],
     /// Device windows no partition may be given, even in part: those the hypervisor
-    /// drives (interrupt controller, its flash bank), bus masters with no IOMMU between
-    /// them and RAM, firmware interfaces. At boot they are added to what the board's DTB
-    /// says, as not assignable, whatever the DTB calls them.
+    /// drives, bus masters with no IOMMU between them and RAM, firmware interfaces. At
+    /// boot they are added to what the board's DTB says, as not assignable, whatever
+    /// the DTB calls them.
     pub kept_devices: &'static [KeptDevice],
     /// RAM no partition may use: the hypervisor's image, stacks and tables, and where the
     /// bootloader stages the device tree and bundle.
@@ -52,7 +55,8 @@ pub struct Board {
     pub default_dtb: u64,
     pub console: HypervisorConsole,
     /// Persistent storage only the hypervisor uses (anti-rollback counters, audit log);
-    /// it is also one of the `kept_devices` it maps, so no partition can be given it.
+    /// it is also listed in `hypervisor_devices` and `kept_devices`, so no partition can
+    /// be given it.
     pub storage: Option<Storage>,
     /// The interrupt controller the hypervisor owns.
     pub gic: Gic,
@@ -73,17 +77,11 @@ pub struct KeptDevice {
     pub device: DeviceInfo,
     /// Why, as it reads after "kept by the hypervisor: ".
     pub why: &'static str,
-    /// The hypervisor drives it: its own stage 1 maps it (Device memory).
-    pub mapped: bool,
 }
 
 impl KeptDevice {
     pub const fn new(name: &'static str, base: u64, size: u64, why: &'static str) -> Self {
-        Self { device: DeviceInfo { name, base, size, irqs: &[], compatible: &[] }, why, mapped: false }
-    }
-    /// One the hypervisor maps and drives.
-    pub const fn driven(self) -> Self {
-        Self { mapped: true, ..self }
+        Self { device: DeviceInfo { name, base, size, irqs: &[], compatible: &[] }, why }
     }
     pub const fn raising(self, irqs: &'static [u32]) -> Self {
         Self { device: DeviceInfo { irqs, ..self.device }, ..self }
@@ -158,11 +156,6 @@ impl Board {
         self.kept_devices.iter().find(|k| k.range().overlaps(range))
     }
 
-    /// The windows the hypervisor maps in its own stage 1 and drives.
-    pub fn hypervisor_devices(&self) -> impl Iterator<Item = Range> + '_ {
-        self.kept_devices.iter().filter(|k| k.mapped).map(KeptDevice::range)
-    }
-
     /// The facts a system description is validated against at build time.
     pub fn facts(&self) -> BoardFacts {
         let mut f = BoardFacts::default();
@@ -187,10 +180,12 @@ impl Board {
     /// windows no partition's may overlap, with their interrupts. `false` if `facts`
     /// has no room for them all (the caller refuses to go on).
     pub fn keep_devices(&self, facts: &mut BoardFacts) -> bool {
-        self.kept_devices.iter().all(|k| {
-            let irqs = DeviceIrqs::of(k.device.irqs);
-            facts.devices.push(BoardDevice { irqs, ..BoardDevice::new(k.range(), false) })
-        })
+        let kept = self
+            .kept_devices
+            .iter()
+            .map(|k| BoardDevice { irqs: DeviceIrqs::of(k.device.irqs), ..BoardDevice::new(k.range(), false) });
+        let driven = self.hypervisor_devices.iter().map(|&r| BoardDevice::new(r, false));
+        kept.chain(driven).all(|d| facts.devices.push(d))
     }
 }
 
@@ -217,15 +212,18 @@ mod tests {
     use std::vec::Vec;
 
     fn inside_mapped(board: &Board, base: u64, size: u64) -> bool {
-        board.hypervisor_devices().any(|k| k.contains(&Range::new(base, size)))
+        board.hypervisor_devices.iter().any(|k| k.contains(&Range::new(base, size)))
     }
 
-    /// CFG-004: what the hypervisor drives (its GIC's frames, its flash bank) is among
-    /// the devices it keeps and maps; no device a description can name reaches into a
-    /// kept one; every name is one device's.
+    /// CFG-004: what the hypervisor drives (its GIC's frames, its flash bank) it maps,
+    /// and keeps; no device a description can name reaches into a kept one; every name
+    /// is one device's.
     #[test]
     fn kept_devices_cover_what_the_hypervisor_drives_and_no_assignable_device() {
         for board in BOARDS {
+            for r in board.hypervisor_devices {
+                assert!(board.kept_devices.iter().any(|k| k.range().contains(r)), "{}: {r} is not kept", board.name);
+            }
             let gic = board.gic;
             assert!(inside_mapped(board, gic.distributor, gic.distributor_size()), "{}: GICD", board.name);
             let frames = [

@@ -43,11 +43,12 @@ pub static BOARD: Board = Board {
             compatible: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
         },
     ],
+    hypervisor_devices: &[Range::new(GICD, 0x1_0000), Range::new(GICR, 0x8_0000)],
     // Bus masters (the i.MX 8M Plus has no IOMMU), from Debian's DTB: DMA engine, crypto
     // engine, network, SD, USB, PCIe, GPUs, the audio DSP.
     kept_devices: &[
-        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives").driven(),
-        KeptDevice::new("gicr", GICR, 0x8_0000, "the GICv3 redistributors, which it drives").driven(),
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives"),
+        KeptDevice::new("gicr", GICR, 0x8_0000, "the GICv3 redistributors, which it drives"),
         KeptDevice::new("sdma1", 0x30BD_0000, 0x1_0000, "the SDMA engine: it copies between any addresses"),
         KeptDevice::new("caam", 0x3090_0000, 0x4_0000, "the crypto engine (CAAM, job rings): a bus master"),
         KeptDevice::new("usdhc1", 0x30B4_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),

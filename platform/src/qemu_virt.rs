@@ -32,7 +32,7 @@ pub const FLASH1_SIZE: u64 = 64 * MIB;
 const KEPT_WHATEVER_THE_GIC: [KeptDevice; 9] = {
     const PCIE: &str = "a window of the PCIe host bridge, whose devices are bus masters with no IOMMU in front";
     [
-        KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "its flash bank (anti-rollback counters, audit log)").driven(),
+        KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "its flash bank (anti-rollback counters, audit log)"),
         KeptDevice::new(
             "flash0",
             0,
@@ -88,9 +88,9 @@ const fn kept<const G: usize, const N: usize>(gic: [KeptDevice; G]) -> [KeptDevi
 }
 
 const KEPT_GICV3: [KeptDevice; 12] = kept([
-    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives").driven(),
+    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives"),
     KeptDevice::new("gic-its", 0x0808_0000, 0x2_0000, "the GICv3 ITS: device writes to it raise any LPI"),
-    KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, which it drives").driven(),
+    KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, which it drives"),
 ]);
 
 pub static BOARD: Board = Board {
@@ -128,6 +128,13 @@ pub static BOARD: Board = Board {
             compatible: &["arm,pl061", "arm,primecell"],
         },
     ],
+    // GICv3 distributor, ITS and redistributors; the hypervisor's flash bank.
+    hypervisor_devices: &[
+        Range::new(FLASH1, FLASH1_SIZE),
+        Range::new(GICD, 0x10000),
+        Range::new(0x0808_0000, 0x20000),
+        Range::new(0x080A_0000, 0xF6_0000),
+    ],
     kept_devices: &KEPT_GICV3,
     reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
     // QEMU's DTB has neither `/memreserve/` nor `/reserved-memory`.
@@ -156,17 +163,16 @@ pub const GICH: u64 = 0x0803_0000;
 pub const GICV: u64 = 0x0804_0000;
 
 const KEPT_GICV2: [KeptDevice; 14] = kept([
-    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, which it drives").driven(),
-    KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, which it drives").driven(),
+    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, which it drives"),
+    KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, which it drives"),
     KeptDevice::new("gic-v2m", 0x0802_0000, 0x1000, "the GICv2m MSI frame: writes to it raise SPIs"),
-    KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface, which it drives").driven(),
+    KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface, which it drives"),
     KeptDevice::new(
         "gicv",
         GICV,
         0x1_0000,
         "the GICv2 virtual CPU interface, which it maps for each partition where its CPU interface belongs",
-    )
-    .driven(),
+    ),
 ]);
 
 /// The same machine with `gic-version=2` (QEMU models the virtualization extensions):
@@ -174,6 +180,13 @@ const KEPT_GICV2: [KeptDevice; 14] = kept([
 pub static BOARD_GICV2: Board = Board {
     id: BoardId::QemuVirtGicV2,
     name: "qemu-virt-gicv2",
+    hypervisor_devices: &[
+        Range::new(FLASH1, FLASH1_SIZE),
+        Range::new(GICD, 0x10000),
+        Range::new(GICC, 0x10000),
+        Range::new(GICH, 0x10000),
+        Range::new(GICV, 0x10000),
+    ],
     kept_devices: &KEPT_GICV2,
     gic: Gic {
         version: GicVersion::V2,

@@ -55,6 +55,7 @@ pub static BOARD: Board = Board {
             compatible: &["brcm,bcm2835-aux-uart"],
         },
     ],
+    hypervisor_devices: &[Range::new(GIC_BASE, 0x8000)],
     // Bus masters (there is no IOMMU) and the firmware's mailbox, at the ARM's addresses
     // of Debian's DTB nodes (`/soc`, `/scb`, `/emmc2bus`, `/v3dbus`). The display
     // pipeline (HVS, pixel valves) also reads RAM; it is in no system and not listed.
@@ -64,8 +65,7 @@ pub static BOARD: Board = Board {
             GIC_BASE,
             0x8000,
             "the GIC-400 (distributor, CPU, hypervisor and virtual CPU interfaces), which it drives",
-        )
-        .driven(),
+        ),
         KeptDevice::new(
             "dma",
             0xFE00_7000,
