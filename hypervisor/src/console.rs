@@ -2,15 +2,23 @@
 //! boards' UARTs belong to partitions); every line starts with `[septum]`, or with
 //! `[<partition>]` for lines a partition writes through the `CONSOLE_WRITE` hypercall,
 //! so a reader knows who spoke. Lines are written whole under a lock, so cores never
-//! interleave within a line.
+//! interleave within a line. The lock is fair (a ticket lock), and the lines a
+//! partition can cause are budgeted (`septum_core::events`), so no partition can keep
+//! it busy; the safe state takes it for a bounded time only ([`line_within`]).
 //!
 //! Every line is also kept in a RAM ring, [`SEPTUM_LOG`], so nothing is lost where
 //! semihosting is absent (a board with no debugger attached: the first call finds its
 //! `HLT` undefined, the exception vector returns "absent", and semihosting is not tried
 //! again). A debugger reads the ring by its symbol; `tail` is the offset of the next byte.
+//!
+//! Whether semihosting is there is decided by the first line only, which the boot core
+//! writes before any partition runs. A later call that finds it absent on some core
+//! (a state a guest could cause there, such as the OS double lock, were it not trapped)
+//! turns nothing off for the other cores: the line stays in the ring, the miss is
+//! counted and reported with the next line that gets through (ISO-008).
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 
 const LINE: usize = 240;
@@ -49,19 +57,52 @@ struct Ring {
     bytes: [u8; RING],
 }
 
-/// Semihosting answered (or was not tried yet); cleared by its first "absent".
-static SEMIHOSTING: AtomicBool = AtomicBool::new(true);
+/// Semihosting: not tried yet, there, or absent (decided by the first line, at boot).
+static SEMIHOSTING: AtomicU8 = AtomicU8::new(UNTRIED);
+const UNTRIED: u8 = 0;
+const PRESENT: u8 = 1;
+const ABSENT: u8 = 2;
+/// Lines that found semihosting absent after it was found present, and how many of
+/// them were reported.
+static MISSED: AtomicU64 = AtomicU64::new(0);
+static MISSED_REPORTED: AtomicU64 = AtomicU64::new(0);
 
 fn emit(line: &mut Line) {
+    keep_line(line);
+    let state = SEMIHOSTING.load(Ordering::Relaxed);
+    if state == ABSENT {
+        return;
+    }
+    match (state, write_out(line)) {
+        (UNTRIED, w) => SEMIHOSTING.store(if w { PRESENT } else { ABSENT }, Ordering::Relaxed),
+        (_, false) => {
+            MISSED.fetch_add(1, Ordering::Relaxed);
+        }
+        (_, true) => report_missed(),
+    }
+}
+
+/// Ends the line (newline, NUL) and appends it to the RAM ring.
+fn keep_line(line: &mut Line) {
     line.buf[line.len] = b'\n';
     line.buf[line.len + 1] = 0;
     keep(&line.buf[..line.len + 1]);
-    if SEMIHOSTING.load(Ordering::Relaxed) {
-        if let Ok(s) = core::ffi::CStr::from_bytes_until_nul(&line.buf[..line.len + 2]) {
-            if !septum_platform::semihosting::write0(s) {
-                SEMIHOSTING.store(false, Ordering::Relaxed);
-            }
-        }
+}
+
+/// Writes an ended line through semihosting; false if semihosting was absent.
+fn write_out(line: &Line) -> bool {
+    core::ffi::CStr::from_bytes_until_nul(&line.buf[..line.len + 2]).is_ok_and(septum_platform::semihosting::write0)
+}
+
+/// After a line got through: says how many did not since the last report, if any.
+fn report_missed() {
+    let missed = MISSED.load(Ordering::Relaxed);
+    let reported = MISSED_REPORTED.swap(missed, Ordering::Relaxed);
+    if missed > reported {
+        let what = format_args!("WARN {} log lines did not reach semihosting (kept in SEPTUM_LOG)", missed - reported);
+        let mut l = format("septum", what);
+        keep_line(&mut l);
+        write_out(&l);
     }
 }
 
@@ -88,6 +129,24 @@ pub fn line(speaker: &str, args: fmt::Arguments<'_>) {
     let mut l = format(speaker, args);
     let _guard = LOCK.lock();
     emit(&mut l);
+}
+
+/// Writes one line, `[speaker] text`, if the lock comes free within `ticks` counter
+/// ticks; otherwise writes nothing and returns false. For the safe state, which must
+/// not wait on other cores' lines.
+pub fn line_within(ticks: u64, speaker: &str, args: fmt::Arguments<'_>) -> bool {
+    let mut l = format(speaker, args);
+    let deadline = crate::cpu::counter().saturating_add(ticks);
+    loop {
+        if let Some(_guard) = LOCK.try_lock() {
+            emit(&mut l);
+            return true;
+        }
+        if crate::cpu::counter() >= deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
 }
 
 /// Writes one line without taking the lock: only before the MMU is on (exclusive

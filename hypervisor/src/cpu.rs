@@ -12,6 +12,35 @@ pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xFF_00FF_FFFF
 }
 
+/// The AArch64 feature ID registers Septum decides by (reads have no side effects).
+#[derive(Clone, Copy, Debug)]
+pub struct IdRegisters {
+    pub pfr0: u64,
+    pub pfr1: u64,
+    pub mmfr1: u64,
+    pub isar1: u64,
+    pub isar2: u64,
+}
+
+/// This core's feature ID registers.
+pub fn id_registers() -> IdRegisters {
+    let (pfr0, pfr1, mmfr1, isar1, isar2): (u64, u64, u64, u64, u64);
+    // SAFETY: ID register reads have no side effects. ID_AA64ISAR2_EL1 is named by
+    // its encoding: before Armv8.7 it is a reserved ID register, which reads as zero.
+    unsafe {
+        core::arch::asm!(
+            "mrs {0}, id_aa64pfr0_el1",
+            "mrs {1}, id_aa64pfr1_el1",
+            "mrs {2}, id_aa64mmfr1_el1",
+            "mrs {3}, id_aa64isar1_el1",
+            "mrs {4}, s3_0_c0_c6_2",
+            out(reg) pfr0, out(reg) pfr1, out(reg) mmfr1, out(reg) isar1, out(reg) isar2,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    IdRegisters { pfr0, pfr1, mmfr1, isar1, isar2 }
+}
+
 /// The PS/IPS field value for TCR_EL2 and VTCR_EL2: the physical address size the core
 /// supports (ID_AA64MMFR0_EL1.PARange), at most 48 bits.
 pub fn pa_size() -> u64 {
@@ -94,9 +123,27 @@ pub fn flush_el2_tlb() {
     barrier::isb(barrier::SY);
 }
 
+/// Drops the hypervisor's own EL2 TLB entries on every core (inner shareable): after a
+/// core leaves a partition's load view.
+pub fn flush_el2_tlb_all_cores() {
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: TLBI ALLE2IS invalidates cached EL2 translations on every core; the
+    // tables each core uses map the hypervisor alike, so they are walked again.
+    unsafe { core::arch::asm!("tlbi alle2is", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// Calls the board firmware's PSCI (Arm DEN 0022) with SMC. (A DTB that names HVC as
 /// the conduit describes a guest's view; from EL2, HVC would trap to ourselves.)
 pub fn psci(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    smccc(function, a1, a2, a3)
+}
+
+/// Calls the board firmware with SMC following the SMC Calling Convention (Arm DEN
+/// 0028): PSCI, or the SMCCC architecture calls. Only for functions the firmware is
+/// known to implement (discovered through PSCI_FEATURES and SMCCC_ARCH_FEATURES).
+pub fn smccc(function: u32, a1: u64, a2: u64, a3: u64) -> i64 {
     let mut x0 = u64::from(function);
     // SAFETY: an SMCCC call to firmware: it may clobber x0-x17 (declared) and, for
     // CPU_ON, start another core at our secondary entry point; it touches no memory of

@@ -6,7 +6,7 @@
 //! * `secondary_main(cpu)` on a core started with PSCI `CPU_ON` (context id = its slot).
 //! * `refuse_el1(dtb)` when entered at EL1: nothing is set up but a stack.
 
-use crate::trap::TrapFrame;
+use crate::frame::TrapFrame;
 
 core::arch::global_asm!(
     r#"
@@ -224,7 +224,7 @@ enter_guest_asm:
     b       trap_return
 "#,
     frame_size = const core::mem::size_of::<TrapFrame>(),
-    max_cpus = const crate::partition::MAX_CPUS,
+    max_cpus = const crate::slots::MAX_CPUS,
     gicd = const septum_platform::qemu_virt::GICD,
     gic400_gicd = const septum_platform::gicv2::GIC400_DISTRIBUTOR_OFFSET,
     gicd_typer = const septum_platform::gicv2::GICD_TYPER_OFFSET,
@@ -238,7 +238,7 @@ extern "C" {
     fn enter_guest_asm(frame: *const TrapFrame) -> !;
     pub fn secondary_entry();
     pub fn pen_entry();
-    static holding_pen_words: [u64; crate::partition::MAX_CPUS];
+    static holding_pen_words: [u64; crate::slots::MAX_CPUS];
 }
 
 /// Where a core leaving the holding pen goes.
@@ -284,7 +284,7 @@ pub fn release_from_spin_table(aff0: usize, exit: PenExit, release: u64) -> bool
 }
 
 fn set_pen_word(aff0: usize, exit: PenExit) -> bool {
-    if aff0 >= crate::partition::MAX_CPUS {
+    if aff0 >= crate::slots::MAX_CPUS {
         return false;
     }
     // SAFETY: `holding_pen_words` is the assembly's pen; only the boot core writes it,

@@ -19,8 +19,8 @@
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
-    ReadWriteable, Readable, Writeable, CNTV_CTL_EL0, HCR_EL2, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2, ICH_HCR_EL2,
-    ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+    ReadWriteable, Readable, Writeable, CNTHP_CTL_EL2, CNTV_CTL_EL0, HCR_EL2, ICC_CTLR_EL1, ICC_SRE_EL2, ICH_AP1R0_EL2,
+    ICH_HCR_EL2, ICH_LR0_EL2, ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
 };
 use septum_core::vgic::{self, ListRegister, Physical, Placement};
 use septum_core::vgicd;
@@ -44,15 +44,23 @@ struct Pending {
     doorbells: AtomicU64,
 }
 
-static PENDING: [Pending; crate::partition::MAX_CPUS] =
-    [const { Pending { sgis: AtomicU16::new(0), doorbells: AtomicU64::new(0) } }; crate::partition::MAX_CPUS];
+static PENDING: [Pending; crate::slots::MAX_CPUS] =
+    [const { Pending { sgis: AtomicU16::new(0), doorbells: AtomicU64::new(0) } }; crate::slots::MAX_CPUS];
 const DOORBELL_BASE: u32 = septum_abi::config::DOORBELL_INTIDS.start;
+
+/// Forwarded physical interrupts that found no free list register, per core slot, as
+/// the list register value that will carry them (0: none): acknowledged and left
+/// active, so they cannot fire again, until [`place_pending`] finds room. Only the
+/// slot's own core touches its row.
+const HELD_MAX: usize = 4;
+static HELD: [[AtomicU64; HELD_MAX]; crate::slots::MAX_CPUS] =
+    [const { [const { AtomicU64::new(0) }; HELD_MAX] }; crate::slots::MAX_CPUS];
 
 /// Each core slot's GICv2 CPU interface mask, learnt when the core readies itself
 /// (0: not yet; SPI targets and kicks then assume interface number = Aff0, as on the
 /// boards Septum supports).
-static CPU_MASK: [(AtomicU64, AtomicU16); crate::partition::MAX_CPUS] =
-    [const { (AtomicU64::new(u64::MAX), AtomicU16::new(0)) }; crate::partition::MAX_CPUS];
+static CPU_MASK: [(AtomicU64, AtomicU16); crate::slots::MAX_CPUS] =
+    [const { (AtomicU64::new(u64::MAX), AtomicU16::new(0)) }; crate::slots::MAX_CPUS];
 
 /// The board's GIC is a GICv2 (the board is chosen once at boot, before any GIC call).
 fn v2() -> bool {
@@ -155,27 +163,27 @@ fn cpu_mask(mpidr: u64) -> u8 {
         .unwrap_or(1 << (mpidr & 7))
 }
 
-/// Carries out on the physical distributor what a partition did to one of its own SPIs
-/// through its emulated one (`vcpus`: the partition's vCPU cores).
-pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
-    if v2() {
-        return apply_v2(effect, vcpus);
-    }
-    let gicd = distributor();
+/// Carries out on the physical distributor what a partition did to its own SPIs
+/// through its emulated one (`vcpus`: the partition's vCPU cores; `vcpu_of`: the vCPU
+/// each of its SPIs is routed to).
+pub fn apply(effect: vgicd::Effect, vcpus: &[u64], vcpu_of: impl Fn(u32) -> Option<usize>) {
+    let core_of = |intid: u32| vcpu_of(intid).and_then(|v| vcpus.get(v).copied());
     match effect {
-        vgicd::Effect::Enable { intid, on, vcpu } => {
-            if on {
-                if let Some(&core) = vcpus.get(vcpu) {
-                    gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
+        vgicd::Effect::Enable { first, mask, on } => {
+            for intid in (0..32).filter(|i| mask & (1 << i) != 0).map(|i| first + i) {
+                if on {
+                    if let Some(core) = core_of(intid) {
+                        configure_spi(intid, core);
+                    }
                 }
+                enable_spi(intid, on);
             }
-            gicd.enable_spi(intid, on);
         }
         vgicd::Effect::Route { intid, vcpu, enabled } => {
             if let Some(&core) = vcpus.get(vcpu) {
-                // `configure_spi` leaves it disabled: it stays as the guest had it.
-                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, core);
-                gicd.enable_spi(intid, enabled);
+                // Configuring leaves it disabled: it stays as the guest had it.
+                configure_spi(intid, core);
+                enable_spi(intid, enabled);
             }
         }
         // The guest's priority orders its virtual interrupts; physically every
@@ -184,22 +192,20 @@ pub fn apply(effect: vgicd::Effect, vcpus: &[u64]) {
     }
 }
 
-fn apply_v2(effect: vgicd::Effect, vcpus: &[u64]) {
-    let gicd = distributor_v2();
-    match effect {
-        vgicd::Effect::Enable { intid, on, vcpu } => {
-            if let (true, Some(&core)) = (on, vcpus.get(vcpu)) {
-                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, cpu_mask(core));
-            }
-            gicd.enable_spi(intid, on);
-        }
-        vgicd::Effect::Route { intid, vcpu, enabled } => {
-            if let Some(&core) = vcpus.get(vcpu) {
-                gicd.configure_spi(intid, vgic::FORWARD_PRIORITY, cpu_mask(core));
-                gicd.enable_spi(intid, enabled);
-            }
-        }
-        vgicd::Effect::Priority { .. } | vgicd::Effect::None => {}
+/// Group 1, the forwarding priority, routed to the core with affinity `core`; disabled.
+fn configure_spi(intid: u32, core: u64) {
+    if v2() {
+        distributor_v2().configure_spi(intid, vgic::FORWARD_PRIORITY, cpu_mask(core));
+    } else {
+        distributor().configure_spi(intid, vgic::FORWARD_PRIORITY, core);
+    }
+}
+
+fn enable_spi(intid: u32, on: bool) {
+    if v2() {
+        distributor_v2().enable_spi(intid, on);
+    } else {
+        distributor().enable_spi(intid, on);
     }
 }
 
@@ -236,6 +242,12 @@ pub fn init_core() {
         p.sgis.store(0, Ordering::Release);
         p.doorbells.store(0, Ordering::Release);
     }
+    // A held interrupt is still active: nobody is left to end it.
+    for word in HELD.get(crate::cpu_slot()).into_iter().flatten() {
+        if let Some(pintid) = ListRegister(word.swap(0, Ordering::AcqRel)).pintid() {
+            deactivate(pintid);
+        }
+    }
     if v2() {
         return init_core_v2();
     }
@@ -248,6 +260,7 @@ pub fn init_core() {
     gicr.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
     gicr.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
     gicr.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
+    gicr.enable_private(vgic::HYP_TIMER_PPI, vgic::KICK_PRIORITY);
 
     // System-register interface at EL2 and for EL1 (Enable: EL1 may use ICC_SRE_EL1).
     ICC_SRE_EL2.write(ICC_SRE_EL2::SRE::SET + ICC_SRE_EL2::ENABLE::SET);
@@ -273,6 +286,7 @@ fn init_core_v2() {
     gicd.enable_private(vgic::VTIMER_PPI, vgic::FORWARD_PRIORITY);
     gicd.enable_private(vgic::KICK_SGI, vgic::KICK_PRIORITY);
     gicd.enable_private(vgic::MAINTENANCE_PPI, vgic::KICK_PRIORITY);
+    gicd.enable_private(vgic::HYP_TIMER_PPI, vgic::KICK_PRIORITY);
     if let Some((mpidr, mask)) = CPU_MASK.get(crate::cpu_slot()) {
         mask.store(u16::from(gicd.own_cpu_mask()), Ordering::Release);
         mpidr.store(cpu::mpidr(), Ordering::Release);
@@ -302,30 +316,61 @@ pub fn ready_to_sleep() {
 /// [`kick`]), then acknowledges and retires whatever woke it: a waiting core has no
 /// guest to forward to. WFI, not WFE: an emulator runs WFE as a busy loop, and on
 /// hardware WFI is the deeper sleep. Interrupts stay masked at EL2; the caller checks
-/// what it waits for before each call.
-pub fn sleep_until_kicked() {
+/// what it waits for before each call. True if the summary timer was among what woke
+/// it (it is then disarmed; the caller writes the summary).
+pub fn sleep_until_kicked() -> bool {
     aarch64_cpu::asm::wfi();
+    let mut summary = false;
     // Bounded: each pass retires one interrupt; what is left wakes the next WFI.
     for _ in 0..LIST_REGISTERS * 4 {
         let (ack, intid) = acknowledge();
-        if vgic::classify(intid) == Physical::Spurious {
-            break;
+        match vgic::classify(intid) {
+            Physical::Spurious => break,
+            Physical::HypTimer => {
+                disarm_summary_timer();
+                summary = true;
+            }
+            _ => {}
         }
         end(ack);
         deactivate(ack);
     }
+    summary
 }
 
-/// A physical IRQ taken from a partition: forward it or dispose of it.
-pub fn on_irq() {
+/// What a physical IRQ taken from a partition was, beyond what this module did with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Irq {
+    /// Forwarded, placed or disposed of; nothing more to do.
+    Done,
+    /// The hypervisor's kick: see whether the partition was stopped.
+    Kick,
+    /// The summary timer fired (now disarmed): the partition writes its summary.
+    Summary,
+    /// No list register was free: the interrupt waits, active, for one (the guest
+    /// left them all full).
+    Held,
+    /// Not one the hypervisor enabled for this core: ended and dropped.
+    Unexpected(u32),
+}
+
+/// A physical IRQ taken from a partition: forward it or dispose of it. `owns_spi`: the
+/// partition on this core owns the SPI.
+pub fn on_irq(owns_spi: impl Fn(u32) -> bool) -> Irq {
     let (ack, intid) = acknowledge();
     match vgic::classify(intid) {
-        Physical::Spurious => {}
+        Physical::Spurious => Irq::Done,
         Physical::Forward(lr) => forward(ack, lr),
         Physical::Kick => {
             end(ack);
             deactivate(ack);
-            crate::partition::on_kick();
+            Irq::Kick
+        }
+        Physical::HypTimer => {
+            disarm_summary_timer();
+            end(ack);
+            deactivate(ack);
+            Irq::Summary
         }
         Physical::Maintenance => {
             end(ack);
@@ -335,33 +380,37 @@ pub fn on_irq() {
                 clear_ended_list_registers();
             }
             place_pending();
+            Irq::Done
         }
-        Physical::Spi(i) if crate::partition::owns_spi(i) => {
-            forward(ack, ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY))
-        }
+        Physical::Spi(i) if owns_spi(i) => forward(ack, ListRegister::hw_pending(i, i, vgic::FORWARD_PRIORITY)),
         Physical::Spi(i) | Physical::Unexpected(i) => {
             end(ack);
             deactivate(ack);
-            log::warn!("GIC: unexpected physical INTID {i} on MPIDR {:#x}", cpu::mpidr());
+            Irq::Unexpected(i)
         }
     }
 }
 
 /// Forwards the physical interrupt acknowledged as `ack` (its INTID: `lr`'s physical
-/// one) as the hardware-linked `lr`:
-/// its priority drops now, the guest's end of interrupt deactivates it. Without a free
-/// list register it is deactivated and dropped (it cannot happen for the timer, which
-/// cannot fire again while its virtual interrupt is live; a level-triggered device
-/// asks again), never left stuck.
-fn forward(ack: u32, lr: ListRegister) {
+/// one) as the hardware-linked `lr`: its priority drops now, the guest's end of
+/// interrupt deactivates it. Without a free list register it stays active (so it
+/// cannot fire again and again: a level-triggered timer or device would) and waits in
+/// this core's held list for the underflow maintenance interrupt ([`place_pending`]),
+/// as the virtual interrupts posted for the vCPU wait. Only if that list is full too is
+/// it deactivated and dropped (a level-triggered source asks again later).
+fn forward(ack: u32, lr: ListRegister) -> Irq {
     end(ack);
-    match vgic::free_list_register(read_elrsr(), implemented_list_registers()) {
-        Some(n) => write_lr(n, lr.0),
-        None => {
-            deactivate(ack);
-            log::error!("GIC: no free list register for INTID {}: dropped", lr.pintid().unwrap_or(ack));
-        }
+    if let Some(n) = vgic::free_list_register(read_elrsr(), implemented_list_registers()) {
+        write_lr(n, lr.0);
+        return Irq::Done;
     }
+    let held = HELD.get(crate::cpu_slot()).and_then(|h| h.iter().find(|w| w.load(Ordering::Acquire) == 0));
+    match held {
+        Some(word) => word.store(lr.0, Ordering::Release),
+        None => deactivate(ack),
+    }
+    set_underflow_interrupt(true);
+    Irq::Held
 }
 
 /// List registers this core has, up to the ones this driver uses.
@@ -411,6 +460,7 @@ pub fn post(slot: usize, intid: u32) {
 /// `virq-unwired`, what is still active waits for the guest's end of it).
 pub fn place_pending() {
     let Some(p) = PENDING.get(crate::cpu_slot()) else { return };
+    let held_left = place_held();
     let sgis = u64::from(p.sgis.swap(0, Ordering::AcqRel));
     let doorbells = p.doorbells.swap(0, Ordering::AcqRel);
     let (left_sgis, sgis_full) = place_bits(sgis, 0);
@@ -419,9 +469,42 @@ pub fn place_pending() {
         p.sgis.fetch_or(left_sgis as u16, Ordering::AcqRel);
         p.doorbells.fetch_or(left_doorbells, Ordering::AcqRel);
     }
-    if sgis_full || doorbells_full {
+    if sgis_full || doorbells_full || held_left {
         set_underflow_interrupt(true);
     }
+}
+
+/// Places this core's held physical interrupts ([`forward`]) in free list registers;
+/// true if some still wait.
+fn place_held() -> bool {
+    let mut left = false;
+    for word in HELD.get(crate::cpu_slot()).into_iter().flatten() {
+        let lr = word.load(Ordering::Acquire);
+        if lr == 0 {
+            continue;
+        }
+        match vgic::free_list_register(read_elrsr(), implemented_list_registers()) {
+            Some(n) => {
+                write_lr(n, lr);
+                word.store(0, Ordering::Release);
+            }
+            None => left = true,
+        }
+    }
+    left
+}
+
+/// Arms this core's EL2 physical timer (PPI 26) to fire at counter value `deadline`:
+/// the partition on this core then writes its summary ([`Irq::Summary`]).
+pub fn arm_summary_timer(deadline: u64) {
+    // SAFETY: CNTHP_CVAL_EL2 is EL2's own timer's compare value; aarch64-cpu does not
+    // name it.
+    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) deadline, options(nostack, preserves_flags)) };
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+}
+
+fn disarm_summary_timer() {
+    CNTHP_CTL_EL2.set(0);
 }
 
 /// Places INTIDs `base + bit` for each set bit; returns the bits left waiting, and

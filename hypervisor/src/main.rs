@@ -2,39 +2,49 @@
 //!
 //! 1. `entry`: arm64 `Image` header; EL3 drops to EL2, EL1 is refused; stack, BSS.
 //! 2. [`primary_main`]: read the board DTB (RAM, CPUs, devices, PSCI conduit, bundle).
-//! 3. `stage1`: the hypervisor's own MMU on, caches on.
-//! 4. Find the boot bundle. `trust`: open the flash bank (anti-rollback counters, audit
-//!    log), verify the root chain against the built-in anchor and the configuration's
-//!    signature; copy out the configuration and check it against the board.
+//! 3. `stage1`: the hypervisor's own MMU on (boot view), caches on; `speculation`:
+//!    this core's branch-predictor hardening on entry from a partition.
+//! 4. `trust`: open the flash bank (anti-rollback counters, audit log), so that every
+//!    refusal from here on is recorded. Find the boot bundle (a bundle refused as a
+//!    whole stops the boot, recorded); verify the root chain against the built-in
+//!    anchor and the configuration's signature; copy out the configuration and check it
+//!    against the board; move to the run view, which maps no partition memory.
 //! 5. `partition::init`: per partition, load the pristine image and device tree, verify
-//!    the image in the partition's RAM against its signed manifest, and only then build
-//!    the stage 2 that maps it; raise the counters to what was accepted.
+//!    both in the partition's RAM against its signed manifest, and only then build the
+//!    stage 2 that maps them; raise the counters to what was accepted.
 //! 6. Start each partition's core (PSCI `CPU_ON`), then run this core's partition.
 //!
 //! After that the hypervisor only runs when a partition traps (`trap`).
 #![no_std]
 #![no_main]
 
+mod chosen;
 mod console;
 mod cpu;
+mod debug_pmu;
 mod el1;
 mod entry;
+mod exit;
+mod frame;
 mod gic;
+mod hypercall;
 mod partition;
 mod pflash;
 mod physmem;
+mod safe_state;
+mod slots;
+mod speculation;
 mod stage1;
 mod stage2;
 mod trap;
 mod trust;
+mod vgic_glue;
 
-use aarch64_cpu::registers::{Readable, TPIDR_EL2};
 use entry::PenExit;
-use septum_abi::bundle::{Bundle, EntryKind};
+use septum_abi::bundle::{Bundle, BundleError, EntryKind};
 use septum_abi::config::{BoardFacts, Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
-use septum_platform::catalog::{self, Board};
-use septum_platform::qemu_virt;
+use septum_platform::catalog;
 
 /// FDT header magic, big-endian.
 const FDT_MAGIC: u32 = 0xD00D_FEED;
@@ -44,18 +54,8 @@ const BUNDLE_MAX: u64 = 128 << 20;
 /// Room for the largest configuration ([`septum_abi::config::encoded_len`] of 8).
 const CONFIG_MAX: usize = 8192;
 
-static BOARD: spin::Once<&'static Board> = spin::Once::new();
-
-/// The board the hypervisor runs on, as its DTB's root `compatible` and GIC name it.
-/// Chosen once, from the board DTB, before anything uses the GIC.
-pub fn this_board() -> &'static Board {
-    BOARD.get().copied().unwrap_or(&qemu_virt::BOARD)
-}
-
-/// The slot (stack, per-core state) of the core running this code.
-pub fn cpu_slot() -> usize {
-    TPIDR_EL2.get() as usize
-}
+pub use chosen::this_board;
+pub use slots::cpu_slot;
 
 #[no_mangle]
 extern "C" fn refuse_el1(_dtb: u64) -> ! {
@@ -105,14 +105,14 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             if facts.gic_v2 { 2 } else { 3 }
         ));
     };
-    BOARD.call_once(|| board);
+    chosen::choose(board);
     // Quirk virq-unwired: only on QEMU's model of a board known to need it, unless the
     // hypervisor's command line says otherwise.
     let virq_quirk = facts.virq_quirk.unwrap_or(board.qemu_virq_unwired && facts.qemu_psci);
     gic::set_virq_quirk(virq_quirk);
 
     // 3. MMU and caches on.
-    if let Err(e) = stage1::init(facts.board.ram.iter(), this_board().hypervisor_devices) {
+    if let Err(e) = stage1::init(facts.board.ram.iter()) {
         fatal_early(format_args!("cannot build the hypervisor's page tables: {e:?}"));
     }
     console::init();
@@ -137,11 +137,32 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         log::warn!("board DTB names PSCI over HVC, which a hypervisor at EL2 cannot call: no PSCI");
     }
 
-    // 4. Bundle and configuration.
-    let bundle = find_bundle(&facts);
-    let checked = checked_facts(&facts, dtb_pa, dtb_len, &bundle);
-    partition::set_firmware(facts.psci);
+    // 4. Storage first, so that a refusal of the bundle is recorded; then the bundle and
+    // the configuration.
+    safe_state::set_firmware(facts.psci);
+    speculation::set_firmware(facts.psci);
+    speculation::harden_this_core();
     trust::open_storage(facts.power_cut_after);
+    let bundle = match find_bundle(&facts) {
+        Ok(b) => b,
+        Err((base, e)) => {
+            trust::bundle_refused(&e);
+            stop(format_args!("boot bundle at {base:#x} refused: {e}"))
+        }
+    };
+    // Spin-table release words belong to firmware and the hypervisor, never to a partition.
+    let mut spin_pages = [Range::new(0, 0); 4];
+    let mut n_spin = 0;
+    for mpidr in facts.board.cpus.iter() {
+        if let CpuStart::SpinTable { release } = facts.start_method(mpidr) {
+            let page = Range::new(release & !0xFFF, 0x1000);
+            if !spin_pages[..n_spin].contains(&page) {
+                let Some(slot) = spin_pages.get_mut(n_spin) else { stop(format_args!("too many spin-table pages")) };
+                (*slot, n_spin) = (page, n_spin + 1);
+            }
+        }
+    }
+    let checked = checked_facts(&facts.board, dtb_pa, dtb_len, &bundle, &spin_pages[..n_spin]);
     let root = match trust::verify_root(&bundle) {
         Ok(r) => r,
         Err(e) => refuse_system(format_args!("root of trust: {e}")),
@@ -164,6 +185,12 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         );
     }
 
+    // EL2 keeps no partition memory mapped from here on (ISO-010).
+    let bundle_range = Range::new(bundle_base(&bundle), bundle.len() as u64);
+    if let Err(e) = stage1::build_views(&config, bundle_range, &spin_pages[..n_spin]) {
+        stop(format_args!("the hypervisor's run-time page tables: {e}"));
+    }
+
     // 5. Stage 2 and pristine images.
     let system = match partition::init(config, bundle, root, config_hash) {
         Ok(s) => s,
@@ -177,13 +204,13 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
     for (i, p) in system.partitions() {
         for (vcpu, &mpidr) in p.vcpus().iter().enumerate() {
             if mpidr == me {
-                partition::assign(0, i, vcpu);
+                slots::assign(0, i, vcpu);
                 continue;
             }
-            if next_slot >= partition::MAX_CPUS {
+            if next_slot >= slots::MAX_CPUS {
                 stop(format_args!("more cores than the hypervisor has stacks for"));
             }
-            partition::assign(next_slot, i, vcpu);
+            slots::assign(next_slot, i, vcpu);
             start_core(&facts, mpidr, next_slot, p.name());
             next_slot += 1;
         }
@@ -193,13 +220,15 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             park_core(&facts, mpidr);
         }
     }
-    partition::run(0)
+    partition::run()
 }
 
 #[no_mangle]
 extern "C" fn secondary_main(slot: u64) -> ! {
+    let _ = slot; // already in TPIDR_EL2 (`slots::cpu_slot`)
     stage1::enable_on_this_core();
-    partition::run(slot as usize)
+    speculation::harden_this_core();
+    partition::run()
 }
 
 /// Starts a core the board's way, as its DTB `enable-method` says: PSCI `CPU_ON`, a
@@ -253,10 +282,12 @@ fn is_fdt(pa: u64) -> bool {
     pa.is_multiple_of(4) && unsafe { physmem::read_be32(pa) } == FDT_MAGIC
 }
 
-fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
+/// The boot bundle, framed (header, entry table, bounds; each payload's CRC is checked
+/// when it is used), or its address and why it was refused.
+fn find_bundle(facts: &BootFacts) -> Result<Bundle<'static>, (u64, BundleError)> {
     let base = facts.initrd.map_or(this_board().default_bundle, |r| r.base);
     let Some(ram) = facts.board.ram.iter().find(|r| r.base <= base && base < r.end()) else {
-        stop(format_args!("boot bundle address {base:#x} is not in RAM"));
+        return Err((base, BundleError::NotInRam { base }));
     };
     // Bounded by the initrd the bootloader reported, else by the RAM it lies in.
     let limit = facts.initrd.map_or(BUNDLE_MAX, |r| r.size.min(BUNDLE_MAX));
@@ -266,38 +297,36 @@ fn find_bundle(facts: &BootFacts) -> Bundle<'static> {
     let head = unsafe { physmem::slice(base, available as usize) };
     let len = match Bundle::claimed_len(head) {
         Ok(l) if l <= available => l,
-        Ok(l) => stop(format_args!("boot bundle at {base:#x} claims {l} bytes, more than {available}")),
-        Err(e) => stop(format_args!("no boot bundle at {base:#x}: {e}")),
+        // Truncated, or a header claiming more than the bootloader loaded.
+        Ok(total_len) => return Err((base, BundleError::BadLength { total_len, available })),
+        Err(e) => return Err((base, e)),
     };
-    match Bundle::parse(&head[..len as usize]) {
-        Ok(b) => {
-            log::info!("boot bundle at {base:#x}, {len} bytes");
-            b
-        }
-        Err(e) => stop(format_args!("boot bundle at {base:#x} refused: {e}")),
-    }
+    let bundle = Bundle::parse(&head[..len as usize]).map_err(|e| (base, e))?;
+    log::info!("boot bundle at {base:#x}, {len} bytes");
+    Ok(bundle)
 }
 
-/// What the configuration is checked against: the DTB's facts (its reserved memory
-/// included), plus the devices the board catalogue says the hypervisor keeps (as not
-/// assignable, overlapping whatever the DTB calls them), the hypervisor image, the DTB,
-/// the bundle and the spin-table release words, which belong to firmware and the
-/// hypervisor, never to a partition.
-fn checked_facts(facts: &BootFacts, dtb_pa: u64, dtb_len: u32, bundle: &Bundle<'static>) -> BoardFacts {
-    let mut checked = facts.board;
+/// What the configuration is checked against: the DTB's facts `board` (its reserved
+/// memory included), plus the devices the board catalogue says the hypervisor keeps (as
+/// not assignable, overlapping whatever the DTB calls them), and the hypervisor image,
+/// the DTB, the bundle and the spin-table pages as reserved.
+fn checked_facts(
+    board: &BoardFacts,
+    dtb_pa: u64,
+    dtb_len: u32,
+    bundle: &Bundle<'static>,
+    spin_pages: &[Range],
+) -> BoardFacts {
+    let mut checked = *board;
     if !this_board().keep_devices(&mut checked) {
         stop(format_args!("too many devices for the hypervisor's table"));
     }
-    let spin_pages = facts.board.cpus.iter().filter_map(|mpidr| match facts.start_method(mpidr) {
-        CpuStart::SpinTable { release } => Some(Range::new(release & !0xFFF, 0x1000)),
-        _ => None,
-    });
     let ours = [
         stage1::image_range(),
         Range::new(dtb_pa, u64::from(dtb_len)),
         Range::new(bundle_base(bundle), bundle.len() as u64),
     ];
-    for range in ours.into_iter().chain(spin_pages) {
+    for range in ours.into_iter().chain(spin_pages.iter().copied()) {
         if !checked.reserved.iter().any(|r| r.contains(&range)) && !checked.reserved.push(range) {
             stop(format_args!("too many reserved ranges"));
         }
@@ -337,7 +366,7 @@ fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &BoardFacts) -> Conf
 /// none runs (the safe state). The refusal is already in the audit log.
 fn refuse_system(args: core::fmt::Arguments<'_>) -> ! {
     log::error!("REFUSED: {args}");
-    partition::safe_state("the system's signed documents were refused")
+    safe_state::safe_state("the system's signed documents were refused")
 }
 
 /// Refuses to go on: logs why and parks the boot core. Nothing has been started.
@@ -375,5 +404,5 @@ impl core::fmt::Display for RangeList<'_> {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     // Not reachable from anything a guest does; a hypervisor bug stops the system.
     log::error!("hypervisor panic: {info}");
-    partition::safe_state("hypervisor panic")
+    safe_state::safe_state("hypervisor panic")
 }

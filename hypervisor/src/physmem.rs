@@ -1,6 +1,9 @@
 //! Views of physical memory that the hypervisor reaches by address: the board DTB, the
-//! boot bundle, and partition RAM. The hypervisor's stage 1 maps RAM at its physical
-//! address, so a physical address is usable as a pointer once it is range-checked.
+//! boot bundle, and partition RAM. The hypervisor's stage 1 maps what it maps at its
+//! physical address, so a physical address is usable as a pointer once it is
+//! range-checked and mapped: the board DTB and bundle before the run view; the bundle
+//! (read-only) always; a partition's RAM only inside its load view
+//! ([`crate::stage1::load_view`]).
 
 /// # Safety
 /// `[pa, pa+len)` must be mapped memory that nothing writes for the rest of the
@@ -24,7 +27,8 @@ pub unsafe fn read_be32(pa: u64) -> u32 {
 ///
 /// # Safety
 /// The range must be RAM of a partition that is not running (its cores are in EL2 or
-/// not started), checked against the validated configuration.
+/// not started), checked against the validated configuration, and mapped: this core
+/// is in that partition's load view.
 pub unsafe fn zero(pa: u64, len: u64) {
     // SAFETY: guaranteed by the caller; nothing else reads or writes it meanwhile.
     unsafe { core::ptr::write_bytes(pa as *mut u8, 0, len as usize) };
@@ -52,8 +56,8 @@ pub unsafe fn write_u64(pa: u64, value: u64) {
 /// A view of a partition's RAM, for the hypervisor to check what it loaded there.
 ///
 /// # Safety
-/// `[pa, pa+len)` must be RAM of a partition that is not running, and the view must
-/// be dropped before the partition runs again.
+/// `[pa, pa+len)` must be RAM of a partition that is not running, this core in its
+/// load view, and the view must be dropped before the load view is left.
 pub unsafe fn partition_bytes<'a>(pa: u64, len: usize) -> &'a [u8] {
     // SAFETY: guaranteed by the caller.
     unsafe { core::slice::from_raw_parts(pa as *const u8, len) }

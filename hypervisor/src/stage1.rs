@@ -1,19 +1,30 @@
 //! The hypervisor's own EL2 stage-1 translation: text read-only and executable, rodata
 //! read-only, data/BSS/stacks read-write and never executable (SCTLR_EL2.WXN enforces
-//! that nothing writable executes), the rest of RAM read-write non-executable so
-//! partitions can be loaded; the devices the hypervisor keeps (the GIC) Device-nGnRnE.
-//! Below each core's stack lies an unmapped guard page: a stack overflow faults (and
-//! stops the system) instead of silently overwriting BSS or another core's stack.
+//! that nothing writable executes); the devices the hypervisor keeps (the GIC, its
+//! flash bank) Device-nGnRnE. Below each core's stack lies an unmapped guard page: a
+//! stack overflow faults (and stops the system) instead of silently overwriting BSS or
+//! another core's stack.
+//!
+//! Three kinds of view ([`septum_core::el2map`], ISO-010): the boot view (all RAM
+//! around the image, until the configuration is read), the run view every core uses
+//! from then on (no partition memory at all: a speculative gadget in EL2 finds nothing
+//! of a partition to reach), and each partition's load view, installed only on the core
+//! that loads or verifies that partition ([`load_view`]) and left with a broadcast TLB
+//! invalidation. All views are built once, at boot; tables never change afterwards.
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, MAIR_EL2, SCTLR_EL2, TCR_EL2, TTBR0_EL2};
-use septum_abi::config::Range;
-use septum_core::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
-use spin::Mutex;
+use septum_abi::config::{Config, PartitionDesc, Range, RegionKind, MAX_PARTITIONS};
+use septum_core::el2map::{self, Fixed, Image, Kept};
+use septum_core::pagetable::{Arena, MapError, Table, MAIR_EL2 as MAIR_VALUE, T0SZ};
+use spin::{Mutex, Once};
 
-const TABLES: usize = 48;
-static S1_TABLES: Mutex<[Table; TABLES]> = Mutex::new([Table::EMPTY; TABLES]);
-static ROOT: spin::Once<u64> = spin::Once::new();
+/// Tables for all views: boot, run and one load view per partition, about a dozen each.
+const TABLES: usize = 128;
+static S1_TABLES: Mutex<([Table; TABLES], usize)> = Mutex::new(([Table::EMPTY; TABLES], 0));
+static BOOT_ROOT: Once<u64> = Once::new();
+static RUN_ROOT: Once<u64> = Once::new();
+static LOAD_ROOTS: [Once<u64>; MAX_PARTITIONS] = [const { Once::new() }; MAX_PARTITIONS];
 
 /// Each core's stack, and the unmapped guard page below it (as in the linker script).
 pub const STACK_SIZE: usize = 0x2_0000;
@@ -29,80 +40,175 @@ extern "C" {
     static __hv_end: u8;
 }
 
-/// Where the stacks are: (start, end).
-fn stacks() -> (u64, u64) {
+/// Where the linker put the hypervisor's sections.
+fn layout() -> Image {
     let addr = |sym: &u8| sym as *const u8 as u64;
     // SAFETY: linker-script symbols; only their addresses are taken, never their values.
-    unsafe { (addr(&__stacks_start), addr(&__stacks_end)) }
-}
-
-/// Where the linker put the hypervisor's sections: (start, end of text, end of
-/// rodata, end of everything including BSS and stacks).
-fn layout() -> (u64, u64, u64, u64) {
-    let addr = |sym: &u8| sym as *const u8 as u64;
-    // SAFETY: linker-script symbols; only their addresses are taken, never their values.
-    unsafe { (addr(&__hv_start), addr(&__text_end), addr(&__rodata_end), addr(&__hv_end)) }
+    unsafe {
+        Image {
+            start: addr(&__hv_start),
+            text_end: addr(&__text_end),
+            rodata_end: addr(&__rodata_end),
+            stacks_start: addr(&__stacks_start),
+            stacks_end: addr(&__stacks_end),
+            end: addr(&__hv_end),
+            stack_size: STACK_SIZE as u64,
+            stack_guard: STACK_GUARD as u64,
+        }
+    }
 }
 
 /// The hypervisor's own footprint in RAM (image, BSS, stacks).
 pub fn image_range() -> Range {
-    let (start, _, _, end) = layout();
-    Range::new(start, end - start)
+    let img = layout();
+    Range::new(img.start, img.end - img.start)
 }
 
-/// Builds the tables on the boot core (MMU still off) and turns the MMU on.
-pub fn init(ram: impl Iterator<Item = Range>, devices: &[Range]) -> Result<(), MapError> {
-    let (start, text_end, rodata_end, end) = layout();
-    let mut tables = S1_TABLES.lock();
-    let base = tables.as_ptr() as u64;
-    let mut arena = Arena::new(&mut tables[..], base);
-    let root = arena.alloc()?;
-    let r = Regime::El2Stage1;
-    arena.map(r, root, Mapping::new(start, start, text_end - start, MemType::Normal, Access::RX))?;
-    arena.map(r, root, Mapping::new(text_end, text_end, rodata_end - text_end, MemType::Normal, Access::RO))?;
-    // Data and BSS; then each stack without its guard page; then the rest of the image.
-    let (stacks_start, stacks_end) = stacks();
+fn fixed() -> Fixed<'static> {
+    Fixed { image: layout(), devices: crate::this_board().hypervisor_devices }
+}
+
+/// Builds the boot view on the boot core (MMU still off) and turns the MMU on.
+pub fn init(ram: impl Iterator<Item = Range>) -> Result<(), MapError> {
+    let img = layout();
     // The linker script and these constants must agree on the stacks' layout.
-    if stacks_end - stacks_start != STACK_STRIDE * crate::partition::MAX_CPUS as u64 {
+    if img.stacks_end - img.stacks_start != STACK_STRIDE * crate::slots::MAX_CPUS as u64 {
         return Err(MapError::Unaligned);
     }
-    let rw = |base: u64, size: u64| Mapping::new(base, base, size, MemType::Normal, Access::RW);
-    arena.map(r, root, rw(rodata_end, stacks_start - rodata_end))?;
-    for slot in 0..crate::partition::MAX_CPUS as u64 {
-        let stack = stacks_start + slot * STACK_STRIDE + STACK_GUARD as u64;
-        arena.map(r, root, rw(stack, STACK_SIZE as u64))?;
-    }
-    if end > stacks_end {
-        arena.map(r, root, rw(stacks_end, end - stacks_end))?;
-    }
-    for ram in ram {
-        // RAM around the image: read-write, never executable.
-        let below = Range::new(ram.base, start.clamp(ram.base, ram.end()) - ram.base);
-        let above_start = end.clamp(ram.base, ram.end());
-        let above = Range::new(above_start, ram.end() - above_start);
-        for part in [below, above] {
-            if part.size > 0 {
-                arena.map(r, root, Mapping::new(part.base, part.base, part.size, MemType::Normal, Access::RW))?;
-            }
-        }
-    }
-    // Devices the hypervisor keeps (the interrupt controller): Device-nGnRnE, never
-    // executable.
-    for d in devices {
-        arena.map(r, root, Mapping::new(d.base, d.base, d.size, MemType::Device, Access::RW))?;
-    }
-    let root_pa = arena.pa_of(root);
-    drop(tables);
-    ROOT.call_once(|| root_pa);
+    let root = build(|arena| el2map::boot_view(arena, &fixed(), ram))?;
+    BOOT_ROOT.call_once(|| root);
     // Nothing cached from before may shadow what was written with the caches off.
-    crate::cpu::invalidate_dcache_range(start, end - start);
+    crate::cpu::invalidate_dcache_range(img.start, img.end - img.start);
     enable_on_this_core();
     Ok(())
 }
 
-/// Installs the shared tables on this core and turns on MMU and caches.
+/// Builds views in the shared pool: returns the new root's physical address.
+fn build(view: impl FnOnce(&mut Arena<'_>) -> Result<usize, MapError>) -> Result<u64, MapError> {
+    let mut guard = S1_TABLES.lock();
+    let (tables, used) = &mut *guard;
+    let base = tables.as_ptr() as u64;
+    let mut arena = Arena::resume(&mut tables[..], base, *used);
+    let root = view(&mut arena)?;
+    *used = arena.used();
+    Ok(arena.pa_of(root))
+}
+
+/// Why the views could not be built or failed their check.
+#[derive(Clone, Copy, Debug)]
+pub enum ViewError {
+    Map(MapError),
+    /// A view maps partition memory it must not (the address).
+    Maps(&'static str, u64),
+}
+
+impl core::fmt::Display for ViewError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ViewError::Map(e) => write!(f, "{e:?}"),
+            ViewError::Maps(view, at) => write!(f, "{view} maps partition memory at {at:#x}"),
+        }
+    }
+}
+
+/// Builds the run view and every partition's load view, checks them by walking the
+/// tables (the run view maps no partition memory; a load view none of another
+/// partition's RAM), and moves this core to the run view. Called on the boot core once
+/// the configuration is accepted, before any partition is loaded or any other core
+/// started.
+pub fn build_views(config: &Config<'static>, bundle: Range, firmware: &[Range]) -> Result<(), ViewError> {
+    let kept = Kept { bundle, firmware };
+    let run = build(|arena| el2map::run_view(arena, &fixed(), &kept)).map_err(ViewError::Map)?;
+    for (i, desc) in config.partitions.iter().enumerate() {
+        let root = build(|arena| el2map::load_view(arena, &fixed(), &kept, desc)).map_err(ViewError::Map)?;
+        if let Some(slot) = LOAD_ROOTS.get(i) {
+            slot.call_once(|| root);
+        }
+    }
+    RUN_ROOT.call_once(|| run);
+    let all = config.partitions.iter().flat_map(memory);
+    let (mapped, ranges) = {
+        let mut guard = S1_TABLES.lock();
+        let (tables, used) = &mut *guard;
+        let base = tables.as_ptr() as u64;
+        let arena = Arena::resume(&mut tables[..], base, *used);
+        let idx = |pa: u64| ((pa - base) / 4096) as usize;
+        if let Some(at) = el2map::first_mapped_in(&arena, idx(run), all.clone()) {
+            return Err(ViewError::Maps("the run view", at));
+        }
+        for (i, desc) in config.partitions.iter().enumerate() {
+            let others = config.partitions.iter().enumerate().filter(|&(j, _)| j != i).flat_map(|(_, p)| {
+                p.regions().iter().filter(|r| r.kind() == Some(RegionKind::Ram)).map(|r| Range::new(r.pa, r.size))
+            });
+            let Some(root) = LOAD_ROOTS.get(i).and_then(Once::get) else { continue };
+            if let Some(at) = el2map::first_mapped_in(&arena, idx(*root), others) {
+                return Err(ViewError::Maps(desc.name(), at));
+            }
+        }
+        let (mut mapped, mut ranges) = (0u64, 0usize);
+        el2map::mapped_ranges(&arena, idx(run), |s, e| {
+            mapped += e - s;
+            ranges += 1;
+        });
+        (mapped, ranges)
+    };
+    switch_to(run, false);
+    log::info!(
+        "EL2 stage 1: run view maps {ranges} ranges, {} KiB (image, devices, bundle read-only, firmware pages); \
+         no partition memory ({} regions checked); {} load views, each one partition's own",
+        mapped >> 10,
+        all.count(),
+        config.partitions.len()
+    );
+    Ok(())
+}
+
+/// A partition's memory regions (RAM and channel memory, not doorbells).
+fn memory(p: &PartitionDesc) -> impl Iterator<Item = Range> + Clone + '_ {
+    p.regions().iter().filter(|r| r.kind().is_some_and(RegionKind::is_memory)).map(|r| Range::new(r.pa, r.size))
+}
+
+/// A partition's load view, installed on this core while it lives; dropping it puts
+/// back the view that was installed before (the run view, unless nested) and
+/// invalidates EL2's TLB entries on every core.
+pub struct LoadView {
+    previous: u64,
+}
+
+/// Installs partition `index`'s load view on this core: its RAM and the channel memory
+/// it writes become reachable for loading and verifying, here only.
+pub fn load_view(index: usize) -> LoadView {
+    let previous = TTBR0_EL2.get();
+    if let Some(&root) = LOAD_ROOTS.get(index).and_then(Once::get) {
+        switch_to(root, false);
+    }
+    LoadView { previous }
+}
+
+impl Drop for LoadView {
+    fn drop(&mut self) {
+        switch_to(self.previous, true);
+    }
+}
+
+/// Moves this core (MMU on) to the view at `root`. The image is mapped alike in every
+/// view, so the switch needs no break-before-make; the TLB is invalidated after it,
+/// on every core with `broadcast` (tables are shared, so a stale entry anywhere could
+/// keep partition memory reachable).
+fn switch_to(root: u64, broadcast: bool) {
+    TTBR0_EL2.set(root);
+    barrier::isb(barrier::SY);
+    if broadcast {
+        crate::cpu::flush_el2_tlb_all_cores();
+    } else {
+        crate::cpu::flush_el2_tlb();
+    }
+}
+
+/// Installs the run view (before it exists, the boot view) on this core and turns on
+/// MMU and caches.
 pub fn enable_on_this_core() {
-    let Some(&root) = ROOT.get() else { crate::cpu::park() };
+    let Some(&root) = RUN_ROOT.get().or(BOOT_ROOT.get()) else { crate::cpu::park() };
     MAIR_EL2.set(MAIR_VALUE);
     // 39-bit VA from level 1, 4 KiB granule, write-back inner-shareable walks,
     // physical addresses as wide as the core supports (at most 48 bits).

@@ -1,34 +1,22 @@
 //! EL2 exception vectors. A partition's exception arrives here with its registers saved
-//! in a [`TrapFrame`] on this core's stack; [`septum_core::traps::classify`] says what it
-//! means and [`crate::partition`] acts on it. An exception taken *in* EL2 is a
-//! hypervisor bug: it is logged and the system goes to its safe state.
+//! in a [`TrapFrame`] on this core's stack; on a core whose speculation plan asks for it
+//! the entry first clears branch-predictor state the partition could have trained
+//! (ISO-009, [`crate::speculation`]). The PMU and OS-lock registers EL2 traps are
+//! emulated at once ([`crate::debug_pmu`]); otherwise [`septum_core::traps::classify`]
+//! says what the exception means and [`crate::exit`] acts on it. An exception
+//! taken *in* EL2 is a hypervisor bug: it is logged and the system goes to its safe
+//! state.
 
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use septum_core::events::Event;
 use septum_core::traps::{classify, TrapInfo};
 
-/// A guest's general-purpose registers and return state, as the vectors save them.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TrapFrame {
-    pub x: [u64; 31],
-    pub elr: u64,
-    pub spsr: u64,
-    pub _pad: u64,
-}
+use crate::cpu;
+use crate::gic::Irq;
 
-impl TrapFrame {
-    /// Guest register `Xn` as an instruction names it (31: XZR, reads zero).
-    pub fn reg(&self, n: u8) -> u64 {
-        self.x.get(usize::from(n)).copied().unwrap_or(0)
-    }
-
-    /// Sets guest register `Xn` (31: XZR, the value is discarded).
-    pub fn set_reg(&mut self, n: u8, value: u64) {
-        if let Some(x) = self.x.get_mut(usize::from(n)) {
-            *x = value;
-        }
-    }
-}
+pub use crate::frame::TrapFrame;
 
 core::arch::global_asm!(
     r#"
@@ -57,12 +45,13 @@ core::arch::global_asm!(
     str     x1, [sp, #256]
 .endm
 
-.macro LOWER kind
+// An exception from a partition: its registers saved, the vector's number in x19
+// (callee-saved, so it survives a firmware call), then `common`: straight to the
+// handler, or through the branch-predictor hardening first.
+.macro LOWER kind, common
     SAVE_FRAME
-    mov     x0, sp
-    mov     x1, #\kind
-    bl      handle_lower
-    b       trap_return
+    mov     x19, #\kind
+    b       \common
 .endm
 
 .macro CURRENT kind
@@ -102,10 +91,12 @@ current_sync:
     eret
 1:  CURRENT 0
 
-.section .text.vectors, "ax"
+// The two vector tables differ only in the way in from a partition. Each core installs
+// `el2_vectors_hardened` if its speculation plan needs work on entry (`speculation`).
+.macro VECTORS name, lower
 .balign 2048
-.global el2_vectors
-el2_vectors:
+.global \name
+\name:
     // Current EL with SP_EL0 (never used by Septum).
     .balign 128
     CURRENT 0
@@ -127,22 +118,63 @@ el2_vectors:
     CURRENT 3
     // Lower EL, AArch64: the partitions.
     .balign 128
-    LOWER 0
+    LOWER 0, \lower
     .balign 128
-    LOWER 1
+    LOWER 1, \lower
     .balign 128
-    LOWER 2
+    LOWER 2, \lower
     .balign 128
-    LOWER 3
+    LOWER 3, \lower
     // Lower EL, AArch32: Septum runs no AArch32 guests (HCR_EL2.RW=1).
     .balign 128
-    LOWER 4
+    LOWER 4, \lower
     .balign 128
-    LOWER 4
+    LOWER 4, \lower
     .balign 128
-    LOWER 4
+    LOWER 4, \lower
     .balign 128
-    LOWER 4
+    LOWER 4, \lower
+.endm
+
+.section .text.vectors, "ax"
+VECTORS el2_vectors, lower_entry
+VECTORS el2_vectors_hardened, lower_entry_hardened
+
+// Entry from a partition on a core that needs hardening (ISO-009), before EL2 runs a
+// single indirect branch: this core's word of SEPTUM_ENTRY_HARDENING says what to do.
+// The firmware workaround first (SMCCC 1.1 keeps x4-x17; x19 holds the vector), then
+// the branch-history loop of the core's advisory or CLRBHB. The closing DSB and ISB
+// let nothing after them run until the steps before have really executed, so a
+// mispredicted skip of a step cannot run ahead into the handler.
+lower_entry_hardened:
+    mrs     x9, tpidr_el2
+    adrp    x10, SEPTUM_ENTRY_HARDENING
+    add     x10, x10, #:lo12:SEPTUM_ENTRY_HARDENING
+    ldr     x11, [x10, x9, lsl #3]
+    tbz     x11, #{wa1_bit}, 1f
+    mov     w0, #0x8000                  // SMCCC_ARCH_WORKAROUND_1
+    movk    w0, #0x8000, lsl #16
+    smc     #0
+1:  tbz     x11, #{wa3_bit}, 2f
+    mov     w0, #0x3fff                  // SMCCC_ARCH_WORKAROUND_3
+    movk    w0, #0x8000, lsl #16
+    smc     #0
+2:  and     x12, x11, #0xff              // taken branches that overwrite the history
+    cbz     x12, 4f
+3:  b       .+4
+    subs    x12, x12, #1
+    b.ne    3b
+4:  tbz     x11, #{clrbhb_bit}, 5f
+    hint    #22                          // CLRBHB
+5:  dsb     nsh
+    isb
+    // Fall through to the common path.
+
+lower_entry:
+    mov     x0, sp
+    mov     x1, x19
+    bl      handle_lower
+    b       trap_return
 
 .global trap_return
 trap_return:
@@ -170,6 +202,9 @@ trap_return:
 "#,
     frame_size = const core::mem::size_of::<TrapFrame>(),
     stack_stride = const crate::stage1::STACK_GUARD + crate::stage1::STACK_SIZE,
+    wa1_bit = const septum_core::speculation::ENTRY_WA1_BIT,
+    wa3_bit = const septum_core::speculation::ENTRY_WA3_BIT,
+    clrbhb_bit = const septum_core::speculation::ENTRY_CLRBHB_BIT,
 );
 
 /// Which vector a lower-EL exception came through.
@@ -203,33 +238,93 @@ fn dispatch(frame: &mut TrapFrame, kind: u64) {
     let esr = ESR_EL2.get();
     if kind == LowerKind::Sync && septum_core::traps::is_hypercall(esr) {
         // Versions and features are answered before anything else is looked at.
-        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1]) {
+        if let Some(v) = septum_core::hypercall::stateless(frame.x[0] as u32, frame.x[1], crate::speculation::answers) {
             frame.x[..4].copy_from_slice(&[v, 0, 0, 0]);
             return;
         }
         // The most common exit, straight to its handler: what `classify` makes of it.
         let [function, args @ ..] =
             [frame.x[0], frame.x[1], frame.x[2], frame.x[3], frame.x[4], frame.x[5], frame.x[6], frame.x[7]];
-        return crate::partition::on_hypercall(frame, function as u32, args);
+        return crate::hypercall::on_hypercall(frame, function as u32, args);
+    }
+    if kind == LowerKind::Sync && crate::debug_pmu::emulate(frame, esr) {
+        frame.elr += 4;
+        return;
     }
     let mut x = [0u64; 8];
     x.copy_from_slice(&frame.x[..8]);
-    let info = TrapInfo { esr, far: FAR_EL2.get(), hpfar: HPFAR_EL2.get(), x };
+    let far = FAR_EL2.get();
+    let info = TrapInfo { esr, far, hpfar: fault_hpfar(esr, far), x };
     match kind {
-        LowerKind::Sync => crate::partition::on_exit(frame, classify(&info), &info),
-        LowerKind::Irq => crate::gic::on_irq(),
+        LowerKind::Sync => crate::exit::on_exit(frame, classify(&info), &info),
+        LowerKind::Irq => on_irq(),
         // Septum uses group 1 (IRQ) only; no FIQ is enabled.
         LowerKind::Fiq => {}
         LowerKind::SError | LowerKind::AArch32 => {
             let info = TrapInfo { esr: (0x2F << 26) | (info.esr & 0x01FF_FFFF), ..info };
-            crate::partition::on_exit(frame, classify(&info), &info)
+            crate::exit::on_exit(frame, classify(&info), &info)
         }
     }
+}
+
+/// A physical interrupt taken from the partition on this core.
+fn on_irq() {
+    let current = crate::partition::current();
+    let owns = |intid| current.is_some_and(|(p, _)| p.owns_spi(intid));
+    match crate::gic::on_irq(owns) {
+        Irq::Done => {}
+        Irq::Kick => crate::partition::power::on_kick(),
+        Irq::Summary => crate::partition::on_summary_timer(),
+        Irq::Held => {
+            if let Some((part, _)) = current {
+                part.note(Event::ListRegistersFull, false);
+            }
+        }
+        Irq::Unexpected(intid) => {
+            let count = UNEXPECTED.fetch_add(1, Ordering::Relaxed) + 1;
+            if count.is_power_of_two() {
+                log::warn!("GIC: unexpected physical INTID {intid} on MPIDR {:#x} ({count} so far)", cpu::mpidr());
+            }
+        }
+    }
+}
+
+/// Physical interrupts the hypervisor did not expect (reported at powers of two).
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+
+/// HPFAR_EL2 for a stage-2 abort: as the core wrote it where the architecture defines
+/// it, else (a permission fault) the page of FAR translated by the guest's own stage 1
+/// (`AT S1E1R`), or `traps::UNKNOWN_HPFAR` if that fails (the guest changed its tables
+/// meanwhile). HM-001.
+fn fault_hpfar(esr: u64, far: u64) -> u64 {
+    if septum_core::traps::hpfar_valid(esr) {
+        return HPFAR_EL2.get();
+    }
+    let saved: u64;
+    let par: u64;
+    // SAFETY: AT S1E1R translates FAR through the guest's stage 1 (its EL1 registers are
+    // live on this core) and writes PAR_EL1, the guest's register, which is saved before
+    // and restored after, so the guest sees no change. No memory is written.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, par_el1",
+            "at s1e1r, {far}",
+            "isb",
+            "mrs {par}, par_el1",
+            "msr par_el1, {saved}",
+            saved = out(reg) saved,
+            par = out(reg) par,
+            far = in(reg) far,
+            options(nostack, preserves_flags),
+        )
+    };
+    let _ = saved;
+    septum_core::traps::hpfar_from_par(par).unwrap_or(septum_core::traps::UNKNOWN_HPFAR)
 }
 
 #[no_mangle]
 extern "C" fn handle_hypervisor_fault(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     let esr = septum_core::esr::Esr(esr);
     log::error!("hypervisor fault (vector {kind}) at {elr:#x}, FAR {far:#x}: {esr}");
-    crate::partition::safe_state("the hypervisor itself faulted")
+    crate::safe_state::safe_state("the hypervisor itself faulted")
 }

@@ -3,14 +3,14 @@
 //! checks of the bundle's signed documents. The logic is `septum_trust`'s (host-tested);
 //! this module only feeds it bytes and records what it decided.
 
-use septum_abi::bundle::{Bundle, EntryKind};
+use septum_abi::bundle::{Bundle, BundleError, EntryKind};
 use septum_trust::audit::{AuditLog, Event, EventKind};
-use septum_trust::boot;
+use septum_trust::boot::{self, InRam, Payload, PayloadFault, Refusal};
 use septum_trust::counters::{CounterStore, Floors};
 use septum_trust::flash::CutAfter;
 use septum_trust::format::{Manifest, RootBody};
 use septum_trust::hash::Hash;
-use septum_trust::verify::{self, Expected, TrustError};
+use septum_trust::verify::{self, Expected, Placement, TrustError};
 use spin::Mutex;
 
 use crate::cpu;
@@ -100,6 +100,12 @@ pub fn open_storage(power_cut: Option<u32>) {
     if creport.torn() {
         record(EventKind::CountersTorn, NO_PARTITION, 1, 0, &[0; 64]);
     }
+    // Both copies invalid on a bank that is not blank: the floors are gone (the boot
+    // count restarts too, which `audit-verify` reports as a restarted history).
+    if creport.lost() {
+        log::error!("trust: the anti-rollback counters are LOST (no valid copy); defaults in force");
+        record(EventKind::CountersLost, NO_PARTITION, 1, 0, &[0; 64]);
+    }
 }
 
 /// Appends an event to the audit log (when there is one).
@@ -109,8 +115,29 @@ pub fn record(kind: EventKind, partition: u8, result: u8, detail: u64, subject: 
 
 /// Appends `event`, stamped with the generic timer, to the audit log (when there is one).
 fn record_event(event: Event) {
-    let mut guard = STORE.lock();
-    let Some(store) = guard.as_mut() else { return };
+    append(&mut STORE.lock(), event);
+}
+
+/// Appends an event with no subject, waiting at most `ticks` counter ticks for the
+/// store (a partition's own records may hold it through a flash erase): for the way to
+/// the safe state, and for the critical partition's faults on it. False if the store
+/// stayed busy and nothing was written.
+pub fn record_within(ticks: u64, kind: EventKind, partition: u8, result: u8, detail: u64) -> bool {
+    let deadline = cpu::counter().saturating_add(ticks);
+    loop {
+        if let Some(mut guard) = STORE.try_lock() {
+            append(&mut guard, Event { kind, partition, result, ticks: 0, detail, subject: [0; 64] });
+            return true;
+        }
+        if cpu::counter() >= deadline {
+            return false;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+fn append(store: &mut Option<Store>, event: Event) {
+    let Some(store) = store.as_mut() else { return };
     let event = Event { ticks: cpu::counter(), ..event };
     if let Err(e) = store.log.append(&mut store.flash, &event) {
         stop_if_cut(&store.flash);
@@ -201,30 +228,61 @@ pub fn verify_config<'a>(root: &RootBody, bundle: &Bundle<'a>) -> Result<&'a [u8
     checked.result
 }
 
-/// Verifies partition `index`'s manifest and the image bytes as they lie in its RAM.
+/// Partition `index`'s `what` from the bundle, CRC-checked (on every load, restarts
+/// included), or why it cannot be used: missing, or corrupted.
+pub fn payload<'a>(bundle: &Bundle<'a>, what: Payload, index: usize) -> Result<&'a [u8], Refusal> {
+    let kind = match what {
+        Payload::Image => EntryKind::Image,
+        Payload::DeviceTree => EntryKind::DeviceTree,
+        Payload::Manifest => EntryKind::Manifest,
+    };
+    bundle.payload(kind, index as u32).map_err(|e| {
+        let fault = match e {
+            BundleError::Missing { .. } => PayloadFault::Missing,
+            _ => PayloadFault::Corrupted,
+        };
+        Refusal::Payload(what, fault)
+    })
+}
+
+/// Verifies partition `index`'s manifest, then its image and device tree as they lie
+/// in its RAM (`in_ram`, after the copy) against it, placed where the configuration
+/// loads them (`placement`).
 pub fn verify_partition(
     root: &RootBody,
     bundle: &Bundle<'_>,
     index: usize,
     name: &str,
     config_hash: &Hash,
-    image_in_ram: &[u8],
-) -> Result<Manifest, TrustError> {
-    let expected = Expected { partition: name, board_id: crate::this_board().name, config_hash };
-    let manifest = bundle.payload(EntryKind::Manifest, index as u32).ok();
+    placement: Placement,
+    in_ram: InRam<'_>,
+) -> Result<Manifest, Refusal> {
+    let expected = Expected { partition: name, board_id: crate::this_board().name, config_hash, placement };
+    let manifest = payload(bundle, Payload::Manifest, index)?;
     let (checked, split) =
-        boot::partition(root, manifest, &expected, &floors(), index as u8, image_in_ram, cpu::counter);
+        boot::partition(root, Some(manifest), &expected, &floors(), index as u8, in_ram, cpu::counter);
     if checked.result.is_ok() {
         // `cargo xtask bench` reads this line (under icount, a tick is an instruction).
         log::info!(
-            "trust: {name}: manifest verified in {} ticks, {} image bytes verified in {} ticks",
+            "trust: {name}: manifest verified in {} ticks, {} image and {} device tree bytes verified in {} ticks",
             split.manifest,
-            image_in_ram.len(),
+            in_ram.image.len(),
+            in_ram.dtb.len(),
             split.image
         );
     }
     record_event(checked.event);
-    checked.result
+    checked.result.map_err(Refusal::Trust)
+}
+
+/// Records that partition `index` is not started, and why.
+pub fn refused(index: usize, refusal: &Refusal) {
+    record_event(boot::refused(index as u8, refusal));
+}
+
+/// Records that the boot bundle was refused as a whole.
+pub fn bundle_refused(e: &BundleError) {
+    record_event(boot::bundle_refused(e.code(), e.detail()));
 }
 
 /// Raises the stored floors to what this boot accepted (never lowering any).

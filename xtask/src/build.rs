@@ -282,7 +282,8 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
         dtbs.push(dtb);
     }
     let image_bytes: Vec<&[u8]> = images.iter().map(|i| i.bytes.as_slice()).collect();
-    let signed = trust::sign_system(keys, sys, &image_bytes, &config)?;
+    let dtb_bytes: Vec<&[u8]> = dtbs.iter().map(Vec::as_slice).collect();
+    let signed = trust::sign_system(keys, sys, &image_bytes, &dtb_bytes, &config)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))

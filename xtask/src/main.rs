@@ -43,9 +43,11 @@ chain of trust:
   inspect FILE [--anchor root-anchor.hex]
                              a bundle or envelope in human form, every signature,
                              threshold and hash checked offline
-  audit-verify FILE [--records]
+  audit-verify FILE [--records] [--previous EARLIER.bin | --after SEQ:HASH]
                              check a dump of the hypervisor's flash bank: the audit
-                             log's hash chain (--records: list every record)
+                             log's hash chain, where its history begins, and that it
+                             continues an earlier dump or noted head (--records: list
+                             every record)
   help
 ";
 

@@ -23,10 +23,10 @@ use septum_abi::config::{BoardId, ConfigHeader, PartitionDesc};
 use septum_trust::counters::Floors;
 use septum_trust::format::{
     self, name_field, root_flags, Envelope, KeyEntry, Kind, Manifest, RoleEntry, RootBody, FORMAT_VERSION,
-    MANIFEST_MAGIC, ROOT_MAGIC,
+    MANIFEST_MAGIC, MANIFEST_VERSION, ROOT_MAGIC,
 };
 use septum_trust::hash::{self, Hash};
-use septum_trust::verify::{self, Expected};
+use septum_trust::verify::{self, Expected, Placement};
 use septum_trust::{MAX_KEYS, MAX_ROLES, MAX_SIGNATURES};
 use zerocopy::{FromBytes, FromZeros, IntoBytes};
 
@@ -286,8 +286,8 @@ pub fn check_chain(chain: &[Vec<u8>]) -> Result<RootBody, String> {
 
 /// Verifies a bundle as the hypervisor does at boot, with fresh anti-rollback counters:
 /// the root chain from `anchor`, the configuration, then each partition the
-/// configuration lists: its manifest (for that partition, the configuration's board and
-/// the configuration's hash) and its image.
+/// configuration lists: its manifest (for that partition, the configuration's board,
+/// the configuration's hash and its placement), its image and its device tree.
 pub fn verify_bundle(bytes: &[u8], anchor: &Hash, production: bool) -> Result<(), String> {
     let b = Bundle::parse(bytes).map_err(|e| e.to_string())?;
     let floors = Floors::default();
@@ -302,14 +302,21 @@ pub fn verify_bundle(bytes: &[u8], anchor: &Hash, production: bool) -> Result<()
         .ok_or("configuration: unknown board")?;
     for (i, p) in config_partitions(config).iter().enumerate() {
         let name = septum_abi::name_str(&p.name);
-        let expected = Expected { partition: name, board_id: board.name(), config_hash: &config_hash };
-        let manifest = b.payload(EntryKind::Manifest, i as u32).map_err(|e| format!("partition {name}: {e}"))?;
-        let m = verify::verify_manifest(&root, manifest, &expected, &floors)
+        let expected =
+            Expected { partition: name, board_id: board.name(), config_hash: &config_hash, placement: placement(p) };
+        let payload = |kind| b.payload(kind, i as u32).map_err(|e| format!("partition {name}: {e}"));
+        let m = verify::verify_manifest(&root, payload(EntryKind::Manifest)?, &expected, &floors)
             .map_err(|e| format!("partition {name}: manifest: {e}"))?;
-        let image = b.payload(EntryKind::Image, i as u32).map_err(|e| format!("partition {name}: {e}"))?;
-        verify::verify_image(&m, image).map_err(|e| format!("partition {name}: {e}"))?;
+        verify::verify_image(&m, payload(EntryKind::Image)?).map_err(|e| format!("partition {name}: {e}"))?;
+        verify::verify_device_tree(&m, payload(EntryKind::DeviceTree)?)
+            .map_err(|e| format!("partition {name}: {e}"))?;
     }
     Ok(())
+}
+
+/// Where a configuration loads a partition: what its manifest must say.
+pub fn placement(p: &PartitionDesc) -> Placement {
+    Placement { load_ipa: p.image_ipa, entry_ipa: p.entry_ipa, dtb_ipa: p.dtb_ipa }
 }
 
 /// The partition descriptions of a configuration body (copied: the body need not be
@@ -330,14 +337,14 @@ pub fn sign_config(keys: &Keys, config: &[u8]) -> Result<Vec<u8>, String> {
     sign_envelope(Kind::Config, config, &keys.root.signers())
 }
 
-/// The manifest of partition `index` of `sys` for exactly `image` (the bytes placed in
-/// the bundle) and the configuration body `config`: version and security counter from
-/// the description, load and entry addresses as placed.
-pub fn manifest(sys: &System, index: usize, image: &[u8], config: &[u8]) -> Result<Manifest, String> {
+/// The manifest of partition `index` of `sys` for exactly `image` and `dtb` (the bytes
+/// placed in the bundle) and the configuration body `config`: version and security
+/// counter from the description, image, entry and device tree addresses as placed.
+pub fn manifest(sys: &System, index: usize, image: &[u8], dtb: &[u8], config: &[u8]) -> Result<Manifest, String> {
     let p = sys.partitions.get(index).ok_or_else(|| format!("{} has no partition #{index}", sys.name))?;
     let mut m = Manifest::new_zeroed();
     m.magic = MANIFEST_MAGIC;
-    m.format_version = FORMAT_VERSION;
+    m.format_version = MANIFEST_VERSION;
     m.partition = name_field(&p.name).ok_or_else(|| format!("partition name {} is too long", p.name))?;
     m.board_id = name_field(sys.board.name).ok_or_else(|| format!("board name {} is too long", sys.board.name))?;
     [m.version_major, m.version_minor, m.version_patch] = p.version;
@@ -346,6 +353,9 @@ pub fn manifest(sys: &System, index: usize, image: &[u8], config: &[u8]) -> Resu
     m.image_hash = hash::sha512(image);
     m.load_ipa = p.desc.image_ipa;
     m.entry_ipa = p.desc.entry_ipa;
+    m.dtb_len = dtb.len() as u64;
+    m.dtb_hash = hash::sha512(dtb);
+    m.dtb_ipa = p.desc.dtb_ipa;
     m.config_hash = hash::sha512(config);
     Ok(m)
 }
@@ -377,13 +387,23 @@ pub struct Signed {
     pub manifests: Vec<Vec<u8>>,
 }
 
-/// Signs a packed system: `images[i]` is partition `i`'s image exactly as bundled and
-/// `config` the configuration body.
-pub fn sign_system(keys: &Keys, sys: &System, images: &[&[u8]], config: &[u8]) -> Result<Signed, String> {
+/// Signs a packed system: `images[i]` and `dtbs[i]` are partition `i`'s image and
+/// device tree exactly as bundled, and `config` the configuration body.
+pub fn sign_system(
+    keys: &Keys,
+    sys: &System,
+    images: &[&[u8]],
+    dtbs: &[&[u8]],
+    config: &[u8],
+) -> Result<Signed, String> {
+    if images.len() != dtbs.len() {
+        return Err(format!("{} images but {} device trees", images.len(), dtbs.len()));
+    }
     let manifests = images
         .iter()
+        .zip(dtbs)
         .enumerate()
-        .map(|(i, img)| manifest(sys, i, img, config).and_then(|m| sign_manifest(keys, &m)))
+        .map(|(i, (img, dtb))| manifest(sys, i, img, dtb, config).and_then(|m| sign_manifest(keys, &m)))
         .collect::<Result<_, _>>()?;
     Ok(Signed { chain: keys.chain.clone(), config: sign_config(keys, config)?, manifests })
 }

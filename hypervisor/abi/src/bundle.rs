@@ -5,18 +5,21 @@
 //!
 //! Layout: [`BundleHeader`], then `entry_count` [`BundleEntry`]s, then payloads, each
 //! 16-byte aligned. The header's CRC covers header and entry table; each entry's CRC
-//! covers its payload. These catch corruption only: authenticity comes from the signed
-//! envelopes (`septum_trust::format`) the bundle carries:
+//! covers its payload. [`Bundle::parse`] checks the frame (header, table, bounds) only;
+//! a payload's CRC is checked each time it is taken ([`Bundle::payload`]), so one
+//! damaged payload costs the partition it belongs to, not the whole bundle. The CRCs
+//! catch corruption only: authenticity comes from the signed envelopes
+//! (`septum_trust::format`) the bundle carries:
 //!
 //! * [`EntryKind::Root`]: the root chain, one entry per root document, genesis first
 //!   (its body's SHA-512 is the anchor built into the hypervisor), then each rotation.
 //! * [`EntryKind::Config`]: the configuration, as the body of an envelope signed by the
 //!   root role. The body starts 24 bytes into the payload, so it stays 8-byte aligned.
 //! * [`EntryKind::Manifest`]: per partition, an envelope signed by the partition's
-//!   release role, naming its image's length and hash and the configuration's hash.
+//!   release role, naming the length and hash of its image and of its device tree, and
+//!   the configuration's hash.
 //!
-//! Images and device trees are carried as is: a manifest vouches for an image; a
-//! device tree is generated from the (signed) configuration.
+//! Images and device trees are carried as is: the manifest vouches for both.
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -92,13 +95,65 @@ pub struct BundleEntry {
 pub enum BundleError {
     TooShort,
     BadMagic,
-    UnsupportedVersion { found: u32 },
-    TooManyEntries { count: u32 },
-    BadLength { total_len: u64, available: u64 },
+    UnsupportedVersion {
+        found: u32,
+    },
+    TooManyEntries {
+        count: u32,
+    },
+    BadLength {
+        total_len: u64,
+        available: u64,
+    },
     HeaderChecksum,
-    EntryOutOfBounds { entry: usize },
-    PayloadChecksum { entry: usize },
-    Missing { kind: EntryKind, partition: u32 },
+    EntryOutOfBounds {
+        entry: usize,
+    },
+    PayloadChecksum {
+        entry: usize,
+    },
+    Missing {
+        kind: EntryKind,
+        partition: u32,
+    },
+    /// Reported by the loader, before any parsing: the bootloader put the bundle at an
+    /// address outside RAM.
+    NotInRam {
+        base: u64,
+    },
+}
+
+impl BundleError {
+    /// A stable, nonzero one-byte code for the audit log (the `result` of its
+    /// `BundleRefused` record).
+    pub fn code(&self) -> u8 {
+        match self {
+            Self::TooShort => 1,
+            Self::BadMagic => 2,
+            Self::UnsupportedVersion { .. } => 3,
+            Self::TooManyEntries { .. } => 4,
+            Self::BadLength { .. } => 5,
+            Self::HeaderChecksum => 6,
+            Self::EntryOutOfBounds { .. } => 7,
+            Self::PayloadChecksum { .. } => 8,
+            Self::Missing { .. } => 9,
+            Self::NotInRam { .. } => 10,
+        }
+    }
+
+    /// A number that goes with the code in the audit record: the entry at fault, the
+    /// length the header claims, the version or count found, the address.
+    pub fn detail(&self) -> u64 {
+        match *self {
+            Self::TooShort | Self::BadMagic | Self::HeaderChecksum => 0,
+            Self::UnsupportedVersion { found } => u64::from(found),
+            Self::TooManyEntries { count } => u64::from(count),
+            Self::BadLength { total_len, .. } => total_len,
+            Self::EntryOutOfBounds { entry } | Self::PayloadChecksum { entry } => entry as u64,
+            Self::Missing { kind, .. } => kind as u64,
+            Self::NotInRam { base } => base,
+        }
+    }
 }
 
 impl fmt::Display for BundleError {
@@ -123,6 +178,7 @@ impl fmt::Display for BundleError {
             Self::Missing { kind, partition } => {
                 write!(f, "bundle has no {kind:?} for partition #{partition}")
             }
+            Self::NotInRam { base } => write!(f, "boot bundle address {base:#x} is not in RAM"),
         }
     }
 }
@@ -337,6 +393,44 @@ mod tests {
                 && i >= size_of::<BundleHeader>() + SAMPLE.len() * size_of::<BundleEntry>();
             assert!(ok.is_err() || padding, "corruption at {i} not detected");
         }
+    }
+
+    /// BOOT-003: a payload that fails its CRC is refused when taken, and only it: the
+    /// bundle still parses and every other payload is served.
+    #[test]
+    fn a_corrupted_payload_costs_only_itself() {
+        let mut buf = [0u8; 1024];
+        let n = sample(&mut buf);
+        let entries = Bundle::parse(&buf[..n]).unwrap().entries;
+        let image_one = entries.iter().position(|e| e.kind == EntryKind::Image as u32 && e.partition == 1).unwrap();
+        let at = entries[image_one].offset as usize + 1;
+        let mut copy = buf;
+        copy[at] ^= 0x01;
+        let b = Bundle::parse(&copy[..n]).expect("the frame is intact");
+        assert_eq!(b.payload(EntryKind::Image, 1), Err(BundleError::PayloadChecksum { entry: image_one }));
+        for (i, (kind, partition, data)) in SAMPLE.iter().enumerate().filter(|(i, _)| *i != image_one) {
+            assert_eq!(b.payload(*kind, *partition), Ok(*data), "entry {i}");
+        }
+    }
+
+    #[test]
+    fn error_codes_are_distinct_and_nonzero() {
+        let all = [
+            BundleError::TooShort,
+            BundleError::BadMagic,
+            BundleError::UnsupportedVersion { found: 2 },
+            BundleError::TooManyEntries { count: 33 },
+            BundleError::BadLength { total_len: 9, available: 8 },
+            BundleError::HeaderChecksum,
+            BundleError::EntryOutOfBounds { entry: 3 },
+            BundleError::PayloadChecksum { entry: 3 },
+            BundleError::Missing { kind: EntryKind::Image, partition: 1 },
+            BundleError::NotInRam { base: 0x1000 },
+        ];
+        for (i, e) in all.iter().enumerate() {
+            assert!(e.code() != 0 && all[..i].iter().all(|o| o.code() != e.code()), "{e:?}");
+        }
+        assert_eq!(BundleError::BadLength { total_len: 9, available: 8 }.detail(), 9);
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub mod psci {
 pub mod smccc {
     pub const VERSION: u32 = 0x8000_0000;
     pub const ARCH_FEATURES: u32 = 0x8000_0001;
+    /// Spectre-v2 (CVE-2017-5715) branch-predictor invalidation.
+    pub const ARCH_WORKAROUND_1: u32 = 0x8000_8000;
+    /// Speculative store bypass (CVE-2018-3639) mitigation switch.
+    pub const ARCH_WORKAROUND_2: u32 = 0x8000_7FFF;
+    /// Spectre-BHB (CVE-2022-23960) and Spectre-v2 mitigation (SMCCC 1.4).
+    pub const ARCH_WORKAROUND_3: u32 = 0x8000_3FFF;
     /// SMCCC 1.1.
     pub const VERSION_1_1: u32 = 0x0001_0001;
 }

@@ -162,6 +162,15 @@ impl Esr {
     pub fn il32(self) -> bool {
         self.0 & (1 << 25) != 0
     }
+    /// Bytes of the trapped instruction: 4, or 2 for a 16-bit T32 instruction (IL = 0,
+    /// only from an AArch32 EL0).
+    pub fn instruction_len(self) -> u64 {
+        if self.il32() {
+            4
+        } else {
+            2
+        }
+    }
     pub fn iss(self) -> u32 {
         (self.0 & 0x01FF_FFFF) as u32
     }

@@ -14,6 +14,24 @@ pub struct Caller {
     pub restarts: u32,
     /// The configuration grants it the audit log export.
     pub audit_reader: bool,
+    /// What this core does against branch-predictor attacks, as `SMCCC_ARCH_FEATURES`
+    /// reports it ([`crate::speculation::Plan::answers`]).
+    pub workarounds: Workarounds,
+}
+
+/// `SMCCC_ARCH_FEATURES` of `SMCCC_ARCH_WORKAROUND_1`, `_2` and `_3` on the calling
+/// core (Arm DEN 0028): 0 implemented, 1 (`_1`, `_3`) not required on this core, -2
+/// (`_2`) not required, -1 not supported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Workarounds {
+    pub wa1: i32,
+    pub wa2: i32,
+    pub wa3: i32,
+}
+
+impl Workarounds {
+    /// Nothing known or done: every workaround unsupported.
+    pub const NONE: Workarounds = Workarounds { wa1: -1, wa2: -1, wa3: -1 };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +54,9 @@ pub enum Answer {
     /// Answer `AUDIT_READ` with half `half` (0 or 1) of slot `slot` (granted; the slot
     /// is checked against the log).
     AuditRead { slot: u64, half: u8 },
+    /// A function nobody implements: answer `NOT_SUPPORTED` in x0 (x1..x3 zero), and
+    /// count it (it leaves no other trace).
+    Unknown,
 }
 
 fn ret(v: i64) -> Answer {
@@ -60,9 +81,18 @@ const PSCI_SUPPORTED: &[u32] = &[
 ];
 
 /// The answer (x0; x1..x3 are zero) to a call that depends on nothing but its own
-/// arguments: versions and features. The EL2 binary answers these before it looks up
-/// the calling partition (the hypercall fast path); [`answer`] gives the same.
-pub fn stateless(function: u32, arg0: u64) -> Option<u64> {
+/// arguments and the core it runs on: versions, features and the SMCCC workarounds.
+/// The EL2 binary answers these before it looks up the calling partition (the
+/// hypercall fast path); [`answer`] gives the same.
+///
+/// A workaround call (`SMCCC_ARCH_WORKAROUND_1` or `_3`) reported implemented has
+/// already been carried out by the time this runs: every entry from a partition
+/// applies it in the exception vector. It then returns SUCCESS, as it does where the
+/// core does not need it; elsewhere NOT_SUPPORTED, as for any unknown call.
+///
+/// `workarounds` is asked only for those calls (the EL2 binary looks them up per core).
+pub fn stateless(function: u32, arg0: u64, workarounds: impl FnOnce() -> Workarounds) -> Option<u64> {
+    let done = |feature: i32| if feature >= 0 { 0 } else { psci::NOT_SUPPORTED as i64 };
     let v = match function {
         psci::VERSION => psci::VERSION_1_1 as i64,
         psci::FEATURES => {
@@ -76,21 +106,24 @@ pub fn stateless(function: u32, arg0: u64) -> Option<u64> {
         // 2: no trusted OS that needs migration.
         psci::MIGRATE_INFO_TYPE => 2,
         smccc::VERSION => smccc::VERSION_1_1 as i64,
-        smccc::ARCH_FEATURES => {
-            let fid = arg0 as u32;
-            if fid == smccc::VERSION || fid == smccc::ARCH_FEATURES {
-                0
-            } else {
-                psci::NOT_SUPPORTED as i64
-            }
-        }
+        smccc::ARCH_FEATURES => match arg0 as u32 {
+            smccc::VERSION | smccc::ARCH_FEATURES => 0,
+            smccc::ARCH_WORKAROUND_1 => i64::from(workarounds().wa1),
+            smccc::ARCH_WORKAROUND_2 => i64::from(workarounds().wa2),
+            smccc::ARCH_WORKAROUND_3 => i64::from(workarounds().wa3),
+            _ => psci::NOT_SUPPORTED as i64,
+        },
+        smccc::ARCH_WORKAROUND_1 => done(workarounds().wa1),
+        smccc::ARCH_WORKAROUND_3 => done(workarounds().wa3),
+        // No dynamic store-bypass mitigation to switch.
+        smccc::ARCH_WORKAROUND_2 => psci::NOT_SUPPORTED as i64,
         _ => return None,
     };
     Some(v as u64)
 }
 
 pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
-    if let Some(v) = stateless(function, args[0]) {
+    if let Some(v) = stateless(function, args[0], || caller.workarounds) {
         return Answer::Return([v, 0, 0, 0]);
     }
     match function {
@@ -126,7 +159,7 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
             _ => ret(abi::INVALID_PARAMETERS as i64),
         },
         abi::PARTITION_STATUS => Answer::Return([abi::SUCCESS, caller.start as u64, u64::from(caller.restarts), 0]),
-        _ => Answer::Return([abi::NOT_SUPPORTED, 0, 0, 0]),
+        _ => Answer::Unknown,
     }
 }
 
@@ -134,8 +167,14 @@ pub fn answer(function: u32, args: [u64; 7], caller: &Caller) -> Answer {
 mod tests {
     use super::*;
 
-    const CALLER: Caller =
-        Caller { vcpu: 0, vcpu_count: 1, start: StartCondition::NormalStart, restarts: 0, audit_reader: false };
+    const CALLER: Caller = Caller {
+        vcpu: 0,
+        vcpu_count: 1,
+        start: StartCondition::NormalStart,
+        restarts: 0,
+        audit_reader: false,
+        workarounds: Workarounds::NONE,
+    };
 
     /// The fast path answers only calls whose answer needs no state, and answers them
     /// as `answer` does.
@@ -148,16 +187,52 @@ mod tests {
             (psci::MIGRATE_INFO_TYPE, 0),
             (smccc::VERSION, 0),
             (smccc::ARCH_FEATURES, smccc::VERSION as u64),
-            (smccc::ARCH_FEATURES, 0x8000_7FFF),
+            (smccc::ARCH_FEATURES, 0x8000_7FFE),
+            (smccc::ARCH_FEATURES, smccc::ARCH_WORKAROUND_1 as u64),
+            (smccc::ARCH_FEATURES, smccc::ARCH_WORKAROUND_3 as u64),
+            (smccc::ARCH_WORKAROUND_1, 0),
+            (smccc::ARCH_WORKAROUND_2, 1),
         ];
         for (f, a) in calls {
-            let v = stateless(f, a).unwrap_or_else(|| panic!("{f:#x} is stateless"));
+            let v = stateless(f, a, || CALLER.workarounds).unwrap_or_else(|| panic!("{f:#x} is stateless"));
             assert_eq!(answer(f, [a, 0, 0, 0, 0, 0, 0], &CALLER), Answer::Return([v, 0, 0, 0]), "{f:#x}");
         }
         for f in [psci::CPU_ON_64, psci::CPU_OFF, psci::SYSTEM_RESET, abi::CONSOLE_WRITE, abi::PARTITION_STATUS] {
-            assert_eq!(stateless(f, 0), None, "{f:#x} needs the partition");
+            assert_eq!(stateless(f, 0, || CALLER.workarounds), None, "{f:#x} needs the partition");
         }
-        assert_eq!(stateless(0xC600_0000, 0), None, "unknown calls take the full path (NOT_SUPPORTED there)");
+        assert_eq!(
+            stateless(0xC600_0000, 0, || CALLER.workarounds),
+            None,
+            "unknown calls take the full path (NOT_SUPPORTED there)"
+        );
+    }
+
+    /// ISO-009: SMCCC_ARCH_FEATURES reports each workaround as the core's plan has it
+    /// (DEN 0028), and a call of one reported implemented or unneeded returns SUCCESS:
+    /// the vector already applied it on the way in.
+    #[test]
+    fn workaround_discovery_follows_what_the_core_does() {
+        use crate::speculation::{plan, CoreIds, Firmware, IMPLEMENTED};
+        let a72 = CoreIds { midr: 0x410F_D083, ..Default::default() };
+        let a53 = CoreIds { midr: 0x410F_D034, ..Default::default() };
+        let firmware = Firmware { wa1: IMPLEMENTED, ..Firmware::NONE };
+        let features = |w: &Workarounds, fid: u32| stateless(smccc::ARCH_FEATURES, fid as u64, || *w).map(|v| v as i64);
+        let call = |w: &Workarounds, fid: u32| stateless(fid, 0, || *w).map(|v| v as i64);
+        let cases = [
+            // (core, firmware) -> ARCH_FEATURES of _1, _2, _3; then the calls of _1, _3
+            (a72, firmware, [0, -1, 0], [0, 0]),
+            (a72, Firmware::NONE, [-1, -1, -1], [-1, -1]),
+            (a53, Firmware::NONE, [1, -2, 1], [0, 0]),
+        ];
+        for (ids, fw, features_of, calls) in cases {
+            let w = plan(&ids, &fw).answers();
+            let got = [smccc::ARCH_WORKAROUND_1, smccc::ARCH_WORKAROUND_2, smccc::ARCH_WORKAROUND_3]
+                .map(|fid| features(&w, fid).unwrap());
+            assert_eq!(got, features_of, "{ids:x?} {fw:?}");
+            let got = [smccc::ARCH_WORKAROUND_1, smccc::ARCH_WORKAROUND_3].map(|fid| call(&w, fid).unwrap());
+            assert_eq!(got, calls, "{ids:x?} {fw:?}");
+            assert_eq!(call(&w, smccc::ARCH_WORKAROUND_2), Some(-1), "no dynamic store-bypass switch");
+        }
     }
 
     #[test]
@@ -169,10 +244,12 @@ mod tests {
         assert_eq!(answer(psci::SYSTEM_OFF, [0; 7], &CALLER), Answer::Stop(StopCause::OffRequest));
     }
 
+    /// HM-005: every hypercall number has an answer; unknown ones are `NOT_SUPPORTED`
+    /// (the EL2 binary answers [`Answer::Unknown`] so and counts it).
     #[test]
     fn unknown_calls_are_not_supported() {
         for f in [0u32, 0x8400_0020, 0xC200_0000, 0xFFFF_FFFF] {
-            assert_eq!(answer(f, [u64::MAX; 7], &CALLER), Answer::Return([u64::MAX, 0, 0, 0]));
+            assert_eq!(answer(f, [u64::MAX; 7], &CALLER), Answer::Unknown);
         }
     }
 

@@ -241,6 +241,29 @@ impl<'a> Arena<'a> {
     }
 }
 
+impl Arena<'_> {
+    /// Calls `f(va, size, attrs)` for every valid leaf (block or page) under `root`, in
+    /// address order: what the tables map, as the hardware would find it.
+    pub fn for_each_leaf(&self, root: usize, f: &mut impl FnMut(u64, u64, u64)) {
+        self.walk(root, 1, 0, f);
+    }
+
+    fn walk(&self, table: usize, level: u32, base: u64, f: &mut impl FnMut(u64, u64, u64)) {
+        let shift = 12 + 9 * (3 - level);
+        for (i, &entry) in self.tables[table].0.iter().enumerate() {
+            if entry & VALID == 0 {
+                continue;
+            }
+            let va = base + ((i as u64) << shift);
+            if level == 3 || entry & TABLE_OR_PAGE == 0 {
+                f(va, 1 << shift, entry & !ADDR_MASK);
+            } else if let Some(next) = self.idx_of(entry & ADDR_MASK) {
+                self.walk(next, level + 1, va, f);
+            }
+        }
+    }
+}
+
 /// Reads the access rights back out of a stage-2 leaf's attribute bits.
 pub fn stage2_access(attrs: u64) -> (MemType, Access) {
     let mem = if (attrs >> 2) & 0xF == 0 { MemType::Device } else { MemType::Normal };

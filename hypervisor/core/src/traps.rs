@@ -2,7 +2,7 @@
 //! syndrome registers and the guest's argument registers; [`classify`] answers with a
 //! value, never a panic, whatever the guest did.
 
-use crate::esr::{Esr, ExceptionClass, SysRegAccess};
+use crate::esr::{Esr, ExceptionClass, FaultStatus, SysRegAccess};
 
 /// The registers a classification needs.
 #[derive(Clone, Copy, Debug, Default)]
@@ -10,7 +10,9 @@ pub struct TrapInfo {
     pub esr: u64,
     /// FAR_EL2: the faulting virtual address (guest stage 1).
     pub far: u64,
-    /// HPFAR_EL2: the faulting IPA page, for stage-2 aborts.
+    /// HPFAR_EL2: the faulting IPA page, for stage-2 aborts (where the architecture
+    /// leaves it UNKNOWN, the EL2 binary's own translation of FAR, or
+    /// [`UNKNOWN_HPFAR`]).
     pub hpfar: u64,
     /// The guest's x0..x7 (hypercall function and arguments).
     pub x: [u64; 8],
@@ -83,9 +85,44 @@ impl Violation {
     }
 }
 
+/// The IPA of a stage-2 abort when it could not be found (a permission fault whose VA
+/// no longer translates: the guest changed its tables meanwhile).
+pub const UNKNOWN_IPA: u64 = u64::MAX;
+/// [`TrapInfo::hpfar`] when the EL2 binary could not find the faulting IPA (no real
+/// HPFAR_EL2 value has its RES0 bits [3:0] set).
+pub const UNKNOWN_HPFAR: u64 = u64::MAX;
+
 /// The IPA of a stage-2 abort: HPFAR_EL2.FIPA gives the page, FAR_EL2 the offset.
 pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
+    if hpfar == UNKNOWN_HPFAR {
+        return UNKNOWN_IPA;
+    }
     (((hpfar >> 4) & 0xFF_FFFF_FFFF) << 12) | (far & 0xFFF)
+}
+
+/// Whether HPFAR_EL2 holds the faulting IPA for a lower-EL abort with syndrome `esr`.
+/// The architecture writes it for stage-2 translation, access flag and address size
+/// faults, and for any fault on a stage-2 walk of the guest's own tables (S1PTW); for
+/// a permission fault it leaves it UNKNOWN, and the EL2 binary must translate FAR
+/// itself (`AT S1E1R`/`S1E1W`, [`hpfar_from_par`]).
+pub fn hpfar_valid(esr: u64) -> bool {
+    let esr = Esr(esr);
+    let (status, s1ptw) = match esr.class() {
+        ExceptionClass::DataAbortLower => {
+            let da = esr.data_abort();
+            (da.status, da.s1ptw)
+        }
+        ExceptionClass::InstructionAbortLower => (esr.instruction_fault(), esr.iss() & (1 << 7) != 0),
+        _ => return true,
+    };
+    s1ptw || !matches!(status, FaultStatus::Permission(_))
+}
+
+/// An HPFAR_EL2-shaped value for the IPA in `par` (PAR_EL1 after a successful `AT
+/// S1E1*`: PA bits [47:12] hold the IPA's page), so [`fault_ipa`] serves both; `None`
+/// if the translation failed (PAR.F): the guest changed its tables meanwhile.
+pub fn hpfar_from_par(par: u64) -> Option<u64> {
+    (par & 1 == 0).then_some(((par >> 12) & 0xF_FFFF_FFFF) << 4)
 }
 
 /// Whether a trap with this ESR is a hypercall (`HVC #0`): [`classify`] makes it
@@ -166,6 +203,29 @@ mod tests {
         assert!(matches!(classify(&t), Exit::Violation(Violation::HvcImmediate { imm: 5, .. })));
         t.esr = (0x17 << 26) | (1 << 25);
         assert!(matches!(classify(&t), Exit::Violation(Violation::Smc { function: 0x8400_0009, .. })));
+    }
+
+    /// HM-001: the IPA of a permission fault comes from translating FAR (HPFAR is
+    /// UNKNOWN then); translation faults and walks keep HPFAR.
+    #[test]
+    fn hpfar_is_used_only_where_the_architecture_writes_it() {
+        let da = |fsc: u64, s1ptw: bool| (0x24 << 26) | (1 << 25) | (u64::from(s1ptw) << 7) | fsc;
+        assert!(hpfar_valid(da(0x07, false)), "translation fault, level 3");
+        assert!(hpfar_valid(da(0x0B, false)), "access flag fault");
+        assert!(!hpfar_valid(da(0x0F, false)), "permission fault, level 3");
+        assert!(hpfar_valid(da(0x0F, true)), "permission fault on the stage-1 walk");
+        assert!(!hpfar_valid((0x20 << 26) | (1 << 25) | 0x0E), "instruction permission fault");
+        let par = 0x0000_0000_5000_0000 | (0xFF << 56); // attributes in the top byte
+        let hpfar = hpfar_from_par(par).unwrap();
+        assert_eq!(fault_ipa(hpfar, 0x1234_5678), 0x5000_0678);
+        assert_eq!(hpfar_from_par(1), None, "PAR.F: not translated");
+        assert_eq!(fault_ipa(UNKNOWN_HPFAR, 0x1234), UNKNOWN_IPA);
+    }
+
+    #[test]
+    fn a_16_bit_instruction_is_two_bytes() {
+        assert_eq!(Esr((0x24 << 26) | (1 << 25)).instruction_len(), 4);
+        assert_eq!(Esr(0x24 << 26).instruction_len(), 2);
     }
 
     /// HM-005: every syndrome a guest can cause has an answer, never a panic.

@@ -3,6 +3,12 @@
 //! core its system description names), `CPU_OFF` stops the caller, `AFFINITY_INFO`
 //! reports. A partition is started, restarted or halted as a whole. Pure logic; the EL2
 //! binary holds one [`VcpuPower`] per partition and moves the cores.
+//!
+//! Generations (PSCI-002): every stop of the partition as a whole (restart, halt) starts
+//! a new generation, and a vCPU carries the generation it entered in. A power call from
+//! a vCPU of an older generation (one already in EL2 when another core stopped the
+//! partition) is refused, so it can neither start a vCPU of the stopped partition nor
+//! turn off the boot vCPU a restart is starting. A halted partition refuses every start.
 
 use septum_abi::config::MAX_VCPUS;
 use septum_abi::hypercall::psci;
@@ -37,14 +43,16 @@ pub struct VcpuPower {
     states: [Power; MAX_VCPUS],
     count: usize,
     /// Bumped each time the partition is stopped as a whole (restart, halt): a core
-    /// running an older generation must leave its guest.
+    /// running an older generation must leave its guest, and its power calls are void.
     generation: u64,
+    /// Halted for good: nothing starts again.
+    halted: bool,
 }
 
 impl VcpuPower {
     /// `count` vCPUs (1..=MAX_VCPUS), all off.
     pub fn new(count: usize) -> Self {
-        Self { states: [Power::Off; MAX_VCPUS], count: count.clamp(1, MAX_VCPUS), generation: 0 }
+        Self { states: [Power::Off; MAX_VCPUS], count: count.clamp(1, MAX_VCPUS), generation: 0, halted: false }
     }
 
     pub fn count(&self) -> usize {
@@ -55,23 +63,60 @@ impl VcpuPower {
         self.generation
     }
 
+    pub fn is_halted(&self) -> bool {
+        self.halted
+    }
+
     pub fn state(&self, vcpu: usize) -> Option<Power> {
         self.states.get(vcpu).copied().filter(|_| vcpu < self.count)
     }
 
-    /// Stops every vCPU (the partition is restarted or halted): a new generation, all
-    /// off. With `boot`, vCPU 0 is then to start at it (a restart).
-    pub fn stop_all(&mut self, boot: Option<Start>) {
-        self.generation += 1;
-        self.states = [Power::Off; MAX_VCPUS];
-        if let Some(start) = boot {
-            self.states[0] = Power::OnPending(start);
-        }
+    /// Whether a vCPU that entered in generation `entered` still belongs to the
+    /// running partition (no stop since).
+    pub fn is_current(&self, entered: u64) -> bool {
+        entered == self.generation && !self.halted
     }
 
-    /// PSCI `CPU_ON` from vCPU `caller` for the vCPU whose (virtual) MPIDR is `target`:
-    /// the target vCPU's index, whose core must now be woken, or a PSCI error.
-    pub fn cpu_on(&mut self, caller: usize, target: u64, entry: u64, context: u64) -> Result<usize, i32> {
+    /// Stops every vCPU, on behalf of a vCPU that entered in generation `entered`: a
+    /// new generation, all off, nothing pending. False (and nothing changes) if the
+    /// partition was already stopped since that vCPU entered: another core stops it.
+    pub fn stop(&mut self, entered: u64) -> bool {
+        if entered != self.generation {
+            return false;
+        }
+        self.generation += 1;
+        self.states = [Power::Off; MAX_VCPUS];
+        true
+    }
+
+    /// The boot vCPU is to start at `boot` (first boot, or a restart after [`stop`]).
+    /// Refused once the partition is halted.
+    ///
+    /// [`stop`]: VcpuPower::stop
+    pub fn start_boot(&mut self, boot: Start) -> bool {
+        if self.halted {
+            return false;
+        }
+        self.states[0] = Power::OnPending(boot);
+        true
+    }
+
+    /// The partition is halted for good: every vCPU off, nothing starts again, and any
+    /// core still running an older generation must leave its guest.
+    pub fn halt(&mut self) {
+        self.halted = true;
+        self.generation += 1;
+        self.states = [Power::Off; MAX_VCPUS];
+    }
+
+    /// PSCI `CPU_ON` from vCPU `caller` (entered in generation `entered`) for the vCPU
+    /// whose (virtual) MPIDR is `target`: the target vCPU's index, whose core must now
+    /// be woken, or a PSCI error. A caller of an older generation, or of a halted
+    /// partition, is `DENIED`.
+    pub fn cpu_on(&mut self, caller: usize, entered: u64, target: u64, entry: u64, context: u64) -> Result<usize, i32> {
+        if !self.is_current(entered) {
+            return Err(psci::DENIED);
+        }
         let Some(vcpu) = vcpu_of(target).filter(|&v| v < self.count) else {
             return Err(psci::INVALID_PARAMETERS);
         };
@@ -101,19 +146,24 @@ impl VcpuPower {
         }
     }
 
-    /// The caller turned itself off (PSCI `CPU_OFF`).
-    pub fn cpu_off(&mut self, vcpu: usize) {
-        if vcpu < self.count {
-            self.states[vcpu] = Power::Off;
+    /// The caller (entered in generation `entered`) turned itself off (PSCI
+    /// `CPU_OFF`). False if it is of an older generation: then nothing changes (its
+    /// vCPU may already be starting again in the new one).
+    pub fn cpu_off(&mut self, vcpu: usize, entered: u64) -> bool {
+        if !self.is_current(entered) || vcpu >= self.count {
+            return false;
         }
+        self.states[vcpu] = Power::Off;
+        true
     }
 
-    /// The start waiting for `vcpu`, if any; it is then on.
-    pub fn take_start(&mut self, vcpu: usize) -> Option<Start> {
+    /// The start waiting for `vcpu`, if any, with the generation it belongs to; the
+    /// vCPU is then on. Nothing starts in a halted partition.
+    pub fn take_start(&mut self, vcpu: usize) -> Option<(Start, u64)> {
         match self.state(vcpu)? {
-            Power::OnPending(start) => {
+            Power::OnPending(start) if !self.halted => {
                 self.states[vcpu] = Power::On;
-                Some(start)
+                Some((start, self.generation))
             }
             _ => None,
         }
@@ -133,56 +183,90 @@ mod tests {
 
     const START: Start = Start { entry: 0x4000_1000, x0: 0x4800_0000 };
 
-    fn booted(count: usize) -> VcpuPower {
+    /// A partition whose boot vCPU runs; its generation.
+    fn booted(count: usize) -> (VcpuPower, u64) {
         let mut p = VcpuPower::new(count);
-        p.stop_all(Some(START));
-        assert_eq!(p.take_start(0), Some(START));
-        p
+        assert!(p.start_boot(START));
+        let (start, g) = p.take_start(0).expect("boot vCPU starts");
+        assert_eq!(start, START);
+        (p, g)
     }
 
+    /// PSCI-001
     #[test]
     fn cpu_on_starts_only_the_partitions_own_vcpus() {
-        let mut p = booted(2);
-        assert_eq!(p.cpu_on(0, 0, 1, 2), Err(psci::ALREADY_ON), "itself");
-        assert_eq!(p.cpu_on(0, 2, 1, 2), Err(psci::INVALID_PARAMETERS), "beyond the partition");
-        assert_eq!(p.cpu_on(0, 0x100, 1, 2), Err(psci::INVALID_PARAMETERS), "another cluster");
-        assert_eq!(p.cpu_on(0, 1 << 32, 1, 2), Err(psci::INVALID_PARAMETERS), "Aff3");
+        let (mut p, g) = booted(2);
+        assert_eq!(p.cpu_on(0, g, 0, 1, 2), Err(psci::ALREADY_ON), "itself");
+        assert_eq!(p.cpu_on(0, g, 2, 1, 2), Err(psci::INVALID_PARAMETERS), "beyond the partition");
+        assert_eq!(p.cpu_on(0, g, 0x100, 1, 2), Err(psci::INVALID_PARAMETERS), "another cluster");
+        assert_eq!(p.cpu_on(0, g, 1 << 32, 1, 2), Err(psci::INVALID_PARAMETERS), "Aff3");
         assert_eq!(p.affinity_info(1, 0), affinity::OFF);
-        assert_eq!(p.cpu_on(0, 1, 0x4000_2000, 7), Ok(1));
+        assert_eq!(p.cpu_on(0, g, 1, 0x4000_2000, 7), Ok(1));
         assert_eq!(p.affinity_info(1, 0), affinity::ON_PENDING);
-        assert_eq!(p.cpu_on(0, 1, 0x4000_2000, 7), Err(psci::ON_PENDING));
-        assert_eq!(p.take_start(1), Some(Start { entry: 0x4000_2000, x0: 7 }));
+        assert_eq!(p.cpu_on(0, g, 1, 0x4000_2000, 7), Err(psci::ON_PENDING));
+        assert_eq!(p.take_start(1), Some((Start { entry: 0x4000_2000, x0: 7 }, g)));
         assert_eq!(p.take_start(1), None, "taken once");
         assert_eq!(p.affinity_info(1, 0), affinity::ON);
-        assert_eq!(p.cpu_on(0, 1, 0, 0), Err(psci::ALREADY_ON));
+        assert_eq!(p.cpu_on(0, g, 1, 0, 0), Err(psci::ALREADY_ON));
         assert_eq!(p.affinity_info(1, 1), i64::from(psci::INVALID_PARAMETERS));
         assert_eq!(p.affinity_info(5, 0), i64::from(psci::INVALID_PARAMETERS));
     }
 
     #[test]
     fn cpu_off_then_on_again() {
-        let mut p = booted(3);
-        assert_eq!(p.cpu_on(0, 2, 9, 9), Ok(2));
+        let (mut p, g) = booted(3);
+        assert_eq!(p.cpu_on(0, g, 2, 9, 9), Ok(2));
         p.take_start(2);
-        p.cpu_off(2);
+        assert!(p.cpu_off(2, g));
         assert_eq!(p.affinity_info(2, 0), affinity::OFF);
-        assert_eq!(p.cpu_on(1, 2, 9, 9), Ok(2), "any vCPU of the partition may start it");
-        p.cpu_off(99);
+        assert_eq!(p.cpu_on(1, g, 2, 9, 9), Ok(2), "any vCPU of the partition may start it");
+        assert!(!p.cpu_off(99, g));
     }
 
+    /// HM-006
     #[test]
     fn a_restart_stops_every_vcpu_and_starts_only_the_boot_vcpu() {
-        let mut p = booted(2);
-        p.cpu_on(0, 1, 9, 9).unwrap();
+        let (mut p, g) = booted(2);
+        p.cpu_on(0, g, 1, 9, 9).unwrap();
         p.take_start(1);
-        let g = p.generation();
-        p.stop_all(Some(START));
+        assert!(p.stop(g));
         assert_eq!(p.generation(), g + 1);
+        assert!(!p.stop(g), "stopped once: a second core of the old generation only waits");
         assert_eq!(p.state(1), Some(Power::Off));
+        assert_eq!((p.take_start(0), p.take_start(1)), (None, None), "nothing starts until the reload is done");
+        assert!(p.start_boot(START));
         assert_eq!(p.take_start(1), None);
-        assert_eq!(p.take_start(0), Some(START));
-        // A halt: nothing starts.
-        p.stop_all(None);
+        assert_eq!(p.take_start(0), Some((START, g + 1)));
+    }
+
+    /// PSCI-002: a power call from a vCPU that entered before the partition was stopped
+    /// (it was already in EL2 when another core stopped the partition) is refused: it
+    /// can start no vCPU while the partition reloads, nor turn off the boot vCPU the
+    /// restart starts.
+    #[test]
+    fn power_calls_of_a_stopped_generation_are_refused() {
+        let (mut p, old) = booted(3);
+        assert!(p.stop(old));
+        assert_eq!(p.cpu_on(1, old, 2, 0xBAD, 0), Err(psci::DENIED), "CPU_ON racing the stop");
+        assert_eq!(p.take_start(2), None, "so nothing starts during the reload");
+        assert!(p.start_boot(START));
+        assert!(!p.cpu_off(0, old), "a stale CPU_OFF of the boot vCPU");
+        assert_eq!(p.state(0), Some(Power::OnPending(START)), "the restart's start is kept");
+        assert_eq!(p.cpu_on(1, old, 2, 0xBAD, 0), Err(psci::DENIED), "still stale after the restart");
+        let (_, new) = p.take_start(0).unwrap();
+        assert_eq!(p.cpu_on(0, new, 2, 0x4000_2000, 0), Ok(2), "the new generation may");
+    }
+
+    /// PSCI-002: a halted partition refuses every start, whoever asks.
+    #[test]
+    fn a_halted_partition_refuses_every_start() {
+        let (mut p, g) = booted(2);
+        p.halt();
+        assert!(p.is_halted());
+        assert!(!p.is_current(g));
+        assert_eq!(p.cpu_on(0, g, 1, 0xBAD, 0), Err(psci::DENIED));
+        assert_eq!(p.cpu_on(0, p.generation(), 1, 0xBAD, 0), Err(psci::DENIED), "even of the current generation");
+        assert!(!p.start_boot(START), "no restart after a halt");
         assert_eq!((p.take_start(0), p.take_start(1)), (None, None));
     }
 

@@ -16,6 +16,10 @@ pub const VTIMER_PPI: u32 = 27;
 /// also "no pending entry", "group 1 enabled/disabled" and end of interrupt
 /// ([`crate::virq_unwired`]). EL2 ends it itself; it is never forwarded.
 pub const MAINTENANCE_PPI: u32 = 25;
+/// The EL2 physical timer's PPI (Arm BSA: 10, i.e. INTID 16 + 10): the hypervisor's
+/// own timer, armed to write a partition's periodic summary of contained events
+/// ([`crate::events`]). Never forwarded.
+pub const HYP_TIMER_PPI: u32 = 26;
 /// The SGI the hypervisor sends between its own cores ("leave your guest": a partition
 /// is being stopped). Guests never see physical SGIs.
 pub const KICK_SGI: u32 = 0;
@@ -47,6 +51,8 @@ pub enum Physical {
     Kick,
     /// The list registers ran empty: end it, then place what waits.
     Maintenance,
+    /// The hypervisor's own timer: write the summary it was armed for.
+    HypTimer,
     /// A shared peripheral interrupt: forwarded if the partition on this core owns it.
     Spi(u32),
     /// Not one the hypervisor enabled: drop its priority, deactivate it, report it.
@@ -61,6 +67,7 @@ pub fn classify(intid: u32) -> Physical {
         KICK_SGI => Physical::Kick,
         i if i >= 32 => Physical::Spi(i),
         MAINTENANCE_PPI => Physical::Maintenance,
+        HYP_TIMER_PPI => Physical::HypTimer,
         i => Physical::Unexpected(i),
     }
 }
@@ -289,6 +296,7 @@ mod tests {
         assert_eq!(classify(30), Physical::Unexpected(30));
         assert_eq!(classify(KICK_SGI), Physical::Kick);
         assert_eq!(classify(MAINTENANCE_PPI), Physical::Maintenance);
+        assert_eq!(classify(HYP_TIMER_PPI), Physical::HypTimer);
         assert_eq!(classify(1), Physical::Unexpected(1));
         assert_eq!(classify(33), Physical::Spi(33));
     }

@@ -62,12 +62,13 @@ const IIDR: u32 = 0x0000_043B;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
     None,
-    /// A physical interrupt of the partition was enabled or disabled; it is routed to
-    /// the partition's vCPU `vcpu`.
+    /// Physical interrupts of the partition were enabled or disabled: bit `i` of `mask`
+    /// is INTID `first + i` (one write may name every SPI of its word); each is routed
+    /// to the vCPU [`VirtualDistributor::vcpu_of`] names.
     Enable {
-        intid: u32,
+        first: u32,
+        mask: u32,
         on: bool,
-        vcpu: usize,
     },
     /// A physical interrupt of the partition got a new priority.
     Priority {
@@ -139,6 +140,11 @@ impl VirtualDistributor {
     /// delivered when it is; its priority is the one set here).
     pub fn enabled(&self, intid: u32) -> Option<u8> {
         self.owned.iter().flatten().find(|o| o.intid == intid && o.enabled).map(|o| o.priority)
+    }
+
+    /// The vCPU an interrupt the distributor shows is routed to.
+    pub fn vcpu_of(&self, intid: u32) -> Option<usize> {
+        self.owned.iter().flatten().find(|o| o.intid == intid).map(|o| o.vcpu)
     }
 
     /// A virtual interrupt of the partition (a doorbell) fires: the vCPU to deliver it
@@ -254,7 +260,11 @@ impl VirtualDistributor {
                     if asked {
                         o.enabled = bank == reg::ISENABLER;
                         if o.physical {
-                            effect = Effect::Enable { intid, on: o.enabled, vcpu: o.vcpu };
+                            let mask = match effect {
+                                Effect::Enable { mask, .. } => mask,
+                                _ => 0,
+                            };
+                            effect = Effect::Enable { first, mask: mask | 1 << i, on: o.enabled };
                         }
                     }
                     if o.enabled {
@@ -357,6 +367,20 @@ impl VirtualDistributor {
 mod tests {
     use super::*;
 
+    /// IRQ-003: one write naming two of the partition's SPIs carries both to the
+    /// physical distributor, each routed as set.
+    #[test]
+    fn one_write_enabling_two_spis_enables_both() {
+        let mut d = VirtualDistributor::new(2, &[33, 40], &[]);
+        d.write(reg::IROUTER + 40 * 8, 8, 1);
+        let bank = reg::ISENABLER + 4;
+        let both = (1 << 1) | (1 << 8);
+        assert_eq!(d.write(bank, 4, both), (Effect::Enable { first: 32, mask: both as u32, on: true }, Outcome::Done));
+        assert_eq!((d.vcpu_of(33), d.vcpu_of(40)), (Some(0), Some(1)));
+        assert_eq!(d.write(reg::ICENABLER + 4, 4, both).0, Effect::Enable { first: 32, mask: both as u32, on: false });
+        assert_eq!(d.read(bank, 4).0, 0);
+    }
+
     /// A partition owning UART1's SPI (INTID 34) and one doorbell (960), on 2 vCPUs.
     fn dist() -> VirtualDistributor {
         VirtualDistributor::new(2, &[34], &[960])
@@ -380,11 +404,12 @@ mod tests {
     fn own_interrupts_are_programmed() {
         let mut d = dist();
         let bank = reg::ISENABLER + 4; // INTIDs 32..64
-        assert_eq!(d.write(bank, 4, 1 << 2), (Effect::Enable { intid: 34, on: true, vcpu: 0 }, Outcome::Done));
+        assert_eq!(d.write(bank, 4, 1 << 2), (Effect::Enable { first: 32, mask: 1 << 2, on: true }, Outcome::Done));
+        assert_eq!(d.vcpu_of(34), Some(0));
         assert_eq!(d.read(bank, 4), (1 << 2, Outcome::Done));
         assert_eq!(
             d.write(reg::ICENABLER + 4, 4, 1 << 2),
-            (Effect::Enable { intid: 34, on: false, vcpu: 0 }, Outcome::Done)
+            (Effect::Enable { first: 32, mask: 1 << 2, on: false }, Outcome::Done)
         );
         assert_eq!(d.read(bank, 4).0, 0);
         assert_eq!(
@@ -399,7 +424,8 @@ mod tests {
         assert_eq!(d.read(reg::IROUTER + 34 * 8, 8).0, 1);
         assert_eq!(d.write(reg::IROUTER + 34 * 8, 8, 5).0, Effect::None, "no vCPU 5: routing unchanged");
         assert_eq!(d.read(reg::IROUTER + 34 * 8, 8).0, 1);
-        assert_eq!(d.write(bank, 4, 1 << 2).0, Effect::Enable { intid: 34, on: true, vcpu: 1 }, "routed as set");
+        assert_eq!(d.write(bank, 4, 1 << 2).0, Effect::Enable { first: 32, mask: 1 << 2, on: true });
+        assert_eq!(d.vcpu_of(34), Some(1), "routed as set");
         assert_eq!(d.read(reg::IGROUPR + 4, 4).0, 1 << 2, "group 1");
         // The doorbell: enabled and pended virtually, no physical effect.
         let db_bank = reg::ISENABLER + 960 / 8;

@@ -508,7 +508,7 @@ mod tests {
         // Enabled, then moved: the move keeps it enabled.
         assert_eq!(
             write(&mut d, &mut r, 0, reg::ISENABLER + 4, 4, 1 << 2).effect,
-            Effect::Enable { intid: 34, on: true, vcpu: 0 }
+            Effect::Enable { first: 32, mask: 1 << 2, on: true }
         );
         assert_eq!(write(&mut d, &mut r, 0, at, 1, 0b10).effect, Effect::Route { intid: 34, vcpu: 1, enabled: true });
     }

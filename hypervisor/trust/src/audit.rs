@@ -117,10 +117,12 @@ pub enum EventKind {
     TornRecord = 17,
     /// The oldest block was erased; `detail` = sequence number of the oldest survivor.
     LogWrapped = 18,
+    /// The boot bundle was refused as a whole (nothing started); `result` = its error code.
+    BundleRefused = 19,
 }
 
 impl EventKind {
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::Boot,
         Self::RootVerified,
         Self::ConfigVerified,
@@ -139,6 +141,7 @@ impl EventKind {
         Self::CountersLost,
         Self::TornRecord,
         Self::LogWrapped,
+        Self::BundleRefused,
     ];
 
     pub fn from_u16(code: u16) -> Option<Self> {
@@ -165,6 +168,7 @@ impl EventKind {
             Self::CountersLost => "counters-lost",
             Self::TornRecord => "torn-record",
             Self::LogWrapped => "log-wrapped",
+            Self::BundleRefused => "bundle-refused",
         }
     }
 }

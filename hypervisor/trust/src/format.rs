@@ -11,6 +11,11 @@
 //!
 //! Bodies: [`RootBody`] (kind [`Kind::Root`]), the compiled configuration as is
 //! ([`Kind::Config`]), [`Manifest`] ([`Kind::Manifest`]).
+//!
+//! Every format is versioned: the envelope and the root document by [`FORMAT_VERSION`],
+//! the manifest by its own [`MANIFEST_VERSION`]. A verifier reads exactly its versions
+//! and refuses others by name ([`FormatError::UnsupportedVersion`],
+//! [`FormatError::ManifestVersion`]), never by guessing at their layout.
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -21,8 +26,12 @@ use crate::{BOARD_ID_LEN, HASH_LEN, MAX_KEYS, MAX_ROLES, MAX_SIGNATURES, NAME_LE
 pub const ENVELOPE_MAGIC: [u8; 8] = *b"SEPTSIGN";
 pub const ROOT_MAGIC: [u8; 8] = *b"SEPTROOT";
 pub const MANIFEST_MAGIC: [u8; 8] = *b"SEPTMNFT";
-/// Version of every format in this module.
+/// Version of the envelope and of the root document.
 pub const FORMAT_VERSION: u32 = 1;
+/// Version of the [`Manifest`]. Version 2 signs the partition's device tree (length,
+/// SHA-512, load address) beside its image; version 1 did not, so a version 1 manifest
+/// left the device tree, and with it the partition's command line, unsigned: refused.
+pub const MANIFEST_VERSION: u32 = 2;
 /// Domain tag at the head of every signed statement.
 pub const STATEMENT_TAG: [u8; 16] = *b"SEPTUM-SIGNED-V1";
 /// Largest body an envelope may carry (a configuration of 8 partitions fits).
@@ -116,11 +125,14 @@ pub struct RootBody {
     pub roles: [RoleEntry; MAX_ROLES],
 }
 
-/// What a partition's release role signs for one image.
+/// What a partition's release role signs for one release: every byte the partition is
+/// given at its start, that is its image (which carries an initrd, if any, in the same
+/// load image) and its device tree, with the addresses they are loaded at.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 pub struct Manifest {
     pub magic: [u8; 8],
+    /// [`MANIFEST_VERSION`].
     pub format_version: u32,
     pub _reserved: u32,
     pub partition: [u8; NAME_LEN],
@@ -133,9 +145,15 @@ pub struct Manifest {
     pub security_counter: u64,
     pub image_len: u64,
     pub image_hash: [u8; HASH_LEN],
+    /// Where the image is loaded, and its entry point (the configuration's).
     pub load_ipa: u64,
     pub entry_ipa: u64,
-    /// SHA-512 of the signed configuration body this image was built for.
+    /// The partition's flattened device tree: exact length and SHA-512.
+    pub dtb_len: u64,
+    pub dtb_hash: [u8; HASH_LEN],
+    /// Where the device tree is loaded (the configuration's; the boot vCPU's `x0`).
+    pub dtb_ipa: u64,
+    /// SHA-512 of the signed configuration body this release was built for.
     pub config_hash: [u8; HASH_LEN],
 }
 
@@ -144,6 +162,10 @@ pub enum FormatError {
     TooShort,
     BadMagic,
     UnsupportedVersion {
+        found: u32,
+    },
+    /// A manifest of another [`MANIFEST_VERSION`] (its size differs too).
+    ManifestVersion {
         found: u32,
     },
     UnknownKind {
@@ -174,6 +196,14 @@ impl fmt::Display for FormatError {
             Self::TooShort => write!(f, "shorter than an envelope header"),
             Self::BadMagic => write!(f, "not a signed envelope (magic)"),
             Self::UnsupportedVersion { found } => write!(f, "format version {found}, expected {FORMAT_VERSION}"),
+            Self::ManifestVersion { found: 1 } => write!(
+                f,
+                "manifest format version 1, which does not sign the device tree; this verifier reads version \
+                 {MANIFEST_VERSION} only: sign the release again"
+            ),
+            Self::ManifestVersion { found } => {
+                write!(f, "manifest format version {found}; this verifier reads version {MANIFEST_VERSION} only")
+            }
             Self::UnknownKind { found } => write!(f, "unknown document kind {found}"),
             Self::BodyTooLarge { len } => write!(f, "body of {len} bytes exceeds {MAX_BODY}"),
             Self::TooManySignatures { count } => write!(f, "{count} signatures exceed {MAX_SIGNATURES}"),
@@ -222,6 +252,12 @@ impl<'a> Envelope<'a> {
         let body_at = size_of::<EnvelopeHeader>();
         let body = &bytes[body_at..body_at + h.body_len as usize];
         let padded_end = body_at + (h.body_len as usize).div_ceil(8) * 8;
+        if kind == Kind::Manifest {
+            // Named before the size check, which another version fails too.
+            if let Some(found) = manifest_version(body).filter(|&v| v != MANIFEST_VERSION) {
+                return Err(FormatError::ManifestVersion { found });
+            }
+        }
         let expected_body = match kind {
             Kind::Root => Some(size_of::<RootBody>()),
             Kind::Manifest => Some(size_of::<Manifest>()),
@@ -252,6 +288,14 @@ impl<'a> Envelope<'a> {
     pub fn manifest(&self) -> Option<Manifest> {
         (self.kind == Kind::Manifest).then(|| Manifest::read_from_bytes(self.body).ok()).flatten()
     }
+}
+
+/// The `format_version` of a body that starts like a manifest (its magic), of any
+/// version: every version begins with the magic and the version.
+fn manifest_version(body: &[u8]) -> Option<u32> {
+    let magic = body.get(..8)?;
+    let version = body.get(8..12)?;
+    (magic == MANIFEST_MAGIC).then(|| u32::from_le_bytes([version[0], version[1], version[2], version[3]]))
 }
 
 /// Bytes of a [`statement`].
@@ -316,5 +360,5 @@ const _: () = {
     assert!(size_of::<KeyEntry>() == 40);
     assert!(size_of::<RoleEntry>() == 200);
     assert!(size_of::<RootBody>() == 1800);
-    assert!(size_of::<Manifest>() == 240);
+    assert!(size_of::<Manifest>() == 320);
 };

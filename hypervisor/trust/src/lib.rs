@@ -2,11 +2,13 @@
 //!
 //! * [`format`]: the signed documents' wire layout (zerocopy, fixed sizes): the signed
 //!   envelope, the root document with its roles, the partition manifest.
-//! * [`verify`]: thresholds, rotation, revocation, manifest and image checks.
+//! * [`verify`]: thresholds, rotation, revocation, manifest, image and device tree checks.
 //! * [`boot`]: the boot-time checks as the hypervisor runs them; each returns its result
 //!   together with the audit event that records it.
 //! * [`flash`], [`counters`], [`audit`]: hypervisor-owned persistent storage (NOR
 //!   flash): anti-rollback counters in two copies, and the hash-chained audit log.
+//! * [`history`]: where a log's history begins, and whether a later dump continues an
+//!   earlier one (a wiped bank is otherwise a chain as intact as any).
 //! * [`hash`]: SHA-512 and constant-time comparison.
 //!
 //! The design and the threat model are in `docs/trust.md`.
@@ -22,6 +24,7 @@ pub mod counters;
 pub mod flash;
 pub mod format;
 pub mod hash;
+pub mod history;
 pub mod verify;
 
 /// Bytes of a partition or role name (NUL-padded ASCII), as in the configuration.

@@ -6,7 +6,8 @@
 //! * the **configuration**, signed by a threshold of the root keys;
 //! * each partition's **manifest**, signed by a threshold of its release role's keys,
 //!   bound to the board, the configuration and an anti-rollback counter;
-//! * the **image**, which must be exactly what its manifest names.
+//! * the **image** and the **device tree**, which must be exactly what the manifest
+//!   names, where the configuration puts them.
 //!
 //! Keys are revoked by version: a key whose `key_version` is below the role's minimum
 //! (the larger of the root document's and the stored floor) does not count. Every check
@@ -19,7 +20,7 @@ use ed25519_dalek::VerifyingKey;
 use crate::counters::{Floors, PartitionFloor};
 use crate::format::{
     self, root_flags, Envelope, EnvelopeHeader, FormatError, KeyEntry, Kind, Manifest, RoleEntry, RootBody, Signature,
-    FORMAT_VERSION, MANIFEST_MAGIC, ROOT_MAGIC,
+    FORMAT_VERSION, MANIFEST_MAGIC, MANIFEST_VERSION, ROOT_MAGIC,
 };
 use crate::hash::{self, Hash};
 use crate::{BOARD_ID_LEN, MAX_KEYS, MAX_ROLES, NAME_LEN};
@@ -95,6 +96,31 @@ pub enum TrustError {
     ImageLength { expected: u64, found: u64 },
     /// The image's SHA-512 is not its manifest's.
     ImageHash,
+    /// The device tree is not as long as its manifest says.
+    DeviceTreeLength { expected: u64, found: u64 },
+    /// The device tree's SHA-512 is not its manifest's.
+    DeviceTreeHash,
+    /// The manifest places the image, its entry or the device tree elsewhere than the
+    /// configuration does.
+    WrongPlacement { what: Placed, signed: u64, configured: u64 },
+}
+
+/// What a manifest places at an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placed {
+    Image,
+    Entry,
+    DeviceTree,
+}
+
+impl fmt::Display for Placed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Image => "the image",
+            Self::Entry => "the entry point",
+            Self::DeviceTree => "the device tree",
+        })
+    }
 }
 
 impl TrustError {
@@ -121,6 +147,9 @@ impl TrustError {
             Self::CounterRolledBack { .. } => 18,
             Self::ImageLength { .. } => 19,
             Self::ImageHash => 20,
+            Self::DeviceTreeLength { .. } => 21,
+            Self::DeviceTreeHash => 22,
+            Self::WrongPlacement { .. } => 23,
         }
     }
 }
@@ -169,6 +198,13 @@ impl fmt::Display for TrustError {
                 write!(f, "the image is {found} bytes, its manifest says {expected}")
             }
             Self::ImageHash => write!(f, "the image's SHA-512 does not match its manifest"),
+            Self::DeviceTreeLength { expected, found } => {
+                write!(f, "the device tree is {found} bytes, its manifest says {expected}")
+            }
+            Self::DeviceTreeHash => write!(f, "the device tree's SHA-512 does not match its manifest"),
+            Self::WrongPlacement { what, signed, configured } => {
+                write!(f, "the manifest puts {what} at {signed:#x}, the configuration at {configured:#x}")
+            }
         }
     }
 }
@@ -182,6 +218,16 @@ pub struct Expected<'a> {
     pub board_id: &'a str,
     /// SHA-512 of the signed configuration body in force.
     pub config_hash: &'a Hash,
+    /// Where that configuration loads the partition.
+    pub placement: Placement,
+}
+
+/// Where the configuration loads a partition: the manifest must say the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub load_ipa: u64,
+    pub entry_ipa: u64,
+    pub dtb_ipa: u64,
 }
 
 /// Checks a root document's structure: magic and version, known flags, for the root
@@ -414,8 +460,9 @@ pub fn verify_config<'a>(root: &RootBody, envelope: &'a [u8], floors: &Floors) -
 /// threshold of the release role named by the manifest (minimum key version: the
 /// role's and the stored floor for that partition, whichever is higher); then, now
 /// that the manifest is known to be authentic: for `expected.partition`, for
-/// `expected.board_id`, for the configuration `expected.config_hash`, and with a
-/// security counter not below the stored floor. Every field comes from the body,
+/// `expected.board_id`, for the configuration `expected.config_hash`, placing image,
+/// entry and device tree where `expected.placement` does, and with a security counter
+/// not below the stored floor. Every field comes from the body,
 /// which the signatures cover whole. `root` must come from [`verify_root_chain`].
 pub fn verify_manifest(
     root: &RootBody,
@@ -428,7 +475,8 @@ pub fn verify_manifest(
     if manifest.magic != MANIFEST_MAGIC {
         return Err(TrustError::BadManifest("not a manifest (magic)"));
     }
-    if manifest.format_version != FORMAT_VERSION {
+    // `Envelope::parse` has refused other versions by name; stay closed anyway.
+    if manifest.format_version != MANIFEST_VERSION {
         return Err(TrustError::BadManifest("unsupported format version"));
     }
     if manifest._reserved != 0 || manifest._reserved2 != 0 {
@@ -454,6 +502,16 @@ pub fn verify_manifest(
     if !hash::equal(&manifest.config_hash, expected.config_hash) {
         return Err(TrustError::WrongConfig);
     }
+    let p = expected.placement;
+    for (what, signed, configured) in [
+        (Placed::Image, manifest.load_ipa, p.load_ipa),
+        (Placed::Entry, manifest.entry_ipa, p.entry_ipa),
+        (Placed::DeviceTree, manifest.dtb_ipa, p.dtb_ipa),
+    ] {
+        if signed != configured {
+            return Err(TrustError::WrongPlacement { what, signed, configured });
+        }
+    }
     if manifest.security_counter < floor.security_counter {
         return Err(TrustError::CounterRolledBack { found: manifest.security_counter, floor: floor.security_counter });
     }
@@ -463,12 +521,39 @@ pub fn verify_manifest(
 /// Checks an image against its (verified) manifest: exact length, then SHA-512
 /// compared in constant time.
 pub fn verify_image(manifest: &Manifest, image: &[u8]) -> Result<(), TrustError> {
-    let found = image.len() as u64;
-    if found != manifest.image_len {
-        return Err(TrustError::ImageLength { expected: manifest.image_len, found });
+    let expected = manifest.image_len;
+    exactly(
+        image,
+        expected,
+        &manifest.image_hash,
+        |found| TrustError::ImageLength { expected, found },
+        TrustError::ImageHash,
+    )
+}
+
+/// Checks a device tree against its (verified) manifest: exact length, then SHA-512
+/// compared in constant time.
+pub fn verify_device_tree(manifest: &Manifest, dtb: &[u8]) -> Result<(), TrustError> {
+    let expected = manifest.dtb_len;
+    let length = |found| TrustError::DeviceTreeLength { expected, found };
+    exactly(dtb, expected, &manifest.dtb_hash, length, TrustError::DeviceTreeHash)
+}
+
+/// `bytes` are `len` bytes long (else `length(found)`) with the SHA-512 `digest` (else
+/// `mismatch`): the length first, so a hash is only computed over the signed extent.
+fn exactly(
+    bytes: &[u8],
+    len: u64,
+    digest: &Hash,
+    length: impl FnOnce(u64) -> TrustError,
+    mismatch: TrustError,
+) -> Result<(), TrustError> {
+    let found = bytes.len() as u64;
+    if found != len {
+        return Err(length(found));
     }
-    if !hash::equal(&hash::sha512(image), &manifest.image_hash) {
-        return Err(TrustError::ImageHash);
+    if !hash::equal(&hash::sha512(bytes), digest) {
+        return Err(mismatch);
     }
     Ok(())
 }

@@ -11,6 +11,8 @@
 #![no_main]
 
 mod bench;
+mod leftovers;
+mod races;
 
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +51,9 @@ fn partition_main(mut boot: Boot) -> ! {
             "NOT pristine"
         }
     );
+    if let Some(mode) = boot.arg("race") {
+        races::run(&mut boot, mode, free_word as u64);
+    }
     if boot.arg("bench") == Some("1") {
         bench::run(&mut boot.console, boot.vcpus, boot.gicd);
     }
@@ -62,6 +67,9 @@ fn partition_main(mut boot: Boot) -> ! {
     }
     let export_max = boot.arg_u64("audit_export").unwrap_or(32) as u32;
     export_audit(&mut boot.console, export_max);
+    if boot.arg("attacks").is_some_and(|list| list.split(',').any(|a| a == "leftovers")) {
+        leftovers::report(&mut boot.console);
+    }
     let attack = boot.arg("attacks").and_then(|list| list.split(',').nth(boot.restarts as usize));
     let attack_after = boot.arg_u64("attack_after").unwrap_or(10);
     let victim = boot.arg_u64("victim").unwrap_or(0x5000_0000);
@@ -139,6 +147,9 @@ fn partition_main(mut boot: Boot) -> ! {
             // SAFETY: as above, our own last word of RAM.
             unsafe { core::ptr::write_volatile(free_word, MARKER) };
             let _ = writeln!(boot.console, "connectivity: markers written; attack {name}");
+            if name == "leftovers" {
+                leftovers::dirty(&mut boot.console);
+            }
             run_attack(name, victim, victim_uart);
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }
@@ -258,13 +269,15 @@ fn secondary(vcpu: usize) -> ! {
 
 /// Reads up to `max` of the newest audit log slots, newest first, and checks each
 /// record's own hash and its link to the record before it: what an upload server does
-/// with the copy. Reports one line.
+/// with the copy. Reports one line, which says where the history begins when the copy
+/// reaches record #0 (boot #1: a new or erased bank), and a boot count that falls (the
+/// counters were reset: the history restarted).
 fn export_audit(console: &mut Console, max: u32) {
     let Some(info) = audit::info() else {
         let _ = writeln!(console, "connectivity: audit export: not granted");
         return;
     };
-    let (mut records, mut torn, mut broken) = (0u32, 0u32, None);
+    let (mut records, mut torn, mut broken, mut fell) = (0u32, 0u32, None, None);
     let (mut newest, mut oldest): (Option<Record>, Option<Record>) = (None, None);
     let mut slot = info.next_slot;
     for _ in 0..max.min(info.slots) {
@@ -283,6 +296,9 @@ fn export_audit(console: &mut Console, max: u32) {
                         broken = Some((slot, "does not chain to the next record"));
                         break;
                     }
+                    if newer.boot < r.boot {
+                        fell = Some((newer.seq, r.boot, newer.boot));
+                    }
                 }
                 records += 1;
                 newest.get_or_insert(r);
@@ -297,6 +313,12 @@ fn export_audit(console: &mut Console, max: u32) {
         "connectivity: audit export: {records} records #{first}..=#{last} of {} written",
         info.next_seq
     );
+    if let Some(first) = oldest.filter(|r| r.seq == 0) {
+        let _ = write!(console, ", history begins at boot #{}", first.boot);
+    }
+    if let Some((seq, from, to)) = fell {
+        let _ = write!(console, ", HISTORY RESTARTED at #{seq} (boot count fell from {from} to {to})");
+    }
     match broken {
         None => writeln!(console, ", {torn} torn, chain intact"),
         Some((slot, why)) => writeln!(console, ", {torn} torn, BROKEN at slot {slot}: {why}"),
@@ -315,6 +337,10 @@ fn run_attack(name: &str, victim: u64, victim_uart: u64) {
     // Each arm deliberately breaks a rule; the hypervisor must stop it. None of them can
     // harm this program's own memory: they touch only addresses outside its RAM.
     match name {
+        // SAFETY: as read-critical, after `leftovers::dirty` left its marks on the core.
+        "leftovers" => unsafe {
+            core::ptr::read_volatile(victim as *const u64);
+        },
         // SAFETY: a read outside our RAM (the victim's physical address).
         "read-critical" => unsafe {
             core::ptr::read_volatile(victim as *const u64);

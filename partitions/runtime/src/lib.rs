@@ -31,6 +31,7 @@ _start:
     adrp    x9, __stack_top
     add     x9, x9, #:lo12:__stack_top
     mov     sp, x9
+    bl      septum_entry_hook        // a guest's look at the state it was entered with
     adrp    x9, __bss_start
     add     x9, x9, #:lo12:__bss_start
     adrp    x10, __bss_end
@@ -43,6 +44,12 @@ _start:
     bl      guest_start
 3:  wfe
     b       3b
+
+// Runs before anything else, FP/SIMD just enabled; may use x9-x15 and the FP/SIMD
+// registers and must not touch BSS (zeroed after it). A guest may define its own.
+.weak septum_entry_hook
+septum_entry_hook:
+    ret
 
 // A secondary vCPU, started by PSCI CPU_ON with x0 = its stack top.
 .global _secondary_start

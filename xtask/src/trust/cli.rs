@@ -245,19 +245,31 @@ pub fn inspect(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `audit-verify FILE [--records]`: checks a dump of the hypervisor's flash bank (its
-/// audit log's hash chain) with `septum_trust::audit::verify_bank`; exits non-zero if a
-/// record is broken. `--records` also lists every record, oldest first.
+/// `audit-verify FILE [--records] [--previous EARLIER.bin | --after SEQ:HASH]`: checks
+/// a dump of the hypervisor's flash bank: its audit log's hash chain
+/// (`septum_trust::audit::verify_bank`) and where its history begins
+/// (`septum_trust::history`), and prints its head (`SEQ:HASH`, to note down). With an
+/// earlier dump, or a head noted from one, it also checks that this log continues it.
+/// Exits non-zero if a record is broken or the history restarted (a boot count that
+/// fell, or a log that does not hold the earlier head). `--records` also lists every
+/// record, oldest first.
 pub fn audit_verify(args: &[String]) -> Result<(), String> {
-    use septum_trust::audit;
-    use septum_trust::flash::{BLOCK_SIZE, LOG_FIRST_BLOCK};
+    use septum_trust::flash::BLOCK_SIZE;
+    use septum_trust::{audit, history};
 
-    let a = Args::parse(args, &[], &["--records"])?;
+    let a = Args::parse(args, &["--previous", "--after"], &["--records"])?;
     let [file] = a.free.as_slice() else { return Err("give one file: cargo xtask audit-verify FILE".into()) };
     let path = Path::new(file);
     let bank = read(path)?;
+    let d = path.display();
+    let earlier = match (a.get("--previous"), a.get("--after")) {
+        (Some(_), Some(_)) => return Err("give --previous FILE or --after SEQ:HASH, not both".into()),
+        (Some(old), None) => earlier_head(Path::new(old))?,
+        (None, Some(text)) => Some((format!("--after {text}"), parse_head(text)?)),
+        (None, None) => None,
+    };
+    let log_area = history::log_area(&bank, BLOCK_SIZE);
     if a.has("--records") {
-        let log_area = bank.get(LOG_FIRST_BLOCK as usize * BLOCK_SIZE as usize..).unwrap_or_default();
         for (slot, record) in audit::records(log_area) {
             match record {
                 Ok(r) => println!("slot {slot}: {r}"),
@@ -266,10 +278,60 @@ pub fn audit_verify(args: &[String]) -> Result<(), String> {
         }
     }
     let report = audit::verify_bank(&bank);
-    println!("{}: {report}", path.display());
-    if report.is_intact() {
-        Ok(())
-    } else {
-        Err(format!("{}: the audit log is broken", path.display()))
+    println!("{d}: {report}");
+    let found = history::of_bank(&bank);
+    println!("{d}: {found}");
+    match found.head {
+        Some(h) => println!(
+            "{d}: head {} (boot #{}): check a later dump against it with --after {} or --previous {d}",
+            head_text(&h),
+            h.boot.unwrap_or(0),
+            head_text(&h)
+        ),
+        None => println!("{d}: no head: the log is empty"),
     }
+    let continuity = earlier.map(|(whose, head)| (whose, history::continuity(&head, log_area, BLOCK_SIZE)));
+    if let Some((whose, c)) = &continuity {
+        println!("{d}: against {whose}: {c}");
+    }
+    if !report.is_intact() {
+        return Err(format!("{d}: the audit log is broken"));
+    }
+    if found.restarted() {
+        return Err(format!("{d}: history restarted: {found}"));
+    }
+    match continuity {
+        Some((whose, history::Continuity::Restarted(r))) => Err(format!("{d}: history restarted against {whose}: {r}")),
+        _ => Ok(()),
+    }
+}
+
+/// The head of an earlier dump, which must itself verify; `None` if its log is empty
+/// (any later log continues it).
+fn earlier_head(path: &Path) -> Result<Option<(String, septum_trust::history::Head)>, String> {
+    let bank = read(path)?;
+    let report = septum_trust::audit::verify_bank(&bank);
+    if !report.is_intact() {
+        return Err(format!("{}: the earlier dump is broken ({report}); it cannot vouch for a head", path.display()));
+    }
+    let head = septum_trust::history::of_bank(&bank).head;
+    if head.is_none() {
+        println!("{}: the earlier dump's log is empty: nothing to continue", path.display());
+    }
+    Ok(head.map(|h| (path.display().to_string(), h)))
+}
+
+/// `SEQ:HASH`: a record's sequence number and its 128 hex digits of SHA-512.
+fn head_text(h: &septum_trust::history::Head) -> String {
+    format!("{}:{}", h.seq, hex(&h.hash))
+}
+
+/// Reads [`head_text`]'s form (a leading `#` is allowed).
+pub fn parse_head(text: &str) -> Result<septum_trust::history::Head, String> {
+    let bad =
+        || format!("--after {text}: give SEQ:HASH, as audit-verify prints a head (a number, a colon, 128 hex digits)");
+    let (seq, digits) = text.trim().split_once(':').ok_or_else(bad)?;
+    let seq = seq.trim_start_matches('#').parse().map_err(|_| bad())?;
+    let hash = unhex(digits).and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or_else(bad)?;
+    Ok(septum_trust::history::Head { seq, hash, boot: None })
 }

@@ -1,7 +1,8 @@
 //! `cargo xtask inspect`: a bundle or a single signed envelope, in human form, with
 //! every check that can be made offline marked OK or FAILED: signatures (strict
 //! ed25519, by their own keys), thresholds against the root chain the bundle carries,
-//! images against their manifests, manifests against the configuration.
+//! images and device trees against their manifests, manifests against the
+//! configuration.
 
 use std::fmt::Display;
 
@@ -11,7 +12,9 @@ use septum_trust::format::{field_str, root_flags, Envelope, KeyEntry, Kind, Mani
 use septum_trust::hash::{self, Hash};
 use zerocopy::FromBytes;
 
-use super::{approvals, config_partitions, hex, listed_role, role_keys, root_keys, signature_valid, verify_bundle};
+use super::{
+    approvals, config_partitions, hex, listed_role, placement, role_keys, root_keys, signature_valid, verify_bundle,
+};
 
 /// Hex digits of a key shown (its first 8 bytes).
 const KEY_PREFIX: usize = 8;
@@ -93,8 +96,16 @@ struct Context<'a> {
     /// The root in force (the chain's last document).
     root: Option<RootBody>,
     config: Option<&'a [u8]>,
-    /// Partition index, and its image as bundled.
-    partition: Option<(u32, Option<&'a [u8]>)>,
+    /// Partition index, and its image and device tree as bundled.
+    partition: Option<Bundled<'a>>,
+}
+
+/// A partition's payloads in a bundle (`None`: missing or corrupted).
+#[derive(Clone, Copy)]
+struct Bundled<'a> {
+    index: u32,
+    image: Option<&'a [u8]>,
+    dtb: Option<&'a [u8]>,
 }
 
 fn bundle(r: &mut Report, bytes: &[u8]) {
@@ -121,8 +132,7 @@ fn bundle(r: &mut Report, bytes: &[u8]) {
         r.check(0, format!("entry #{i}: {what}, {} bytes, CRC", e.len), data.is_ok(), "corrupted");
         let (Ok(data), Some(kind)) = (data, kind) else { continue };
         match kind {
-            EntryKind::Image => r.line(1, format!("SHA-512 {}", hex(&hash::sha512(data)))),
-            EntryKind::DeviceTree => {}
+            EntryKind::Image | EntryKind::DeviceTree => r.line(1, format!("SHA-512 {}", hex(&hash::sha512(data)))),
             EntryKind::Root | EntryKind::Config | EntryKind::Manifest => {
                 let env = match Envelope::parse(data) {
                     Ok(env) => env,
@@ -142,8 +152,12 @@ fn bundle(r: &mut Report, bytes: &[u8]) {
                 }
                 let root =
                     if kind == EntryKind::Root { roots.get(e.partition as usize).copied().flatten() } else { in_force };
-                let cx =
-                    Context { root, config, partition: Some((e.partition, payload(EntryKind::Image, e.partition))) };
+                let bundled = Bundled {
+                    index: e.partition,
+                    image: payload(EntryKind::Image, e.partition),
+                    dtb: payload(EntryKind::DeviceTree, e.partition),
+                };
+                let cx = Context { root, config, partition: Some(bundled) };
                 envelope(r, 1, &env, &cx);
                 authority(r, &env, kind, e.partition, &roots, in_force);
             }
@@ -328,31 +342,50 @@ fn manifest_text(r: &mut Report, d: usize, m: &Manifest, cx: &Context<'_>) {
     r.line(d, format!("security counter: {}", m.security_counter));
     r.line(d, format!("image: {} bytes, load {:#x}, entry {:#x}", m.image_len, m.load_ipa, m.entry_ipa));
     r.line(d, format!("image SHA-512: {}", hex(&m.image_hash)));
+    r.line(d, format!("device tree: {} bytes, load {:#x}", m.dtb_len, m.dtb_ipa));
+    r.line(d, format!("device tree SHA-512: {}", hex(&m.dtb_hash)));
     r.line(d, format!("config SHA-512: {}", hex(&m.config_hash)));
-    if let Some((index, image)) = cx.partition {
-        match image {
-            Some(img) => {
-                let ok = img.len() as u64 == m.image_len && hash::equal(&hash::sha512(img), &m.image_hash);
-                r.check(
-                    d,
-                    format!("image #{index} matches (length and SHA-512)"),
-                    ok,
-                    "the image is not the one signed",
-                );
+    if let Some(Bundled { index, image, dtb }) = cx.partition {
+        for (what, bytes, len, digest) in
+            [("image", image, m.image_len, &m.image_hash), ("device tree", dtb, m.dtb_len, &m.dtb_hash)]
+        {
+            match bytes {
+                Some(b) => {
+                    let ok = b.len() as u64 == len && hash::equal(&hash::sha512(b), digest);
+                    r.check(
+                        d,
+                        format!("{what} #{index} matches (length and SHA-512)"),
+                        ok,
+                        format!("the {what} is not the one signed"),
+                    );
+                }
+                None => r.check(d, format!("{what} #{index}"), false, "missing from the bundle, or corrupted"),
             }
-            None => r.check(d, format!("image #{index}"), false, "missing from the bundle"),
         }
         if let Some(config) = cx.config {
             let ok = hash::equal(&hash::sha512(config), &m.config_hash);
             r.check(d, "config hash matches the bundled configuration", ok, "signed for another configuration");
-            let named =
-                config_partitions(config).get(index as usize).map(|p| septum_abi::name_str(&p.name).to_string());
+            let desc = config_partitions(config).get(index as usize).copied();
+            let named = desc.as_ref().map(|p| septum_abi::name_str(&p.name).to_string());
             r.check(
                 d,
                 format!("partition #{index} of the configuration is {name}"),
                 named.as_deref() == Some(name),
                 format!("it is {}", named.as_deref().unwrap_or("absent")),
             );
+            if let Some(p) = desc {
+                let at = placement(&p);
+                let signed = (m.load_ipa, m.entry_ipa, m.dtb_ipa);
+                r.check(
+                    d,
+                    "image, entry and device tree addresses are the configuration's",
+                    signed == (at.load_ipa, at.entry_ipa, at.dtb_ipa),
+                    format!(
+                        "the configuration says load {:#x}, entry {:#x}, device tree {:#x}",
+                        at.load_ipa, at.entry_ipa, at.dtb_ipa
+                    ),
+                );
+            }
             let board = ConfigHeader::read_from_prefix(config).ok().and_then(|(h, _)| BoardId::from_u32(h.board));
             r.check(
                 d,

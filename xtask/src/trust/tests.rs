@@ -20,17 +20,21 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Fake images and the real configuration of `sys`, signed with `keys`, as a bundle.
+/// Fake images, the real device trees and configuration of `sys`, signed with `keys`,
+/// as a bundle.
 fn signed_bundle(keys: &Keys, sys: &System) -> (BundleParts, Vec<u8>) {
     let config = sys.encode();
     let images: Vec<Vec<u8>> = (0..sys.partitions.len()).map(|i| vec![i as u8 + 1; 4096 + i]).collect();
+    let dtbs: Vec<Vec<u8>> =
+        sys.partitions.iter().map(|p| crate::devicetree::generate(sys, p).expect("a device tree")).collect();
     let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-    let signed = sign_system(keys, sys, &refs, &config).expect("signs");
+    let dtb_refs: Vec<&[u8]> = dtbs.iter().map(Vec::as_slice).collect();
+    let signed = sign_system(keys, sys, &refs, &dtb_refs, &config).expect("signs");
     let parts = BundleParts {
         roots: signed.chain,
         config: signed.config,
         images,
-        device_trees: vec![b"dtb".to_vec(); sys.partitions.len()],
+        device_trees: dtbs,
         manifests: signed.manifests,
     };
     (parts.clone(), parts.encode().expect("fits"))
@@ -117,17 +121,20 @@ fn inspect_shows_every_manifest_field_and_checks_signatures() {
     let sys = qemu_virt();
     let keys = dev_keys(&sys);
     let config = sys.encode();
-    let m = manifest(&sys, 0, b"image", &config).expect("manifest");
+    let m = manifest(&sys, 0, b"image", b"device tree", &config).expect("manifest");
     let envelope = sign_manifest(&keys, &m).expect("signs");
     let report = inspect::inspect(&envelope, None);
+    let dtb_at = sys.partitions[0].desc.dtb_ipa;
     for needle in [
-        "Manifest envelope: body 240 bytes, 2 signatures",
+        "Manifest envelope: body 320 bytes, 2 signatures",
         "partition: critical-monitor",
         "board: qemu-virt",
         &format!("version: {}", env!("CARGO_PKG_VERSION")),
         "security counter: 1",
         "image: 5 bytes, load 0x40000000, entry 0x40000000",
         &format!("image SHA-512: {}", hex(&hash::sha512(b"image"))),
+        &format!("device tree: 11 bytes, load {dtb_at:#x}"),
+        &format!("device tree SHA-512: {}", hex(&hash::sha512(b"device tree"))),
         &format!("config SHA-512: {}", hex(&hash::sha512(&config))),
         &format!("signature by {}: OK", hex(&dev_key("critical-monitor", 1).verifying_key().as_bytes()[..8])),
     ] {
@@ -183,13 +190,56 @@ fn signed_bundle_carries_root_config_and_manifests_and_verifies() {
     let report = inspect::inspect(&tampered.encode().expect("fits"), None);
     assert!(report.text.contains("image #1 matches (length and SHA-512): FAILED"), "{}", report.text);
     // Re-signing the manifest with the right role makes it whole again.
-    let new = manifest(&sys, 1, &tampered.images[1], &sys.encode()).expect("manifest");
+    let new = manifest(&sys, 1, &tampered.images[1], &tampered.device_trees[1], &sys.encode()).expect("manifest");
     tampered.manifests[1] = sign_manifest(&keys, &new).expect("signs");
     verify_bundle(&tampered.encode().expect("fits"), &keys.anchor(), false).expect("re-signed");
     // Signed by the other partition's role: refused.
     tampered.manifests[1] = sign_envelope(Kind::Manifest, new.as_bytes(), &keys.releases[0].signers()).expect("signs");
     let err = verify_bundle(&tampered.encode().expect("fits"), &keys.anchor(), false).unwrap_err();
     assert!(err.contains("connectivity") && err.contains("valid signature"), "{err}");
+}
+
+/// TRUST-008: a bundle whose device tree was changed after signing (the critical
+/// monitor's bootargs, with the bundle's CRC recomputed), or swapped with the other
+/// partition's, fails the checks `build` and `inspect` make, as it fails at boot; a
+/// manifest of format version 1 is refused by name.
+#[test]
+fn a_device_tree_changed_after_signing_is_refused() {
+    let sys = qemu_virt();
+    let keys = dev_keys(&sys);
+    let (parts, bytes) = signed_bundle(&keys, &sys);
+    verify_bundle(&bytes, &keys.anchor(), false).expect("as signed");
+    let report = inspect::inspect(&bytes, None);
+    assert!(report.text.contains("device tree #0 matches (length and SHA-512): OK"), "{}", report.text);
+    assert!(report.text.contains("addresses are the configuration's: OK"), "{}", report.text);
+
+    let mut edited_sys = sys.clone();
+    edited_sys.partitions[0].bootargs = edited_sys.partitions[0].bootargs.replace("heartbeat_ms=50", "fault_after=30");
+    assert_ne!(edited_sys.partitions[0].bootargs, sys.partitions[0].bootargs, "qemu-virt's bootargs changed");
+    let mut edited = parts.clone();
+    edited.device_trees[0] = crate::devicetree::generate(&edited_sys, &edited_sys.partitions[0]).expect("a tree");
+    let edited = edited.encode().expect("fits");
+    let err = verify_bundle(&edited, &keys.anchor(), false).unwrap_err();
+    assert!(err.contains("critical-monitor") && err.contains("device tree"), "{err}");
+    let report = inspect::inspect(&edited, None);
+    assert!(report.text.contains("device tree #0 matches (length and SHA-512): FAILED"), "{}", report.text);
+
+    let mut swapped = parts.clone();
+    swapped.device_trees.swap(0, 1);
+    let err = verify_bundle(&swapped.encode().expect("fits"), &keys.anchor(), false).unwrap_err();
+    assert!(err.contains("critical-monitor") && err.contains("device tree"), "{err}");
+
+    let mut old = parts.clone();
+    let env = Envelope::parse(&parts.manifests[1]).expect("an envelope");
+    let mut v1 = env.body[..core::mem::offset_of!(Manifest, dtb_len)].to_vec();
+    v1.extend_from_slice(&env.manifest().expect("a manifest").config_hash);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    // Unsigned: the version is refused before any signature is looked at.
+    let mut v1_envelope = vec![0u8; format::envelope_len(v1.len(), 0)];
+    format::write_envelope(Kind::Manifest, &v1, &[], &mut v1_envelope).expect("fits");
+    old.manifests[1] = v1_envelope;
+    let err = verify_bundle(&old.encode().expect("fits"), &keys.anchor(), false).unwrap_err();
+    assert!(err.contains("connectivity") && err.contains("sign the release again"), "{err}");
 }
 
 #[test]
@@ -268,5 +318,60 @@ fn audit_verify_accepts_an_intact_log_and_refuses_an_edited_record() {
     std::fs::write(&dump, &bank).expect("writes");
     let err = cli::audit_verify(&args(&[])).unwrap_err();
     assert!(err.contains("flash.bin") && err.contains("broken"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// TRUST-010: `audit-verify` on a bank erased after five boots and booted once: the
+/// chain alone is intact, and the dump says its history begins at boot #1; against the
+/// earlier dump (`--previous`) or its noted head (`--after SEQ:HASH`) it fails with
+/// "history restarted"; a dump that did continue the earlier one passes both.
+#[test]
+fn audit_verify_reports_a_restarted_history() {
+    use septum_trust::audit::{AuditLog, Event, EventKind};
+    use septum_trust::flash::{RamFlash, BLOCK_SIZE};
+    use septum_trust::history;
+
+    let boot = |bank: &mut Vec<u8>, n: u32| {
+        let mut flash = RamFlash::new(bank, BLOCK_SIZE).expect("whole blocks");
+        let (mut log, _) = AuditLog::open(&flash, n).expect("opens");
+        log.append(&mut flash, &Event { detail: u64::from(n), ..Event::new(EventKind::Boot) }).expect("appends");
+        log.append(&mut flash, &Event::new(EventKind::ImageVerified)).expect("appends");
+    };
+    let blank = || vec![0xFF; 4 * BLOCK_SIZE as usize];
+    let mut bank = blank();
+    for n in 1..=5 {
+        boot(&mut bank, n);
+    }
+    let dir = scratch("audit-history");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("writes");
+        path.to_string_lossy().into_owned()
+    };
+    let earlier = write("earlier.bin", &bank);
+    let head = history::of_bank(&bank).head.expect("a head");
+    let noted = format!("{}:{}", head.seq, hex(&head.hash));
+    assert_eq!(cli::parse_head(&noted).expect("parses"), history::Head { boot: None, ..head });
+    assert_eq!(cli::parse_head(&format!("#{noted}")).expect("parses").seq, head.seq);
+    for bad in ["9", "x:00", &format!("{}:{}", head.seq, hex(&head.hash[..63]))] {
+        assert!(cli::parse_head(bad).unwrap_err().contains("SEQ:HASH"), "{bad}");
+    }
+
+    let mut erased = blank();
+    boot(&mut erased, 1);
+    let erased = write("erased.bin", &erased);
+    cli::audit_verify(std::slice::from_ref(&erased)).expect("alone, a new bank is a new bank");
+    let err = cli::audit_verify(&[erased.clone(), "--previous".into(), earlier.clone()]).unwrap_err();
+    assert!(err.contains("history restarted") && err.contains("boot count fell from 5 to 1"), "{err}");
+    let err = cli::audit_verify(&[erased.clone(), "--after".into(), noted.clone()]).unwrap_err();
+    assert!(err.contains("history restarted") && err.contains("before the earlier head"), "{err}");
+
+    boot(&mut bank, 6);
+    let later = write("later.bin", &bank);
+    cli::audit_verify(&[later.clone(), "--previous".into(), earlier.clone()]).expect("continues");
+    cli::audit_verify(&[later.clone(), "--after".into(), noted]).expect("continues");
+    let both = cli::audit_verify(&[later, "--previous".into(), earlier.clone(), "--after".into(), "1:00".into()]);
+    assert!(both.unwrap_err().contains("not both"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,6 +2,7 @@
 //! real audit log on a RAM flash bank, then read back from the bank's bytes.
 
 use std::collections::BTreeMap;
+use std::string::ToString;
 use std::vec;
 use std::vec::Vec;
 
@@ -12,8 +13,8 @@ use crate::audit::{self, AuditLog, Record};
 use crate::flash::{RamFlash, LOG_FIRST_BLOCK};
 use crate::format::{name_field, Kind};
 use crate::verify::tests::{
-    anchor, chain_of, config_hash, envelope, floors_with, genesis, image, key, manifest, manifest_envelope,
-    release_roles, role, root, root_envelope, rotated, BOARD, CONFIG, CONNECTIVITY, CRITICAL, LOGGER,
+    anchor, chain_of, config_hash, dtb, envelope, expected, floors_with, genesis, image, key, manifest,
+    manifest_envelope, release_roles, role, root, root_envelope, rotated, CONFIG, CONNECTIVITY, CRITICAL, LOGGER,
 };
 use crate::verify::Role;
 
@@ -112,8 +113,8 @@ fn clock(readings: &[u64]) -> impl FnMut() -> u64 + '_ {
     move || *readings.next().expect("the clock is read no more often than documented")
 }
 
-/// [`partition`] of `name` (index `index`) on this board and configuration, its time
-/// split dropped.
+/// [`partition`] of `name` (index `index`) on this board and configuration, with the
+/// device tree as signed, its time split dropped.
 fn check_partition(
     root: &RootBody,
     manifest: Option<&[u8]>,
@@ -122,9 +123,20 @@ fn check_partition(
     floors: &Floors,
     image_in_ram: &[u8],
 ) -> Checked<Manifest> {
+    check_loaded(root, manifest, name, index, floors, InRam { image: image_in_ram, dtb: &dtb() })
+}
+
+/// [`partition`] of `name` (index `index`) with `in_ram`, its time split dropped.
+fn check_loaded(
+    root: &RootBody,
+    manifest: Option<&[u8]>,
+    name: &str,
+    index: u8,
+    floors: &Floors,
+    in_ram: InRam<'_>,
+) -> Checked<Manifest> {
     let config_hash = config_hash();
-    let expected = Expected { partition: name, board_id: BOARD, config_hash: &config_hash };
-    partition(root, manifest, &expected, floors, index, image_in_ram, || 0).0
+    partition(root, manifest, &expected(name, &config_hash), floors, index, in_ram, || 0).0
 }
 
 fn release(name: &str) -> Role {
@@ -159,7 +171,8 @@ fn valid_system_logs_each_verification() {
     );
     assert_eq!(checked.result.unwrap(), CONFIG);
 
-    let image = image();
+    let (image, dtb) = (image(), dtb());
+    let in_ram = InRam { image: &image, dtb: &dtb };
     let config_hash = config_hash();
     for (name, index, signers) in [
         (CRITICAL, CRITICAL_INDEX, &[10, 11][..]),
@@ -168,8 +181,8 @@ fn valid_system_logs_each_verification() {
     ] {
         let m = manifest(name);
         let env = manifest_envelope(&m, signers);
-        let expected = Expected { partition: name, board_id: BOARD, config_hash: &config_hash };
-        let (checked, split) = partition(&root, Some(&env), &expected, &floors, index, &image, clock(&[100, 130, 180]));
+        let expected = expected(name, &config_hash);
+        let (checked, split) = partition(&root, Some(&env), &expected, &floors, index, in_ram, clock(&[100, 130, 180]));
         assert_eq!(split, Split { manifest: 30, image: 50 });
         assert_logged_success(&mut log, &checked, EventKind::ImageVerified, index, 5, &m.image_hash);
         assert_eq!(checked.result.unwrap().as_bytes(), m.as_bytes());
@@ -258,9 +271,16 @@ fn refused_image_is_logged() {
     }
     // The image step was reached, and timed.
     let config_hash = config_hash();
-    let expected = Expected { partition: CONNECTIVITY, board_id: BOARD, config_hash: &config_hash };
-    let (checked, split) =
-        partition(&root, Some(&env), &expected, &floors, CONNECTIVITY_INDEX, &image[1..], clock(&[5, 7, 20]));
+    let in_ram = InRam { image: &image[1..], dtb: &dtb() };
+    let (checked, split) = partition(
+        &root,
+        Some(&env),
+        &expected(CONNECTIVITY, &config_hash),
+        &floors,
+        CONNECTIVITY_INDEX,
+        in_ram,
+        clock(&[5, 7, 20]),
+    );
     assert!(matches!(checked.result, Err(TrustError::ImageLength { .. })));
     assert_eq!(split, Split { manifest: 2, image: 13 });
 }
@@ -328,8 +348,9 @@ fn refused_manifest_is_logged() {
 
     // No manifest: the image step is not reached (the clock is read twice).
     let config_hash = config_hash();
-    let expected = Expected { partition: CRITICAL, board_id: BOARD, config_hash: &config_hash };
-    let (checked, split) = partition(&g, None, &expected, &floors, CRITICAL_INDEX, &image, clock(&[40, 41]));
+    let in_ram = InRam { image: &image, dtb: &dtb() };
+    let (checked, split) =
+        partition(&g, None, &expected(CRITICAL, &config_hash), &floors, CRITICAL_INDEX, in_ram, clock(&[40, 41]));
     assert_eq!(split, Split { manifest: 1, image: 0 });
     assert_logged_refusal(&mut log, checked, TrustError::Missing, CRITICAL_INDEX, &subject);
 
@@ -404,4 +425,80 @@ fn every_bit_flip_of_a_manifest_is_refused_and_logged() {
     ]
     .map(|e| e.code());
     assert!(codes.keys().copied().eq(expected), "{codes:?}");
+}
+
+/// TRUST-008, TRUST-006: a device tree truncated, extended, or edited (the command line
+/// of the critical monitor changed, the whole tree taken from another partition) is
+/// refused and logged for its partition, about the device tree that was in RAM; the
+/// image beside it was fine.
+#[test]
+fn refused_device_tree_is_logged() {
+    let root = genesis();
+    let floors = Floors::default();
+    let env = manifest_envelope(&manifest(CRITICAL), &[10, 11]);
+    let (image, dtb) = (image(), dtb());
+    let len = dtb.len() as u64;
+    let mut log = Log::new();
+    let mut edited = dtb.clone();
+    edited[40..55].copy_from_slice(b"fault_after=30 ");
+    let mut longer = dtb.clone();
+    longer.extend_from_slice(b"\0\0\0\x09");
+    let cases = [
+        (dtb[..dtb.len() - 4].to_vec(), TrustError::DeviceTreeLength { expected: len, found: len - 4 }),
+        (longer, TrustError::DeviceTreeLength { expected: len, found: len + 4 }),
+        (edited, TrustError::DeviceTreeHash),
+        (dtb.iter().map(|b| !b).collect(), TrustError::DeviceTreeHash),
+    ];
+    for (in_ram, error) in cases {
+        let checked =
+            check_loaded(&root, Some(&env), CRITICAL, CRITICAL_INDEX, &floors, InRam { image: &image, dtb: &in_ram });
+        assert_logged_refusal(&mut log, checked, error, CRITICAL_INDEX, &hash::sha512(&in_ram));
+    }
+    // Both as signed: accepted.
+    let checked =
+        check_loaded(&root, Some(&env), CRITICAL, CRITICAL_INDEX, &floors, InRam { image: &image, dtb: &dtb });
+    assert!(checked.result.is_ok(), "{:?}", checked.result);
+}
+
+/// TRUST-009, TRUST-004: a partition not started, for a trust refusal or for a payload
+/// missing, corrupted or too large, leaves a PartitionRefused record with a distinct
+/// code and the payload at fault; a bundle refused as a whole leaves a BundleRefused
+/// record. Each is read back from the bank.
+#[test]
+fn every_refusal_is_recorded_with_its_code() {
+    let mut log = Log::new();
+    let mut codes = std::collections::BTreeSet::new();
+    let trust = Refusal::Trust(TrustError::DeviceTreeHash);
+    let mut refusals = vec![(trust, 0)];
+    for what in [Payload::Image, Payload::DeviceTree, Payload::Manifest] {
+        for fault in [PayloadFault::Missing, PayloadFault::Corrupted, PayloadFault::TooLarge] {
+            refusals.push((Refusal::Payload(what, fault), what as u64));
+        }
+    }
+    for (refusal, detail) in refusals {
+        let r = log.append(refused(CONNECTIVITY_INDEX, &refusal));
+        assert_eq!(
+            (r.event_kind(), r.partition, r.result, r.detail),
+            (Some(EventKind::PartitionRefused), CONNECTIVITY_INDEX, refusal.code(), detail),
+            "{refusal}"
+        );
+        codes.insert((refusal.code(), detail));
+        let text = refusal.to_string();
+        assert!(!text.is_empty() && !text.contains('\n'), "{text}");
+    }
+    assert_eq!(codes.len(), 10, "each refusal tells itself apart: {codes:?}");
+    assert_eq!(refused(0, &trust).result, TrustError::DeviceTreeHash.code());
+    assert_eq!(
+        Refusal::Payload(Payload::Image, PayloadFault::Corrupted).to_string(),
+        "its image in the bundle fails its CRC-32: corrupted"
+    );
+
+    let r = log.append(bundle_refused(5, 1234));
+    assert_eq!(
+        (r.event_kind(), r.partition, r.result, r.detail),
+        (Some(EventKind::BundleRefused), audit::NO_PARTITION, 5, 1234)
+    );
+    use EventKind::*;
+    assert_eq!(log.kinds().first(), Some(&Boot));
+    assert_eq!(log.kinds().last(), Some(&BundleRefused));
 }

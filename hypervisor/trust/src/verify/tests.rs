@@ -117,6 +117,20 @@ pub(crate) fn image() -> Vec<u8> {
     (0..1000u32).map(|i| (i.wrapping_mul(7) ^ (i >> 3)) as u8).collect()
 }
 
+/// A partition's device tree stand-in: 333 bytes, not a multiple of 8.
+pub(crate) fn dtb() -> Vec<u8> {
+    (0..333u32).map(|i| (i.wrapping_mul(13) ^ 0x5a) as u8).collect()
+}
+
+/// Where the configuration loads the partitions of these tests.
+pub(crate) const PLACEMENT: Placement =
+    Placement { load_ipa: 0x4000_0000, entry_ipa: 0x4000_0000, dtb_ipa: 0x40f0_0000 };
+
+/// What a manifest for `partition` must be, on [`BOARD`] with `config_hash` ([`CONFIG`]'s).
+pub(crate) fn expected<'a>(partition: &'a str, config_hash: &'a Hash) -> Expected<'a> {
+    Expected { partition, board_id: BOARD, config_hash, placement: PLACEMENT }
+}
+
 pub(crate) fn config_hash() -> Hash {
     hash::sha512(CONFIG)
 }
@@ -125,7 +139,7 @@ pub(crate) fn manifest(partition: &str) -> Manifest {
     let image = image();
     let mut m = Manifest::new_zeroed();
     m.magic = MANIFEST_MAGIC;
-    m.format_version = FORMAT_VERSION;
+    m.format_version = MANIFEST_VERSION;
     m.partition = name_field(partition).unwrap();
     m.board_id = name_field(BOARD).unwrap();
     m.version_major = 1;
@@ -134,8 +148,11 @@ pub(crate) fn manifest(partition: &str) -> Manifest {
     m.security_counter = 5;
     m.image_len = image.len() as u64;
     m.image_hash = hash::sha512(&image);
-    m.load_ipa = 0x4000_0000;
-    m.entry_ipa = 0x4000_0000;
+    m.load_ipa = PLACEMENT.load_ipa;
+    m.entry_ipa = PLACEMENT.entry_ipa;
+    m.dtb_len = dtb().len() as u64;
+    m.dtb_hash = hash::sha512(&dtb());
+    m.dtb_ipa = PLACEMENT.dtb_ipa;
     m.config_hash = config_hash();
     m
 }
@@ -148,8 +165,7 @@ pub(crate) fn manifest_envelope(m: &Manifest, signers: &[u8]) -> Vec<u8> {
 /// documents have no `PartialEq`: results are compared without them).
 fn check_manifest(root: &RootBody, envelope: &[u8], partition: &str, floors: &Floors) -> Result<(), TrustError> {
     let config_hash = config_hash();
-    verify_manifest(root, envelope, &Expected { partition, board_id: BOARD, config_hash: &config_hash }, floors)
-        .map(|_| ())
+    verify_manifest(root, envelope, &expected(partition, &config_hash), floors).map(|_| ())
 }
 
 /// [`verify_root_chain`], reduced to the version of the root in force.
@@ -195,14 +211,16 @@ fn valid_chain_config_manifests_and_images_verify() {
     let config_hash = config_hash();
     for (partition, signers) in [(CRITICAL, &[10, 11][..]), (CONNECTIVITY, &[21, 20]), (LOGGER, &[31])] {
         let m = manifest(partition);
-        let expected = Expected { partition, board_id: BOARD, config_hash: &config_hash };
-        let accepted = verify_manifest(&root, &manifest_envelope(&m, signers), &expected, &floors).unwrap();
+        let accepted =
+            verify_manifest(&root, &manifest_envelope(&m, signers), &expected(partition, &config_hash), &floors)
+                .unwrap();
         assert_eq!(accepted.as_bytes(), m.as_bytes());
         verify_image(&accepted, &image).unwrap();
+        verify_device_tree(&accepted, &dtb()).unwrap();
     }
 
     // Surplus signatures, including bad and unknown ones, do not hurt.
-    let mut sigs = vec![sig(99, Kind::Manifest, manifest(CRITICAL).as_bytes()), sig(10, Kind::Manifest, &[0; 240])];
+    let mut sigs = vec![sig(99, Kind::Manifest, manifest(CRITICAL).as_bytes()), sig(10, Kind::Manifest, &[0; 320])];
     sigs.extend([10, 11].map(|n| sig(n, Kind::Manifest, manifest(CRITICAL).as_bytes())));
     let env = envelope_with(Kind::Manifest, manifest(CRITICAL).as_bytes(), &sigs);
     check_manifest(&root, &env, CRITICAL, &floors).unwrap();
@@ -677,7 +695,6 @@ fn manifest_own_fields_are_checked() {
     let floors = Floors::default();
     let cases = [
         Manifest { magic: ROOT_MAGIC, ..manifest(CRITICAL) },
-        Manifest { format_version: 0, ..manifest(CRITICAL) },
         Manifest { _reserved: 1, ..manifest(CRITICAL) },
         Manifest { _reserved2: 1, ..manifest(CRITICAL) },
     ];
@@ -732,6 +749,52 @@ fn count_valid_counts_each_listed_key_once() {
     assert_eq!(count_valid(b"another statement", [s(1), s(2)].into_iter(), &keys, 0), 0);
 }
 
+/// TRUST-008: a manifest of format version 1 (240 bytes, no device tree) is refused by
+/// name, before its signatures are looked at, and so is any other version; the
+/// refusal says what to do.
+#[test]
+fn manifest_of_another_format_version_is_refused_by_name() {
+    let root = genesis();
+    let floors = Floors::default();
+    // Version 1's layout: the version 2 fields before the device tree's, then the
+    // configuration hash.
+    let v2 = manifest(CRITICAL);
+    let mut v1 = v2.as_bytes()[..core::mem::offset_of!(Manifest, dtb_len)].to_vec();
+    v1.extend_from_slice(&v2.config_hash);
+    assert_eq!(v1.len(), 240);
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let env = envelope(Kind::Manifest, &v1, &[10, 11]);
+    let refused = check_manifest(&root, &env, CRITICAL, &floors);
+    assert_eq!(refused, Err(TrustError::Format(FormatError::ManifestVersion { found: 1 })));
+    let text = refused.unwrap_err().to_string();
+    assert!(text.contains("version 1") && text.contains("sign the release again"), "{text}");
+    for found in [0, 3, u32::MAX] {
+        let m = Manifest { format_version: found, ..manifest(CRITICAL) };
+        assert_eq!(
+            check_manifest(&root, &manifest_envelope(&m, &[10, 11]), CRITICAL, &floors),
+            Err(TrustError::Format(FormatError::ManifestVersion { found }))
+        );
+    }
+}
+
+/// TRUST-008: a manifest that places the image, its entry point or the device tree
+/// anywhere but where the configuration loads them is refused, naming which.
+#[test]
+fn manifest_placing_a_payload_elsewhere_is_refused() {
+    let root = genesis();
+    let floors = Floors::default();
+    let base = manifest(CRITICAL);
+    let cases = [
+        (Manifest { load_ipa: 0x4100_0000, ..base }, Placed::Image, 0x4100_0000, PLACEMENT.load_ipa),
+        (Manifest { entry_ipa: 0x4000_1000, ..base }, Placed::Entry, 0x4000_1000, PLACEMENT.entry_ipa),
+        (Manifest { dtb_ipa: 0x4000_0000, ..base }, Placed::DeviceTree, 0x4000_0000, PLACEMENT.dtb_ipa),
+    ];
+    for (m, what, signed, configured) in cases {
+        let refused = check_manifest(&root, &manifest_envelope(&m, &[10, 11]), CRITICAL, &floors);
+        assert_eq!(refused, Err(TrustError::WrongPlacement { what, signed, configured }));
+    }
+}
+
 // ---------------------------------------------------------------- images
 
 #[test]
@@ -754,6 +817,49 @@ fn image_truncated_extended_or_altered_is_refused() {
         altered[at] ^= 0x10;
         assert_eq!(verify_image(&m, &altered), Err(TrustError::ImageHash));
     }
+}
+
+/// TRUST-008: every single-bit flip of a device tree is refused.
+#[test]
+fn every_bit_flip_of_a_device_tree_is_refused() {
+    let m = manifest(CRITICAL);
+    let mut dtb = dtb();
+    verify_device_tree(&m, &dtb).unwrap();
+    for bit in 0..dtb.len() * 8 {
+        dtb[bit / 8] ^= 1 << (bit % 8);
+        assert_eq!(verify_device_tree(&m, &dtb), Err(TrustError::DeviceTreeHash), "bit {bit}");
+        dtb[bit / 8] ^= 1 << (bit % 8);
+    }
+}
+
+/// TRUST-008: a device tree truncated, extended, or taken from another partition or
+/// another build (another command line, same length or not) is refused; the image
+/// cannot stand in for it.
+#[test]
+fn device_tree_truncated_extended_or_swapped_is_refused() {
+    let m = manifest(CRITICAL);
+    let dtb = dtb();
+    let len = dtb.len() as u64;
+    for cut in [0, 1, dtb.len() / 2, dtb.len() - 1] {
+        assert_eq!(
+            verify_device_tree(&m, &dtb[..cut]),
+            Err(TrustError::DeviceTreeLength { expected: len, found: cut as u64 })
+        );
+    }
+    let mut longer = dtb.clone();
+    longer.push(0);
+    assert_eq!(verify_device_tree(&m, &longer), Err(TrustError::DeviceTreeLength { expected: len, found: len + 1 }));
+    // Another partition's, or the same partition's from a build with other bootargs.
+    let other: Vec<u8> = dtb.iter().map(|b| b.rotate_left(3)).collect();
+    assert_eq!(verify_device_tree(&m, &other), Err(TrustError::DeviceTreeHash));
+    let mut edited = dtb.clone();
+    edited[100..115].copy_from_slice(b"heartbeat_ms=99");
+    assert_eq!(verify_device_tree(&m, &edited), Err(TrustError::DeviceTreeHash));
+    assert_eq!(verify_device_tree(&m, &image()), Err(TrustError::DeviceTreeLength { expected: len, found: 1000 }));
+    // A manifest signed for another device tree refuses this one.
+    let theirs = Manifest { dtb_hash: hash::sha512(&other), ..m };
+    assert_eq!(verify_device_tree(&theirs, &dtb), Err(TrustError::DeviceTreeHash));
+    verify_device_tree(&theirs, &other).unwrap();
 }
 
 // ---------------------------------------------------------------- floors
@@ -872,13 +978,20 @@ fn errors_display_on_one_line_with_distinct_codes() {
         TrustError::CounterRolledBack { found: 1, floor: 2 },
         TrustError::ImageLength { expected: 2, found: 1 },
         TrustError::ImageHash,
+        TrustError::DeviceTreeLength { expected: 2, found: 1 },
+        TrustError::DeviceTreeHash,
+        TrustError::WrongPlacement { what: Placed::DeviceTree, signed: 1, configured: 2 },
     ];
     let mut codes = std::collections::BTreeSet::new();
     for e in all {
         let text = e.to_string();
         assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
         assert!(e.code() != 0 && codes.insert(e.code()), "{e:?}");
+        // Above them the audit log's payload fault codes begin (`boot::PayloadFault`).
+        assert!(e.code() < 64, "{e:?}");
     }
+    let old = TrustError::Format(FormatError::ManifestVersion { found: 1 }).to_string();
+    assert!(!old.contains('\n') && old.contains("does not sign the device tree"), "{old}");
     assert_eq!(
         TrustError::Threshold { role: Role::PreviousRoot { version: 3 }, valid: 1, needed: 2 }.to_string(),
         "1 valid signature(s) by the previous root keys (rotation to version 3), 2 needed"
@@ -910,12 +1023,12 @@ mod properties {
 
         /// Overwriting a few bytes of a valid manifest envelope is refused unless it changed nothing.
         #[test]
-        fn overwritten_manifest_is_refused(edits in proptest::collection::vec((0usize..456, any::<u8>()), 1..4)) {
+        fn overwritten_manifest_is_refused(edits in proptest::collection::vec((0usize..536, any::<u8>()), 1..4)) {
             static ORIGINAL: OnceLock<Vec<u8>> = OnceLock::new();
             let original = ORIGINAL.get_or_init(|| manifest_envelope(&manifest(CRITICAL), &[10, 11]));
             let g = genesis();
             let floors = Floors::default();
-            prop_assert_eq!(original.len(), 456);
+            prop_assert_eq!(original.len(), 536);
             let mut edited = original.clone();
             for (at, value) in edits {
                 edited[at] = value;
