@@ -42,7 +42,7 @@ mod vgic_glue;
 
 use entry::PenExit;
 use septum_abi::bundle::{Bundle, BundleError, EntryKind};
-use septum_abi::config::{Config, Range};
+use septum_abi::config::{BoardFacts, Config, Range};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
 use septum_platform::catalog;
 
@@ -150,10 +150,6 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             stop(format_args!("boot bundle at {base:#x} refused: {e}"))
         }
     };
-    let mut checked = facts.board;
-    checked.reserved.push(stage1::image_range());
-    checked.reserved.push(Range::new(dtb_pa, u64::from(dtb_len)));
-    checked.reserved.push(Range::new(bundle_base(&bundle), bundle.len() as u64));
     // Spin-table release words belong to firmware and the hypervisor, never to a partition.
     let mut spin_pages = [Range::new(0, 0); 4];
     let mut n_spin = 0;
@@ -164,11 +160,9 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
                 let Some(slot) = spin_pages.get_mut(n_spin) else { stop(format_args!("too many spin-table pages")) };
                 (*slot, n_spin) = (page, n_spin + 1);
             }
-            if !checked.reserved.iter().any(|r| r.contains(&page)) && !checked.reserved.push(page) {
-                stop(format_args!("too many reserved ranges"));
-            }
         }
     }
+    let checked = checked_facts(&facts.board, dtb_pa, dtb_len, &bundle, &spin_pages[..n_spin]);
     let root = match trust::verify_root(&bundle) {
         Ok(r) => r,
         Err(e) => refuse_system(format_args!("root of trust: {e}")),
@@ -312,6 +306,34 @@ fn find_bundle(facts: &BootFacts) -> Result<Bundle<'static>, (u64, BundleError)>
     Ok(bundle)
 }
 
+/// What the configuration is checked against: the DTB's facts `board` (its reserved
+/// memory included), plus the devices the board catalogue says the hypervisor keeps (as
+/// not assignable, overlapping whatever the DTB calls them), and the hypervisor image,
+/// the DTB, the bundle and the spin-table pages as reserved.
+fn checked_facts(
+    board: &BoardFacts,
+    dtb_pa: u64,
+    dtb_len: u32,
+    bundle: &Bundle<'static>,
+    spin_pages: &[Range],
+) -> BoardFacts {
+    let mut checked = *board;
+    if !this_board().keep_devices(&mut checked) {
+        stop(format_args!("too many devices for the hypervisor's table"));
+    }
+    let ours = [
+        stage1::image_range(),
+        Range::new(dtb_pa, u64::from(dtb_len)),
+        Range::new(bundle_base(bundle), bundle.len() as u64),
+    ];
+    for range in ours.into_iter().chain(spin_pages.iter().copied()) {
+        if !checked.reserved.iter().any(|r| r.contains(&range)) && !checked.reserved.push(range) {
+            stop(format_args!("too many reserved ranges"));
+        }
+    }
+    checked
+}
+
 fn bundle_base(b: &Bundle<'static>) -> u64 {
     // The bundle's bytes are a view of physical memory; their address is where it is.
     b.bytes().as_ptr() as u64
@@ -319,7 +341,7 @@ fn bundle_base(b: &Bundle<'static>) -> u64 {
 
 /// Copies the configuration out of the bundle (into aligned hypervisor memory the
 /// partitions cannot reach) and checks it against the board.
-fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &septum_abi::config::BoardFacts) -> Config<'static> {
+fn load_config(raw: &[u8], bundle: &Bundle<'static>, facts: &BoardFacts) -> Config<'static> {
     static STORE: spin::Once<([u64; CONFIG_MAX / 8], usize)> = spin::Once::new();
     if raw.len() > CONFIG_MAX {
         stop(format_args!("configuration of {} bytes is larger than {CONFIG_MAX}", raw.len()));

@@ -1,7 +1,7 @@
 //! The shape of a board description, shared by all boards.
 #![forbid(unsafe_code)]
 
-use septum_abi::config::{BoardDevice, BoardFacts, BoardId, Range};
+use septum_abi::config::{BoardDevice, BoardFacts, BoardId, DeviceIrqs, Range};
 
 /// A device a system description can give to a partition, by name.
 #[derive(Clone, Copy, Debug)]
@@ -31,11 +31,22 @@ pub struct Board {
     /// MPIDR affinity of each core, indexed by the CPU numbers system descriptions use.
     pub cpus: &'static [u64],
     pub devices: &'static [DeviceInfo],
-    /// Device windows the hypervisor keeps (never assignable).
+    /// Device windows the hypervisor drives and maps in its own stage 1 (interrupt
+    /// controller, flash bank); each lies in one of the `kept_devices`.
     pub hypervisor_devices: &'static [Range],
+    /// Device windows no partition may be given, even in part: those the hypervisor
+    /// drives, bus masters with no IOMMU between them and RAM, firmware interfaces. At
+    /// boot they are added to what the board's DTB says, as not assignable, whatever
+    /// the DTB calls them.
+    pub kept_devices: &'static [KeptDevice],
     /// RAM no partition may use: the hypervisor's image, stacks and tables, and where the
     /// bootloader stages the device tree and bundle.
     pub reserved: &'static [Range],
+    /// RAM the board's firmware keeps: what its device tree (Debian's, as shipped) lists
+    /// in `/memreserve/` and `/reserved-memory`, outside `reserved`. At boot the
+    /// hypervisor reads those from the DTB it is given; this list lets xtask refuse the
+    /// same at build time.
+    pub firmware_reserved: &'static [Range],
     /// Physical address the hypervisor is linked at.
     pub hypervisor_base: u64,
     /// Where the bundle is when the bootloader does not say (ELF boots without `/chosen`).
@@ -44,7 +55,8 @@ pub struct Board {
     pub default_dtb: u64,
     pub console: HypervisorConsole,
     /// Persistent storage only the hypervisor uses (anti-rollback counters, audit log);
-    /// it is also listed in `hypervisor_devices`, so no partition can be given it.
+    /// it is also listed in `hypervisor_devices` and `kept_devices`, so no partition can
+    /// be given it.
     pub storage: Option<Storage>,
     /// The interrupt controller the hypervisor owns.
     pub gic: Gic,
@@ -56,6 +68,27 @@ pub struct Board {
     /// Active only when the board DTB shows a QEMU model (or the hypervisor's
     /// `bootargs` say `septum.virq_quirk=on`).
     pub qemu_virq_unwired: bool,
+}
+
+/// A device window no partition may be given, and why. It has a name so that a system
+/// description naming it is refused with the reason, by the validator.
+#[derive(Clone, Copy, Debug)]
+pub struct KeptDevice {
+    pub device: DeviceInfo,
+    /// Why, as it reads after "kept by the hypervisor: ".
+    pub why: &'static str,
+}
+
+impl KeptDevice {
+    pub const fn new(name: &'static str, base: u64, size: u64, why: &'static str) -> Self {
+        Self { device: DeviceInfo { name, base, size, irqs: &[], compatible: &[] }, why }
+    }
+    pub const fn raising(self, irqs: &'static [u32]) -> Self {
+        Self { device: DeviceInfo { irqs, ..self.device }, ..self }
+    }
+    pub const fn range(&self) -> Range {
+        Range::new(self.device.base, self.device.size)
+    }
 }
 
 /// The board's GIC architecture version.
@@ -113,6 +146,16 @@ impl Board {
         self.devices.iter().find(|d| d.name == name)
     }
 
+    /// A kept device by the name a system description may (wrongly) give it.
+    pub fn kept_device(&self, name: &str) -> Option<&'static KeptDevice> {
+        self.kept_devices.iter().find(|k| k.device.name == name)
+    }
+
+    /// The first kept device `range` reaches into.
+    pub fn kept_at(&self, range: &Range) -> Option<&'static KeptDevice> {
+        self.kept_devices.iter().find(|k| k.range().overlaps(range))
+    }
+
     /// The facts a system description is validated against at build time.
     pub fn facts(&self) -> BoardFacts {
         let mut f = BoardFacts::default();
@@ -123,15 +166,26 @@ impl Board {
             f.cpus.push(c);
         }
         for d in self.devices {
-            f.devices.push(BoardDevice { range: Range::new(d.base, d.size), assignable: true });
+            let irqs = DeviceIrqs::of(d.irqs);
+            f.devices.push(BoardDevice { irqs, ..BoardDevice::new(Range::new(d.base, d.size), true) });
         }
-        for &r in self.hypervisor_devices {
-            f.devices.push(BoardDevice { range: r, assignable: false });
-        }
-        for &r in self.reserved {
+        self.keep_devices(&mut f);
+        for &r in self.reserved.iter().chain(self.firmware_reserved) {
             f.reserved.push(r);
         }
         f
+    }
+
+    /// Adds the kept devices to `facts` (read from a DTB at boot, or the catalogue's) as
+    /// windows no partition's may overlap, with their interrupts. `false` if `facts`
+    /// has no room for them all (the caller refuses to go on).
+    pub fn keep_devices(&self, facts: &mut BoardFacts) -> bool {
+        let kept = self
+            .kept_devices
+            .iter()
+            .map(|k| BoardDevice { irqs: DeviceIrqs::of(k.device.irqs), ..BoardDevice::new(k.range(), false) });
+        let driven = self.hypervisor_devices.iter().map(|&r| BoardDevice::new(r, false));
+        kept.chain(driven).all(|d| facts.devices.push(d))
     }
 }
 
@@ -149,4 +203,83 @@ pub fn board_for<'a>(root_compatible: impl IntoIterator<Item = &'a str>, gic_v2:
     root_compatible.into_iter().find_map(|c| {
         BOARDS.iter().copied().find(|b| b.dt_compatible.contains(&c) && (b.gic.version == GicVersion::V2) == gic_v2)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn inside_mapped(board: &Board, base: u64, size: u64) -> bool {
+        board.hypervisor_devices.iter().any(|k| k.contains(&Range::new(base, size)))
+    }
+
+    /// CFG-004: what the hypervisor drives (its GIC's frames, its flash bank) it maps,
+    /// and keeps; no device a description can name reaches into a kept one; every name
+    /// is one device's.
+    #[test]
+    fn kept_devices_cover_what_the_hypervisor_drives_and_no_assignable_device() {
+        for board in BOARDS {
+            for r in board.hypervisor_devices {
+                assert!(board.kept_devices.iter().any(|k| k.range().contains(r)), "{}: {r} is not kept", board.name);
+            }
+            let gic = board.gic;
+            assert!(inside_mapped(board, gic.distributor, gic.distributor_size()), "{}: GICD", board.name);
+            let frames = [
+                (gic.redistributors, gic.redistributor_frames as u64 * 0x2_0000),
+                (gic.cpu_interface, GICV2_CPU_INTERFACE_SIZE),
+                (gic.hyp_interface, 0x1000),
+                (gic.vcpu_interface, GICV2_CPU_INTERFACE_SIZE),
+            ];
+            for (base, size) in frames.into_iter().filter(|&(base, size)| base != 0 && size != 0) {
+                assert!(inside_mapped(board, base, size), "{}: GIC frame {base:#x}", board.name);
+            }
+            if let Some(s) = board.storage {
+                assert!(inside_mapped(board, s.base, s.size), "{}: its flash bank", board.name);
+            }
+            for d in board.devices {
+                let range = Range::new(d.base, d.size);
+                assert!(board.kept_at(&range).is_none(), "{}: {} reaches into a kept device", board.name, d.name);
+            }
+            let mut names: Vec<&str> =
+                board.devices.iter().map(|d| d.name).chain(board.kept_devices.iter().map(|k| k.device.name)).collect();
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), count, "{}: a name used twice", board.name);
+        }
+    }
+
+    /// CFG-004: QEMU virt's flash banks, fw-cfg, virtio-mmio, SMMU, ITS and PCIe windows
+    /// are kept on both GIC versions, and the build-time facts say so.
+    #[test]
+    fn qemu_virt_keeps_its_bus_masters_and_firmware_interfaces() {
+        for board in [&crate::qemu_virt::BOARD, &crate::qemu_virt::BOARD_GICV2] {
+            let facts = board.facts();
+            for at in [0x0, 0x0400_0000, 0x0902_0000, 0x0905_0000, 0x0A00_0000, 0x0A00_3E00, 0x1000_0000, 0x3F00_0000] {
+                let page = Range::new(at & !0xFFF, 0x1000);
+                assert!(board.kept_at(&page).is_some(), "{}: {at:#x}", board.name);
+                assert!(facts.devices.iter().any(|d| !d.assignable && d.range.overlaps(&page)), "{at:#x}");
+            }
+            assert!(board.kept_at(&Range::new(0x40_1000_0000, 0x1000)).is_some(), "high ECAM");
+        }
+        assert!(crate::qemu_virt::BOARD.kept_at(&Range::new(0x0808_0000, 0x1000)).is_some(), "the ITS");
+        assert!(crate::qemu_virt::BOARD_GICV2.kept_at(&Range::new(0x0802_0000, 0x1000)).is_some(), "the v2m frame");
+        let uart0 = crate::qemu_virt::BOARD.facts().devices.iter().find(|d| d.range.base == 0x0900_0000).unwrap();
+        assert!(uart0.assignable && uart0.irqs.iter().eq([33]));
+    }
+
+    /// CFG-006: the build-time facts reserve what each board's firmware keeps.
+    #[test]
+    fn build_time_facts_reserve_the_firmwares_memory() {
+        for board in BOARDS {
+            let facts = board.facts();
+            for r in board.reserved.iter().chain(board.firmware_reserved) {
+                assert!(facts.reserved.iter().any(|f| f == *r), "{}: {r}", board.name);
+            }
+        }
+        let dsp = Range::new(0x9240_0000, 0x200_0000);
+        assert!(crate::imx8mp_evk::BOARD.facts().reserved.iter().any(|r| r == dsp));
+    }
 }

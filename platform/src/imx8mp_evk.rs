@@ -5,7 +5,7 @@
 //! starts the others with PSCI `CPU_ON` over SMC.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole};
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -44,7 +44,28 @@ pub static BOARD: Board = Board {
         },
     ],
     hypervisor_devices: &[Range::new(GICD, 0x1_0000), Range::new(GICR, 0x8_0000)],
+    // Bus masters (the i.MX 8M Plus has no IOMMU), from Debian's DTB: DMA engine, crypto
+    // engine, network, SD, USB, PCIe, GPUs, the audio DSP.
+    kept_devices: &[
+        KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives"),
+        KeptDevice::new("gicr", GICR, 0x8_0000, "the GICv3 redistributors, which it drives"),
+        KeptDevice::new("sdma1", 0x30BD_0000, 0x1_0000, "the SDMA engine: it copies between any addresses"),
+        KeptDevice::new("caam", 0x3090_0000, 0x4_0000, "the crypto engine (CAAM, job rings): a bus master"),
+        KeptDevice::new("usdhc1", 0x30B4_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
+        KeptDevice::new("usdhc2", 0x30B5_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
+        KeptDevice::new("usdhc3", 0x30B6_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
+        KeptDevice::new("fec", 0x30BE_0000, 0x1_0000, "an Ethernet controller (FEC): a bus master"),
+        KeptDevice::new("eqos", 0x30BF_0000, 0x1_0000, "an Ethernet controller (EQOS): a bus master"),
+        KeptDevice::new("usb1", 0x3810_0000, 0x1_0000, "a USB controller (DWC3): a bus master"),
+        KeptDevice::new("usb2", 0x3820_0000, 0x1_0000, "a USB controller (DWC3): a bus master"),
+        KeptDevice::new("pcie", 0x3380_0000, 0x40_0000, "the PCIe controller: its devices are bus masters"),
+        KeptDevice::new("pcie-window", 0x1800_0000, 0x800_0000, "the PCIe memory, I/O and configuration windows"),
+        KeptDevice::new("gpu", 0x3800_0000, 0x1_0000, "the 3D and 2D GPUs: bus masters"),
+        KeptDevice::new("dsp", 0x3B6E_8000, 0x8_8000, "the audio DSP: it runs its own code and reaches RAM"),
+    ],
     reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    // Debian's DTB: `/reserved-memory/dsp@92400000` (no-map), the audio DSP's.
+    firmware_reserved: &[Range::new(0x9240_0000, 0x200_0000)],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,

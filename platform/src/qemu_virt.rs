@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, Storage};
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice, Storage};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -23,6 +23,75 @@ pub const GICR: u64 = 0x080A_0000;
 /// `secure=on`, 64 MiB of 256 KiB erase blocks (QEMU `virt_flash_create1`).
 pub const FLASH1: u64 = 0x0400_0000;
 pub const FLASH1_SIZE: u64 = 64 * MIB;
+
+/// Devices no partition may have, whatever the GIC version (QEMU 10's `hw/arm/virt.c`
+/// memory map; checked against its DTBs, `hypervisor/core/tests/qemu-virt*.dtb`).
+/// Until PCIe sits behind an SMMU, its devices are bus masters that reach any RAM; its
+/// memory and I/O windows and ECAM are below 4 GiB, ECAM and the 64-bit window above
+/// (highmem, placed after 1 GiB of RAM).
+const KEPT_WHATEVER_THE_GIC: [KeptDevice; 9] = {
+    const PCIE: &str = "a window of the PCIe host bridge, whose devices are bus masters with no IOMMU in front";
+    [
+        KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "its flash bank (anti-rollback counters, audit log)"),
+        KeptDevice::new(
+            "flash0",
+            0,
+            64 * MIB,
+            "the first flash bank: boot firmware (the secure world's with secure=on)",
+        ),
+        KeptDevice::new(
+            "fw-cfg",
+            0x0902_0000,
+            0x1000,
+            "QEMU's firmware configuration interface, whose DMA interface writes anywhere in RAM",
+        ),
+        KeptDevice::new(
+            "smmu",
+            0x0905_0000,
+            0x2_0000,
+            "the SMMUv3 (`iommu=smmuv3`): whoever programs it decides what every bus master reaches",
+        )
+        .raising(&[32 + 74, 32 + 75, 32 + 76, 32 + 77]),
+        // 32 transports of 0x200 bytes, SPIs 16..47.
+        KeptDevice::new(
+            "virtio-mmio",
+            0x0A00_0000,
+            0x4000,
+            "virtio-mmio transports: bus masters with no IOMMU in front, they read and write any RAM",
+        )
+        .raising(&[
+            48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 71, 72, 73, 74,
+            75, 76, 77, 78, 79,
+        ]),
+        KeptDevice::new(
+            "platform-bus",
+            0x0C00_0000,
+            0x0200_0000,
+            "QEMU's dynamic platform bus: what `-device` adds there may be a bus master",
+        ),
+        KeptDevice::new("pcie", 0x1000_0000, 0x3000_0000, PCIE),
+        KeptDevice::new("pcie-ecam-high", 0x40_1000_0000, 0x1000_0000, PCIE),
+        KeptDevice::new("pcie-mmio-high", 0x80_0000_0000, 0x80_0000_0000, PCIE),
+    ]
+};
+
+/// A GIC version's kept frames, then [`KEPT_WHATEVER_THE_GIC`].
+const fn kept<const G: usize, const N: usize>(gic: [KeptDevice; G]) -> [KeptDevice; N] {
+    assert!(G + KEPT_WHATEVER_THE_GIC.len() == N);
+    let mut out = [KEPT_WHATEVER_THE_GIC[0]; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = if i < G { gic[i] } else { KEPT_WHATEVER_THE_GIC[i - G] };
+        i += 1;
+    }
+    out
+}
+
+const KEPT_GICV3: [KeptDevice; 12] = kept([
+    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives"),
+    KeptDevice::new("gic-its", 0x0808_0000, 0x2_0000, "the GICv3 ITS: device writes to it raise any LPI"),
+    KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, which it drives"),
+]);
 
 pub static BOARD: Board = Board {
     id: BoardId::QemuVirt,
@@ -66,7 +135,10 @@ pub static BOARD: Board = Board {
         Range::new(0x0808_0000, 0x20000),
         Range::new(0x080A_0000, 0xF6_0000),
     ],
+    kept_devices: &KEPT_GICV3,
     reserved: &[Range::new(RAM_BASE, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    // QEMU's DTB has neither `/memreserve/` nor `/reserved-memory`.
+    firmware_reserved: &[],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     default_dtb: RAM_BASE,
@@ -90,6 +162,19 @@ pub const GICC: u64 = 0x0801_0000;
 pub const GICH: u64 = 0x0803_0000;
 pub const GICV: u64 = 0x0804_0000;
 
+const KEPT_GICV2: [KeptDevice; 14] = kept([
+    KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, which it drives"),
+    KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, which it drives"),
+    KeptDevice::new("gic-v2m", 0x0802_0000, 0x1000, "the GICv2m MSI frame: writes to it raise SPIs"),
+    KeptDevice::new("gich", GICH, 0x1_0000, "the GICv2 hypervisor control interface, which it drives"),
+    KeptDevice::new(
+        "gicv",
+        GICV,
+        0x1_0000,
+        "the GICv2 virtual CPU interface, which it maps for each partition where its CPU interface belongs",
+    ),
+]);
+
 /// The same machine with `gic-version=2` (QEMU models the virtualization extensions):
 /// a GICv2 distributor and CPU interface where GICv3's distributor and ITS would be.
 pub static BOARD_GICV2: Board = Board {
@@ -102,6 +187,7 @@ pub static BOARD_GICV2: Board = Board {
         Range::new(GICH, 0x10000),
         Range::new(GICV, 0x10000),
     ],
+    kept_devices: &KEPT_GICV2,
     gic: Gic {
         version: GicVersion::V2,
         distributor: GICD,

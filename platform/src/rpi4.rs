@@ -7,7 +7,7 @@
 //! release words the DTB names (`cpu-release-addr`).
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole};
+use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -56,7 +56,51 @@ pub static BOARD: Board = Board {
         },
     ],
     hypervisor_devices: &[Range::new(GIC_BASE, 0x8000)],
+    // Bus masters (there is no IOMMU) and the firmware's mailbox, at the ARM's addresses
+    // of Debian's DTB nodes (`/soc`, `/scb`, `/emmc2bus`, `/v3dbus`). The display
+    // pipeline (HVS, pixel valves) also reads RAM; it is in no system and not listed.
+    kept_devices: &[
+        KeptDevice::new(
+            "gic",
+            GIC_BASE,
+            0x8000,
+            "the GIC-400 (distributor, CPU, hypervisor and virtual CPU interfaces), which it drives",
+        ),
+        KeptDevice::new(
+            "dma",
+            0xFE00_7000,
+            0x1000,
+            "the DMA controllers (legacy and DMA4): they copy between any addresses",
+        ),
+        KeptDevice::new(
+            "mailbox",
+            0xFE00_B000,
+            0x1000,
+            "the VideoCore firmware's mailboxes: the firmware reads and writes the RAM a request names",
+        ),
+        KeptDevice::new("emmc2", 0xFE34_0000, 0x1000, "the SD card's host controller (SDHCI with ADMA): a bus master"),
+        KeptDevice::new(
+            "sdhci",
+            0xFE30_0000,
+            0x1000,
+            "the Wi-Fi's SDIO host controller (SDHCI with ADMA): a bus master",
+        ),
+        KeptDevice::new("usb-otg", 0xFE98_0000, 0x1_0000, "the USB-C port's DWC2 OTG controller: a bus master"),
+        KeptDevice::new("v3d", 0xFEC0_0000, 0x8000, "the V3D GPU: a bus master"),
+        KeptDevice::new(
+            "pcie",
+            0xFD50_0000,
+            0xA000,
+            "the PCIe root complex (USB 3 behind it): its devices are bus masters",
+        ),
+        KeptDevice::new("pcie-window", 0x6_0000_0000, 0x4000_0000, "the PCIe outbound memory window"),
+        KeptDevice::new("genet", 0xFD58_0000, 0x1_0000, "the Ethernet controller (GENET): a bus master"),
+    ],
     reserved: &[Range::new(0, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
+    // Debian's DTB: `/memreserve/` 0..0x1000 (the ARM stub and spin table), inside
+    // `reserved`; `/reserved-memory` has a CMA pool placed by Linux (no `reg`) and an
+    // empty, disabled `nvram`.
+    firmware_reserved: &[],
     hypervisor_base: HYPERVISOR_BASE,
     default_bundle: STAGING_BASE,
     // An ELF boot (QEMU, all cores at EL3) gets no DTB in x0: xtask loads one here.

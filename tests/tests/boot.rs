@@ -132,16 +132,57 @@ fn corrupted_configuration_is_refused_at_boot() {
     expect_refusal(&art, bundle, "checksum mismatch");
 }
 
-/// CFG-004: the hypervisor re-checks the invariants it relies on, even in a configuration
-/// whose checksum is right: here connectivity's RAM is moved onto critical-monitor's.
-#[test]
-fn configuration_breaking_isolation_is_refused_at_boot() {
-    let art = artifacts("qemu-virt-bare");
+/// The compiled configuration of `art` with `edit` applied to its partitions, encoded
+/// (checksum and all) as a tool that skipped xtask's checks would write it.
+fn edited_config(art: &xtask::build::Artifacts, edit: impl FnOnce(&mut [PartitionDesc])) -> Vec<u8> {
     let mut parts: Vec<PartitionDesc> = art.system.partitions.iter().map(|p| p.desc).collect();
-    parts[1].regions[0].pa = parts[0].regions[0].pa;
+    edit(&mut parts);
     let mut config = vec![0u8; config::encoded_len(parts.len())];
     let n = config::encode(art.system.board.id, &parts, &mut config).expect("encodes");
     assert!(PartitionDesc::ref_from_bytes(&config[n - size_of::<PartitionDesc>()..n]).is_ok());
-    let bundle = bundle_with_config(&art, &config[..n], "bundle-overlap.bin");
+    config.truncate(n);
+    config
+}
+
+/// QEMU virt's device tree as the hypervisor reads it (QEMU 10.0.2, `gic-version=3`).
+const VIRT_DTB: &[u8] = include_bytes!("../../hypervisor/core/tests/qemu-virt.dtb");
+
+/// CFG-004, CFG-005, BOOT-005: the hypervisor re-checks the invariants it relies on, even
+/// in a configuration whose checksum is right and whose signature is good: here
+/// connectivity's RAM moved onto critical-monitor's; connectivity given the
+/// hypervisor's flash bank, which a check against the board's device tree alone lets
+/// through (QEMU's DTB calls it a plain `cfi-flash`), refused by the catalogue's kept
+/// devices the hypervisor adds; and connectivity given critical-monitor's UART
+/// interrupt. None of them starts a partition.
+#[test]
+fn configuration_breaking_isolation_is_refused_at_boot() {
+    let art = artifacts("qemu-virt-bare");
+    let overlap = edited_config(&art, |parts| parts[1].regions[0].pa = parts[0].regions[0].pa);
+    let bundle = bundle_with_config(&art, &overlap, "bundle-overlap.bin");
     expect_refusal(&art, bundle, "partition #1 region #0 overlaps partition #0 region #0");
+
+    let storage = art.system.board.storage.expect("qemu-virt has a flash bank");
+    let mut flash_region = 0;
+    let flash = edited_config(&art, |parts| {
+        let p = &mut parts[1];
+        flash_region = p.region_count as usize;
+        p.regions[flash_region] = config::MemRegion::device(storage.base, storage.size);
+        p.region_count += 1;
+    });
+    let dtb_alone = septum_core::board::read(VIRT_DTB).expect("reads").board;
+    let careless = config::Config::parse(&flash, art.system.board.id, &dtb_alone, &|_| None);
+    assert!(careless.is_ok(), "the DTB alone accepts the flash bank: {careless:?}");
+    let bundle = bundle_with_config(&art, &flash, "bundle-flash-bank.bin");
+    let kept =
+        format!("partition #1 region #{flash_region} (0x4000000..0x8000000) reaches a device the hypervisor keeps");
+    expect_refusal(&art, bundle, &kept);
+
+    let foreign = edited_config(&art, |parts| {
+        let critical_uart = parts[0].irqs[0];
+        let p = &mut parts[1];
+        p.irqs[p.irq_count as usize] = critical_uart;
+        p.irq_count += 1;
+    });
+    let bundle = bundle_with_config(&art, &foreign, "bundle-foreign-irq.bin");
+    expect_refusal(&art, bundle, "partition #1: interrupt 33 is also given to partition #0");
 }

@@ -152,8 +152,10 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
         let (base, size) = reg(d);
         fdt.property_array_u64("reg", &[base, size])?;
-        if !d.irqs.is_empty() {
-            let spis: Vec<u32> = d.irqs.iter().flat_map(|&i| [SPI, i.saturating_sub(32), LEVEL_HIGH]).collect();
+        // Only the interrupts the partition owns: a device it polls has none.
+        let owned: Vec<u32> = d.irqs.iter().copied().filter(|i| p.desc.irqs().contains(i)).collect();
+        if !owned.is_empty() {
+            let spis: Vec<u32> = owned.iter().flat_map(|&i| [SPI, i.saturating_sub(32), LEVEL_HIGH]).collect();
             fdt.property_array_u32("interrupts", &spis)?;
         }
         if d.compatible.contains(&"arm,primecell") {

@@ -108,6 +108,9 @@ fn dist_built(system: &str, out: Option<PathBuf>, opts: &build::Options) -> Resu
     let board = supported(sys.board.name)?;
     // The downloads first: a missing apt source fails in seconds, not after a build.
     let inputs = Inputs::fetch(board)?;
+    // The board's own device tree can refuse what the catalogue let through (memory its
+    // firmware reserves): refuse it here, not at boot.
+    sys.check_at_boot(&read(&inputs.dtb)?).map_err(|e| e.to_string())?;
     let art = build::system_with(system, opts)?;
     let out = out.unwrap_or_else(|| build::root().join("target").join("dist").join(&art.system.name));
     let folder = write_folder(&art, board, &out, &inputs)?;
@@ -1320,6 +1323,53 @@ mod tests {
             let f = write_folder(art, board, &dir, &inputs).unwrap();
             check_folder(&f, art);
             fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    /// CFG-004, CFG-005, CFG-006, BOOT-005: with Debian's device trees of the Pi 4 and
+    /// the EVK (the ones the firmware passes), every shipped system of the board passes
+    /// the check the hypervisor runs at boot; what those trees reserve is in the
+    /// catalogue (`reserved` or `firmware_reserved`), so the build-time check refuses
+    /// what the boot-time check would; and each device the catalogue keeps is a window
+    /// the tree has (or a PCIe window its bridge's `ranges` name).
+    #[test]
+    fn board_systems_pass_the_boot_time_check_with_debians_device_trees() {
+        for board in BOARDS {
+            let dtb = fs::read(fetched!(board_dtb(board))).unwrap();
+            let catalogue = septum_platform::catalog::board(board).unwrap();
+            let facts = septum_core::board::read_as_shipped(&dtb).unwrap().board;
+            for r in facts.reserved.iter() {
+                let known = catalogue.reserved.iter().chain(catalogue.firmware_reserved).any(|c| c.contains(&r));
+                assert!(known, "{board}: the DTB reserves {r}, which the catalogue does not");
+            }
+            for k in catalogue.kept_devices.iter().filter(|k| !k.device.name.ends_with("-window")) {
+                let in_dtb = facts.devices.iter().any(|d| d.range.overlaps(&k.range()));
+                assert!(in_dtb, "{board}: kept device {} ({}) is in no DTB node", k.device.name, k.range());
+            }
+            for d in catalogue.devices {
+                let irqs: Vec<u32> = facts
+                    .devices
+                    .iter()
+                    .filter(|x| x.range.overlaps(&Range::new(d.base, d.size)))
+                    .flat_map(|x| x.irqs.iter().collect::<Vec<_>>())
+                    .collect();
+                assert!(d.irqs.iter().all(|i| irqs.contains(i)), "{board}: {} raises {irqs:?} in the DTB", d.name);
+            }
+            let mut checked = 0;
+            for dir in ["systems", "tests/systems"] {
+                for entry in fs::read_dir(build::root().join(dir)).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.extension().is_none_or(|e| e != "toml") {
+                        continue;
+                    }
+                    let sys = crate::system::load(&path).unwrap();
+                    if sys.board.name == *board {
+                        sys.check_at_boot(&dtb).unwrap_or_else(|e| panic!("{e}"));
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked >= 3, "{board}: only {checked} systems");
         }
     }
 

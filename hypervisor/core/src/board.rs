@@ -1,10 +1,13 @@
 //! The board facts the hypervisor checks a configuration against, read from the board's
-//! device tree (passed by the bootloader in `x0`). The DTB comes from firmware, not from
-//! a partition; partitions never hand the hypervisor a device tree.
+//! device tree (passed by the bootloader in `x0`): RAM, CPUs, devices with the
+//! interrupts they raise, and the memory the firmware reserves. The DTB comes from
+//! firmware, not from a partition; partitions never hand the hypervisor a device tree.
+//! What the DTB cannot say (which devices are bus masters, which the hypervisor keeps)
+//! comes from the board catalogue, added by the caller.
 
 use fdt::node::FdtNode;
 use fdt::Fdt;
-use septum_abi::config::{BoardDevice, BoardFacts, Range};
+use septum_abi::config::{BoardDevice, BoardFacts, DeviceIrqs, Range, FIRST_SPI};
 
 /// How the board's firmware takes PSCI calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +54,8 @@ pub struct BootFacts {
 
 /// `compatible` strings of GICv2 distributors.
 pub const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400"];
+/// `compatible` strings of GICv3 distributors.
+pub const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DtbError {
@@ -58,7 +63,7 @@ pub enum DtbError {
     Invalid,
     NoMemory,
     NoCpus,
-    /// More RAM ranges, CPUs or devices than the fixed tables hold.
+    /// More RAM ranges, CPUs, devices or reserved ranges than the fixed tables hold.
     TooMany(&'static str),
 }
 
@@ -158,11 +163,102 @@ impl Bus<'_> {
     }
 }
 
-/// Records `node`'s registers as board devices (page-rounded: stage 2 maps pages), and
-/// those of its children when it is a bus whose `ranges` say where they are.
+/// The GIC interrupt controller nodes (a board has one; room for a few): their phandles
+/// and `#interrupt-cells`, so that `interrupts` naming them can be decoded.
+#[derive(Clone, Copy, Default)]
+struct Gics {
+    nodes: [Option<(u32, usize)>; 4],
+}
+
+impl Gics {
+    fn find(fdt: &Fdt<'_>) -> Gics {
+        let mut gics = Gics::default();
+        let is_gic = |n: &FdtNode<'_, '_>| {
+            n.property("interrupt-controller").is_some()
+                && n.compatible()
+                    .is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c) || GICV3_COMPATIBLE.contains(&c)))
+        };
+        // A GIC specifier has at least a type and a number.
+        let found = fdt
+            .all_nodes()
+            .filter(is_gic)
+            .filter_map(|n| Some((phandle(&n)?, n.interrupt_cells().filter(|&c| c >= 2)?)));
+        for (slot, gic) in gics.nodes.iter_mut().zip(found) {
+            *slot = Some(gic);
+        }
+        gics
+    }
+
+    /// The `#interrupt-cells` of the GIC with this phandle; `None` for other controllers.
+    fn cells(&self, phandle: u32) -> Option<usize> {
+        self.nodes.iter().flatten().find(|(p, _)| *p == phandle).map(|&(_, cells)| cells)
+    }
+}
+
+fn phandle(node: &FdtNode<'_, '_>) -> Option<u32> {
+    cell(node.property("phandle").or_else(|| node.property("linux,phandle"))?.value, 0)
+}
+
+/// Cell `i` (big-endian) of a property.
+fn cell(bytes: &[u8], i: usize) -> Option<u32> {
+    bytes.get(4 * i..4 * i + 4).and_then(|c| c.try_into().ok()).map(u32::from_be_bytes)
+}
+
+/// The INTID a GIC interrupt specifier names: `<type number flags>`, type 0 an SPI
+/// (32 + number), type 1 a PPI (16 + number); `None` for other types (GICv3's extended
+/// ranges).
+fn gic_intid(kind: u32, number: u32) -> Option<u32> {
+    match kind {
+        0 => FIRST_SPI.checked_add(number),
+        1 if number < 16 => Some(16 + number),
+        _ => None,
+    }
+}
+
+/// The GIC interrupts `node` raises: its `interrupts` when its interrupt parent (its
+/// own `interrupt-parent`, else the nearest ancestor's) is a GIC, and the GIC entries
+/// of its `interrupts-extended`. An interrupt routed through another controller (a
+/// GPIO block, a second-level controller) is that controller's, not the node's.
+fn node_irqs(fdt: &Fdt<'_>, node: &FdtNode<'_, '_>, parent: Option<u32>, gics: &Gics) -> DeviceIrqs {
+    let mut irqs = DeviceIrqs::NONE;
+    let mut add = |specifier: &[u8]| {
+        if let Some(intid) = cell(specifier, 0).zip(cell(specifier, 1)).and_then(|(k, n)| gic_intid(k, n)) {
+            irqs.push(intid);
+        }
+    };
+    if let Some(extended) = node.property("interrupts-extended") {
+        // Entries of a controller's phandle and its `#interrupt-cells` cells.
+        let mut at = 0;
+        while let Some(controller) = cell(extended.value, at) {
+            let gic_cells = gics.cells(controller);
+            let Some(count) = gic_cells.or_else(|| fdt.find_phandle(controller)?.interrupt_cells()) else { break };
+            let Some(specifier) = extended.value.get(4 * (at + 1)..4 * (at + 1 + count)) else { break };
+            if gic_cells.is_some() {
+                add(specifier);
+            }
+            at += 1 + count;
+        }
+    } else if let (Some(interrupts), Some(count)) = (node.property("interrupts"), parent.and_then(|p| gics.cells(p))) {
+        interrupts.value.chunks_exact(4 * count).for_each(add);
+    }
+    irqs
+}
+
+/// What every node is read with: the tree, to look up phandles, and its GICs.
+struct Walk<'f, 'a> {
+    fdt: &'f Fdt<'a>,
+    gics: Gics,
+}
+
+/// Records `node`'s registers as board devices (page-rounded: stage 2 maps pages) with
+/// the GIC interrupts it raises, and those of its children when it is a bus whose
+/// `ranges` say where they are. `irq_parent` is the phandle of the interrupt parent it
+/// inherits.
 fn read_devices<'b, 'a: 'b>(
+    walk: &Walk<'_, 'a>,
     node: FdtNode<'b, 'a>,
     parent_cells: usize,
+    irq_parent: Option<u32>,
     bus: &mut Bus<'a>,
     facts: &mut BootFacts,
 ) -> Result<(), DtbError> {
@@ -171,6 +267,8 @@ fn read_devices<'b, 'a: 'b>(
     if is_irq_controller && node.compatible().is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c))) {
         facts.gic_v2 = true;
     }
+    let irq_parent = interrupt_parent(&node).or(irq_parent);
+    let irqs = node_irqs(walk.fdt, &node, irq_parent, &walk.gics);
     for r in node.reg().into_iter().flatten() {
         let Some(size) = r.size.filter(|&s| s > 0) else {
             continue;
@@ -187,6 +285,7 @@ fn read_devices<'b, 'a: 'b>(
         let device = BoardDevice {
             range: Range::new(start, end - start),
             assignable: !status.secure_only && !is_irq_controller,
+            irqs,
         };
         if !facts.board.devices.push(device) {
             return Err(DtbError::TooMany("devices"));
@@ -206,19 +305,61 @@ fn read_devices<'b, 'a: 'b>(
         size_cells: own.size_cells,
     });
     bus.depth += 1;
-    let result = node.children().try_for_each(|child| read_devices(child, own.address_cells, bus, facts));
+    let result =
+        node.children().try_for_each(|child| read_devices(walk, child, own.address_cells, irq_parent, bus, facts));
     bus.depth -= 1;
     result
 }
 
+/// A node's own `interrupt-parent` phandle.
+fn interrupt_parent(node: &FdtNode<'_, '_>) -> Option<u32> {
+    cell(node.property("interrupt-parent")?.value, 0)
+}
+
+/// The memory the firmware keeps: `/memreserve/` entries and the `reg` of every enabled
+/// `/reserved-memory` child (`no-map` or not: either is the firmware's or a driver's,
+/// never a partition's). A child without `reg` (a pool Linux places) reserves nothing
+/// yet.
+fn read_reserved(fdt: &Fdt<'_>, facts: &mut BootFacts) -> Result<(), DtbError> {
+    let memreserve = fdt.memory_reservations().map(|r| Range::new(r.address() as u64, r.size() as u64));
+    let nodes = fdt.find_node("/reserved-memory").into_iter().flat_map(|n| n.children());
+    let reserved_memory = nodes
+        .filter(|n| Status::of(n).usable())
+        .flat_map(|n| n.reg().into_iter().flatten())
+        .map(|r| Range::new(r.starting_address as u64, r.size.unwrap_or(0) as u64));
+    for range in memreserve.chain(reserved_memory).filter(|r| r.size > 0) {
+        if !facts.board.reserved.push(range) {
+            return Err(DtbError::TooMany("reserved memory ranges"));
+        }
+    }
+    Ok(())
+}
+
 const PAGE: u64 = 0x1000;
 
+/// What the board DTB says; it must name RAM and CPUs.
 pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
+    let facts = read_as_shipped(blob)?;
+    if facts.board.ram.is_empty() {
+        return Err(DtbError::NoMemory);
+    }
+    if facts.board.cpus.is_empty() {
+        return Err(DtbError::NoCpus);
+    }
+    Ok(facts)
+}
+
+/// What a DTB says before firmware completes it: a board DTB as a distribution ships
+/// it may leave `/memory` empty for the firmware to fill (Debian's Raspberry Pi 4 one
+/// does), so RAM and CPUs may be missing here.
+pub fn read_as_shipped(blob: &[u8]) -> Result<BootFacts, DtbError> {
     let fdt = Fdt::new(blob).map_err(|_| DtbError::Invalid)?;
     let mut facts = BootFacts::default();
     let root = fdt.find_node("/").ok_or(DtbError::Invalid)?;
 
     let root_cells = root.cell_sizes().address_cells;
+    let walk = Walk { fdt: &fdt, gics: Gics::find(&fdt) };
+    let root_irq_parent = interrupt_parent(&root);
     for node in root.children() {
         let is_memory = node.property("device_type").and_then(|p| p.as_str()) == Some("memory");
         if is_memory {
@@ -237,11 +378,9 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
         if matches!(node.name, "cpus" | "chosen" | "aliases" | "reserved-memory") {
             continue;
         }
-        read_devices(node, root_cells, &mut Bus::default(), &mut facts)?;
+        read_devices(&walk, node, root_cells, root_irq_parent, &mut Bus::default(), &mut facts)?;
     }
-    if facts.board.ram.is_empty() {
-        return Err(DtbError::NoMemory);
-    }
+    read_reserved(&fdt, &mut facts)?;
 
     if let Some(cpus) = fdt.find_node("/cpus") {
         for cpu in cpus.children().filter(|c| c.name.split('@').next() == Some("cpu")) {
@@ -258,9 +397,6 @@ pub fn read(blob: &[u8]) -> Result<BootFacts, DtbError> {
                 _ => CpuStart::Unnamed,
             });
         }
-    }
-    if facts.board.cpus.is_empty() {
-        return Err(DtbError::NoCpus);
     }
 
     facts.psci =
@@ -407,6 +543,54 @@ mod tests {
         let gicd = f.board.devices.iter().find(|d| d.range.base == 0x0800_0000).unwrap();
         assert!(!gicd.assignable, "the GIC stays with the hypervisor");
         assert!(!f.gic_v2);
+        let irqs = |base: u64| f.board.devices.iter().find(|d| d.range.base == base).unwrap().irqs;
+        assert!(uart1.irqs.iter().eq([40]));
+        assert!(irqs(0x0900_0000).iter().eq([33]));
+        assert!(irqs(0x0A00_0000).iter().eq([48]), "the first virtio-mmio transport");
+        assert!(irqs(0x0902_0000).iter().eq([]), "fw-cfg raises none");
+        assert_eq!(f.board.reserved.len(), 0, "QEMU's DTB reserves nothing");
+    }
+
+    const IRQS_DTB: &[u8] = include_bytes!("../tests/irqs-and-reserved.dtb");
+
+    /// CFG-005, BOOT-005: each device's GIC interrupts come from its `interrupts` (when
+    /// its interrupt parent, its own or inherited, is the GIC: SPI n is INTID 32 + n,
+    /// PPI n 16 + n) and the GIC entries of its `interrupts-extended`; interrupts through
+    /// another controller are not the device's.
+    #[test]
+    fn reads_the_interrupts_of_devices() {
+        let f = read(IRQS_DTB).unwrap();
+        let irqs = |base: u64| {
+            let d = f.board.devices.iter().find(|d| d.range.base == base).unwrap();
+            d.irqs.iter().collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(irqs(0x0900_0000), [33]);
+        assert_eq!(irqs(0x0901_0000), [34, 35, 30], "two SPIs and a PPI");
+        assert_eq!(irqs(0x0903_0000), [39], "the GPIO block's own interrupt");
+        assert_eq!(irqs(0x0905_0000), [], "through the GPIO block");
+        assert_eq!(irqs(0x0906_0000), [42, 43], "interrupts-extended, the GIC's entries");
+        assert_eq!(irqs(0x0A00_1000), [], "a bus's interrupt parent is inherited");
+        assert_eq!(irqs(0x0A00_2000), [52], "and overridden");
+        assert_eq!(irqs(0x0800_0000), [25], "the GIC's maintenance interrupt, on a window no one is given");
+    }
+
+    /// CFG-006, BOOT-005: `/memreserve/` entries and every enabled `/reserved-memory`
+    /// child with a `reg` (`no-map` or reusable) are reserved; a pool without `reg` and
+    /// a disabled child are not.
+    #[test]
+    fn reads_reserved_memory() {
+        let f = read(IRQS_DTB).unwrap();
+        let reserved: std::vec::Vec<_> = f.board.reserved.iter().collect();
+        assert_eq!(
+            reserved,
+            [
+                Range::new(0, 0x1000),
+                Range::new(0x4800_0000, 0x10_0000),
+                Range::new(0x9240_0000, 0x200_0000),
+                Range::new(0x5000_0000, 0x40_0000),
+            ]
+        );
+        assert!(f.board.devices.iter().all(|d| d.range.base != 0x9240_0000), "reserved memory is no device");
     }
 
     /// The same machine with `gic-version=2` (dumped the same way): its GIC is a GICv2,

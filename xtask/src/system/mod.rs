@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use septum_abi::config::{
-    self, flags, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where, DTB_MAX,
+    self, flags, BoardFacts, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where, DTB_MAX,
 };
 use septum_platform::catalog::{self, Board};
 use serde::Deserialize;
@@ -84,6 +84,9 @@ struct RawPartition {
     ram: Spanned<OneOrMany<RawRam>>,
     #[serde(default)]
     devices: Vec<Spanned<String>>,
+    /// The interrupts (GIC INTIDs) the partition owns; default: all its devices'. Fewer
+    /// leaves a device to be polled.
+    interrupts: Option<Vec<Spanned<u32>>>,
     image: Spanned<String>,
     /// An initial RAM disk for a Linux kernel: "septum-initramfs" (busybox and the
     /// channel agent, built by xtask) or a file.
@@ -189,6 +192,8 @@ pub struct Partition {
     line: usize,
     cpu_lines: Vec<usize>,
     region_lines: Vec<usize>,
+    /// Where each interrupt comes from: its entry in `interrupts`, or its device's.
+    irq_lines: Vec<usize>,
     policy_line: usize,
 }
 
@@ -370,9 +375,13 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             region_lines.push(cx.line(ram_at));
         }
         let mut devices = Vec::new();
+        let mut device_lines = Vec::new();
         for dev in &rp.devices {
             let dname = dev.get_ref().as_str();
-            let Some(info) = board.device(dname) else {
+            // A device the hypervisor keeps is named to be refused, with its reason, by
+            // the validator the hypervisor also runs.
+            let found = board.device(dname).or_else(|| board.kept_device(dname).map(|k| &k.device));
+            let Some(info) = found else {
                 let known: Vec<_> = board.devices.iter().map(|d| d.name).collect();
                 cx.err(
                     dev.span().start,
@@ -390,16 +399,9 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 continue;
             }
             device_owner.insert(info.name, (name.clone(), cx.line(dev.span().start)));
-            regions.push(MemRegion {
-                pa: info.base,
-                ipa: info.base,
-                size: info.size,
-                kind: RegionKind::Device as u32,
-                param: 0,
-                signal_partition: 0,
-                signal_intid: 0,
-            });
+            regions.push(MemRegion::device(info.base, info.size));
             region_lines.push(cx.line(dev.span().start));
+            device_lines.push(cx.line(dev.span().start));
             devices.push(info);
         }
         if regions.len() > config::MAX_REGIONS {
@@ -408,16 +410,29 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         }
         desc.region_count = regions.len() as u32;
         desc.regions[..regions.len()].copy_from_slice(&regions);
-        let mut irq_count = 0;
-        for d in &devices {
-            for &irq in d.irqs {
-                if irq_count < config::MAX_IRQS {
-                    desc.irqs[irq_count] = irq;
-                    irq_count += 1;
-                }
-            }
+        // Interrupts: as listed, or every interrupt of the partition's devices (but a
+        // kept device's, which the validator refuses as a device first).
+        let irqs: Vec<(u32, usize)> = match &rp.interrupts {
+            Some(list) => list.iter().map(|i| (*i.get_ref(), cx.line(i.span().start))).collect(),
+            None => devices
+                .iter()
+                .zip(&device_lines)
+                .filter(|(d, _)| board.device(d.name).is_some())
+                .flat_map(|(d, &l)| d.irqs.iter().map(move |&i| (i, l)))
+                .collect(),
+        };
+        if irqs.len() > config::MAX_IRQS {
+            cx.err_line(
+                irqs[config::MAX_IRQS].1,
+                format!("{name}: more than {} interrupts; list the ones it uses in `interrupts`", config::MAX_IRQS),
+            );
         }
-        desc.irq_count = irq_count as u32;
+        let irqs = &irqs[..irqs.len().min(config::MAX_IRQS)];
+        for (slot, &(irq, _)) in desc.irqs.iter_mut().zip(irqs) {
+            *slot = irq;
+        }
+        desc.irq_count = irqs.len() as u32;
+        let irq_lines = irqs.iter().map(|&(_, line)| line).collect();
         // Image placement: images are linked to start at the first RAM region's IPA.
         if let Some(first) = regions.first() {
             desc.image_ipa = first.ipa;
@@ -496,6 +511,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             line,
             cpu_lines,
             region_lines,
+            irq_lines,
             policy_line,
         });
     }
@@ -576,12 +592,22 @@ impl System {
                 config::MAX_PARTITIONS
             )));
         }
+        self.check_against(&self.board.facts(), image_len)
+    }
+
+    /// Runs the hypervisor's validator against `facts`.
+    fn check_against(&self, facts: &BoardFacts, image_len: &dyn Fn(usize) -> Option<u64>) -> Result<(), SystemError> {
         let bytes = self.encode();
-        let facts = self.board.facts();
-        match Config::parse(&bytes, self.board.id, &facts, image_len) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.explain(e)),
-        }
+        Config::parse(&bytes, self.board.id, facts, image_len).map(|_| ()).map_err(|e| self.explain(e))
+    }
+
+    /// Runs the check the hypervisor runs at boot, against the board device tree `dtb`
+    /// (what it says, the devices the catalogue keeps, and the memory the catalogue
+    /// reserves for the hypervisor and the boot staging).
+    pub fn check_at_boot(&self, dtb: &[u8]) -> Result<(), SystemError> {
+        let facts = boot_facts(self.board, dtb)
+            .map_err(|e| SystemError(format!("{}: the board's device tree: {e}", self.path.display())))?;
+        self.check_against(&facts, &|_| None)
     }
 
     /// Turns a validator finding into `file:line: message` with names instead of indices.
@@ -614,8 +640,66 @@ impl System {
             | ConfigError::BadPolicy { partition } => p(partition).map_or(1, |p| p.policy_line),
             _ => self.line_of(e),
         };
+        let irq_of = |intid: u32| {
+            let device = self.board.devices.iter().find(|d| d.irqs.contains(&intid));
+            let owner =
+                device.and_then(|d| self.partitions.iter().find(|q| q.devices.iter().any(|x| x.name == d.name)));
+            let kept = self.board.kept_devices.iter().find(|k| k.device.irqs.contains(&intid));
+            match (device, owner, kept) {
+                (Some(d), Some(q), _) => format!("it is {}'s, a device of {}", d.name, q.name),
+                (Some(d), None, _) => format!("it is {}'s, which no partition has", d.name),
+                (None, _, Some(k)) => format!("it is {}'s, which the hypervisor keeps", k.device.name),
+                (None, _, None) => format!("no device of {} in the catalogue raises it", self.board.name),
+            }
+        };
+        let own_irqs = |i: usize| {
+            let list: Vec<String> = p(i)
+                .map_or(Vec::new(), |part| part.devices.iter().map(|d| format!("{}: {:?}", d.name, d.irqs)).collect());
+            if list.is_empty() {
+                "it has no devices".to_string()
+            } else {
+                list.join(", ")
+            }
+        };
         let mut msg = String::new();
         let _ = match e {
+            ConfigError::DeviceNotAssignable { partition, region, range } => match self.board.kept_at(&range) {
+                Some(k) if self.device_name(partition, region) == Some(k.device.name) => write!(
+                    msg,
+                    "{} is kept by the hypervisor: {}; no partition may have it",
+                    rname(partition, region),
+                    k.why
+                ),
+                Some(k) => write!(
+                    msg,
+                    "{} reaches into {} ({}), kept by the hypervisor: {}; no partition may have it",
+                    rname(partition, region),
+                    k.device.name,
+                    k.range(),
+                    k.why
+                ),
+                None => write!(
+                    msg,
+                    "{} is a device the hypervisor keeps or only the secure world may use",
+                    rname(partition, region)
+                ),
+            },
+            ConfigError::IrqGivenTwice { partition, intid, other, .. } if other == partition => {
+                write!(msg, "{}: interrupt {intid} is listed twice", pname(partition))
+            }
+            ConfigError::IrqGivenTwice { partition, intid, other, .. } => write!(
+                msg,
+                "{}: interrupt {intid} is already given to {}; an interrupt belongs to one partition",
+                pname(partition),
+                pname(other)
+            ),
+            ConfigError::IrqNotOfItsDevices { partition, intid, .. } => write!(
+                msg,
+                "{}: interrupt {intid} is raised by none of its devices ({}); {}",
+                pname(partition),
+                own_irqs(partition),
+                irq_of(intid)
+            ),
             ConfigError::PhysicalOverlap { partition, region, other_partition, other_region } => write!(
                 msg,
                 "{} overlaps {}; move one of them",
@@ -639,12 +723,30 @@ impl System {
                     board_ram.join(", ")
                 )
             }
-            ConfigError::OverlapsReserved { partition, region, reserved, .. } => write!(
-                msg,
-                "{} overlaps {reserved}, which {} reserves for the hypervisor and boot staging",
-                rname(partition, region),
-                self.board.name
-            ),
+            ConfigError::OverlapsReserved { partition, region, reserved, .. }
+                if self.board.firmware_reserved.contains(&reserved) =>
+            {
+                write!(
+                    msg,
+                    "{} overlaps {reserved}, which the firmware of {} keeps (its device tree's /reserved-memory or \
+                     /memreserve/)",
+                    rname(partition, region),
+                    self.board.name
+                )
+            }
+            ConfigError::OverlapsReserved { partition, region, reserved, .. }
+                if self.board.reserved.contains(&reserved) =>
+            {
+                write!(
+                    msg,
+                    "{} overlaps {reserved}, which {} reserves for the hypervisor and boot staging",
+                    rname(partition, region),
+                    self.board.name
+                )
+            }
+            ConfigError::OverlapsReserved { partition, region, reserved, .. } => {
+                write!(msg, "{} overlaps {reserved}, which the board's device tree reserves", rname(partition, region))
+            }
             ConfigError::CpuGivenTwice { partition, vcpu, other, .. } => {
                 let n = self.board_cpu(partition, vcpu);
                 if other == partition {
@@ -688,6 +790,13 @@ impl System {
         SystemError(format!("{file}:{line}: {msg}"))
     }
 
+    /// The catalogue name of partition `i`'s region `r`, when it is a device.
+    fn device_name(&self, i: usize, r: usize) -> Option<&'static str> {
+        let part = self.partitions.get(i)?;
+        let rams = part.desc.regions().iter().filter(|x| x.kind() == Some(RegionKind::Ram)).count();
+        part.devices.get(r.checked_sub(rams)?).map(|d| d.name)
+    }
+
     /// The line a validator finding is about.
     fn line_of(&self, e: ConfigError) -> usize {
         let p = |i: usize| self.partitions.get(i);
@@ -696,6 +805,7 @@ impl System {
             Where::Partition(i) => p(i).map_or(1, |p| p.line),
             Where::Region(i, r) => p(i).and_then(|p| p.region_lines.get(r).copied()).unwrap_or(1),
             Where::Vcpu(i, v) => p(i).and_then(|p| p.cpu_lines.get(v).copied()).unwrap_or(1),
+            Where::Irq(i, k) => p(i).and_then(|p| p.irq_lines.get(k).copied()).unwrap_or(1),
         }
     }
 
@@ -714,6 +824,32 @@ impl System {
             p.desc.entry_ipa = entry;
         }
     }
+}
+
+/// The facts the hypervisor checks a configuration against at boot on `board`, from
+/// its device tree `dtb`: what the DTB says (devices with their interrupts, reserved
+/// memory), the devices the catalogue keeps, and the catalogue's reserved RAM (where
+/// the hypervisor and the boot staging are; the hypervisor adds its exact ranges).
+/// A DTB as shipped whose RAM the firmware fills in is taken with the catalogue's RAM.
+pub fn boot_facts(board: &Board, dtb: &[u8]) -> Result<BoardFacts, String> {
+    let mut facts = septum_core::board::read_as_shipped(dtb).map_err(|e| e.to_string())?.board;
+    if facts.ram.is_empty() {
+        for &r in board.ram {
+            facts.ram.push(r);
+        }
+    }
+    if facts.cpus.is_empty() {
+        return Err("the device tree names no CPUs".into());
+    }
+    if !board.keep_devices(&mut facts) {
+        return Err("more devices than the hypervisor's table holds".into());
+    }
+    for &r in board.reserved {
+        if !facts.reserved.push(r) {
+            return Err("more reserved ranges than the hypervisor's table holds".into());
+        }
+    }
+    Ok(facts)
 }
 
 pub mod channel;

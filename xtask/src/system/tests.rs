@@ -3,6 +3,7 @@
 //! its first line (`# expect: :LINE: message`).
 
 use super::*;
+use septum_abi::config::Range;
 
 fn root() -> PathBuf {
     crate::build::root()
@@ -99,4 +100,118 @@ fn an_initrd_is_for_kernels_only() {
     let bad = text.replacen("image = \"connectivity\"", "image = \"connectivity\"\ninitrd = \"rd.cpio\"", 1);
     let errs = parse(Path::new("i.toml"), &bad).expect_err("refused");
     assert!(errs[0].0.contains("initrd is for a Linux kernel image"), "{errs:?}");
+}
+
+/// QEMU 10.0.2's `virt` device trees (`-M virt,virtualization=on,gic-version=3|2`),
+/// as the hypervisor reads them at boot.
+const VIRT_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt.dtb");
+const VIRT_GICV2_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt-gicv2.dtb");
+
+fn virt_dtb(board: &Board) -> Option<&'static [u8]> {
+    match board.name {
+        "qemu-virt" => Some(VIRT_DTB),
+        "qemu-virt-gicv2" => Some(VIRT_GICV2_DTB),
+        _ => None,
+    }
+}
+
+/// CFG-004, CFG-005, CFG-006: every shipped description for QEMU virt also passes the
+/// check the hypervisor runs at boot, against QEMU's own device tree (nothing
+/// legitimate is refused there). The boards' Debian device trees: `dist`'s tests.
+#[test]
+fn shipped_descriptions_pass_the_boot_time_check() {
+    let mut seen = 0;
+    for dir in ["systems", "tests/systems"] {
+        for entry in std::fs::read_dir(root().join(dir)).expect("dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let sys = load(&path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            if let Some(dtb) = virt_dtb(sys.board) {
+                sys.check_at_boot(dtb).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 8, "only {seen} descriptions for QEMU virt");
+}
+
+/// Gives partition `i` of `sys` (one without channels, whose regions would follow its
+/// devices) the device the catalogue or its kept list names, as a configuration
+/// written without xtask's checks could.
+fn give(sys: &mut System, i: usize, name: &str) {
+    let info = sys.board.device(name).or_else(|| sys.board.kept_device(name).map(|k| &k.device)).expect("named");
+    let p = &mut sys.partitions[i];
+    let r = p.desc.region_count as usize;
+    p.desc.regions[r] = MemRegion::device(info.base, info.size);
+    p.desc.region_count += 1;
+    p.devices.push(info);
+}
+
+fn with_irqs(sys: &mut System, i: usize, irqs: &[u32]) {
+    let p = &mut sys.partitions[i];
+    p.desc.irq_count = irqs.len() as u32;
+    p.desc.irqs[..irqs.len()].copy_from_slice(irqs);
+}
+
+/// BOOT-005, CFG-004: QEMU virt's device tree alone makes its flash banks, fw-cfg,
+/// virtio-mmio transports, ITS and PCIe ECAM assignable devices; with the catalogue's
+/// kept devices added, as the hypervisor adds them at boot, a partition given one is
+/// refused, with the message the build-time check gives.
+#[test]
+fn kept_devices_are_refused_at_boot_whatever_the_dtb_says() {
+    let dtb_alone = septum_core::board::read(VIRT_DTB).expect("reads");
+    for base in [0x0400_0000, 0x0902_0000, 0x0A00_0000, 0x0808_0000, 0x40_1000_0000] {
+        let d =
+            dtb_alone.board.devices.iter().find(|d| d.range.overlaps(&Range::new(base, 0x1000))).expect("in the DTB");
+        assert!(d.assignable, "{base:#x}: the DTB alone does not say it is kept");
+    }
+    let bare = root().join("tests/systems/attacks.toml");
+    for name in ["flash1", "flash0", "fw-cfg", "virtio-mmio", "gic-its", "pcie", "pcie-ecam-high", "gicd"] {
+        let mut sys = load(&bare).expect("valid");
+        give(&mut sys, 1, name);
+        let at_build = sys.check(&|_| None).expect_err(name);
+        let at_boot = sys.check_at_boot(VIRT_DTB).expect_err(name);
+        assert_eq!(at_boot, at_build, "{name}");
+        assert!(at_boot.0.contains(&format!("device {name} of connectivity")), "{name}: {at_boot}");
+        assert!(at_boot.0.contains("kept by the hypervisor"), "{name}: {at_boot}");
+    }
+}
+
+/// CFG-005: at boot too, a partition owns only its own devices' SPIs: not another
+/// partition's, not a device's it was not given, not a PPI.
+#[test]
+fn foreign_and_private_interrupts_are_refused_at_boot() {
+    let sys = load(&root().join("tests/systems/attacks.toml")).expect("valid");
+    assert_eq!(sys.partitions[1].desc.irqs(), [40]);
+    for (irqs, refusal) in [
+        (&[40, 33][..], "interrupt 33 is already given to critical-monitor"),
+        (&[34], "interrupt 34 is raised by none of its devices"),
+        (&[48], "interrupt 48 is raised by none of its devices (uart1: [40]); it is virtio-mmio's, which the hypervisor keeps"),
+        (&[27], "interrupt 27 is a PPI"),
+        (&[25], "interrupt 25 is a PPI (the GIC maintenance interrupt"),
+    ] {
+        let mut sys = sys.clone();
+        with_irqs(&mut sys, 1, irqs);
+        let at_boot = sys.check_at_boot(VIRT_DTB).expect_err(refusal);
+        assert!(at_boot.0.contains(refusal), "{irqs:?}: {at_boot}");
+        assert_eq!(sys.check(&|_| None).expect_err(refusal), at_boot);
+    }
+}
+
+/// CFG-005: the interrupts a partition owns are its devices' unless it lists them; its
+/// device tree names only those it owns (a device it polls has none).
+#[test]
+fn interrupts_default_to_the_devices_and_may_be_fewer() {
+    let path = root().join("systems/qemu-virt-bare.toml");
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let sys = parse(&path, &text).expect("valid");
+    assert_eq!(sys.partitions[0].desc.irqs(), [33]);
+    let polled = text.replacen("devices = [\"uart0\"]", "devices = [\"uart0\"]\ninterrupts = []", 1);
+    let sys = parse(&path, &polled).expect("valid");
+    assert_eq!(sys.partitions[0].desc.irqs(), [] as [u32; 0]);
+    let dtb = crate::devicetree::generate(&sys, &sys.partitions[0]).expect("generates");
+    let owned = crate::devicetree::generate(&load(&path).unwrap(), &load(&path).unwrap().partitions[0]).unwrap();
+    assert!(dtb.len() < owned.len(), "no interrupts property for the polled UART");
 }

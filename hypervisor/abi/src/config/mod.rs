@@ -125,6 +125,10 @@ pub const DOORBELL_INTIDS: core::ops::Range<u32> = 960..1020;
 const _: () = assert!(core::mem::size_of::<MemRegion>() == 40);
 
 impl MemRegion {
+    /// A device's window, where the partition sees it at its physical address.
+    pub const fn device(pa: u64, size: u64) -> Self {
+        Self { pa, ipa: pa, size, kind: RegionKind::Device as u32, param: 0, signal_partition: 0, signal_intid: 0 }
+    }
     pub fn kind(&self) -> Option<RegionKind> {
         match self.kind {
             1 => Some(RegionKind::Ram),
@@ -309,23 +313,77 @@ impl<T: Copy, const N: usize> List<T, N> {
     }
 }
 
-/// A device window the board has, and whether it may be given to a partition.
+/// A device window the board has, whether it may be given to a partition, and the
+/// interrupts the device raises.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoardDevice {
     pub range: Range,
-    /// False for devices the hypervisor keeps (interrupt controller) or that the board
-    /// marks unusable from the non-secure world (`status = "disabled"`).
+    /// False for devices the hypervisor keeps (its interrupt controller and flash bank,
+    /// bus masters with no IOMMU, firmware interfaces: the board catalogue's
+    /// `kept_devices`) or that only the secure world may use. No partition's device
+    /// region may even overlap such a window.
     pub assignable: bool,
+    pub irqs: DeviceIrqs,
 }
 
+impl BoardDevice {
+    pub const fn new(range: Range, assignable: bool) -> Self {
+        Self { range, assignable, irqs: DeviceIrqs::NONE }
+    }
+}
+
+/// Interrupts (GIC INTIDs) one device raises, at most [`DeviceIrqs::MAX`]: a device
+/// with more keeps the first ones, so its others can be given to no partition.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceIrqs([u16; DeviceIrqs::MAX]);
+
+impl DeviceIrqs {
+    pub const MAX: usize = 8;
+    pub const NONE: Self = Self([0; Self::MAX]);
+
+    /// The first [`Self::MAX`] of `intids` (INTIDs above 1019 are no device's).
+    pub fn of(intids: &[u32]) -> Self {
+        let mut irqs = Self::NONE;
+        for &intid in intids {
+            irqs.push(intid);
+        }
+        irqs
+    }
+    /// Adds `intid` (0 < `intid` < 1020); `false` when full or not a device's INTID.
+    pub fn push(&mut self, intid: u32) -> bool {
+        let Some(slot) = self.0.iter_mut().find(|s| **s == 0) else { return false };
+        match u16::try_from(intid) {
+            Ok(v) if v > 0 && intid < SPECIAL_INTIDS => {
+                *slot = v;
+                true
+            }
+            _ => false,
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().take_while(|&&v| v != 0).map(|&v| u32::from(v))
+    }
+    pub fn contains(&self, intid: u32) -> bool {
+        self.iter().any(|i| i == intid)
+    }
+}
+
+/// INTIDs from here on are special (1020..1023: spurious and the like), GICv3.1's
+/// extended ranges or LPIs: none is a wired interrupt Septum gives to a partition.
+pub const SPECIAL_INTIDS: u32 = 1020;
+/// SPIs, the interrupts devices outside the cores raise, start here; below are SGIs
+/// (0..16, software-generated, between cores) and PPIs (16..32, private to each core:
+/// the timers, the GIC maintenance interrupt).
+pub const FIRST_SPI: u32 = 32;
+
 /// What a configuration is checked against: the board's RAM, cores and devices, and the
-/// memory the hypervisor itself occupies.
+/// memory reserved by the hypervisor, the boot staging and the board's firmware.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BoardFacts {
     pub ram: List<Range, 8>,
     pub cpus: List<u64, 16>,
     pub devices: List<BoardDevice, 256>,
-    pub reserved: List<Range, 8>,
+    pub reserved: List<Range, 32>,
 }
 
 /// Where in the configuration a problem is, so xtask can point at the source line.
@@ -335,6 +393,8 @@ pub enum Where {
     Partition(usize),
     Region(usize, usize),
     Vcpu(usize, usize),
+    /// Partition, index in its `irqs`.
+    Irq(usize, usize),
 }
 
 /// Everything [`Config::parse`] can refuse.
@@ -477,6 +537,26 @@ pub enum ConfigError {
     DtbOverlapsImage {
         partition: usize,
     },
+    /// An SGI, a PPI (private to a core: the timers, the GIC maintenance interrupt), a
+    /// doorbell INTID or a special one: only a device's SPI can be given.
+    IrqNotSpi {
+        partition: usize,
+        irq: usize,
+        intid: u32,
+    },
+    /// Listed twice by the partition (`other` = `partition`) or also given to `other`.
+    IrqGivenTwice {
+        partition: usize,
+        irq: usize,
+        intid: u32,
+        other: usize,
+    },
+    /// No device window of the partition raises it.
+    IrqNotOfItsDevices {
+        partition: usize,
+        irq: usize,
+        intid: u32,
+    },
 }
 
 impl ConfigError {
@@ -494,6 +574,9 @@ impl ConfigError {
             CpuNotOnBoard { partition, vcpu, .. } | CpuGivenTwice { partition, vcpu, .. } => {
                 Where::Vcpu(partition, vcpu)
             }
+            IrqNotSpi { partition, irq, .. }
+            | IrqGivenTwice { partition, irq, .. }
+            | IrqNotOfItsDevices { partition, irq, .. } => Where::Irq(partition, irq),
             BadRegionKind { partition, region }
             | BadSignal { partition, region }
             | EmptyRegion { partition, region }
@@ -614,11 +697,14 @@ impl fmt::Display for ConfigError {
             ),
             DeviceNotAssignable { partition, region, range } => write!(
                 f,
-                "partition #{partition} region #{region} ({range}) is a device the hypervisor keeps or the board disabled"
+                "partition #{partition} region #{region} ({range}) reaches a device the hypervisor keeps (its \
+                 interrupt controller or flash bank, a bus master with no IOMMU, a firmware interface) or one \
+                 only the secure world may use"
             ),
             OverlapsReserved { partition, region, range, reserved } => write!(
                 f,
-                "partition #{partition} region #{region} ({range}) overlaps memory reserved for the hypervisor ({reserved})"
+                "partition #{partition} region #{region} ({range}) overlaps reserved memory ({reserved}: the \
+                 hypervisor's, its boot staging's, or what the board's device tree reserves)"
             ),
             PhysicalOverlap { partition, region, other_partition, other_region } => write!(
                 f,
@@ -640,8 +726,46 @@ impl fmt::Display for ConfigError {
             DtbOverlapsImage { partition } => {
                 write!(f, "partition #{partition}: its image runs into the space for its device tree")
             }
+            IrqNotSpi { partition, intid, .. } => write!(
+                f,
+                "partition #{partition}: interrupt {intid} is {}; only a device's SPI ({FIRST_SPI}..{}) can be given",
+                intid_kind(*intid),
+                DOORBELL_INTIDS.start - 1
+            ),
+            IrqGivenTwice { partition, intid, other, .. } if partition == other => {
+                write!(f, "partition #{partition}: interrupt {intid} is listed twice")
+            }
+            IrqGivenTwice { partition, intid, other, .. } => write!(
+                f,
+                "partition #{partition}: interrupt {intid} is also given to partition #{other}; an interrupt \
+                 belongs to one partition"
+            ),
+            IrqNotOfItsDevices { partition, intid, .. } => write!(
+                f,
+                "partition #{partition}: interrupt {intid} is raised by none of its devices; a partition owns \
+                 only its own devices' interrupts"
+            ),
         }
     }
+}
+
+/// What an INTID that is no device's SPI is, for messages.
+pub fn intid_kind(intid: u32) -> &'static str {
+    match intid {
+        0..16 => "an SGI (software-generated, between cores)",
+        25 => "a PPI (the GIC maintenance interrupt, the hypervisor's)",
+        26 => "a PPI (the hypervisor's timer)",
+        27 => "a PPI (each core's virtual timer, given to whichever partition runs there)",
+        16..FIRST_SPI => "a PPI (private to each core)",
+        i if DOORBELL_INTIDS.contains(&i) => "a channel doorbell interrupt (set by the hypervisor from the channels)",
+        i if i >= SPECIAL_INTIDS => "a special, extended-range or LPI INTID",
+        _ => "an SPI",
+    }
+}
+
+/// Can a partition be given `intid`: an SPI, and none the hypervisor uses for doorbells?
+pub fn is_device_spi(intid: u32) -> bool {
+    (FIRST_SPI..SPECIAL_INTIDS).contains(&intid) && !DOORBELL_INTIDS.contains(&intid)
 }
 
 /// A configuration whose framing and invariants have been checked.
@@ -760,6 +884,7 @@ impl<'a> Config<'a> {
                     }
                 }
             }
+            self.check_irqs(i, board)?;
             if !p.regions().iter().any(|r| r.kind() == Some(RegionKind::Ram)) {
                 return Err(NoRam { partition: i });
             }
@@ -775,6 +900,33 @@ impl<'a> Config<'a> {
             }
             if Range::new(p.image_ipa, len.max(1)).overlaps(&Range::new(p.dtb_ipa, DTB_MAX)) {
                 return Err(DtbOverlapsImage { partition: i });
+            }
+        }
+        Ok(())
+    }
+
+    /// Partition `i`'s interrupts, checked like its devices: each a device's SPI, listed
+    /// once, owned by no earlier partition, and raised by a device window the partition
+    /// has (a window it was given overlaps the device's).
+    fn check_irqs(&self, i: usize, board: &BoardFacts) -> Result<(), ConfigError> {
+        use ConfigError::*;
+        let p = &self.partitions[i];
+        let own_devices =
+            || p.regions().iter().filter(|r| r.kind() == Some(RegionKind::Device)).map(|r| Range::new(r.pa, r.size));
+        for (k, &intid) in p.irqs().iter().enumerate() {
+            if !is_device_spi(intid) {
+                return Err(IrqNotSpi { partition: i, irq: k, intid });
+            }
+            if p.irqs()[..k].contains(&intid) {
+                return Err(IrqGivenTwice { partition: i, irq: k, intid, other: i });
+            }
+            if let Some(other) = self.partitions[..i].iter().position(|q| q.irqs().contains(&intid)) {
+                return Err(IrqGivenTwice { partition: i, irq: k, intid, other });
+            }
+            let raised_by_own =
+                board.devices.iter().any(|d| d.irqs.contains(intid) && own_devices().any(|r| r.overlaps(&d.range)));
+            if !raised_by_own {
+                return Err(IrqNotOfItsDevices { partition: i, irq: k, intid });
             }
         }
         Ok(())
@@ -850,11 +1002,16 @@ fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> R
                 return Err(OverlapsReserved { partition: i, region: r, range, reserved });
             }
         }
-        RegionKind::Device => match board.devices.iter().find(|d| d.range.contains(&range)) {
-            None => return Err(DeviceNotOnBoard { partition: i, region: r, range }),
-            Some(d) if !d.assignable => return Err(DeviceNotAssignable { partition: i, region: r, range }),
-            Some(_) => {}
-        },
+        RegionKind::Device => {
+            // Overlap, not containment, decides what is kept: a window that reaches into
+            // a kept device's (a shared page, a bus window around it) is refused.
+            if board.devices.iter().any(|d| !d.assignable && d.range.overlaps(&range)) {
+                return Err(DeviceNotAssignable { partition: i, region: r, range });
+            }
+            if !board.devices.iter().any(|d| d.assignable && d.range.contains(&range)) {
+                return Err(DeviceNotOnBoard { partition: i, region: r, range });
+            }
+        }
         RegionKind::Doorbell => {}
     }
     Ok(())

@@ -10,11 +10,28 @@ fn board() -> BoardFacts {
     for c in 0..4 {
         b.cpus.push(c);
     }
-    b.devices.push(BoardDevice { range: Range::new(0x0900_0000, 0x1000), assignable: true });
-    b.devices.push(BoardDevice { range: Range::new(0x0904_0000, 0x1000), assignable: true });
-    b.devices.push(BoardDevice { range: Range::new(0x0800_0000, 0x10000), assignable: false });
+    let device = |base, size, assignable, irqs: &[u32]| BoardDevice {
+        irqs: DeviceIrqs::of(irqs),
+        ..BoardDevice::new(Range::new(base, size), assignable)
+    };
+    b.devices.push(device(0x0900_0000, 0x1000, true, &[33]));
+    b.devices.push(device(0x0904_0000, 0x1000, true, &[40]));
+    b.devices.push(device(0x0903_0000, 0x1000, true, &[39]));
+    b.devices.push(device(0x0800_0000, 0x10000, false, &[]));
+    // A bus window around a kept device (QEMU virt's flash banks and fw-cfg stand-ins).
+    b.devices.push(device(0x0000_0000, 0x0A00_0000, true, &[]));
+    b.devices.push(device(0x0902_0000, 0x1000, false, &[]));
     b.reserved.push(Range::new(0x4000_0000, 64 * MB));
     b
+}
+
+/// The INTID of each UART `partition` gives.
+fn uart_irq(uart: u64) -> u32 {
+    if uart == 0x0900_0000 {
+        33
+    } else {
+        40
+    }
 }
 
 fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDesc {
@@ -36,15 +53,9 @@ fn partition(name: &str, vmid: u32, cpu: u64, pa: u64, uart: u64) -> PartitionDe
         signal_partition: 0,
         signal_intid: 0,
     };
-    p.regions[1] = MemRegion {
-        pa: uart,
-        ipa: uart,
-        size: 0x1000,
-        kind: RegionKind::Device as u32,
-        param: 0,
-        signal_partition: 0,
-        signal_intid: 0,
-    };
+    p.regions[1] = MemRegion::device(uart, 0x1000);
+    p.irq_count = 1;
+    p.irqs[0] = uart_irq(uart);
     p.image_ipa = 0x4000_0000;
     p.entry_ipa = 0x4000_0000;
     p.dtb_ipa = 0x4000_0000 + 15 * MB;
@@ -135,6 +146,8 @@ fn memory_outside_the_board_is_refused() {
     assert!(matches!(check(&p), Err(ConfigError::RamOutsideBoard { partition: 1, .. })));
 }
 
+/// CFG-004: memory the hypervisor or the board reserves, and devices the hypervisor
+/// keeps, are refused.
 #[test]
 fn hypervisor_memory_and_kept_devices_are_refused() {
     let mut p = two();
@@ -143,6 +156,96 @@ fn hypervisor_memory_and_kept_devices_are_refused() {
     let mut p = two();
     p[1].regions[1].pa = 0x0800_0000;
     assert!(matches!(check(&p), Err(ConfigError::DeviceNotAssignable { .. })));
+}
+
+/// CFG-004: a device window that overlaps a kept one is refused even when an assignable
+/// window (a bus around it, a device sharing its page) contains it: overlap decides.
+#[test]
+fn a_window_reaching_into_a_kept_device_is_refused() {
+    let refused = |base: u64, size: u64| {
+        let mut p = two();
+        p[1].regions[1].pa = base;
+        p[1].regions[1].ipa = base;
+        p[1].regions[1].size = size;
+        p[1].irq_count = 0;
+        check(&p)
+    };
+    assert!(matches!(
+        refused(0x0902_0000, 0x1000),
+        Err(ConfigError::DeviceNotAssignable { partition: 1, region: 1, .. })
+    ));
+    assert!(matches!(refused(0x0901_F000, 0x2000), Err(ConfigError::DeviceNotAssignable { .. })), "one page in");
+    assert!(matches!(refused(0x0000_0000, 0x0A00_0000), Err(ConfigError::DeviceNotAssignable { .. })), "the bus");
+    assert!(refused(0x0100_0000, 0x1000).is_ok(), "the bus window elsewhere is assignable");
+    assert!(matches!(refused(0x0A00_0000, 0x1000), Err(ConfigError::DeviceNotOnBoard { .. })));
+}
+
+fn with_irqs(partition: usize, irqs: &[u32]) -> Result<(), ConfigError> {
+    let mut p = two();
+    p[partition].irq_count = irqs.len() as u32;
+    p[partition].irqs[..irqs.len()].copy_from_slice(irqs);
+    check(&p)
+}
+
+/// CFG-005: a partition owns only SPIs, and only its own devices' (here connectivity,
+/// which has uart1 = INTID 40): not another partition's, not a device it was not given,
+/// not a PPI (25: the GIC maintenance interrupt, 27: the virtual timer), not an SGI, not
+/// a doorbell INTID, not a special one.
+#[test]
+fn a_partition_owns_only_its_own_devices_spis() {
+    use ConfigError::*;
+    assert!(with_irqs(1, &[40]).is_ok());
+    assert!(with_irqs(1, &[]).is_ok(), "a partition may poll its devices");
+    assert!(
+        matches!(with_irqs(1, &[40, 33]), Err(IrqGivenTwice { partition: 1, irq: 1, intid: 33, other: 0 })),
+        "critical-monitor's UART interrupt"
+    );
+    assert!(matches!(with_irqs(1, &[39]), Err(IrqNotOfItsDevices { partition: 1, irq: 0, intid: 39 })), "gpio's");
+    assert!(matches!(with_irqs(1, &[100]), Err(IrqNotOfItsDevices { intid: 100, .. })), "nobody's");
+    for ppi_or_sgi in [25, 27, 30, 16, 0, 15] {
+        assert!(
+            matches!(with_irqs(1, &[ppi_or_sgi]), Err(IrqNotSpi { partition: 1, irq: 0, intid }) if intid == ppi_or_sgi),
+            "{ppi_or_sgi}"
+        );
+    }
+    for not_a_device in [DOORBELL_INTIDS.start, DOORBELL_INTIDS.end - 1, 1020, 1023, 8192] {
+        assert!(matches!(with_irqs(1, &[not_a_device]), Err(IrqNotSpi { .. })), "{not_a_device}");
+    }
+    assert_eq!(with_irqs(1, &[25]).unwrap_err().location(), Where::Irq(1, 0));
+}
+
+/// CFG-005: an interrupt is listed once and belongs to one partition.
+#[test]
+fn an_interrupt_belongs_to_one_partition_once() {
+    assert!(matches!(
+        with_irqs(1, &[40, 40]),
+        Err(ConfigError::IrqGivenTwice { partition: 1, irq: 1, intid: 40, other: 1 })
+    ));
+    // Both given uart0's page: the device is refused before its interrupt.
+    let mut p = two();
+    p[1].regions[1].pa = 0x0900_0000;
+    p[1].irqs[0] = 33;
+    assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { .. })));
+    // A device's interrupt that a window of the partition reaches is its own: a device
+    // sharing the page of one it was given (rpi4's mini UART and the AUX block).
+    let mut b = board();
+    b.devices
+        .push(BoardDevice { irqs: DeviceIrqs::of(&[41]), ..BoardDevice::new(Range::new(0x0904_0000, 0x1000), true) });
+    let mut parts = two();
+    parts[1].irq_count = 2;
+    parts[1].irqs[1] = 41;
+    let mut buf = [0u8; encoded_len(2)];
+    let n = encode(BoardId::QemuVirt, &parts, &mut buf).unwrap();
+    assert!(Config::parse(&buf[..n], BoardId::QemuVirt, &b, &|_| Some(4096)).is_ok());
+    assert!(Config::parse(&buf[..n], BoardId::QemuVirt, &board(), &|_| Some(4096)).is_err());
+}
+
+#[test]
+fn device_interrupt_lists_keep_what_fits() {
+    let irqs = DeviceIrqs::of(&[33, 0, 2000, 40, 41, 42, 43, 44, 45, 46, 47]);
+    assert!(irqs.iter().eq([33, 40, 41, 42, 43, 44, 45, 46]));
+    assert!(irqs.contains(46) && !irqs.contains(47) && !irqs.contains(0));
+    assert_eq!(DeviceIrqs::NONE.iter().count(), 0);
 }
 
 #[test]
