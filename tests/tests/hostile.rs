@@ -13,16 +13,9 @@ use xtask::qemu::{Launch, Line, Machine};
 /// than a two-core host has: time is counted in instructions (`-icount`, one counter
 /// tick per instruction), so the critical monitor's period is judged by what the
 /// hypervisor does, not by how the host schedules QEMU's threads.
-const DETERMINISTIC: Launch = Launch { icount: Some(4), ..DEFAULT };
-const DEFAULT: Launch = Launch {
-    entry: xtask::qemu::Entry::El2,
-    echo: false,
-    icount: None,
-    bundle: None,
-    storage: None,
-    bootargs: None,
-    semihosting: true,
-};
+fn deterministic() -> Launch {
+    Launch { icount: Some(4), ..Launch::default() }
+}
 
 /// The counts one partition's summaries report for `label`, summed.
 fn summed(lines: &[Line], partition: &str, label: &str) -> u64 {
@@ -46,7 +39,7 @@ fn summed(lines: &[Line], partition: &str, label: &str) -> u64 {
 fn cpu_on_racing_a_stop_never_starts_a_vcpu_of_the_stopped_partition() {
     const ROUNDS: usize = 1000;
     let art = artifacts("tests/systems/race-cpu-on.toml");
-    let mut m = Machine::launch(&art, &DETERMINISTIC).expect("QEMU starts");
+    let mut m = Machine::launch(&art, &deterministic()).expect("QEMU starts");
     m.wait_for("every round of the race", Duration::from_secs(600), |l| count(l, "connectivity: race done") == 1)
         .unwrap_or_else(|e| panic!("{e}"));
     // The last round's calls are reported in the summary that follows.
@@ -74,7 +67,7 @@ fn cpu_on_racing_a_stop_never_starts_a_vcpu_of_the_stopped_partition() {
 #[test]
 fn a_halted_partition_stays_halted_while_its_vcpus_race_cpu_on() {
     let art = artifacts("tests/systems/race-halt.toml");
-    let mut m = Machine::launch(&art, &DETERMINISTIC).expect("QEMU starts");
+    let mut m = Machine::launch(&art, &deterministic()).expect("QEMU starts");
     m.wait_for("the halt", Duration::from_secs(120), |l| count(l, "restarting is not helping; partition halted") == 1)
         .unwrap_or_else(|e| panic!("{e}"));
     let halted_at = m.lines().len();
@@ -101,7 +94,7 @@ fn a_halted_partition_stays_halted_while_its_vcpus_race_cpu_on() {
 #[test]
 fn a_flood_of_guest_caused_events_is_budgeted_and_the_safe_state_gets_through() {
     let art = artifacts("tests/systems/flood.toml");
-    let mut m = Machine::launch(&art, &DETERMINISTIC).expect("QEMU starts");
+    let mut m = Machine::launch(&art, &deterministic()).expect("QEMU starts");
     m.wait_for("the flood's first summary", Duration::from_secs(60), |l| {
         count(l, "connectivity: contained in the last") >= 1
     })
