@@ -22,6 +22,7 @@ use crate::trust::cli::{AuditVerify, Inspect, Keygen, Root, Sign};
     name = "xtask",
     bin_name = "cargo xtask",
     arg_required_else_help = true,
+    disable_version_flag = true,
     after_help = "The chain of trust's commands (keygen, sign, root, inspect, audit-verify): docs/trust.md.\n\
                   Real boards (dist): docs/boards.md. `cargo xtask help COMMAND` tells more."
 )]
@@ -153,7 +154,13 @@ pub enum Shell {
 
 /// The declaration as clap's `Command`, with the version and commit for `--version`.
 pub fn command() -> clap::Command {
-    Cli::command().version(version())
+    // clap's own flag would say "Print version"; this one says what it prints.
+    let flag = clap::Arg::new("version")
+        .short('V')
+        .long("version")
+        .action(clap::ArgAction::Version)
+        .help("Print the version and the commit");
+    Cli::command().version(version()).arg(flag)
 }
 
 /// Parses a whole command line (`words[0]` is the program), as `main` does.

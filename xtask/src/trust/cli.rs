@@ -70,7 +70,7 @@ pub fn generate_keys(dir: &Path, roles: &[(String, u32)]) -> Result<Vec<PathBuf>
     Ok(written)
 }
 
-/// Fresh random keys: `DIR/<role>-<n>.key` (secret, mode 0600) and `.pub`
+/// Fresh random keys: DIR/ROLE-N.key (secret, mode 0600) and DIR/ROLE-N.pub
 ///
 /// By default the roles of a system: 3 root keys and 2 per partition. Keys are never
 /// overwritten.
