@@ -336,37 +336,79 @@ pub(crate) fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String>
 /// [`apt_download`] of `spec` as apt names it: `package:arch`, or just `package` for an
 /// `Architecture: all` package (apt finds no `package:arm64` for those).
 pub(crate) fn apt_download_spec(package: &str, spec: &str, dir: &Path) -> Result<PathBuf, String> {
-    let attempt = || -> Result<(), String> {
-        let mut cmd = Command::new("apt-get");
-        cmd.arg("download").arg("-q");
-        if is_root() {
-            // As root apt drops to `_apt` to download, which cannot write into target/.
-            cmd.args(["-o", "APT::Sandbox::User=root"]);
-        }
-        let out = cmd.arg(spec).current_dir(dir).stdin(Stdio::null()).output();
-        let out = out.map_err(|e| format!("cannot run apt-get download {spec}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "apt-get download {spec} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    eprintln!("xtask: downloading {spec} from the Debian archive");
+    let prefix = format!("{package}_");
+    let attempt = || download_with_progress(spec, &prefix, dir);
     if let Err(first) = attempt() {
         apt_update().map_err(|e| format!("{first}\n({e}); try:\n{ARM64_SETUP}\napt-get download {spec}"))?;
         attempt()
             .map_err(|e| format!("{e}\ncheck the Debian sources and try:\n{ARM64_SETUP}\napt-get download {spec}"))?;
     }
-    let prefix = format!("{package}_");
-    let debs = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    debs.flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb")))
+    deb_in(dir, &prefix)
         .ok_or_else(|| format!("apt-get download {spec} succeeded but left no {prefix}*.deb in {}", dir.display()))
+}
+
+/// The file in `dir` whose name starts with `prefix` (`package_`) and ends `.deb`.
+fn deb_in(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".deb")))
+}
+
+/// Bytes of the files in `dir` whose names start with `prefix`: what apt has written of
+/// the package so far.
+fn bytes_in(dir: &Path, prefix: &str) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The size apt's lists give for `spec`'s candidate version (what `apt-get download`
+/// fetches), if they give one.
+fn package_size(spec: &str) -> Option<u64> {
+    let out = Command::new("apt-cache").args(["show", "--no-all-versions", spec]).stdin(Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Size: ")?.trim().parse().ok())
+}
+
+/// One `apt-get download spec` into `dir`, its progress shown as the package's file
+/// grows there (apt writes it under its final name); the summary gives its size, time
+/// and rate.
+fn download_with_progress(spec: &str, prefix: &str, dir: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("download").arg("-q");
+    if is_root() {
+        // As root apt drops to `_apt` to download, which cannot write into target/.
+        cmd.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    cmd.arg(spec).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let total = package_size(spec);
+    let step = crate::progress::Step::bytes(&format!("downloading {spec} from the Debian archive"), total);
+    let child = cmd.spawn().map_err(|e| format!("cannot run apt-get download {spec}: {e}"))?;
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    while !waiter.is_finished() {
+        step.set_position(bytes_in(dir, prefix));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = waiter
+        .join()
+        .map_err(|_| format!("apt-get download {spec}: the waiting thread failed"))?
+        .map_err(|e| format!("apt-get download {spec}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "apt-get download {spec} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let took = step.elapsed();
+    step.finish(&format!("downloaded {spec}: {}", crate::progress::amount(bytes_in(dir, prefix), took)));
+    Ok(())
 }
 
 pub(crate) fn deb_field(deb: &Path, field: &str) -> Result<String, String> {

@@ -309,6 +309,11 @@ impl Machine {
         stream.write_all(text.as_bytes()).map_err(|e| format!("typing into {name}: {e}"))
     }
 
+    /// The consoles' labels: `hypervisor`, then each UART's owner.
+    pub fn consoles(&self) -> Vec<String> {
+        self.inputs.iter().map(|(label, _)| label.clone()).collect()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.join("qemu.stderr")).unwrap_or_default()
     }
@@ -477,8 +482,7 @@ fn read_console(stream: UnixStream, label: String, lines: Arc<Mutex<Vec<Line>>>,
         }
         let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
         if echo {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{label:<18}| {text}");
+            crate::progress::println(&format!("{label:<18}| {text}"));
         }
         if let Ok(mut l) = lines.lock() {
             l.push(Line { console: label.clone(), text, at: started.elapsed() });
