@@ -89,6 +89,18 @@ pub struct RunArgs {
     /// Stop after this long (seconds: 10, 2.5); without it, run until Ctrl-C or QEMU exits
     #[arg(long, value_name = "SECONDS", value_parser = args::seconds)]
     pub seconds: Option<Duration>,
+    /// Make the partition's data disk anew (target/disks/<system>-data.img: ext4, kept
+    /// across runs otherwise)
+    #[arg(long)]
+    pub fresh_disk: bool,
+    /// Let the partition reach a service on this host's loopback: its connections to
+    /// 10.0.2.100:GUEST go to 127.0.0.1:HOST (repeatable; nothing else is reachable)
+    #[arg(long, value_name = "GUEST=HOST", value_parser = args::port_pair)]
+    pub guestfwd: Vec<(u16, u16)>,
+    /// Reach a service of the partition: 127.0.0.1:HOST on this host goes to its port
+    /// GUEST (repeatable)
+    #[arg(long, value_name = "HOST=GUEST", value_parser = args::port_pair)]
+    pub hostfwd: Vec<(u16, u16)>,
     #[command(flatten)]
     pub signing: Signing,
 }

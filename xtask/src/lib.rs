@@ -6,6 +6,7 @@ pub mod bench;
 pub mod build;
 pub mod cli;
 pub mod devicetree;
+pub mod disk;
 pub mod dist;
 pub mod image;
 pub mod linux;

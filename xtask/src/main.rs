@@ -84,7 +84,12 @@ fn run(a: &RunArgs) -> Result<(), String> {
     signed_with(&art);
     let name = &art.system.name;
     println!("booting {name} on QEMU ({entry:?} entry); Ctrl-C stops");
-    let mut m = Machine::launch(&art, &Launch { entry, echo: true, ..Launch::default() })?;
+    // A partition given the PCIe host bridge gets its network (only what --guestfwd
+    // names on this host's loopback) and its data disk.
+    let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
+    let disk = gives_pcie.then(|| xtask::disk::data_disk(name, a.fresh_disk)).transpose()?;
+    let net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
+    let mut m = Machine::launch(&art, &Launch { entry, echo: true, disk, net, ..Launch::default() })?;
     // Without --seconds: as good as for ever, and still a valid deadline.
     let limit = a.seconds.unwrap_or(Duration::from_secs(u64::MAX / 4));
     let deadline = Instant::now().checked_add(limit);
