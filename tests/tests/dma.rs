@@ -15,18 +15,19 @@ fn scratch_disk(art: &xtask::build::Artifacts, name: &str) -> std::path::PathBuf
 }
 
 /// DMA-003: connectivity has the PCIe disk controller write, by DMA, into the critical
-/// monitor's canary page, into the hypervisor's memory and outside its own map. The
-/// SMMU stops each write; the hypervisor logs the stream and address and restarts
-/// connectivity by its policy; the critical monitor's canary never changes and it keeps
-/// its period.
+/// monitor's canary page, into the hypervisor's memory and outside its own map, and
+/// moves the controller's BAR onto the critical monitor's RAM. The SMMU stops each
+/// write; the hypervisor logs the stream and address and restarts connectivity by its
+/// policy; the BAR is reachable by nothing; the critical monitor's canary never changes
+/// and it keeps its period.
 #[test]
 fn dma_into_other_memory_is_stopped_by_the_smmu() {
     let art = artifacts("tests/systems/dma-attack.toml");
     let disk = scratch_disk(&art, "dma-attack-disk.img");
     let opts = Launch { disk: Some(disk), ..Launch::default() };
     let mut m = Machine::launch(&art, &opts).expect("QEMU starts");
-    m.wait_for("three DMA attacks and a boot after them", Duration::from_secs(120), |l| {
-        count(l, "connectivity: boot (") >= 4 && count(l, "critical-monitor: canary intact") >= 2
+    m.wait_for("four attacks and a boot after them", Duration::from_secs(120), |l| {
+        count(l, "connectivity: boot (") >= 5 && count(l, "critical-monitor: canary intact") >= 2
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let lines = m.lines();
@@ -42,8 +43,12 @@ fn dma_into_other_memory_is_stopped_by_the_smmu() {
             "the SMMU did not report `{stopped}`\n{t}"
         );
     }
+    // A BAR moved outside the host bridge's windows is reachable by nothing: the
+    // partition's own write there is a stage-2 fault.
+    assert_eq!(count(&lines, "connectivity: attack bar-outside: BAR4 at 0x50fff000"), 1, "{t}");
+    assert_eq!(count(&lines, "connectivity: FAULT access outside its memory map: write at IPA 0x50fff000"), 1, "{t}");
     assert_eq!(count(&lines, "NOT CONTAINED"), 0, "{t}");
-    assert_eq!(count(&lines, "connectivity: policy restart"), 3, "{t}");
+    assert_eq!(count(&lines, "connectivity: policy restart"), 4, "{t}");
     assert_eq!(count(&lines, "CANARY CHANGED"), 0, "{t}");
     assert_critical_kept_its_period(&lines, &t);
 }
@@ -64,4 +69,23 @@ fn without_the_smmu_the_system_is_refused_at_boot() {
         "{t}"
     );
     assert_eq!(count(&lines, "heartbeat"), 0, "nothing runs\n{t}");
+}
+
+/// DMA-002: on the Raspberry Pi 4, which has no IOMMU, the SD card controller is given
+/// to connectivity with the description's opt-out: the system boots, and the hypervisor
+/// says at boot that the device can reach any memory.
+#[test]
+fn an_unprotected_bus_master_boots_with_the_warning() {
+    let art = artifacts("tests/systems/rpi4-unprotected-dma.toml");
+    let mut m = Machine::launch(&art, &Launch::default()).expect("QEMU starts");
+    m.wait_for("both partitions beating", Duration::from_secs(60), |l| {
+        count(l, "critical-monitor: heartbeat n=20 ") == 1 && count(l, "connectivity: heartbeat n=20 ") == 1
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    let warning =
+        "WARNING connectivity: the device at 0xfe340000..0xfe341000 masters the bus with NO IOMMU containing it";
+    assert_eq!(count(&lines, warning), 1, "{t}");
+    assert_critical_kept_its_period(&lines, &t);
 }

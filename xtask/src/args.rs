@@ -151,6 +151,8 @@ mod tests {
 /// `A=B`: two TCP ports.
 pub fn port_pair(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s.split_once('=').ok_or_else(|| format!("`{s}` is not PORT=PORT (e.g. 8000=18000)"))?;
-    let port = |p: &str| p.trim().parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{p}` is not a TCP port (1..65535)"));
+    let port = |p: &str| {
+        p.trim().parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{p}` is not a TCP port (1..65535)"))
+    };
     Ok((port(a)?, port(b)?))
 }

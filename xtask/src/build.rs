@@ -170,6 +170,17 @@ pub fn system(name: &str) -> Result<Artifacts, String> {
 pub fn system_with(name: &str, opts: &Options) -> Result<Artifacts, String> {
     let path = system_path(name);
     let mut sys = system::load(&path).map_err(join_errors)?;
+    // DMA-002: the description's opt-out, said at every build (and at every boot).
+    for p in &sys.partitions {
+        for dev in &p.unprotected {
+            eprintln!(
+                "xtask: WARNING {}: {}: device {dev} masters the bus with NO IOMMU containing it \
+                 (dma = \"unprotected\"): it can read and write any memory, other partitions' included",
+                path.display(),
+                p.name
+            );
+        }
+    }
     let keys = signing_keys(&sys, opts)?;
     compile(sys.board, &keys, opts.production)?;
     pack(&mut sys, &keys)

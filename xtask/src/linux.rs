@@ -173,7 +173,8 @@ fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, S
             }
             write_atomically(&modules.join(format!("{m}.ko")), &bytes)?;
         }
-        fs::rename(&kernel, image).map_err(|e| format!("cannot move {} to {}: {e}", kernel.display(), image.display()))?;
+        fs::rename(&kernel, image)
+            .map_err(|e| format!("cannot move {} to {}: {e}", kernel.display(), image.display()))?;
         Ok(version)
     })();
     let _ = fs::remove_dir_all(&scratch);
@@ -185,9 +186,7 @@ fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, S
 pub fn module_depends(ko: &[u8]) -> Vec<String> {
     ko.split(|&b| b == 0)
         .find_map(|field| field.strip_prefix(b"depends="))
-        .map(|list| {
-            String::from_utf8_lossy(list).split(',').filter(|d| !d.is_empty()).map(str::to_string).collect()
-        })
+        .map(|list| String::from_utf8_lossy(list).split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -574,7 +573,8 @@ fn extract_all(deb: &Path, patterns: &[String], root: &Path) -> Result<(), Strin
         .spawn()
         .map_err(|e| format!("cannot run dpkg-deb --fsys-tarfile {}: {e}", deb.display()))?;
     let tar_in = dpkg.stdout.take().ok_or("dpkg-deb: no stdout pipe")?;
-    let tar = Command::new("tar").arg("-x").arg("-C").arg(root).arg("--wildcards").args(patterns).stdin(tar_in).status();
+    let tar =
+        Command::new("tar").arg("-x").arg("-C").arg(root).arg("--wildcards").args(patterns).stdin(tar_in).status();
     let dpkg = dpkg.wait();
     match (tar, dpkg) {
         (Ok(t), Ok(d)) if t.success() && d.success() => Ok(()),

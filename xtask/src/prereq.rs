@@ -105,7 +105,8 @@ pub fn qemu() -> Result<(), String> {
 /// Makes sure a Debian package's command is there (`e2fsprogs`'s `mkfs.ext4`, say),
 /// installing the package as root.
 pub fn debian_tool(command: &str, package: &str) -> Result<(), String> {
-    let found = |c: &str| ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| std::path::Path::new(d).join(c).is_file());
+    let found =
+        |c: &str| ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| std::path::Path::new(d).join(c).is_file());
     if found(command) {
         return Ok(());
     }

@@ -104,6 +104,9 @@ fn put(buf: *mut u8, at: usize, bytes: &[u8]) {
 /// Runs DMA attack `name` if it is one (never returns then: the SMMU's fault stops the
 /// partition, or the attack says it was not contained).
 pub fn attack(boot: &mut Boot, name: &str) {
+    if name == "bar-outside" {
+        return bar_outside(boot);
+    }
     let target_arg = match name {
         "dma-critical" => "dma_critical",
         "dma-hypervisor" => "dma_hypervisor",
@@ -197,4 +200,27 @@ pub fn attack(boot: &mut Boot, name: &str) {
         core::hint::spin_loop();
     }
     let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
+}
+
+/// `bar-outside`: moves the disk controller's memory BAR to `bar_at` (a physical
+/// address outside the host bridge's windows: the critical monitor's RAM) and touches
+/// it there. The host bridge forwards only its windows, and the partition's stage 2 maps
+/// nothing else, so the access is a stage-2 fault the hypervisor logs and contains; the
+/// critical monitor's RAM is not the device's.
+fn bar_outside(boot: &mut Boot) {
+    let (Some(ecam), Some(at)) = (boot.arg_u64("pcie_ecam"), boot.arg_u64("bar_at")) else {
+        let _ = writeln!(boot.console, "connectivity: attack bar-outside: pcie_ecam or bar_at missing");
+        return;
+    };
+    let Some(function) =
+        (0..32u64).map(|dev| ecam + (dev << 15)).find(|&f| read16(f) == VIRTIO_VENDOR && read16(f + 2) == VIRTIO_BLK)
+    else {
+        return;
+    };
+    write32(function + 0x20, at as u32);
+    write32(function + 0x24, (at >> 32) as u32);
+    write16(function + 0x04, 0b110);
+    let _ = writeln!(boot.console, "connectivity: attack bar-outside: BAR4 at {at:#x}, now writing there");
+    write32(at, 0xBAD);
+    let _ = writeln!(boot.console, "connectivity: attack bar-outside returned: NOT CONTAINED");
 }
