@@ -108,6 +108,15 @@ pub fn parse_words<T: clap::Args>(command: &'static str, words: &[String]) -> Re
     T::from_arg_matches(&matches).map_err(|e| e.to_string())
 }
 
+/// `A=B`: two TCP ports.
+pub fn port_pair(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('=').ok_or_else(|| format!("`{s}` is not PORT=PORT (e.g. 8000=18000)"))?;
+    let port = |p: &str| {
+        p.trim().parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{p}` is not a TCP port (1..65535)"))
+    };
+    Ok((port(a)?, port(b)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,13 +155,4 @@ mod tests {
         assert!(key_dir(&format!("{text}/absent")).unwrap_err().contains("expected a directory of keys"));
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// `A=B`: two TCP ports.
-pub fn port_pair(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('=').ok_or_else(|| format!("`{s}` is not PORT=PORT (e.g. 8000=18000)"))?;
-    let port = |p: &str| {
-        p.trim().parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{p}` is not a TCP port (1..65535)"))
-    };
-    Ok((port(a)?, port(b)?))
 }
