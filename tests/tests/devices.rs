@@ -28,7 +28,7 @@ struct Server(Child);
 
 impl Server {
     fn start(dir: &std::path::Path, port: u16) -> Server {
-        let child = Command::new("python3")
+        let mut child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
             .current_dir(dir)
             .stdout(Stdio::null())
@@ -41,6 +41,8 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the HTTP server did not start on port {port}");
     }
 }
