@@ -82,7 +82,7 @@ fn boot(art: &xtask::build::Artifacts, opts: &Launch) -> Machine {
     m
 }
 
-/// NET-001, DISK-001, DMA-003: Linux in connectivity gets a DHCP lease on its
+/// NET-001, DISK-001, DMA-003, DMA-004: Linux in connectivity gets a DHCP lease on its
 /// virtio-net-pci card, fetches a file over HTTP from a server on the host's loopback
 /// (reached through QEMU's `guestfwd`, the only place its restricted network reaches),
 /// finds its SHA-256 as the host computed it, and writes it to its virtio-blk-pci data

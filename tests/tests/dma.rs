@@ -14,7 +14,7 @@ fn scratch_disk(art: &xtask::build::Artifacts, name: &str) -> std::path::PathBuf
     path
 }
 
-/// DMA-003: connectivity has the PCIe disk controller write, by DMA, into the critical
+/// DMA-003, DMA-004: connectivity has the PCIe disk controller write, by DMA, into the critical
 /// monitor's canary page, into the hypervisor's memory and outside its own map, and
 /// moves the controller's BAR onto the critical monitor's RAM. The SMMU stops each
 /// write; the hypervisor logs the stream and address and restarts connectivity by its
