@@ -28,6 +28,8 @@ struct Server(Child);
 
 impl Server {
     fn start(dir: &std::path::Path, port: u16) -> Server {
+        // A fresh machine may have no Python: installed like the tests' other tools.
+        xtask::prereq::debian_tool("python3", "python3").expect("python3");
         let mut child = Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
             .current_dir(dir)

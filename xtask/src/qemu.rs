@@ -130,6 +130,54 @@ pub struct Net {
     pub hostfwd: Vec<(u16, u16)>,
 }
 
+impl Net {
+    /// QEMU's `-netdev` for it, `id=net0` (what the board file's NIC names).
+    ///
+    /// Each connection the partition opens to a forwarded port gets its own `socat`
+    /// (installed here if missing), which QEMU starts with the connection as its stdin
+    /// and stdout and which connects to the host's service. QEMU's other form, a
+    /// character device, connects once when QEMU starts and carries every connection
+    /// over that one stream: a second `wget` would find the first one's server.
+    pub fn netdev(&self) -> Result<String, String> {
+        let mut netdev = "user,id=net0,restrict=on".to_string();
+        if !self.guestfwd.is_empty() {
+            crate::prereq::debian_tool("socat", "socat")?;
+        }
+        for (guest, host) in &self.guestfwd {
+            netdev.push_str(&format!(",guestfwd=tcp:{GUEST_HOST_ADDR}:{guest}-cmd:socat - TCP:127.0.0.1:{host}"));
+        }
+        for (host, guest) in &self.hostfwd {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        Ok(netdev)
+    }
+}
+
+/// What a board's QEMU file adds to a plain machine: for running a partition's guest
+/// on QEMU alone with the same devices (`cargo xtask bench`).
+pub struct BoardExtras {
+    /// The machine option that adds the IOMMU, e.g. `iommu=smmuv3`.
+    pub iommu: Option<String>,
+    /// `-global` settings.
+    pub globals: Vec<String>,
+    /// The PCIe network card's `-device` (with `netdev=net0`).
+    pub nic: Option<String>,
+}
+
+/// `qemu/<board>.toml`, parsed.
+fn machine_file(board: &str) -> Result<(PathBuf, MachineFile), String> {
+    let file = crate::build::root().join("qemu").join(format!("{board}.toml"));
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mf = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok((file, mf))
+}
+
+/// The IOMMU, globals and network card `qemu/<board>.toml` gives a machine.
+pub fn board_extras(board: &str) -> Result<BoardExtras, String> {
+    let (_, mf) = machine_file(board)?;
+    Ok(BoardExtras { iommu: mf.iommu, globals: mf.globals, nic: mf.pci.map(|p| p.nic) })
+}
+
 /// The address a partition reaches the host's forwarded services at (QEMU's user-mode
 /// network is 10.0.2.0/24; this address is free in it).
 pub const GUEST_HOST_ADDR: &str = "10.0.2.100";
@@ -154,9 +202,7 @@ impl Default for Launch {
 impl Machine {
     pub fn launch(art: &Artifacts, opts: &Launch) -> Result<Machine, String> {
         let board = art.system.board;
-        let file = crate::build::root().join("qemu").join(format!("{}.toml", board.name));
-        let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let mf: MachineFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let (file, mf) = machine_file(board.name)?;
         let mode = match opts.entry {
             Entry::El2 => &mf.el2,
             Entry::El3 => &mf.el3,
@@ -180,14 +226,7 @@ impl Machine {
         }
         let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
         if let (Some(pci), true) = (&mf.pci, gives_pcie) {
-            let mut netdev = "user,id=net0,restrict=on".to_string();
-            for (guest, host) in &opts.net.guestfwd {
-                netdev.push_str(&format!(",guestfwd=tcp:{GUEST_HOST_ADDR}:{guest}-tcp:127.0.0.1:{host}"));
-            }
-            for (host, guest) in &opts.net.hostfwd {
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
-            }
-            cmd.arg("-netdev").arg(netdev).arg("-device").arg(&pci.nic);
+            cmd.arg("-netdev").arg(opts.net.netdev()?).arg("-device").arg(&pci.nic);
             if let Some(disk) = &opts.disk {
                 cmd.arg("-drive").arg(format!("if=none,id=disk0,format=raw,file={}", disk.display()));
                 cmd.arg("-device").arg(&pci.disk);
@@ -456,7 +495,7 @@ impl Drop for Machine {
 /// Makes QEMU receive SIGKILL when the process that started it dies, however it dies
 /// (a test killed by a timeout, xtask stopped by Ctrl-C): no emulator is ever left
 /// running on its own.
-fn die_with_parent(cmd: &mut Command) {
+pub(crate) fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the child between fork and exec and only calls
     // prctl(2), which is async-signal-safe and touches no memory of the parent.

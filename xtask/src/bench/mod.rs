@@ -4,10 +4,14 @@
 //!   62.5 MHz generic timer is one instruction, boots a system whose connectivity image
 //!   is padded to 1 MiB (and signed again); the hypervisor logs the ticks each check
 //!   took. The figures are exact and repeatable: instructions, not host time.
+//! * Network: TCP throughput from Linux in connectivity to the host, against the same
+//!   Linux on QEMU alone (`network.rs`).
 //! * The channel's host benchmark (`ipc-channel/benches/throughput.rs`), built by
 //!   `cargo bench` so it runs with optimisations, like the channel in a partition.
 //!   `SEPTUM_BENCH_QUICK=1` in the environment reaches it unchanged and makes the runs
 //!   short.
+
+mod network;
 
 use std::process::Command;
 use std::time::Duration;
@@ -29,10 +33,13 @@ pub enum Bench {
     Linux,
     /// The channel's host throughput benchmark
     Channel,
+    /// TCP from Linux in a partition to the host, against the same Linux on QEMU alone
+    Network,
 }
 
 impl Bench {
-    pub const ALL: [Bench; 4] = [Bench::Verification, Bench::Virtualization, Bench::Linux, Bench::Channel];
+    pub const ALL: [Bench; 5] =
+        [Bench::Verification, Bench::Virtualization, Bench::Linux, Bench::Network, Bench::Channel];
 
     fn run(self) -> Result<(), String> {
         match self {
@@ -40,6 +47,7 @@ impl Bench {
             Bench::Virtualization => virtualization(),
             Bench::Linux => linux_boot(),
             Bench::Channel => channel(),
+            Bench::Network => network::network(),
         }
     }
 }
