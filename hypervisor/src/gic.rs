@@ -192,6 +192,23 @@ pub fn apply(effect: vgicd::Effect, vcpus: &[u64], vcpu_of: impl Fn(u32) -> Opti
     }
 }
 
+/// Takes shared peripheral interrupt `intid` for the hypervisor itself (the SMMU's):
+/// edge-triggered or level-sensitive as `edge` says, at the kick's priority, routed to
+/// the core with affinity `core`, enabled. It reaches EL2 there while that core runs its
+/// guest or sleeps, and is ended by EL2 ([`Irq::Ended`]).
+pub fn own_spi(intid: u32, core: u64, edge: bool) {
+    if v2() {
+        let gicd = distributor_v2();
+        gicd.configure_spi(intid, vgic::KICK_PRIORITY, cpu_mask(core));
+        gicd.set_edge(intid, edge);
+    } else {
+        let gicd = distributor();
+        gicd.configure_spi(intid, vgic::KICK_PRIORITY, core);
+        gicd.set_edge(intid, edge);
+    }
+    enable_spi(intid, true);
+}
+
 /// Group 1, the forwarding priority, routed to the core with affinity `core`; disabled.
 fn configure_spi(intid: u32, core: u64) {
     if v2() {
@@ -316,26 +333,29 @@ pub fn ready_to_sleep() {
 /// [`kick`]), then acknowledges and retires whatever woke it: a waiting core has no
 /// guest to forward to. WFI, not WFE: an emulator runs WFE as a busy loop, and on
 /// hardware WFI is the deeper sleep. Interrupts stay masked at EL2; the caller checks
-/// what it waits for before each call. True if the summary timer was among what woke
-/// it (it is then disarmed; the caller writes the summary).
-pub fn sleep_until_kicked() -> bool {
+/// what it waits for before each call. The summary timer (disarmed here) and the
+/// hypervisor's own SPIs are handed to `also` (after they are ended), which does their
+/// work.
+pub fn sleep_until_kicked(mut also: impl FnMut(Irq)) {
     aarch64_cpu::asm::wfi();
-    let mut summary = false;
     // Bounded: each pass retires one interrupt; what is left wakes the next WFI.
     for _ in 0..LIST_REGISTERS * 4 {
         let (ack, intid) = acknowledge();
-        match vgic::classify(intid) {
+        let work = match vgic::classify(intid) {
             Physical::Spurious => break,
             Physical::HypTimer => {
                 disarm_summary_timer();
-                summary = true;
+                Some(Irq::Summary)
             }
-            _ => {}
-        }
+            Physical::Spi(i) => Some(Irq::Ended(i)),
+            _ => None,
+        };
         end(ack);
         deactivate(ack);
+        if let Some(w) = work {
+            also(w);
+        }
     }
-    summary
 }
 
 /// What a physical IRQ taken from a partition was, beyond what this module did with it.
@@ -350,8 +370,9 @@ pub enum Irq {
     /// No list register was free: the interrupt waits, active, for one (the guest
     /// left them all full).
     Held,
-    /// Not one the hypervisor enabled for this core: ended and dropped.
-    Unexpected(u32),
+    /// Ended by EL2, not forwarded: one of the hypervisor's own SPIs (the SMMU's), or one
+    /// it did not expect.
+    Ended(u32),
 }
 
 /// A physical IRQ taken from a partition: forward it or dispose of it. `owns_spi`: the
@@ -386,7 +407,7 @@ pub fn on_irq(owns_spi: impl Fn(u32) -> bool) -> Irq {
         Physical::Spi(i) | Physical::Unexpected(i) => {
             end(ack);
             deactivate(ack);
-            Irq::Unexpected(i)
+            Irq::Ended(i)
         }
     }
 }

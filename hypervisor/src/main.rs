@@ -33,6 +33,7 @@ mod pflash;
 mod physmem;
 mod safe_state;
 mod slots;
+mod smmu;
 mod speculation;
 mod stage1;
 mod stage2;
@@ -42,7 +43,7 @@ mod vgic_glue;
 
 use entry::PenExit;
 use septum_abi::bundle::{Bundle, BundleError, EntryKind};
-use septum_abi::config::{BoardFacts, Config, Range};
+use septum_abi::config::{BoardFacts, Config, Range, RegionKind};
 use septum_core::board::{self, BootFacts, Conduit, CpuStart};
 use septum_platform::catalog;
 
@@ -162,7 +163,7 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             }
         }
     }
-    let checked = checked_facts(&facts.board, dtb_pa, dtb_len, &bundle, &spin_pages[..n_spin]);
+    let checked = checked_facts(&facts, dtb_pa, dtb_len, &bundle, &spin_pages[..n_spin]);
     let root = match trust::verify_root(&bundle) {
         Ok(r) => r,
         Err(e) => refuse_system(format_args!("root of trust: {e}")),
@@ -183,6 +184,16 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
             p.policy(),
             p.entry_ipa
         );
+        // DMA-002: the description's opt-out, said at every boot.
+        let flag = septum_abi::config::device_flags::DMA_UNPROTECTED;
+        for r in p.regions().iter().filter(|r| r.kind() == Some(RegionKind::Device) && r.param & flag != 0) {
+            log::warn!(
+                "WARNING {}: the device at {} masters the bus with NO IOMMU containing it (dma = \"unprotected\" in \
+                 its description): it can read and write any memory, other partitions' and the hypervisor's included",
+                p.name(),
+                Range::new(r.pa, r.size)
+            );
+        }
     }
 
     // EL2 keeps no partition memory mapped from here on (ISO-010).
@@ -196,6 +207,14 @@ extern "C" fn primary_main(x0: u64, entered_el: u64) -> ! {
         Ok(s) => s,
         Err((i, e)) => stop(format_args!("partition #{i} cannot be set up: {e}")),
     };
+    // DMA-003: before any partition runs, the SMMU contains its devices.
+    if let Err(e) = partition::dma::init(facts.smmu_v3) {
+        let needed = system.partitions().any(|(_, p)| partition::dma::streams_of(p).is_some());
+        if needed {
+            stop(format_args!("the SMMU cannot contain the partitions' devices: {e}"));
+        }
+        log::warn!("SMMU: {e}; no partition has a device behind it");
+    }
 
     // 6. Interrupts, then cores.
     gic::init_distributor();
@@ -311,14 +330,15 @@ fn find_bundle(facts: &BootFacts) -> Result<Bundle<'static>, (u64, BundleError)>
 /// not assignable, overlapping whatever the DTB calls them), and the hypervisor image,
 /// the DTB, the bundle and the spin-table pages as reserved.
 fn checked_facts(
-    board: &BoardFacts,
+    facts: &BootFacts,
     dtb_pa: u64,
     dtb_len: u32,
     bundle: &Bundle<'static>,
     spin_pages: &[Range],
 ) -> BoardFacts {
-    let mut checked = *board;
-    if !this_board().keep_devices(&mut checked) {
+    let mut checked = facts.board;
+    let iommu = this_board().iommu_at(facts.smmu_v3);
+    if !this_board().keep_devices(&mut checked) || !this_board().add_shown_devices(&mut checked, iommu) {
         stop(format_args!("too many devices for the hypervisor's table"));
     }
     let ours = [

@@ -283,12 +283,22 @@ fn on_irq() {
                 part.note(Event::ListRegistersFull, false);
             }
         }
-        Irq::Unexpected(intid) => {
-            let count = UNEXPECTED.fetch_add(1, Ordering::Relaxed) + 1;
-            if count.is_power_of_two() {
-                log::warn!("GIC: unexpected physical INTID {intid} on MPIDR {:#x} ({count} so far)", cpu::mpidr());
-            }
+        Irq::Ended(intid) => {
+            ended_irq(intid);
+            crate::partition::dma::stop_if_faulted();
         }
+    }
+}
+
+/// A physical interrupt EL2 ended without forwarding it: the SMMU's, whose work is
+/// done here, or one nobody expected (reported at powers of two).
+fn ended_irq(intid: u32) {
+    if crate::partition::dma::on_smmu_irq(intid) {
+        return;
+    }
+    let count = UNEXPECTED.fetch_add(1, Ordering::Relaxed) + 1;
+    if count.is_power_of_two() {
+        log::warn!("GIC: unexpected physical INTID {intid} on MPIDR {:#x} ({count} so far)", cpu::mpidr());
     }
 }
 

@@ -1,18 +1,93 @@
 //! The shape of a board description, shared by all boards.
 #![forbid(unsafe_code)]
 
-use septum_abi::config::{BoardDevice, BoardFacts, BoardId, DeviceIrqs, Range};
+use septum_abi::config::{BoardDevice, BoardFacts, BoardId, DeviceDma, DeviceIrqs, Range};
 
 /// A device a system description can give to a partition, by name.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceInfo {
     pub name: &'static str,
+    /// Its first window (a PCIe host bridge's: its configuration space, ECAM).
     pub base: u64,
     pub size: u64,
     /// GIC INTIDs (SPIs are 32 + the DTB's number).
     pub irqs: &'static [u32],
     /// The device tree `compatible` list, most specific first.
     pub compatible: &'static [&'static str],
+    /// Its further windows, given with it (a PCIe host bridge's memory and I/O windows).
+    pub windows: &'static [Range],
+    /// Whether it masters the bus, and what contains it (DMA-001).
+    pub dma: Dma,
+    /// Its first window is a PCIe host bridge's configuration space (ECAM), where the
+    /// hypervisor can turn its functions' bus mastering off (DMA-004).
+    pub pci_ecam: bool,
+}
+
+impl DeviceInfo {
+    /// What a device is unless its entry says otherwise: one window, no bus master.
+    pub const PLAIN: DeviceInfo = DeviceInfo {
+        name: "",
+        base: 0,
+        size: 0,
+        irqs: &[],
+        compatible: &[],
+        windows: &[],
+        dma: Dma::None,
+        pci_ecam: false,
+    };
+
+    /// Its first window and the others.
+    pub fn ranges(&self) -> impl Iterator<Item = Range> + '_ {
+        core::iter::once(Range::new(self.base, self.size)).chain(self.windows.iter().copied())
+    }
+
+    /// What the validator knows of its DMA on a board where the IOMMU is `iommu_present`.
+    pub fn dma_facts(&self, iommu_present: bool) -> DeviceDma {
+        match self.dma {
+            Dma::None => DeviceDma::None,
+            Dma::Iommu { .. } if iommu_present => DeviceDma::Contained,
+            Dma::Iommu { .. } | Dma::Unprotected => DeviceDma::Uncontained,
+        }
+    }
+}
+
+/// What a device can do on the bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dma {
+    /// It does not master the bus.
+    None,
+    /// A bus master whose transactions reach memory through the board's IOMMU
+    /// ([`Board::iommu`]), tagged with the stream IDs `streams` (a PCIe host bridge: its
+    /// functions' requester IDs).
+    Iommu { streams: Streams },
+    /// A bus master with nothing in front of it: it reaches any memory.
+    Unprotected,
+}
+
+/// Stream IDs `first..first + count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streams {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl Streams {
+    pub fn contains(&self, sid: u32) -> bool {
+        sid.checked_sub(self.first).is_some_and(|k| k < self.count)
+    }
+}
+
+/// An Arm SMMUv3 the hypervisor drives (it is also among the kept devices).
+#[derive(Clone, Copy, Debug)]
+pub struct Iommu {
+    pub base: u64,
+    pub size: u64,
+    /// The event queue's and global error's interrupts (wired SPIs, INTIDs).
+    pub event_irq: u32,
+    pub gerror_irq: u32,
+    /// The board DTB's node for it, present only when the machine has it (QEMU virt:
+    /// `iommu=smmuv3`).
+    pub compatible: &'static str,
 }
 
 /// Where the hypervisor's own log goes on this board.
@@ -60,6 +135,8 @@ pub struct Board {
     pub storage: Option<Storage>,
     /// The interrupt controller the hypervisor owns.
     pub gic: Gic,
+    /// The IOMMU in front of the board's bus masters, if it has one (DMA-003).
+    pub iommu: Option<Iommu>,
     /// Root `compatible` strings of the board's DTB that name this board.
     pub dt_compatible: &'static [&'static str],
     /// Quirk `virq-unwired`: QEMU's model of this board (QEMU 10.0.2's `imx8mp-evk`)
@@ -81,7 +158,7 @@ pub struct KeptDevice {
 
 impl KeptDevice {
     pub const fn new(name: &'static str, base: u64, size: u64, why: &'static str) -> Self {
-        Self { device: DeviceInfo { name, base, size, irqs: &[], compatible: &[] }, why }
+        Self { device: DeviceInfo { name, base, size, ..DeviceInfo::PLAIN }, why }
     }
     pub const fn raising(self, irqs: &'static [u32]) -> Self {
         Self { device: DeviceInfo { irqs, ..self.device }, ..self }
@@ -166,14 +243,48 @@ impl Board {
             f.cpus.push(c);
         }
         for d in self.devices {
-            let irqs = DeviceIrqs::of(d.irqs);
-            f.devices.push(BoardDevice { irqs, ..BoardDevice::new(Range::new(d.base, d.size), true) });
+            self.add_device(&mut f, d, self.iommu.is_some());
         }
         self.keep_devices(&mut f);
         for &r in self.reserved.iter().chain(self.firmware_reserved) {
             f.reserved.push(r);
         }
         f
+    }
+
+    /// Adds device `d`'s windows to `facts` as assignable, with its interrupts (on the
+    /// first) and what it can do on the bus where the IOMMU is `iommu_present`. `false`
+    /// if `facts` has no room.
+    pub fn add_device(&self, facts: &mut BoardFacts, d: &DeviceInfo, iommu_present: bool) -> bool {
+        let dma = d.dma_facts(iommu_present);
+        d.ranges().enumerate().all(|(k, range)| {
+            let irqs = if k == 0 { DeviceIrqs::of(d.irqs) } else { DeviceIrqs::NONE };
+            facts.devices.push(BoardDevice { irqs, dma, ..BoardDevice::new(range, true) })
+        })
+    }
+
+    /// At boot, what the board's DTB shows of the catalogue's devices: each device whose
+    /// first window the DTB has (`facts`, read from it) gets all its windows added with
+    /// what it can do on the bus, contained only if the IOMMU is there
+    /// (`iommu_present`: the DTB has the board's SMMU). A PCIe host bridge's memory and
+    /// I/O windows are in its `ranges`, which the DTB reader does not list as devices.
+    /// `false` if `facts` has no room.
+    pub fn add_shown_devices(&self, facts: &mut BoardFacts, iommu_present: bool) -> bool {
+        self.devices.iter().all(|d| {
+            let first = Range::new(d.base, d.size);
+            let shown = facts.devices.iter().any(|x| x.assignable && x.range.overlaps(&first));
+            !shown || self.add_device(facts, d, iommu_present)
+        })
+    }
+
+    /// Whether the DTB's SMMU (at `smmu_base`) is this board's IOMMU.
+    pub fn iommu_at(&self, smmu_base: Option<u64>) -> bool {
+        matches!((self.iommu, smmu_base), (Some(i), Some(b)) if i.base == b)
+    }
+
+    /// The catalogue device one of whose windows contains `range`.
+    pub fn device_at(&self, range: &Range) -> Option<&'static DeviceInfo> {
+        self.devices.iter().find(|d| d.ranges().any(|w| w.contains(range)))
     }
 
     /// Adds the kept devices to `facts` (read from a DTB at boot, or the catalogue's) as
@@ -251,18 +362,27 @@ mod tests {
         }
     }
 
-    /// CFG-004: QEMU virt's flash banks, fw-cfg, virtio-mmio, SMMU, ITS and PCIe windows
-    /// are kept on both GIC versions, and the build-time facts say so.
+    /// CFG-004, DMA-001: QEMU virt's flash banks, fw-cfg, virtio-mmio, SMMU, ITS and the
+    /// PCIe windows no partition can use are kept on both GIC versions, and the
+    /// build-time facts say so; the PCIe host bridge is an assignable bus master behind
+    /// the SMMU.
     #[test]
     fn qemu_virt_keeps_its_bus_masters_and_firmware_interfaces() {
         for board in [&crate::qemu_virt::BOARD, &crate::qemu_virt::BOARD_GICV2] {
             let facts = board.facts();
-            for at in [0x0, 0x0400_0000, 0x0902_0000, 0x0905_0000, 0x0A00_0000, 0x0A00_3E00, 0x1000_0000, 0x3F00_0000] {
+            for at in [0x0, 0x0400_0000, 0x0902_0000, 0x0905_0000, 0x0A00_0000, 0x0A00_3E00, 0x3F00_0000] {
                 let page = Range::new(at & !0xFFF, 0x1000);
                 assert!(board.kept_at(&page).is_some(), "{}: {at:#x}", board.name);
                 assert!(facts.devices.iter().any(|d| !d.assignable && d.range.overlaps(&page)), "{at:#x}");
             }
-            assert!(board.kept_at(&Range::new(0x40_1000_0000, 0x1000)).is_some(), "high ECAM");
+            assert!(board.kept_at(&Range::new(0x80_0000_0000, 0x1000)).is_some(), "64-bit PCIe window");
+            for at in [0x40_1000_0000, 0x1000_0000, 0x3EFF_0000] {
+                let page = Range::new(at, 0x1000);
+                assert!(board.kept_at(&page).is_none(), "{at:#x}");
+                let dev = facts.devices.iter().find(|d| d.range.contains(&page)).expect("a PCIe window");
+                assert!(dev.assignable && dev.dma == DeviceDma::Contained, "{at:#x}");
+            }
+            assert!(board.iommu.is_some());
         }
         assert!(crate::qemu_virt::BOARD.kept_at(&Range::new(0x0808_0000, 0x1000)).is_some(), "the ITS");
         assert!(crate::qemu_virt::BOARD_GICV2.kept_at(&Range::new(0x0802_0000, 0x1000)).is_some(), "the v2m frame");

@@ -200,6 +200,15 @@ impl Distributor {
         self.regs.itargetsr[n].set(cpu_mask);
     }
 
+    /// Makes shared peripheral interrupt `intid` edge-triggered (`true`) or level-
+    /// sensitive; it must be disabled.
+    pub fn set_edge(&self, intid: u32, edge: bool) {
+        let Some(n) = spi(intid) else { return };
+        let (word, bit) = (n / 16, 2u32 << (2 * (n % 16)));
+        let c = &self.regs.icfgr[word];
+        c.set(if edge { c.get() | bit } else { c.get() & !bit });
+    }
+
     /// Enables or disables shared peripheral interrupt `intid`.
     pub fn enable_spi(&self, intid: u32, on: bool) {
         let Some(n) = spi(intid) else { return };

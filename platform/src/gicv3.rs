@@ -49,6 +49,8 @@ register_structs! {
         (0x0380 => pub icactiver: [ReadWrite<u32>; 32]),
         (0x0400 => pub ipriorityr: [ReadWrite<u32>; 255]),
         (0x07FC => _reserved2),
+        (0x0C00 => pub icfgr: [ReadWrite<u32>; 64]),
+        (0x0D00 => _reserved3),
         (0x6000 => pub irouter: [ReadWrite<u64>; 1020]),
         (0x7FE0 => @END),
     }
@@ -127,6 +129,16 @@ impl Distributor {
         p.set((p.get() & !(0xFF << shift)) | (u32::from(priority) << shift));
         // Aff3 in bits 39..32, Aff2..Aff0 in 23..0; routing mode 0: this core only.
         self.regs.irouter[n].set((mpidr & 0xFF_00FF_FFFF) & !(1 << 31));
+        self.wait_for_writes();
+    }
+
+    /// Makes shared peripheral interrupt `intid` edge-triggered (`true`) or level-
+    /// sensitive; it must be disabled.
+    pub fn set_edge(&self, intid: u32, edge: bool) {
+        let Some(n) = spi(intid) else { return };
+        let (word, bit) = (n / 16, 2u32 << (2 * (n % 16)));
+        let c = &self.regs.icfgr[word];
+        c.set(if edge { c.get() | bit } else { c.get() & !bit });
         self.wait_for_writes();
     }
 

@@ -5,7 +5,7 @@
 //! starts the others with PSCI `CPU_ON` over SMC.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice};
+use crate::catalog::{Board, DeviceInfo, Dma, Gic, GicVersion, HypervisorConsole, KeptDevice};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -34,6 +34,7 @@ pub static BOARD: Board = Board {
             size: 0x1_0000,
             irqs: &[32 + 26],
             compatible: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
+            ..DeviceInfo::PLAIN
         },
         DeviceInfo {
             name: "uart2",
@@ -41,6 +42,55 @@ pub static BOARD: Board = Board {
             size: 0x1_0000,
             irqs: &[32 + 27],
             compatible: &["fsl,imx8mp-uart", "fsl,imx6q-uart"],
+            ..DeviceInfo::PLAIN
+        },
+        // Bus masters: no SMMU is in front of the application cores' masters, so each is
+        // given only with the description's `dma = "unprotected"` (DMA-002;
+        // docs/boards.md).
+        DeviceInfo {
+            name: "fec",
+            base: 0x30BE_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 118, 32 + 119, 32 + 120, 32 + 121],
+            compatible: &["fsl,imx8mp-fec", "fsl,imx8mq-fec", "fsl,imx6sx-fec"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "eqos",
+            base: 0x30BF_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 135, 32 + 134],
+            compatible: &["nxp,imx8mp-dwmac-eqos", "snps,dwmac-5.10a"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "usdhc2",
+            base: 0x30B5_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 23],
+            compatible: &["fsl,imx8mm-usdhc", "fsl,imx7d-usdhc"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "usdhc3",
+            base: 0x30B6_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 24],
+            compatible: &["fsl,imx8mm-usdhc", "fsl,imx7d-usdhc"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "usb1",
+            base: 0x3810_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 40],
+            compatible: &["snps,dwc3"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
         },
     ],
     hypervisor_devices: &[Range::new(GICD, 0x1_0000), Range::new(GICR, 0x8_0000)],
@@ -52,11 +102,6 @@ pub static BOARD: Board = Board {
         KeptDevice::new("sdma1", 0x30BD_0000, 0x1_0000, "the SDMA engine: it copies between any addresses"),
         KeptDevice::new("caam", 0x3090_0000, 0x4_0000, "the crypto engine (CAAM, job rings): a bus master"),
         KeptDevice::new("usdhc1", 0x30B4_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
-        KeptDevice::new("usdhc2", 0x30B5_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
-        KeptDevice::new("usdhc3", 0x30B6_0000, 0x1_0000, "an SD/eMMC host controller (ADMA): a bus master"),
-        KeptDevice::new("fec", 0x30BE_0000, 0x1_0000, "an Ethernet controller (FEC): a bus master"),
-        KeptDevice::new("eqos", 0x30BF_0000, 0x1_0000, "an Ethernet controller (EQOS): a bus master"),
-        KeptDevice::new("usb1", 0x3810_0000, 0x1_0000, "a USB controller (DWC3): a bus master"),
         KeptDevice::new("usb2", 0x3820_0000, 0x1_0000, "a USB controller (DWC3): a bus master"),
         KeptDevice::new("pcie", 0x3380_0000, 0x40_0000, "the PCIe controller: its devices are bus masters"),
         KeptDevice::new("pcie-window", 0x1800_0000, 0x800_0000, "the PCIe memory, I/O and configuration windows"),
@@ -80,6 +125,7 @@ pub static BOARD: Board = Board {
         hyp_interface: 0,
         vcpu_interface: 0,
     },
+    iommu: None,
     dt_compatible: &["fsl,imx8mp-evk", "fsl,imx8mp"],
     qemu_virq_unwired: true,
 };

@@ -4,7 +4,7 @@
 //! hypervisor uses the same constants and checks them against the board's DTB at boot.
 //!
 //! The hardware-facing `unsafe` of this crate is in the UART drivers [`pl011`],
-//! [`imx_uart`] and [`bcm2835_aux`], in [`gicv2`] and [`gicv3`] (MMIO all), and in
+//! [`imx_uart`] and [`bcm2835_aux`], in [`gicv2`], [`gicv3`] and [`smmuv3`] (MMIO all), and in
 //! [`semihosting`] (the `HLT #0xF000` debug call); nothing else here touches hardware.
 #![no_std]
 
@@ -19,6 +19,7 @@ pub mod qemu_virt;
 pub mod rpi4;
 #[cfg(target_arch = "aarch64")]
 pub mod semihosting;
+pub mod smmuv3;
 pub mod uart;
 
 pub use catalog::{Board, DeviceInfo, Gic, HypervisorConsole};

@@ -2,7 +2,7 @@
 //! Addresses from QEMU 10's `hw/arm/virt.c` memory map, checked against its DTB.
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice, Storage};
+use crate::catalog::{Board, DeviceInfo, Dma, Gic, GicVersion, HypervisorConsole, Iommu, KeptDevice, Storage, Streams};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -24,13 +24,24 @@ pub const GICR: u64 = 0x080A_0000;
 pub const FLASH1: u64 = 0x0400_0000;
 pub const FLASH1_SIZE: u64 = 64 * MIB;
 
+/// The SMMUv3 QEMU adds with `-M virt,iommu=smmuv3` (xtask always does), in front of
+/// the PCIe host bridge: `VIRT_SMMU` and its four SPIs (event queue, PRI queue, CMD_SYNC,
+/// global error).
+pub const SMMU: u64 = 0x0905_0000;
+pub const SMMU_SIZE: u64 = 0x2_0000;
+/// The PCIe host bridge (`pci-host-ecam-generic`): its configuration space (the high
+/// ECAM, 256 buses), 32-bit memory window and I/O window, and its INTx lines (SPIs 3..6).
+pub const PCIE_ECAM: u64 = 0x40_1000_0000;
+pub const PCIE_MMIO: u64 = 0x1000_0000;
+pub const PCIE_MMIO_SIZE: u64 = 0x2EFF_0000;
+pub const PCIE_IO: u64 = 0x3EFF_0000;
+
 /// Devices no partition may have, whatever the GIC version (QEMU 10's `hw/arm/virt.c`
 /// memory map; checked against its DTBs, `hypervisor/core/tests/qemu-virt*.dtb`).
-/// Until PCIe sits behind an SMMU, its devices are bus masters that reach any RAM; its
-/// memory and I/O windows and ECAM are below 4 GiB, ECAM and the 64-bit window above
-/// (highmem, placed after 1 GiB of RAM).
-const KEPT_WHATEVER_THE_GIC: [KeptDevice; 9] = {
-    const PCIE: &str = "a window of the PCIe host bridge, whose devices are bus masters with no IOMMU in front";
+/// The PCIe host bridge is an assignable device behind the SMMU (`devices`); its 64-bit
+/// memory window lies above the 39-bit guest-physical space Septum gives partitions,
+/// and the low ECAM is unused while the high one is (QEMU's `highmem`).
+const KEPT_WHATEVER_THE_GIC: [KeptDevice; 8] = {
     [
         KeptDevice::new("flash1", FLASH1, FLASH1_SIZE, "its flash bank (anti-rollback counters, audit log)"),
         KeptDevice::new(
@@ -47,8 +58,8 @@ const KEPT_WHATEVER_THE_GIC: [KeptDevice; 9] = {
         ),
         KeptDevice::new(
             "smmu",
-            0x0905_0000,
-            0x2_0000,
+            SMMU,
+            SMMU_SIZE,
             "the SMMUv3 (`iommu=smmuv3`): whoever programs it decides what every bus master reaches",
         )
         .raising(&[32 + 74, 32 + 75, 32 + 76, 32 + 77]),
@@ -69,9 +80,18 @@ const KEPT_WHATEVER_THE_GIC: [KeptDevice; 9] = {
             0x0200_0000,
             "QEMU's dynamic platform bus: what `-device` adds there may be a bus master",
         ),
-        KeptDevice::new("pcie", 0x1000_0000, 0x3000_0000, PCIE),
-        KeptDevice::new("pcie-ecam-high", 0x40_1000_0000, 0x1000_0000, PCIE),
-        KeptDevice::new("pcie-mmio-high", 0x80_0000_0000, 0x80_0000_0000, PCIE),
+        KeptDevice::new(
+            "pcie-ecam-low",
+            0x3F00_0000,
+            0x100_0000,
+            "the PCIe host bridge's low configuration window, which QEMU leaves unused with highmem",
+        ),
+        KeptDevice::new(
+            "pcie-mmio-high",
+            0x80_0000_0000,
+            0x80_0000_0000,
+            "the PCIe host bridge's 64-bit memory window, beyond the 39-bit guest-physical space",
+        ),
     ]
 };
 
@@ -87,7 +107,7 @@ const fn kept<const G: usize, const N: usize>(gic: [KeptDevice; G]) -> [KeptDevi
     out
 }
 
-const KEPT_GICV3: [KeptDevice; 12] = kept([
+const KEPT_GICV3: [KeptDevice; 11] = kept([
     KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv3 distributor, which it drives"),
     KeptDevice::new("gic-its", 0x0808_0000, 0x2_0000, "the GICv3 ITS: device writes to it raise any LPI"),
     KeptDevice::new("gicr", GICR, 0xF6_0000, "the GICv3 redistributors, which it drives"),
@@ -105,6 +125,7 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[33],
             compatible: &["arm,pl011", "arm,primecell"],
+            ..DeviceInfo::PLAIN
         },
         DeviceInfo {
             name: "uart1",
@@ -112,6 +133,7 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[40],
             compatible: &["arm,pl011", "arm,primecell"],
+            ..DeviceInfo::PLAIN
         },
         DeviceInfo {
             name: "rtc",
@@ -119,6 +141,18 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[34],
             compatible: &["arm,pl031", "arm,primecell"],
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "pcie",
+            base: PCIE_ECAM,
+            size: 0x1000_0000,
+            irqs: &[32 + 3, 32 + 4, 32 + 5, 32 + 6],
+            compatible: &["pci-host-ecam-generic"],
+            windows: &[Range::new(PCIE_MMIO, PCIE_MMIO_SIZE), Range::new(PCIE_IO, 0x1_0000)],
+            // Bus 0's requester IDs (the SMMU's stream table covers one bus).
+            dma: Dma::Iommu { streams: Streams { first: 0, count: 256 } },
+            pci_ecam: true,
         },
         DeviceInfo {
             name: "gpio",
@@ -126,10 +160,12 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[39],
             compatible: &["arm,pl061", "arm,primecell"],
+            ..DeviceInfo::PLAIN
         },
     ],
-    // GICv3 distributor, ITS and redistributors; the hypervisor's flash bank.
+    // GICv3 distributor, ITS and redistributors; the hypervisor's flash bank; the SMMU.
     hypervisor_devices: &[
+        Range::new(SMMU, SMMU_SIZE),
         Range::new(FLASH1, FLASH1_SIZE),
         Range::new(GICD, 0x10000),
         Range::new(0x0808_0000, 0x20000),
@@ -153,6 +189,13 @@ pub static BOARD: Board = Board {
         hyp_interface: 0,
         vcpu_interface: 0,
     },
+    iommu: Some(Iommu {
+        base: SMMU,
+        size: SMMU_SIZE,
+        event_irq: 32 + 74,
+        gerror_irq: 32 + 77,
+        compatible: "arm,smmu-v3",
+    }),
     dt_compatible: &["linux,dummy-virt"],
     qemu_virq_unwired: false,
 };
@@ -162,7 +205,7 @@ pub const GICC: u64 = 0x0801_0000;
 pub const GICH: u64 = 0x0803_0000;
 pub const GICV: u64 = 0x0804_0000;
 
-const KEPT_GICV2: [KeptDevice; 14] = kept([
+const KEPT_GICV2: [KeptDevice; 13] = kept([
     KeptDevice::new("gicd", GICD, 0x1_0000, "the GICv2 distributor, which it drives"),
     KeptDevice::new("gicc", GICC, 0x1_0000, "the GICv2 CPU interface, which it drives"),
     KeptDevice::new("gic-v2m", 0x0802_0000, 0x1000, "the GICv2m MSI frame: writes to it raise SPIs"),
@@ -181,6 +224,7 @@ pub static BOARD_GICV2: Board = Board {
     id: BoardId::QemuVirtGicV2,
     name: "qemu-virt-gicv2",
     hypervisor_devices: &[
+        Range::new(SMMU, SMMU_SIZE),
         Range::new(FLASH1, FLASH1_SIZE),
         Range::new(GICD, 0x10000),
         Range::new(GICC, 0x10000),

@@ -7,7 +7,7 @@
 //! release words the DTB names (`cpu-release-addr`).
 #![forbid(unsafe_code)]
 
-use crate::catalog::{Board, DeviceInfo, Gic, GicVersion, HypervisorConsole, KeptDevice};
+use crate::catalog::{Board, DeviceInfo, Dma, Gic, GicVersion, HypervisorConsole, KeptDevice};
 use septum_abi::config::{BoardId, Range};
 
 const MIB: u64 = 1 << 20;
@@ -46,6 +46,7 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[32 + 121],
             compatible: &["arm,pl011", "arm,primecell"],
+            ..DeviceInfo::PLAIN
         },
         DeviceInfo {
             name: "miniuart",
@@ -53,11 +54,52 @@ pub static BOARD: Board = Board {
             size: 0x1000,
             irqs: &[32 + 93],
             compatible: &["brcm,bcm2835-aux-uart"],
+            ..DeviceInfo::PLAIN
+        },
+        // Bus masters: the BCM2711 has no IOMMU, so each is given only with the
+        // description's `dma = "unprotected"` (DMA-002; docs/boards.md).
+        DeviceInfo {
+            name: "genet",
+            base: 0xFD58_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 157, 32 + 158],
+            compatible: &["brcm,bcm2711-genet-v5"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "emmc2",
+            base: 0xFE34_0000,
+            size: 0x1000,
+            irqs: &[32 + 126],
+            compatible: &["brcm,bcm2711-emmc2"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "usb-otg",
+            base: 0xFE98_0000,
+            size: 0x1_0000,
+            irqs: &[32 + 73],
+            compatible: &["brcm,bcm2835-usb"],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
+        },
+        DeviceInfo {
+            name: "pcie",
+            base: 0xFD50_0000,
+            size: 0xA000,
+            irqs: &[32 + 147, 32 + 148],
+            compatible: &["brcm,bcm2711-pcie"],
+            windows: &[Range::new(0x6_0000_0000, 0x4000_0000)],
+            dma: Dma::Unprotected,
+            ..DeviceInfo::PLAIN
         },
     ],
     hypervisor_devices: &[Range::new(GIC_BASE, 0x8000)],
-    // Bus masters (there is no IOMMU) and the firmware's mailbox, at the ARM's addresses
-    // of Debian's DTB nodes (`/soc`, `/scb`, `/emmc2bus`, `/v3dbus`). The display
+    // Bus masters no partition is meant to drive (there is no IOMMU) and the firmware's
+    // mailbox, at the ARM's addresses of Debian's DTB nodes (`/soc`, `/v3dbus`); the bus
+    // masters a partition may be given with the opt-out are `devices`. The display
     // pipeline (HVS, pixel valves) also reads RAM; it is in no system and not listed.
     kept_devices: &[
         KeptDevice::new(
@@ -78,23 +120,13 @@ pub static BOARD: Board = Board {
             0x1000,
             "the VideoCore firmware's mailboxes: the firmware reads and writes the RAM a request names",
         ),
-        KeptDevice::new("emmc2", 0xFE34_0000, 0x1000, "the SD card's host controller (SDHCI with ADMA): a bus master"),
         KeptDevice::new(
             "sdhci",
             0xFE30_0000,
             0x1000,
             "the Wi-Fi's SDIO host controller (SDHCI with ADMA): a bus master",
         ),
-        KeptDevice::new("usb-otg", 0xFE98_0000, 0x1_0000, "the USB-C port's DWC2 OTG controller: a bus master"),
         KeptDevice::new("v3d", 0xFEC0_0000, 0x8000, "the V3D GPU: a bus master"),
-        KeptDevice::new(
-            "pcie",
-            0xFD50_0000,
-            0xA000,
-            "the PCIe root complex (USB 3 behind it): its devices are bus masters",
-        ),
-        KeptDevice::new("pcie-window", 0x6_0000_0000, 0x4000_0000, "the PCIe outbound memory window"),
-        KeptDevice::new("genet", 0xFD58_0000, 0x1_0000, "the Ethernet controller (GENET): a bus master"),
     ],
     reserved: &[Range::new(0, 64 * MIB), Range::new(STAGING_BASE, 128 * MIB)],
     // Debian's DTB: `/memreserve/` 0..0x1000 (the ARM stub and spin table), inside
@@ -116,6 +148,7 @@ pub static BOARD: Board = Board {
         hyp_interface: GICH,
         vcpu_interface: GICV,
     },
+    iommu: None,
     dt_compatible: &["raspberrypi,4-model-b", "brcm,bcm2711"],
     qemu_virq_unwired: false,
 };

@@ -120,3 +120,26 @@ pub fn period_ticks(lines: &[Line]) -> u64 {
         })
         .expect("the critical monitor's boot line names its heartbeat period and timer rate")
 }
+
+/// Types `command` into the shell on console `console` followed by `echo <tag>-$((1))`,
+/// and waits for the line `<tag>-1` (the typed line shows `$((1))`, so only the shell's
+/// output matches). Returns the console lines the command printed.
+pub fn shell(
+    m: &mut xtask::qemu::Machine,
+    console: &str,
+    command: &str,
+    tag: &str,
+    timeout: std::time::Duration,
+) -> Vec<String> {
+    let before = m.console(console).len();
+    m.send(console, &format!("{command}; echo {tag}-$((1))\n")).expect("typing");
+    let done = format!("{tag}-1");
+    m.wait_for(&format!("`{command}` to finish"), timeout, |l| {
+        l.iter().filter(|x| x.console == console).skip(before).any(|x| x.text.trim_end() == done)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.console(console);
+    let out: Vec<String> = lines[before..].to_vec();
+    let end = out.iter().position(|x| x.trim_end() == done).unwrap_or(out.len());
+    out[..end].to_vec()
+}

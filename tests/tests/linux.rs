@@ -34,21 +34,8 @@ fn userspace(cpus: usize) -> String {
     format!("{USERSPACE}{cpus} cpus online")
 }
 
-/// Types `command` into Linux's shell followed by `echo <tag>-$((1))`, and waits for the
-/// line `<tag>-1` (the typed line shows `$((1))`, so only the shell's output matches).
-/// Returns the console lines the command printed.
 fn shell(m: &mut Machine, command: &str, tag: &str, timeout: Duration) -> Vec<String> {
-    let before = m.console(LINUX).len();
-    m.send(LINUX, &format!("{command}; echo {tag}-$((1))\n")).expect("typing");
-    let done = format!("{tag}-1");
-    m.wait_for(&format!("`{command}` to finish"), timeout, |l| {
-        l.iter().filter(|x| x.console == LINUX).skip(before).any(|x| x.text.trim_end() == done)
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    let lines = m.console(LINUX);
-    let out: Vec<String> = lines[before..].to_vec();
-    let end = out.iter().position(|x| x.trim_end() == done).unwrap_or(out.len());
-    out[..end].to_vec()
+    septum_system_tests::shell(m, LINUX, command, tag, timeout)
 }
 
 /// The critical monitor's beats between the first line containing `from` and the

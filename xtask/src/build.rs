@@ -170,6 +170,17 @@ pub fn system(name: &str) -> Result<Artifacts, String> {
 pub fn system_with(name: &str, opts: &Options) -> Result<Artifacts, String> {
     let path = system_path(name);
     let mut sys = system::load(&path).map_err(join_errors)?;
+    // DMA-002: the description's opt-out, said at every build (and at every boot).
+    for p in &sys.partitions {
+        for dev in &p.unprotected {
+            eprintln!(
+                "xtask: WARNING {}: {}: device {dev} masters the bus with NO IOMMU containing it \
+                 (dma = \"unprotected\"): it can read and write any memory, other partitions' included",
+                path.display(),
+                p.name
+            );
+        }
+    }
     let keys = signing_keys(&sys, opts)?;
     compile(sys.board, &keys, opts.production)?;
     pack(&mut sys, &keys)
@@ -283,6 +294,9 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
     }
     let image_bytes: Vec<&[u8]> = images.iter().map(|i| i.bytes.as_slice()).collect();
     let dtb_bytes: Vec<&[u8]> = dtbs.iter().map(Vec::as_slice).collect();
+    let hashed: u64 = image_bytes.iter().chain(&dtb_bytes).map(|b| b.len() as u64).sum();
+    let what = format!("{} images and {} device trees", image_bytes.len(), dtb_bytes.len());
+    let step = crate::progress::Step::spinner(&format!("hashing and signing {}'s {what}", sys.name));
     let signed = trust::sign_system(keys, sys, &image_bytes, &dtb_bytes, &config)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -314,6 +328,8 @@ pub fn pack(sys: &mut System, keys: &Keys) -> Result<Artifacts, String> {
     // What the hypervisor will check at boot, checked now: a key directory whose roles
     // do not fit the system fails here, with a reason, rather than at boot.
     trust::verify_bundle(&bytes, &keys.anchor(), false).map_err(|e| format!("{}: signed bundle: {e}", sys.name))?;
+    let took = step.elapsed();
+    step.finish(&format!("signed and checked {}'s {what}: {}", sys.name, crate::progress::amount(hashed, took)));
     let bundle = dir.join("bundle.bin");
     write("bundle.bin", &bytes)?;
 

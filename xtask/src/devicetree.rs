@@ -113,6 +113,8 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
             fdt.property_array_u64("reg", &[gic.distributor, dist, gic.cpu_interface, cpu])?;
         }
     }
+    // The interrupt parent of a PCIe host bridge's `interrupt-map`: no unit address.
+    fdt.property_u32("#address-cells", 0)?;
     fdt.property_phandle(GIC_PHANDLE)?;
     fdt.end_node(intc)?;
 
@@ -147,7 +149,10 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         fdt.end_node(clk)?;
     }
 
-    for d in &p.devices {
+    for d in p.devices.iter().filter(|d| d.pci_ecam) {
+        pci_host(&mut fdt, p, d)?;
+    }
+    for d in p.devices.iter().filter(|d| !d.pci_ecam) {
         let node = fdt.begin_node(&node_name(d))?;
         fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
         let (base, size) = reg(d);
@@ -179,6 +184,52 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
     }
     fdt.end_node(root)?;
     fdt.finish()
+}
+
+/// A PCIe host bridge (`pci-host-ecam-generic`), as a native QEMU virt DTB describes
+/// it, without MSI (the partition is offered no ITS: its devices use INTx): its ECAM
+/// window, its I/O and 32-bit memory windows (the catalogue's further windows, I/O
+/// first when it has one at the catalogue's I/O place), and the INTx swizzle onto the
+/// SPIs the partition owns. Its devices' DMA goes through the SMMU with the
+/// partition's stage 2, so guest-physical addresses are what they use: no
+/// `iommu-map` (the SMMU is the hypervisor's).
+fn pci_host(fdt: &mut FdtWriter, p: &Partition, d: &DeviceInfo) -> Result<(), Error> {
+    const PCI_IO: u32 = 0x0100_0000;
+    const PCI_MEM32: u32 = 0x0200_0000;
+    let node = fdt.begin_node(&format!("pcie@{:x}", d.base))?;
+    fdt.property_string_list("compatible", d.compatible.iter().map(|s| s.to_string()).collect())?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_array_u64("reg", &[d.base, d.size])?;
+    // 1 MiB of ECAM per bus.
+    let buses = (d.size >> 20).clamp(1, 256) as u32;
+    fdt.property_array_u32("bus-range", &[0, buses - 1])?;
+    fdt.property_u32("linux,pci-domain", 0)?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_null("dma-coherent")?;
+    let mut ranges = Vec::new();
+    for w in d.windows {
+        // A window below 64 KiB of PCI I/O space is the I/O window (QEMU's is 64 KiB).
+        let (space, pci_addr) = if w.size <= 0x1_0000 { (PCI_IO, 0) } else { (PCI_MEM32, w.base) };
+        let hi = |v: u64| (v >> 32) as u32;
+        ranges.extend([space, hi(pci_addr), pci_addr as u32, hi(w.base), w.base as u32, hi(w.size), w.size as u32]);
+    }
+    fdt.property_array_u32("ranges", &ranges)?;
+    // INTA..INTD of slot s reach the host bridge's lines (s + pin - 1) mod 4.
+    let lines: Vec<u32> = d.irqs.iter().copied().filter(|i| p.desc.irqs().contains(i)).collect();
+    if lines.len() == d.irqs.len() && !lines.is_empty() {
+        fdt.property_u32("#interrupt-cells", 1)?;
+        fdt.property_array_u32("interrupt-map-mask", &[0x1800, 0, 0, 7])?;
+        let mut map = Vec::new();
+        for slot in 0..4u32 {
+            for pin in 1..=4u32 {
+                let line = lines[((slot + pin - 1) % lines.len() as u32) as usize];
+                map.extend([slot << 11, 0, 0, pin, GIC_PHANDLE, SPI, line - 32, LEVEL_HIGH]);
+            }
+        }
+        fdt.property_array_u32("interrupt-map", &map)?;
+    }
+    fdt.end_node(node)
 }
 
 /// The kind of UART `d` is, if one the partition runtime drives.

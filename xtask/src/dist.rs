@@ -72,27 +72,40 @@ pub const NON_FREE_FIRMWARE_LIST: &str = "/etc/apt/sources.list.d/septum-non-fre
 const DEBIAN_URI: &str = "http://deb.debian.org/debian";
 const DEBIAN_SUITE: &str = "bookworm";
 
-const USAGE: &str = "cargo xtask dist --system NAME [--out DIR] [--keys DIR] [--production]";
+/// Build a system for a real board (rpi4, imx8mp-evk) and write the folder to copy to
+/// its boot partition
+///
+/// The system is built as `cargo xtask build` builds it, with the same signing options;
+/// the board's device tree and firmware come from Debian's packages. See docs/boards.md.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Dist {
+    /// The system to package: a name in systems/ or a path to a .toml
+    #[arg(long, value_name = "NAME", value_parser = crate::args::system)]
+    pub system: String,
+    /// Where to write the folder [default: target/dist/NAME/]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub signing: crate::args::Signing,
+}
 
-/// `dist --system NAME [--out DIR] [--keys DIR] [--production]`.
-pub fn run(args: &[String]) -> Result<(), String> {
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let system = flag("--system").ok_or_else(|| format!("give the system to package: {USAGE}"))?;
-    let opts =
-        build::Options { keys: flag("--keys").map(Into::into), production: args.iter().any(|a| a == "--production") };
-    let folder = dist(&system, flag("--out").map(PathBuf::from), &opts)?;
-    println!("{}: boot folder for {} in {}", system, folder.board, folder.dir.display());
-    for f in &folder.files {
-        println!("  {f}");
+impl Dist {
+    pub fn run(&self) -> Result<(), String> {
+        let system = &self.system;
+        let folder = dist(system, self.out.clone(), &self.signing.options())?;
+        println!("{}: boot folder for {} in {}", system, folder.board, folder.dir.display());
+        for f in &folder.files {
+            println!("  {f}");
+        }
+        for n in &folder.notes {
+            println!("note: {n}");
+        }
+        if folder.development_keys {
+            println!("note: the bundle is signed with DEVELOPMENT keys (published seeds): for development only");
+        }
+        println!("see {} in that folder, and docs/boards.md", README_FILE);
+        Ok(())
     }
-    for n in &folder.notes {
-        println!("note: {n}");
-    }
-    if folder.development_keys {
-        println!("note: the bundle is signed with DEVELOPMENT keys (published seeds): for development only");
-    }
-    println!("see {} in that folder, and docs/boards.md", README_FILE);
-    Ok(())
 }
 
 /// Builds `system` (as `build::system_with` does) and writes its boot folder to `out`
@@ -1047,7 +1060,8 @@ mod tests {
 
     #[test]
     fn the_command_line_needs_a_system_and_a_known_board() {
-        assert!(run(&[]).unwrap_err().contains("--system"));
+        let missing = crate::args::parse_words::<Dist>("dist", &[]).unwrap_err();
+        assert!(missing.contains("--system <NAME>"), "{missing}");
         let e = supported("qemu-virt").unwrap_err();
         assert!(e.contains("rpi4") && e.contains("imx8mp-evk") && e.contains("cargo xtask run"), "{e}");
         assert_eq!(dtb_file_name(RPI4), Some("bcm2711-rpi-4-b.dtb"));

@@ -29,11 +29,73 @@ mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 echo "septum-linux: userspace up, $(nproc) cpus online"
+# The drivers of the PCIe devices the partition may be given (virtio over PCI, its
+# network card and disk) and the data disk's filesystem, dependencies first.
+if [ -f /lib/modules/order ]; then
+    for m in $(cat /lib/modules/order); do
+        insmod /lib/modules/$m.ko || echo "septum-linux: module $m NOT loaded"
+    done
+fi
+if [ -e /sys/class/net/eth0 ]; then
+    ip link set lo up
+    ip link set eth0 up
+    if udhcpc -i eth0 -q -n -t 10 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1; then
+        echo "septum-linux: network eth0 up, $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+    else
+        echo "septum-linux: network eth0: no DHCP lease"
+    fi
+fi
+# The data disk (the first virtio disk): ext4, created by xtask, kept across restarts.
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
+if [ -b /dev/vda ]; then
+    mkdir -p /data
+    if mount -t ext4 /dev/vda /data; then
+        echo "septum-linux: data disk /dev/vda on /data, $(df -k /data | awk 'NR==2 {print $4}') KiB free"
+    else
+        echo "septum-linux: data disk /dev/vda NOT mounted"
+    fi
+fi
 if [ -x /bin/septum-agent ]; then
     /bin/septum-agent >/dev/console 2>&1 &
 fi
 exec /bin/busybox init
 "#;
+
+/// What busybox `udhcpc` runs with a lease: the address, the default route, the name
+/// servers (QEMU's user-mode network serves DHCP itself, inside the emulator).
+const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
+case "$1" in
+    deconfig)
+        ifconfig "$interface" 0.0.0.0 up
+        ;;
+    bound|renew)
+        ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up
+        for r in $router; do route add default gw "$r" dev "$interface"; break; done
+        : > /etc/resolv.conf
+        for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+        ;;
+esac
+exit 0
+"#;
+
+/// The kernel modules the initramfs carries, in the order `/init` loads them
+/// (dependencies first): virtio over PCI, the network card (with its failover
+/// helpers), the disk, and ext4 for the data disk (with the CRC-32C its journal needs).
+/// Every module's `depends=` must come earlier in the list; the fetch checks that.
+pub const MODULES: &[&str] = &[
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+    "virtio_blk",
+    "crc16",
+    "crc32c_generic",
+    "mbcache",
+    "jbd2",
+    "ext4",
+];
 
 /// Busybox init's table: a login shell on the console, restarted when it exits.
 const INITTAB: &str = "::respawn:/bin/cttyhack /bin/sh -l\n::shutdown:/bin/sync\n";
@@ -50,6 +112,8 @@ pub struct Kernel {
     pub package: String,
     /// That package's Debian version, e.g. `6.1.192-2`.
     pub version: String,
+    /// Its [`MODULES`], as `<name>.ko` files.
+    pub modules: PathBuf,
 }
 
 /// Where the Linux pieces are cached: `target/linux/` in the workspace.
@@ -66,18 +130,79 @@ pub fn dir() -> PathBuf {
 pub fn debian_kernel() -> Result<Kernel, String> {
     let dir = dir();
     let image = dir.join("Image");
+    let modules = dir.join("modules");
     let record = dir.join("kernel.version");
-    if let (true, Some((package, version))) = (image.is_file(), read_record(&record)) {
+    let have_modules = || MODULES.iter().all(|m| modules.join(format!("{m}.ko")).is_file());
+    if let (true, true, Some((package, version))) = (image.is_file(), have_modules(), read_record(&record)) {
         eprintln!("xtask: linux kernel {package} {version} (cached)");
-        return Ok(Kernel { image, package, version });
+        return Ok(Kernel { image, package, version, modules });
     }
     ensure_arm64()?;
     let package = kernel_package()?;
-    let fetched = fetch_member(&package, "boot/vmlinuz-", &image)?;
+    let fetched = fetch_kernel(&package, &image, &modules)?;
     check_arm64_image(&image)?;
     write_record(&record, &package, &fetched)?;
     eprintln!("xtask: linux kernel {package} {fetched} (fetched)");
-    Ok(Kernel { image, package, version: fetched })
+    Ok(Kernel { image, package, version: fetched, modules })
+}
+
+/// Downloads kernel package `package`, extracts its `Image` to `image` and its
+/// [`MODULES`] into `modules`, checks the modules' dependencies, and returns its version.
+fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, String> {
+    let scratch = dir().join("debs").join(format!("{package}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let result = (|| {
+        let deb = apt_download(package, &scratch)?;
+        let version = deb_field(&deb, "Version")?;
+        let root = scratch.join("root");
+        let kernel = extract(&deb, "boot/vmlinuz-", &root)?;
+        let patterns: Vec<String> = MODULES.iter().map(|m| format!("*/{m}.ko")).collect();
+        extract_all(&deb, &patterns, &root)?;
+        fs::create_dir_all(modules).map_err(|e| format!("cannot create {}: {e}", modules.display()))?;
+        for (i, m) in MODULES.iter().enumerate() {
+            let found = find_file(&root.join("lib/modules"), &format!("{m}.ko"))
+                .ok_or_else(|| format!("{package} has no module {m}.ko"))?;
+            let bytes = fs::read(&found).map_err(|e| format!("{}: {e}", found.display()))?;
+            for dep in module_depends(&bytes) {
+                if !MODULES[..i].contains(&dep.as_str()) {
+                    return Err(format!(
+                        "module {m} of {package} needs {dep}, which xtask's MODULES does not load before it; add it"
+                    ));
+                }
+            }
+            write_atomically(&modules.join(format!("{m}.ko")), &bytes)?;
+        }
+        fs::rename(&kernel, image)
+            .map_err(|e| format!("cannot move {} to {}: {e}", kernel.display(), image.display()))?;
+        Ok(version)
+    })();
+    let _ = fs::remove_dir_all(&scratch);
+    let _ = fs::remove_dir(dir().join("debs"));
+    result
+}
+
+/// A module's `depends=` list (from its `.modinfo` strings).
+pub fn module_depends(ko: &[u8]) -> Vec<String> {
+    ko.split(|&b| b == 0)
+        .find_map(|field| field.strip_prefix(b"depends="))
+        .map(|list| String::from_utf8_lossy(list).split(',').filter(|d| !d.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The first file named `name` under `dir`, searched depth first.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().and_then(|n| n.to_str()) == Some(name) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// Fetches (once; cached) `busybox-static:arm64`'s static `bin/busybox` into
@@ -105,18 +230,21 @@ pub fn busybox() -> Result<PathBuf, String> {
 /// see [`initramfs_from`] for its contents. Returns the path.
 pub fn initramfs(agent: Option<&Path>) -> Result<PathBuf, String> {
     let busybox = busybox()?;
+    let kernel = debian_kernel()?;
     let out = dir().join("initramfs.cpio");
-    initramfs_from(&busybox, agent, &out)?;
+    initramfs_from(&busybox, agent, Some(&kernel.modules), &out)?;
     Ok(out)
 }
 
 /// Writes an uncompressed newc initramfs to `out`: `/init` (a busybox shell script,
 /// 0755), `/bin/busybox` (0755), the empty directories `/dev /proc /sys /tmp /root /etc
 /// /bin /sbin /usr/bin /usr/sbin`, `/dev/console` (character device 5,1, 0600, so the
-/// kernel has a console before `/init` mounts devtmpfs), and `/bin/septum-agent` (0755)
-/// when `agent` is given. The output depends only on the inputs' bytes (mtime 0, owner
+/// kernel has a console before `/init` mounts devtmpfs), `/etc/udhcpc.script`,
+/// `/bin/septum-agent` (0755) when `agent` is given, and, from `modules`, the kernel's
+/// [`MODULES`] as `/lib/modules/<name>.ko` with their load order in
+/// `/lib/modules/order`. The output depends only on the inputs' bytes (mtime 0, owner
 /// 0, fixed inode numbers), so the signed image's hash is repeatable.
-pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, out: &Path) -> Result<(), String> {
+pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, modules: Option<&Path>, out: &Path) -> Result<(), String> {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let mut cpio = Newc::default();
     // Parents before children: the kernel unpacks entries in order.
@@ -128,9 +256,18 @@ pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, out: &Path) -> Resul
     cpio.file("init", 0o755, INIT_SCRIPT.as_bytes())?;
     cpio.file("etc/inittab", 0o644, INITTAB.as_bytes())?;
     cpio.file("etc/profile", 0o644, PROFILE.as_bytes())?;
+    cpio.file("etc/udhcpc.script", 0o755, UDHCPC_SCRIPT.as_bytes())?;
     cpio.file("bin/busybox", 0o755, &read(busybox)?)?;
     if let Some(agent) = agent {
         cpio.file("bin/septum-agent", 0o755, &read(agent)?)?;
+    }
+    if let Some(dir) = modules {
+        cpio.dir("lib", 0o755)?;
+        cpio.dir("lib/modules", 0o755)?;
+        for m in MODULES {
+            cpio.file(&format!("lib/modules/{m}.ko"), 0o644, &read(&dir.join(format!("{m}.ko")))?)?;
+        }
+        cpio.file("lib/modules/order", 0o644, MODULES.join("\n").as_bytes())?;
     }
     write_atomically(out, &cpio.finish())
 }
@@ -336,37 +473,79 @@ pub(crate) fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, String>
 /// [`apt_download`] of `spec` as apt names it: `package:arch`, or just `package` for an
 /// `Architecture: all` package (apt finds no `package:arm64` for those).
 pub(crate) fn apt_download_spec(package: &str, spec: &str, dir: &Path) -> Result<PathBuf, String> {
-    let attempt = || -> Result<(), String> {
-        let mut cmd = Command::new("apt-get");
-        cmd.arg("download").arg("-q");
-        if is_root() {
-            // As root apt drops to `_apt` to download, which cannot write into target/.
-            cmd.args(["-o", "APT::Sandbox::User=root"]);
-        }
-        let out = cmd.arg(spec).current_dir(dir).stdin(Stdio::null()).output();
-        let out = out.map_err(|e| format!("cannot run apt-get download {spec}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "apt-get download {spec} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    eprintln!("xtask: downloading {spec} from the Debian archive");
+    let prefix = format!("{package}_");
+    let attempt = || download_with_progress(spec, &prefix, dir);
     if let Err(first) = attempt() {
         apt_update().map_err(|e| format!("{first}\n({e}); try:\n{ARM64_SETUP}\napt-get download {spec}"))?;
         attempt()
             .map_err(|e| format!("{e}\ncheck the Debian sources and try:\n{ARM64_SETUP}\napt-get download {spec}"))?;
     }
-    let prefix = format!("{package}_");
-    let debs = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    debs.flatten()
-        .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb")))
+    deb_in(dir, &prefix)
         .ok_or_else(|| format!("apt-get download {spec} succeeded but left no {prefix}*.deb in {}", dir.display()))
+}
+
+/// The file in `dir` whose name starts with `prefix` (`package_`) and ends `.deb`.
+fn deb_in(dir: &Path, prefix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(".deb")))
+}
+
+/// Bytes of the files in `dir` whose names start with `prefix`: what apt has written of
+/// the package so far.
+fn bytes_in(dir: &Path, prefix: &str) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with(prefix)))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The size apt's lists give for `spec`'s candidate version (what `apt-get download`
+/// fetches), if they give one.
+fn package_size(spec: &str) -> Option<u64> {
+    let out = Command::new("apt-cache").args(["show", "--no-all-versions", spec]).stdin(Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().find_map(|l| l.strip_prefix("Size: ")?.trim().parse().ok())
+}
+
+/// One `apt-get download spec` into `dir`, its progress shown as the package's file
+/// grows there (apt writes it under its final name); the summary gives its size, time
+/// and rate.
+fn download_with_progress(spec: &str, prefix: &str, dir: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("download").arg("-q");
+    if is_root() {
+        // As root apt drops to `_apt` to download, which cannot write into target/.
+        cmd.args(["-o", "APT::Sandbox::User=root"]);
+    }
+    cmd.arg(spec).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let total = package_size(spec);
+    let step = crate::progress::Step::bytes(&format!("downloading {spec} from the Debian archive"), total);
+    let child = cmd.spawn().map_err(|e| format!("cannot run apt-get download {spec}: {e}"))?;
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    while !waiter.is_finished() {
+        step.set_position(bytes_in(dir, prefix));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = waiter
+        .join()
+        .map_err(|_| format!("apt-get download {spec}: the waiting thread failed"))?
+        .map_err(|e| format!("apt-get download {spec}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "apt-get download {spec} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let took = step.elapsed();
+    step.finish(&format!("downloaded {spec}: {}", crate::progress::amount(bytes_in(dir, prefix), took)));
+    Ok(())
 }
 
 pub(crate) fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
@@ -381,6 +560,25 @@ pub(crate) fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
         Ok(value)
     } else {
         Err(format!("dpkg-deb -f {} {field} failed: {}", deb.display(), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Extracts the files matching any of `patterns` (tar wildcards) from `deb` into `root`.
+fn extract_all(deb: &Path, patterns: &[String], root: &Path) -> Result<(), String> {
+    fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let mut dpkg = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run dpkg-deb --fsys-tarfile {}: {e}", deb.display()))?;
+    let tar_in = dpkg.stdout.take().ok_or("dpkg-deb: no stdout pipe")?;
+    let tar =
+        Command::new("tar").arg("-x").arg("-C").arg(root).arg("--wildcards").args(patterns).stdin(tar_in).status();
+    let dpkg = dpkg.wait();
+    match (tar, dpkg) {
+        (Ok(t), Ok(d)) if t.success() && d.success() => Ok(()),
+        (t, d) => Err(format!("extracting {} modules from {} failed ({t:?}, {d:?})", patterns.len(), deb.display())),
     }
 }
 
@@ -616,11 +814,11 @@ mod tests {
         fs::File::create(&busybox).unwrap().write_all(b"\x7fELF dummy busybox").unwrap();
         fs::write(&agent, b"dummy agent").unwrap();
         let (a, b) = (dir.join("a.cpio"), dir.join("b.cpio"));
-        initramfs_from(&busybox, Some(&agent), &a).unwrap();
+        initramfs_from(&busybox, Some(&agent), None, &a).unwrap();
         // A different mtime on the inputs must not matter.
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(&busybox, b"\x7fELF dummy busybox").unwrap();
-        initramfs_from(&busybox, Some(&agent), &b).unwrap();
+        initramfs_from(&busybox, Some(&agent), None, &b).unwrap();
         let archive = fs::read(&a).unwrap();
         assert_eq!(archive, fs::read(&b).unwrap());
 
@@ -645,7 +843,7 @@ mod tests {
         }
 
         let without = dir.join("c.cpio");
-        initramfs_from(&busybox, None, &without).unwrap();
+        initramfs_from(&busybox, None, None, &without).unwrap();
         assert!(parse(&fs::read(&without).unwrap()).iter().all(|e| e.name != "bin/septum-agent"));
         fs::remove_dir_all(&dir).unwrap();
     }

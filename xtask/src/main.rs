@@ -1,76 +1,38 @@
-//! `cargo xtask <command>`: see `cargo xtask help`.
+//! `cargo xtask <command>`: see `cargo xtask --help`. The command line is declared in
+//! `xtask::cli`; this file runs what it parsed.
 
+use std::io::Write as _;
 use std::process::{Command, ExitCode};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xtask::build::{self, root};
-use xtask::qemu::{Entry, Launch, Machine};
+use xtask::cli::{self, BuildArgs, CheckArgs, RunArgs};
+use xtask::progress::Step;
+use xtask::qemu::{Launch, Machine, FATAL, HYPERVISOR};
 use xtask::{prereq, system, trust};
 
-const HELP: &str = "\
-cargo xtask <command>
-
-  run   [--system NAME] [--el3 | --el1] [--seconds N] [--keys DIR]
-        build everything and boot a system on QEMU (default: qemu-virt), showing each
-        console labelled with the partition that owns it; Ctrl-C (or --seconds) stops it
-  test  host tests, lints, then the QEMU system tests (installs QEMU 10 and the Rust
-        targets first when run as root)
-  verify                     the channel's verification: SPIN model, loom, Miri, fuzzing
-                             (bounded; also part of `test`)
-  bench [NAME..]             performance figures (printed, never asserted): verification,
-                             virtualization, linux, channel (default: all)
-  build [--system NAME] [--keys DIR] [--production]
-                             build images and the signed boot bundle into
-                             target/septum/NAME/; signed with the development keys
-                             unless --keys names a directory made by keygen
-  check FILE...              validate system descriptions and explain any problem
-  dist --system NAME [--out DIR] [--keys DIR] [--production]
-                             build a system for a real board (rpi4, imx8mp-evk) and
-                             write a folder to copy to its boot partition (default
-                             target/dist/NAME/): see docs/boards.md
-
-chain of trust:
-  keygen --out DIR [--system NAME | --role NAME [--count N]]
-                             fresh random keys: DIR/<role>-<n>.key (secret, 0600) and
-                             .pub; by default 3 root keys and 2 per partition
-  sign --kind root|config|manifest --body FILE --key KEY [--key KEY...] --out FILE
-                             sign a document body (or an envelope's, afresh)
-  sign --add KEY [--add KEY...] --to ENVELOPE [--out FILE]
-                             add signatures to an envelope (threshold signing)
-  root --keys DIR --version N [--previous ENVELOPE [--old-keys DIR]] --out FILE
-                             a root document for DIR's keys (rotation: also signed by
-                             the previous root's keys found in --old-keys)
-  inspect FILE [--anchor root-anchor.hex]
-                             a bundle or envelope in human form, every signature,
-                             threshold and hash checked offline
-  audit-verify FILE [--records] [--previous EARLIER.bin | --after SEQ:HASH]
-                             check a dump of the hypervisor's flash bank: the audit
-                             log's hash chain, where its history begins, and that it
-                             continues an earlier dump or noted head (--records: list
-                             every record)
-  help
-";
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("run") => run(&args[1..]),
-        Some("test") => test(),
-        Some("build") => build_cmd(&args[1..]),
-        Some("keygen") => trust::cli::keygen(&args[1..]),
-        Some("sign") => trust::cli::sign(&args[1..]),
-        Some("root") => trust::cli::root(&args[1..]),
-        Some("inspect") => trust::cli::inspect(&args[1..]),
-        Some("audit-verify") => trust::cli::audit_verify(&args[1..]),
-        Some("check") => check(&args[1..]),
-        Some("dist") => xtask::dist::run(&args[1..]),
-        Some("verify") => xtask::verify::all(),
-        Some("bench") => xtask::bench::run(&args[1..]),
-        Some("help") | None => {
-            print!("{HELP}");
-            Ok(())
+    let cli = match cli::try_parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        // `--help` and `--version` too: clap prints them and says how to exit.
+        Err(e) => e.exit(),
+    };
+    let result = match cli.command {
+        cli::Command::Run(a) => run(&a),
+        cli::Command::Test => test(),
+        cli::Command::Verify => xtask::verify::all(),
+        cli::Command::Bench(a) => xtask::bench::run(&a.only),
+        cli::Command::Build(a) => build_cmd(&a),
+        cli::Command::Check(a) => check(&a),
+        cli::Command::Dist(a) => a.run(),
+        cli::Command::Keygen(a) => a.run(),
+        cli::Command::Sign(a) => a.run(),
+        cli::Command::Root(a) => a.run(),
+        cli::Command::Inspect(a) => a.run(),
+        cli::Command::AuditVerify(a) => a.run(),
+        cli::Command::Completions(a) => {
+            std::io::stdout().write_all(&cli::completions(a.shell)).map_err(|e| format!("stdout: {e}"))
         }
-        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,14 +43,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
-}
-
-fn options(args: &[String]) -> build::Options {
-    build::Options { keys: flag(args, "--keys").map(Into::into), production: args.iter().any(|a| a == "--production") }
-}
-
 /// Says, once, what signed the images when it was not a production key set.
 fn signed_with(art: &build::Artifacts) {
     if art.keys.development {
@@ -96,19 +50,16 @@ fn signed_with(art: &build::Artifacts) {
     }
 }
 
-fn build_cmd(args: &[String]) -> Result<(), String> {
-    let art = build::system_with(&flag(args, "--system").unwrap_or("qemu-virt".into()), &options(args))?;
+fn build_cmd(a: &BuildArgs) -> Result<(), String> {
+    let art = build::system_with(&a.system, &a.signing.options())?;
     println!("built {} into {}", art.system.name, art.dir.display());
     signed_with(&art);
     Ok(())
 }
 
-fn check(files: &[String]) -> Result<(), String> {
-    if files.is_empty() {
-        return Err("give one or more system description files".into());
-    }
+fn check(a: &CheckArgs) -> Result<(), String> {
     let mut bad = 0;
-    for f in files {
+    for f in &a.files {
         match system::load(&build::system_path(f)) {
             Ok(s) => println!("{f}: ok ({} partitions on {})", s.partitions.len(), s.board.name),
             Err(errs) => {
@@ -122,32 +73,68 @@ fn check(files: &[String]) -> Result<(), String> {
     if bad == 0 {
         Ok(())
     } else {
-        Err(format!("{bad} of {} descriptions have problems", files.len()))
+        Err(format!("{bad} of {} descriptions have problems", a.files.len()))
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
+fn run(a: &RunArgs) -> Result<(), String> {
     prereq::qemu()?;
-    let entry = if args.iter().any(|a| a == "--el3") {
-        Entry::El3
-    } else if args.iter().any(|a| a == "--el1") {
-        Entry::El1
-    } else {
-        Entry::El2
-    };
-    let default = if entry == Entry::El3 { "qemu-virt-el3" } else { "qemu-virt" };
-    let name = flag(args, "--system").unwrap_or(default.into());
-    let seconds = flag(args, "--seconds").and_then(|s| s.parse::<u64>().ok());
-    let art = build::system_with(&name, &options(args))?;
+    let entry = a.entry();
+    let art = build::system_with(a.system(), &a.signing.options())?;
     signed_with(&art);
-    println!("booting {} on QEMU ({entry:?} entry); Ctrl-C stops", art.system.name);
-    let mut m = Machine::launch(&art, &Launch { entry, echo: true, ..Launch::default() })?;
-    let limit = Duration::from_secs(seconds.unwrap_or(u64::MAX / 4));
-    match m.wait_exit(limit) {
+    let name = &art.system.name;
+    println!("booting {name} on QEMU ({entry:?} entry); Ctrl-C stops");
+    // A partition given the PCIe host bridge gets its network (only what --guestfwd
+    // names on this host's loopback) and its data disk.
+    let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
+    let disk = gives_pcie.then(|| xtask::disk::data_disk(name, a.fresh_disk)).transpose()?;
+    let net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
+    let mut m = Machine::launch(&art, &Launch { entry, echo: true, disk, net, ..Launch::default() })?;
+    // Without --seconds: as good as for ever, and still a valid deadline.
+    let limit = a.seconds.unwrap_or(Duration::from_secs(u64::MAX / 4));
+    let deadline = Instant::now().checked_add(limit);
+    let left = || deadline.map_or(limit, |d| d.saturating_duration_since(Instant::now()));
+    if let Some(status) = wait_for_consoles(&mut m, name, left) {
+        println!("QEMU exited ({status})");
+        return Ok(());
+    }
+    match m.wait_exit(left()) {
         Some(status) => println!("QEMU exited ({status})"),
-        None => println!("stopped after {} s", limit.as_secs()),
+        None => println!("stopped after {:.1} s", limit.as_secs_f64()),
     }
     Ok(())
+}
+
+/// Shows the boot until every console has printed a line (a spinner naming the ones
+/// still silent), the hypervisor stopped, time ran out or QEMU exited (its status).
+fn wait_for_consoles(m: &mut Machine, name: &str, left: impl Fn() -> Duration) -> Option<std::process::ExitStatus> {
+    let consoles = m.consoles();
+    let step = Step::spinner(&format!("booting {name}: waiting for {}", consoles.join(", ")));
+    loop {
+        let lines = m.lines();
+        if let Some(l) = lines.iter().find(|l| l.console == HYPERVISOR && FATAL.iter().any(|f| l.text.contains(f))) {
+            step.finish(&format!(
+                "{name}: the hypervisor stopped after {}: {}",
+                xtask::progress::seconds(l.at),
+                l.text
+            ));
+            return None;
+        }
+        let silent: Vec<&str> =
+            consoles.iter().map(String::as_str).filter(|c| !lines.iter().any(|l| l.console == *c)).collect();
+        if silent.is_empty() {
+            let took = xtask::progress::seconds(step.elapsed());
+            step.finish(&format!("{name}: every console up after {took}"));
+            return None;
+        }
+        step.set_message(format!("booting {name}: waiting for {}", silent.join(", ")));
+        if left().is_zero() {
+            return None;
+        }
+        if let Some(status) = m.wait_exit(Duration::from_millis(100)) {
+            return Some(status);
+        }
+    }
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {

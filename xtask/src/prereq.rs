@@ -101,3 +101,27 @@ pub fn qemu() -> Result<(), String> {
         _ => Err(format!("installing QEMU failed; the commands were:\n{commands}")),
     }
 }
+
+/// Makes sure a Debian package's command is there (`e2fsprogs`'s `mkfs.ext4`, say),
+/// installing the package as root.
+pub fn debian_tool(command: &str, package: &str) -> Result<(), String> {
+    let found =
+        |c: &str| ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().any(|d| std::path::Path::new(d).join(c).is_file());
+    if found(command) {
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(format!("{command} is missing; run as root (or with sudo): apt-get install -y {package}"));
+    }
+    eprintln!("xtask: installing {package} (for {command})");
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok && found(command) {
+        Ok(())
+    } else {
+        Err(format!("installing {package} failed; run: apt-get install -y {package}"))
+    }
+}

@@ -35,12 +35,28 @@ struct MachineFile {
     /// `"debian"`: give QEMU the board's DTB from Debian's kernel package, as the
     /// board's firmware would (QEMU then fills in /memory and /chosen).
     dtb: Option<String>,
+    /// `-global` settings (QEMU virt: the SMMU translating at stage 2).
+    #[serde(default)]
+    globals: Vec<String>,
+    /// The machine option that adds the IOMMU (removed for [`Launch::iommu`] = false).
+    iommu: Option<String>,
+    /// What xtask plugs into the PCIe host bridge when a system gives it to a partition.
+    pci: Option<Pci>,
     el2: Mode,
     el3: Mode,
     el1: Mode,
 }
 
+/// PCIe devices of the machine (QEMU virt's host bridge, behind the SMMU).
 #[derive(Deserialize)]
+struct Pci {
+    /// The network interface card: `-device` with `netdev=net0`.
+    nic: String,
+    /// The disk controller: `-device` with `drive=disk0`.
+    disk: String,
+}
+
+#[derive(Clone, Deserialize)]
 struct Mode {
     machine: String,
     serials: Vec<String>,
@@ -92,7 +108,31 @@ pub struct Launch {
     /// undefined, as on a board with no debugger: the log is only in its RAM ring
     /// ([`Machine::ram_log`]).
     pub semihosting: bool,
+    /// The machine has the IOMMU its board file names (QEMU virt: `iommu=smmuv3`). Off,
+    /// as a machine without one: a system that gives a bus master needing it is refused
+    /// at boot.
+    pub iommu: bool,
+    /// When a system gives the PCIe host bridge to a partition: its network card's
+    /// user-mode network, and its disk (a raw image; none: no disk controller).
+    pub net: Net,
+    pub disk: Option<PathBuf>,
 }
+
+/// A partition's network, QEMU's user-mode stack in `restrict=on` mode: the partition
+/// reaches nothing but the host services `guestfwd` names (on the host's loopback), and
+/// the host reaches it only through `hostfwd`. Nothing leaves the machine.
+#[derive(Clone, Debug, Default)]
+pub struct Net {
+    /// `(guest port, host port)`: the partition's TCP connections to
+    /// [`GUEST_HOST_ADDR`]`:guest port` reach `127.0.0.1:host port`.
+    pub guestfwd: Vec<(u16, u16)>,
+    /// `(host port, guest port)`: `127.0.0.1:host port` reaches the partition's port.
+    pub hostfwd: Vec<(u16, u16)>,
+}
+
+/// The address a partition reaches the host's forwarded services at (QEMU's user-mode
+/// network is 10.0.2.0/24; this address is free in it).
+pub const GUEST_HOST_ADDR: &str = "10.0.2.100";
 
 impl Default for Launch {
     fn default() -> Self {
@@ -104,6 +144,9 @@ impl Default for Launch {
             storage: None,
             bootargs: None,
             semihosting: true,
+            iommu: true,
+            net: Net::default(),
+            disk: None,
         }
     }
 }
@@ -125,8 +168,31 @@ impl Machine {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let bundle = opts.bundle.clone().unwrap_or_else(|| art.bundle.clone());
 
+        let machine = match (&mf.iommu, opts.iommu) {
+            (Some(iommu), false) => mode.machine.replace(&format!(",{iommu}"), ""),
+            _ => mode.machine.clone(),
+        };
+        let mode = &Mode { machine, ..mode.clone() };
         let mut cmd = Command::new(&mf.binary);
         cmd.args(["-M", &mode.machine, "-cpu", &mf.cpu, "-smp", &mf.smp.to_string(), "-m", &mf.memory]);
+        for g in &mf.globals {
+            cmd.arg("-global").arg(g);
+        }
+        let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
+        if let (Some(pci), true) = (&mf.pci, gives_pcie) {
+            let mut netdev = "user,id=net0,restrict=on".to_string();
+            for (guest, host) in &opts.net.guestfwd {
+                netdev.push_str(&format!(",guestfwd=tcp:{GUEST_HOST_ADDR}:{guest}-tcp:127.0.0.1:{host}"));
+            }
+            for (host, guest) in &opts.net.hostfwd {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            cmd.arg("-netdev").arg(netdev).arg("-device").arg(&pci.nic);
+            if let Some(disk) = &opts.disk {
+                cmd.arg("-drive").arg(format!("if=none,id=disk0,format=raw,file={}", disk.display()));
+                cmd.arg("-device").arg(&pci.disk);
+            }
+        }
         cmd.args(["-display", "none", "-monitor", "none", "-nodefaults", "-no-reboot"]);
         if let Some(shift) = opts.icount {
             cmd.args(["-icount", &format!("shift={shift},align=off,sleep=off")]);
@@ -241,6 +307,11 @@ impl Machine {
         let (_, stream) =
             self.inputs.iter_mut().find(|(l, _)| l == name).ok_or_else(|| format!("no console named {name}"))?;
         stream.write_all(text.as_bytes()).map_err(|e| format!("typing into {name}: {e}"))
+    }
+
+    /// The consoles' labels: `hypervisor`, then each UART's owner.
+    pub fn consoles(&self) -> Vec<String> {
+        self.inputs.iter().map(|(label, _)| label.clone()).collect()
     }
 
     pub fn stderr(&self) -> String {
@@ -411,8 +482,7 @@ fn read_console(stream: UnixStream, label: String, lines: Arc<Mutex<Vec<Line>>>,
         }
         let text = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
         if echo {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{label:<18}| {text}");
+            crate::progress::println(&format!("{label:<18}| {text}"));
         }
         if let Ok(mut l) = lines.lock() {
             l.push(Line { console: label.clone(), text, at: started.elapsed() });

@@ -50,7 +50,13 @@ pub struct BootFacts {
     /// `septum.virq_quirk=on|off` in `/chosen` `bootargs`: overrides the choice of the
     /// `virq-unwired` quirk.
     pub virq_quirk: Option<bool>,
+    /// The base of an enabled Arm SMMUv3 (`arm,smmu-v3`), if the machine has one (QEMU
+    /// virt: `iommu=smmuv3`): the bus masters behind it can be contained (DMA-003).
+    pub smmu_v3: Option<u64>,
 }
+
+/// `compatible` of an Arm SMMUv3.
+pub const SMMU_V3_COMPATIBLE: &str = "arm,smmu-v3";
 
 /// `compatible` strings of GICv2 distributors.
 pub const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400"];
@@ -267,6 +273,9 @@ fn read_devices<'b, 'a: 'b>(
     if is_irq_controller && node.compatible().is_some_and(|c| c.all().any(|c| GICV2_COMPATIBLE.contains(&c))) {
         facts.gic_v2 = true;
     }
+    let smmu = !status.secure_only
+        && status.usable()
+        && node.compatible().is_some_and(|c| c.all().any(|c| c == SMMU_V3_COMPATIBLE));
     let irq_parent = interrupt_parent(&node).or(irq_parent);
     let irqs = node_irqs(walk.fdt, &node, irq_parent, &walk.gics);
     for r in node.reg().into_iter().flatten() {
@@ -282,10 +291,15 @@ fn read_devices<'b, 'a: 'b>(
         // the board's default OS setup leaves unused (the i.MX 8M Plus EVK's UART1), and a
         // signed configuration names it on purpose. One only the secure world may use
         // (QEMU `virt`'s secure UART) is never given.
+        if smmu && facts.smmu_v3.is_none() {
+            facts.smmu_v3 = Some(base);
+        }
+        // What a device does on the bus is the catalogue's to say (the boot-time merge).
         let device = BoardDevice {
             range: Range::new(start, end - start),
             assignable: !status.secure_only && !is_irq_controller,
             irqs,
+            dma: septum_abi::config::DeviceDma::None,
         };
         if !facts.board.devices.push(device) {
             return Err(DtbError::TooMany("devices"));
@@ -530,6 +544,17 @@ mod tests {
     /// QEMU 10.0.2 `-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G`,
     /// dumped with `dumpdtb=` and two `-serial`s.
     const VIRT_DTB: &[u8] = include_bytes!("../tests/qemu-virt.dtb");
+
+    /// DMA-003: an SMMUv3 is found where the machine has one (QEMU `iommu=smmuv3`), and
+    /// only there.
+    #[test]
+    fn reads_the_smmu_where_the_machine_has_one() {
+        let with = read(include_bytes!("../tests/qemu-virt-smmuv3.dtb")).unwrap();
+        assert_eq!(with.smmu_v3, Some(0x0905_0000));
+        let ecam = with.board.devices.iter().find(|d| d.range.base == 0x40_1000_0000).expect("the PCIe ECAM");
+        assert!(ecam.assignable);
+        assert_eq!(read(VIRT_DTB).unwrap().smmu_v3, None);
+    }
 
     /// BOOT-005: RAM, CPUs, devices and the PSCI conduit come from the board's DTB.
     #[test]

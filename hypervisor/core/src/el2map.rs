@@ -14,7 +14,7 @@
 //!   verifies that partition, and replaced by the run view (with TLB invalidation)
 //!   before anything else runs there.
 
-use septum_abi::config::{PartitionDesc, Range, RegionKind};
+use septum_abi::config::{device_flags, PartitionDesc, Range, RegionKind};
 
 use crate::pagetable::{Access, Arena, MapError, Mapping, MemType, Regime};
 
@@ -133,7 +133,18 @@ pub fn load_regions(desc: &PartitionDesc) -> impl Iterator<Item = Range> + '_ {
         .map(|r| Range::new(r.pa, r.size))
 }
 
-/// The load view of `desc`: the run view and [`load_regions`], read-write.
+/// The device windows the hypervisor reaches while a partition is stopped: a PCIe host
+/// bridge's configuration space, where it turns bus mastering off before the
+/// partition's memory is reloaded (DMA-004).
+pub fn quiesce_regions(desc: &PartitionDesc) -> impl Iterator<Item = Range> + '_ {
+    desc.regions()
+        .iter()
+        .filter(|r| r.kind() == Some(RegionKind::Device) && r.param & device_flags::PCI_ECAM != 0)
+        .map(|r| Range::new(r.pa, r.size))
+}
+
+/// The load view of `desc`: the run view, [`load_regions`] read-write, and
+/// [`quiesce_regions`] as Device memory.
 pub fn load_view(
     arena: &mut Arena<'_>,
     fixed: &Fixed<'_>,
@@ -143,6 +154,9 @@ pub fn load_view(
     let root = run_view(arena, fixed, kept)?;
     for r in load_regions(desc) {
         arena.map(REGIME, root, same(r.base, r.size, MemType::Normal, Access::RW))?;
+    }
+    for r in quiesce_regions(desc) {
+        arena.map(REGIME, root, same(r.base, r.size, MemType::Device, Access::RW))?;
     }
     Ok(root)
 }

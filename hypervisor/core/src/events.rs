@@ -41,12 +41,14 @@ pub enum Event {
     ConsoleDropped,
     /// A fault, or a stop the partition asked for, that its policy answered.
     Stop,
+    /// A transaction of one of its devices the SMMU stopped (DMA-003).
+    DmaFault,
     /// A log line the partition caused over its budget (not written).
     LineSuppressed,
 }
 
 /// Number of [`Event`] kinds.
-pub const KINDS: usize = 14;
+pub const KINDS: usize = 15;
 
 const ALL: [Event; KINDS] = [
     Event::VcpuStarted,
@@ -62,6 +64,7 @@ const ALL: [Event; KINDS] = [
     Event::DoorbellDropped,
     Event::ConsoleDropped,
     Event::Stop,
+    Event::DmaFault,
     Event::LineSuppressed,
 ];
 
@@ -82,6 +85,7 @@ impl Event {
             Event::DoorbellDropped => "doorbell rings dropped",
             Event::ConsoleDropped => "console lines dropped",
             Event::Stop => "stops",
+            Event::DmaFault => "device transactions stopped by the SMMU",
             Event::LineSuppressed => "log lines suppressed",
         }
     }

@@ -14,6 +14,7 @@
 //!   per-partition load views.
 //! * [`pagetable`]: the 4 KiB-granule translation-table builder for EL2 stage 1 and
 //!   partition stage 2.
+//! * [`smmu`]: the SMMUv3's stream table entries, commands and event records.
 //! * [`board`]: the board facts a configuration is checked against, read from a DTB.
 //! * [`console`]: line assembly for partitions that write through the hypervisor.
 //! * [`events`]: contained events counted per partition, the budget for the log lines
@@ -36,6 +37,7 @@ pub mod events;
 pub mod health;
 pub mod hypercall;
 pub mod pagetable;
+pub mod smmu;
 pub mod speculation;
 pub mod traps;
 pub mod vcpu;

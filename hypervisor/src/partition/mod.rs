@@ -9,9 +9,12 @@
 //!   whole (generations; nothing touches its memory while any of its cores may run it).
 //! * [`policy`]: what a stop leads to (restart, halt, safe state), as the health
 //!   monitor decides.
+//! * [`dma`]: its devices' SMMU streams, their faults, and silencing them before its
+//!   memory is touched.
 //!
 //! Each vCPU is pinned to its own core ([`crate::slots`]).
 
+pub mod dma;
 pub mod load;
 pub mod policy;
 pub mod power;

@@ -79,8 +79,18 @@ pub fn apply(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
     if !power::stop(part) {
         power::wait_for_start(part, vcpu)
     }
-    // Nothing runs the partition now (`power::stop`).
+    // Nothing runs the partition now (`power::stop`); its devices are silenced before
+    // anything else (`dma`, DMA-004), and it is halted rather than reloaded if they
+    // cannot be.
+    let silenced = {
+        let _mapped = crate::stage1::load_view(part.index);
+        super::dma::quiesce(part)
+    };
     let decision = part.state.lock().health.on_stop(cause, cpu::counter());
+    if let (Err(e), Decision::Restart { .. }) = (silenced, decision) {
+        log::error!("{name}: its devices cannot be silenced ({e}); halting it instead of reloading its memory");
+        halt(part, vcpu, None)
+    }
     match decision {
         Decision::Restart { delay_ticks, restart } => {
             caused_more!(
@@ -105,6 +115,10 @@ pub fn apply(part: &Runtime, vcpu: usize, cause: StopCause) -> ! {
                     crate::safe_state::safe_state("critical partition refused at reload")
                 }
                 log::error!("{name}: cannot reload its image ({e}); halting it");
+                halt(part, vcpu, None)
+            }
+            if let Err(e) = super::dma::resume(part) {
+                log::error!("{name}: its devices cannot be given back their memory ({e}); halting it");
                 halt(part, vcpu, None)
             }
             {

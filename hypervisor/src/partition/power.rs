@@ -52,9 +52,13 @@ pub fn wait_for_start(part: &Runtime, vcpu: usize) -> ! {
             crate::gic::ready_to_sleep();
             continue;
         }
-        if crate::gic::sleep_until_kicked() {
-            part.write_summary();
-        }
+        crate::gic::sleep_until_kicked(|irq| match irq {
+            crate::gic::Irq::Summary => part.write_summary(),
+            crate::gic::Irq::Ended(intid) => {
+                super::dma::on_smmu_irq(intid);
+            }
+            _ => {}
+        });
     }
 }
 
@@ -119,6 +123,7 @@ fn enter(part: &Runtime, vcpu: usize, start: Start, generation: u64) {
 /// The hypervisor's kick (a physical SGI) reached this core: if its partition was
 /// stopped, leave the guest and wait for a start; otherwise place what was posted.
 pub fn on_kick() {
+    super::dma::stop_if_faulted();
     if let Some((part, vcpu)) = current() {
         if !part.power.lock().is_current(slots::entered()) {
             wait_for_start(part, vcpu)

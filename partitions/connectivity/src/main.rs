@@ -11,6 +11,7 @@
 #![no_main]
 
 mod bench;
+mod dma;
 mod leftovers;
 mod races;
 
@@ -159,6 +160,7 @@ fn partition_main(mut boot: Boot) -> ! {
                 let _ = writeln!(boot.console, "connectivity: attack {name} at {at:#x}");
                 races::permission_fault(name, at);
             }
+            dma::attack(&mut boot, name);
             run_attack(name, victim, victim_uart);
             let _ = writeln!(boot.console, "connectivity: attack {name} returned: NOT CONTAINED");
         }

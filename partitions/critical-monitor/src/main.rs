@@ -32,6 +32,9 @@ fn partition_main(mut boot: Boot) -> ! {
     // Test hook: `fault_after=N` makes the monitor itself fault after N beats, to show
     // the system's safe state.
     let fault_after = boot.arg_u64("fault_after");
+    // Test hook: `canary=1` fills the last page of its RAM with a pattern and checks it
+    // every beat: what another partition's device could write (DMA-003) would show.
+    let canary = (boot.arg("canary") == Some("1")).then(|| Canary::lay(boot.ram.0 + boot.ram.1 - CANARY_BYTES));
     let vitals_end = boot.channel("vitals");
     let mut vitals = vitals_end.and_then(|c| c.producer());
     let mut commands = boot.channel("commands").and_then(|c| c.consumer());
@@ -48,6 +51,14 @@ fn partition_main(mut boot: Boot) -> ! {
             if let (Some(end), true) = (vitals_end, unsignalled > 0) {
                 end.ring();
                 unsignalled = 0;
+            }
+            if let Some(c) = &canary {
+                let changed = c.changed();
+                if changed > 0 {
+                    let _ = writeln!(boot.console, "critical-monitor: CANARY CHANGED: {changed} words");
+                } else if n.is_multiple_of(REPORT_EVERY) {
+                    let _ = writeln!(boot.console, "critical-monitor: canary intact at {:#x}", c.at);
+                }
             }
             if n.is_multiple_of(REPORT_EVERY) {
                 let _ = writeln!(boot.console, "critical-monitor: timer interrupts={}", beat.timer_irqs());
@@ -85,6 +96,37 @@ fn partition_main(mut boot: Boot) -> ! {
         if !busy {
             beat.sleep();
         }
+    }
+}
+
+/// Bytes of the canary: the last page of the monitor's RAM.
+const CANARY_BYTES: u64 = 4096;
+
+/// A page of the monitor's own RAM holding a known pattern.
+struct Canary {
+    at: u64,
+}
+
+impl Canary {
+    fn word(i: u64) -> u64 {
+        0xC0FF_EE00_0000_0000 | i
+    }
+
+    fn lay(at: u64) -> Self {
+        for i in 0..CANARY_BYTES / 8 {
+            // SAFETY: the last page of our RAM, above the image, stack and device tree,
+            // which nothing else of this program uses.
+            unsafe { core::ptr::write_volatile((at + 8 * i) as *mut u64, Self::word(i)) };
+        }
+        Self { at }
+    }
+
+    /// Words that no longer hold the pattern.
+    fn changed(&self) -> u64 {
+        (0..CANARY_BYTES / 8)
+            // SAFETY: as in `lay`.
+            .filter(|&i| unsafe { core::ptr::read_volatile((self.at + 8 * i) as *const u64) } != Self::word(i))
+            .count() as u64
     }
 }
 

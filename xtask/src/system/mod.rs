@@ -84,7 +84,7 @@ struct RawPartition {
     cpus: Spanned<Vec<Spanned<u64>>>,
     ram: Spanned<OneOrMany<RawRam>>,
     #[serde(default)]
-    devices: Vec<Spanned<String>>,
+    devices: Vec<Spanned<RawDevice>>,
     /// The interrupts (GIC INTIDs) the partition owns; default: all its devices'. Fewer
     /// leaves a device to be polled.
     interrupts: Option<Vec<Spanned<u32>>>,
@@ -100,6 +100,41 @@ struct RawPartition {
     /// The manifest's anti-rollback counter: raise it to make older images unbootable.
     security_counter: Option<u64>,
 }
+
+/// A device by its catalogue name, or `{ name = "...", dma = "unprotected" }`: a bus
+/// master no IOMMU contains, given anyway (DMA-002).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDevice {
+    Name(String),
+    Table(RawDeviceTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceTable {
+    name: String,
+    /// "unprotected": the description accepts DMA that nothing contains.
+    dma: Option<String>,
+}
+
+impl RawDevice {
+    fn name(&self) -> &str {
+        match self {
+            RawDevice::Name(n) => n,
+            RawDevice::Table(t) => &t.name,
+        }
+    }
+    fn dma(&self) -> Option<&str> {
+        match self {
+            RawDevice::Name(_) => None,
+            RawDevice::Table(t) => t.dma.as_deref(),
+        }
+    }
+}
+
+/// The `dma` value that gives a bus master nothing contains.
+pub const DMA_UNPROTECTED: &str = "unprotected";
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -182,8 +217,12 @@ pub struct Partition {
     /// device tree's `/chosen`.
     pub initrd_range: Option<(u64, u64)>,
     pub bootargs: String,
-    /// Devices by catalogue name, in region order after the RAM regions.
+    /// Devices by catalogue name, in the order given.
     pub devices: Vec<&'static catalog::DeviceInfo>,
+    /// The device of each region after the RAM regions (one per device window).
+    pub device_regions: Vec<&'static catalog::DeviceInfo>,
+    /// Devices given with `dma = "unprotected"` (a warning at every build and boot).
+    pub unprotected: Vec<&'static str>,
     /// Channel ends, whose regions follow the devices.
     pub channels: Vec<channel::Endpoint>,
     /// Release version its manifest names (default: the workspace's version).
@@ -377,8 +416,10 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         }
         let mut devices = Vec::new();
         let mut device_lines = Vec::new();
+        let mut device_regions = Vec::new();
+        let mut unprotected = Vec::new();
         for dev in &rp.devices {
-            let dname = dev.get_ref().as_str();
+            let dname = dev.get_ref().name();
             // A device the hypervisor keeps is named to be refused, with its reason, by
             // the validator the hypervisor also runs.
             let found = board.device(dname).or_else(|| board.kept_device(dname).map(|k| &k.device));
@@ -399,9 +440,25 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 );
                 continue;
             }
+            let mut flags = 0;
+            match dev.get_ref().dma() {
+                None => {}
+                Some(DMA_UNPROTECTED) => {
+                    flags |= config::device_flags::DMA_UNPROTECTED;
+                    unprotected.push(info.name);
+                }
+                Some(other) => cx.err(
+                    dev.span().start,
+                    format!("{name}: device \"{dname}\": dma = \"{other}\" is not a choice (the one there is: dma = \"{DMA_UNPROTECTED}\")"),
+                ),
+            }
             device_owner.insert(info.name, (name.clone(), cx.line(dev.span().start)));
-            regions.push(MemRegion::device(info.base, info.size));
-            region_lines.push(cx.line(dev.span().start));
+            for (k, window) in info.ranges().enumerate() {
+                let ecam = if k == 0 && info.pci_ecam { config::device_flags::PCI_ECAM } else { 0 };
+                regions.push(MemRegion { param: flags | ecam, ..MemRegion::device(window.base, window.size) });
+                region_lines.push(cx.line(dev.span().start));
+                device_regions.push(info);
+            }
             device_lines.push(cx.line(dev.span().start));
             devices.push(info);
         }
@@ -506,6 +563,8 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             initrd_range: None,
             bootargs: rp.bootargs,
             devices,
+            device_regions,
+            unprotected,
             channels: Vec::new(),
             version,
             security_counter: rp.security_counter.unwrap_or(1),
@@ -649,7 +708,7 @@ impl System {
             } else if r < rams {
                 format!("ram of {} ({range})", part.name)
             } else {
-                let dev = part.devices.get(r - rams).map_or("?", |d| d.name);
+                let dev = part.device_regions.get(r - rams).map_or("?", |d| d.name);
                 format!("device {dev} of {} ({range})", part.name)
             }
         };
@@ -703,6 +762,40 @@ impl System {
                     rname(partition, region)
                 ),
             },
+            ConfigError::BusMasterUncontained { partition, region, .. } => {
+                let dev = self.device_name(partition, region).and_then(|n| self.board.device(n));
+                let name = dev.map_or("?", |d| d.name);
+                match (dev.map(|d| d.dma), self.board.iommu) {
+                    (Some(catalog::Dma::Iommu { .. }), Some(iommu)) => write!(
+                        msg,
+                        "{} masters the bus (DMA) and the IOMMU that contains it on {} (the SMMUv3 at {:#x}) is not \
+                         in this machine (QEMU: -M virt,iommu=smmuv3): it could read and write any memory, the \
+                         critical partition's included",
+                        rname(partition, region),
+                        self.board.name,
+                        iommu.base
+                    ),
+                    _ => write!(
+                        msg,
+                        "{} masters the bus (DMA) and {} has no IOMMU in front of it: it could read and write any \
+                         memory, the critical partition's included. Give it as {{ name = \"{name}\", dma = \"{DMA_UNPROTECTED}\" }} \
+                         only if the device maker accepts that (docs/boards.md)",
+                        rname(partition, region),
+                        self.board.name
+                    ),
+                }
+            }
+            ConfigError::UnprotectedDmaForCritical { partition, region, .. } => write!(
+                msg,
+                "{}: a critical partition may never be given a device with dma = \"{DMA_UNPROTECTED}\" (nothing would stop it \
+                 writing anywhere)",
+                rname(partition, region)
+            ),
+            ConfigError::BadDeviceFlags { partition, region, .. } => write!(
+                msg,
+                "{}: dma = \"{DMA_UNPROTECTED}\" is only for a device that masters the bus with no IOMMU in front",
+                rname(partition, region)
+            ),
             ConfigError::IrqGivenTwice { partition, intid, other, .. } if other == partition => {
                 write!(msg, "{}: interrupt {intid} is listed twice", pname(partition))
             }
@@ -813,7 +906,7 @@ impl System {
     fn device_name(&self, i: usize, r: usize) -> Option<&'static str> {
         let part = self.partitions.get(i)?;
         let rams = part.desc.regions().iter().filter(|x| x.kind() == Some(RegionKind::Ram)).count();
-        part.devices.get(r.checked_sub(rams)?).map(|d| d.name)
+        part.device_regions.get(r.checked_sub(rams)?).map(|d| d.name)
     }
 
     /// The line a validator finding is about.
@@ -860,7 +953,8 @@ pub fn boot_facts(board: &Board, dtb: &[u8]) -> Result<BoardFacts, String> {
     if facts.cpus.is_empty() {
         return Err("the device tree names no CPUs".into());
     }
-    if !board.keep_devices(&mut facts) {
+    let smmu = septum_core::board::read_as_shipped(dtb).map_err(|e| e.to_string())?.smmu_v3;
+    if !board.keep_devices(&mut facts) || !board.add_shown_devices(&mut facts, board.iommu_at(smmu)) {
         return Err("more devices than the hypervisor's table holds".into());
     }
     for &r in board.reserved {

@@ -103,14 +103,16 @@ fn an_initrd_is_for_kernels_only() {
 }
 
 /// QEMU 10.0.2's `virt` device trees (`-M virt,virtualization=on,gic-version=3|2`),
-/// as the hypervisor reads them at boot.
+/// as the hypervisor reads them at boot: without the SMMU, and as xtask runs the
+/// machine, with it (`iommu=smmuv3`).
 const VIRT_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt.dtb");
-const VIRT_GICV2_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt-gicv2.dtb");
+const VIRT_SMMU_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt-smmuv3.dtb");
+const VIRT_GICV2_SMMU_DTB: &[u8] = include_bytes!("../../../hypervisor/core/tests/qemu-virt-gicv2-smmuv3.dtb");
 
 fn virt_dtb(board: &Board) -> Option<&'static [u8]> {
     match board.name {
-        "qemu-virt" => Some(VIRT_DTB),
-        "qemu-virt-gicv2" => Some(VIRT_GICV2_DTB),
+        "qemu-virt" => Some(VIRT_SMMU_DTB),
+        "qemu-virt-gicv2" => Some(VIRT_GICV2_SMMU_DTB),
         _ => None,
     }
 }
@@ -147,6 +149,7 @@ fn give(sys: &mut System, i: usize, name: &str) {
     p.desc.regions[r] = MemRegion::device(info.base, info.size);
     p.desc.region_count += 1;
     p.devices.push(info);
+    p.device_regions.push(info);
 }
 
 fn with_irqs(sys: &mut System, i: usize, irqs: &[u32]) {
@@ -168,7 +171,9 @@ fn kept_devices_are_refused_at_boot_whatever_the_dtb_says() {
         assert!(d.assignable, "{base:#x}: the DTB alone does not say it is kept");
     }
     let bare = root().join("tests/systems/attacks.toml");
-    for name in ["flash1", "flash0", "fw-cfg", "virtio-mmio", "gic-its", "pcie", "pcie-ecam-high", "gicd"] {
+    for name in
+        ["flash1", "flash0", "fw-cfg", "virtio-mmio", "gic-its", "smmu", "pcie-ecam-low", "pcie-mmio-high", "gicd"]
+    {
         let mut sys = load(&bare).expect("valid");
         give(&mut sys, 1, name);
         let at_build = sys.check(&|_| None).expect_err(name);
@@ -177,6 +182,19 @@ fn kept_devices_are_refused_at_boot_whatever_the_dtb_says() {
         assert!(at_boot.0.contains(&format!("device {name} of connectivity")), "{name}: {at_boot}");
         assert!(at_boot.0.contains("kept by the hypervisor"), "{name}: {at_boot}");
     }
+}
+
+/// DMA-001, DMA-003: the PCIe host bridge is given only where the machine has the SMMU
+/// in front of it: with QEMU's `iommu=smmuv3` it is accepted, on the same machine
+/// without it the hypervisor refuses the system at boot, with the build-time message.
+#[test]
+fn pcie_is_given_only_behind_the_smmu() {
+    let with_smmu = VIRT_SMMU_DTB;
+    let sys = load(&root().join("tests/systems/dma-attack.toml")).expect("valid");
+    sys.check_at_boot(with_smmu).expect("behind the SMMU");
+    let refused = sys.check_at_boot(VIRT_DTB).expect_err("no SMMU");
+    assert!(refused.0.contains("device pcie of connectivity"), "{refused}");
+    assert!(refused.0.contains("the SMMUv3 at 0x9050000) is not in this machine"), "{refused}");
 }
 
 /// CFG-005: at boot too, a partition owns only its own devices' SPIs: not another

@@ -1,64 +1,22 @@
 //! The chain-of-trust commands of `cargo xtask`: keygen, sign, root, inspect,
-//! audit-verify. Each takes the words after the command name.
+//! audit-verify. Each is declared here (clap) beside what it does, and run by its
+//! `run`.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
+use clap::{ValueEnum, ValueHint};
 use ed25519_dalek::SigningKey;
 use septum_trust::format::{Envelope, Kind};
+use septum_trust::history::Head;
 
 use super::{
     add_signatures, hex, random_key, read_key, rotate_root, sign_envelope, unhex, DEV_RELEASE_KEYS, DEV_ROOT_KEYS,
     ROOT_ROLE,
 };
-use crate::{build, system};
-
-/// Parsed `--flag value` words; every flag must be one the command knows.
-#[derive(Debug)]
-pub struct Args {
-    pairs: Vec<(String, String)>,
-    /// Words that are not flags.
-    pub free: Vec<String>,
-}
-
-impl Args {
-    /// Splits `args` into `--flag value` pairs (`switches` take no value) and free words.
-    pub fn parse(args: &[String], flags: &[&str], switches: &[&str]) -> Result<Self, String> {
-        let mut out = Self { pairs: Vec::new(), free: Vec::new() };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if switches.contains(&a.as_str()) {
-                out.pairs.push((a.clone(), String::new()));
-            } else if flags.contains(&a.as_str()) {
-                let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
-                out.pairs.push((a.clone(), v.clone()));
-            } else if a.starts_with("--") {
-                return Err(format!("unknown option {a}"));
-            } else {
-                out.free.push(a.clone());
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn get(&self, flag: &str) -> Option<&str> {
-        self.pairs.iter().find(|(f, _)| f == flag).map(|(_, v)| v.as_str())
-    }
-
-    pub fn all(&self, flag: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(f, _)| f == flag).map(|(_, v)| v.as_str()).collect()
-    }
-
-    pub fn has(&self, flag: &str) -> bool {
-        self.pairs.iter().any(|(f, _)| f == flag)
-    }
-
-    fn need(&self, flag: &str) -> Result<&str, String> {
-        self.get(flag).ok_or_else(|| format!("give {flag}"))
-    }
-}
+use crate::{args, build, system};
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
@@ -112,203 +70,313 @@ pub fn generate_keys(dir: &Path, roles: &[(String, u32)]) -> Result<Vec<PathBuf>
     Ok(written)
 }
 
-/// `keygen --out DIR [--system NAME | --role NAME [--count N]]`.
-pub fn keygen(args: &[String]) -> Result<(), String> {
-    let a = Args::parse(args, &["--out", "--role", "--count", "--system"], &[])?;
-    let dir = PathBuf::from(a.need("--out")?);
-    let roles = match a.get("--role") {
-        Some(role) => {
-            let default = if role == ROOT_ROLE { DEV_ROOT_KEYS } else { DEV_RELEASE_KEYS };
-            let count = match a.get("--count") {
-                Some(c) => c
-                    .parse()
-                    .ok()
-                    .filter(|&n| (1..=septum_trust::MAX_KEYS as u32).contains(&n))
-                    .ok_or_else(|| format!("--count {c}: give 1 to {} keys", septum_trust::MAX_KEYS))?,
-                None => default,
-            };
-            vec![(role.to_string(), count)]
-        }
-        None => {
-            let name = a.get("--system").unwrap_or("qemu-virt");
-            let sys = system::load(&build::system_path(name)).map_err(build::join_errors)?;
-            let mut roles = vec![(ROOT_ROLE.to_string(), DEV_ROOT_KEYS)];
-            roles.extend(sys.partitions.iter().map(|p| (p.name.clone(), DEV_RELEASE_KEYS)));
-            roles
-        }
-    };
-    let written = generate_keys(&dir, &roles)?;
-    for p in &written {
-        println!("wrote {}", p.display());
-    }
-    println!("keep the .key files secret (and offline); the .pub files may be shared");
-    Ok(())
+/// Fresh random keys: DIR/ROLE-N.key (secret, mode 0600) and DIR/ROLE-N.pub
+///
+/// By default the roles of a system: 3 root keys and 2 per partition. Keys are never
+/// overwritten.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Keygen {
+    /// The directory to write the keys into (created, mode 0700)
+    #[arg(long, value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub out: PathBuf,
+    /// Keys for the roles of this system: root and each partition [default: qemu-virt]
+    #[arg(long, value_name = "NAME", value_parser = args::system, conflicts_with = "role")]
+    pub system: Option<String>,
+    /// Keys for one role only (`root`, or a partition's name)
+    #[arg(long, value_name = "NAME")]
+    pub role: Option<String>,
+    /// How many keys of --role [default: 3 for root, 2 for a partition]
+    #[arg(long, value_name = "N", requires = "role",
+          value_parser = clap::value_parser!(u32).range(1..=septum_trust::MAX_KEYS as i64))]
+    pub count: Option<u32>,
 }
 
-fn kind(text: &str) -> Result<Kind, String> {
-    match text {
-        "root" => Ok(Kind::Root),
-        "config" => Ok(Kind::Config),
-        "manifest" => Ok(Kind::Manifest),
-        other => Err(format!("--kind {other}: use root, config or manifest")),
-    }
-}
-
-/// `sign --kind K --body FILE --key KEY... --out FILE` (FILE may be an envelope: its
-/// body is signed afresh), or `sign --add KEY... --to ENVELOPE [--out FILE]`.
-pub fn sign(args: &[String]) -> Result<(), String> {
-    let a = Args::parse(args, &["--kind", "--body", "--key", "--out", "--add", "--to"], &[])?;
-    let load = |flag: &str| a.all(flag).into_iter().map(|k| read_key(Path::new(k))).collect::<Result<Vec<_>, _>>();
-    if let Some(to) = a.get("--to") {
-        let keys = load("--add")?;
-        if keys.is_empty() {
-            return Err("give --add KEYFILE for each signature to add".into());
+impl Keygen {
+    pub fn run(&self) -> Result<(), String> {
+        let roles = match &self.role {
+            Some(role) => {
+                let default = if role == ROOT_ROLE { DEV_ROOT_KEYS } else { DEV_RELEASE_KEYS };
+                vec![(role.clone(), self.count.unwrap_or(default))]
+            }
+            None => {
+                let name = self.system.as_deref().unwrap_or("qemu-virt");
+                let sys = system::load(&build::system_path(name)).map_err(build::join_errors)?;
+                let mut roles = vec![(ROOT_ROLE.to_string(), DEV_ROOT_KEYS)];
+                roles.extend(sys.partitions.iter().map(|p| (p.name.clone(), DEV_RELEASE_KEYS)));
+                roles
+            }
+        };
+        let written = generate_keys(&self.out, &roles)?;
+        for p in &written {
+            println!("wrote {}", p.display());
         }
-        let to = Path::new(to);
-        let before = read(to)?;
-        let refs: Vec<&SigningKey> = keys.iter().collect();
-        let after = add_signatures(&before, &refs).map_err(|e| format!("{}: {e}", to.display()))?;
-        let out = a.get("--out").map_or(to, Path::new);
-        write(out, &after)?;
-        let count = |b: &[u8]| Envelope::parse(b).map_or(0, |e| e.signature_count());
-        println!("{}: {} signatures (was {})", out.display(), count(&after), count(&before));
-        return Ok(());
-    }
-    let body_path = Path::new(a.need("--body")?);
-    let mut body = read(body_path)?;
-    let mut kind = a.get("--kind").map(kind).transpose()?;
-    // An envelope given as the body is re-signed: its body, signed afresh.
-    if let Ok(env) = Envelope::parse(&body) {
-        if kind.is_some_and(|k| k != env.kind) {
-            return Err(format!("{}: holds a {:?} envelope, not --kind {kind:?}", body_path.display(), env.kind));
-        }
-        kind = Some(env.kind);
-        body = env.body.to_vec();
-    }
-    let kind = kind.ok_or("give --kind root|config|manifest")?;
-    let keys = load("--key")?;
-    if keys.is_empty() {
-        return Err("give --key KEYFILE (once per signer)".into());
-    }
-    let refs: Vec<&SigningKey> = keys.iter().collect();
-    let out = Path::new(a.need("--out")?);
-    let envelope = sign_envelope(kind, &body, &refs).map_err(|e| format!("{}: {e}", body_path.display()))?;
-    write(out, &envelope)?;
-    println!("{}: {kind:?} envelope, {} signatures", out.display(), refs.len());
-    Ok(())
-}
-
-/// `root --keys DIR --version N [--previous ENVELOPE [--old-keys DIR]] --out FILE`.
-pub fn root(args: &[String]) -> Result<(), String> {
-    let a = Args::parse(args, &["--keys", "--version", "--previous", "--old-keys", "--out"], &[])?;
-    let dir = Path::new(a.need("--keys")?);
-    let version: u32 = a.need("--version")?.parse().map_err(|_| "--version takes a number".to_string())?;
-    let previous = a.get("--previous").map(|p| read(Path::new(p))).transpose()?;
-    if let (Some(file), Some(bytes)) = (a.get("--previous"), &previous) {
-        let env = Envelope::parse(bytes).map_err(|e| format!("{file}: {e}"))?;
-        env.root().ok_or_else(|| format!("{file}: a {:?} envelope, not a root document", env.kind))?;
-    }
-    let out = Path::new(a.need("--out")?);
-    let (envelope, missing) = rotate_root(dir, version, previous.as_deref(), a.get("--old-keys").map(Path::new))?;
-    write(out, &envelope)?;
-    println!("{}: root document version {version}", out.display());
-    if missing > 0 {
-        println!(
-            "it needs {missing} more signature(s) by the previous root's keys: \
-             cargo xtask sign --add OLD-KEY --to {}",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-/// `inspect FILE [--anchor HEXFILE]`: exits non-zero if a check failed.
-pub fn inspect(args: &[String]) -> Result<(), String> {
-    let a = Args::parse(args, &["--anchor"], &[])?;
-    let [file] = a.free.as_slice() else { return Err("give one file: cargo xtask inspect FILE".into()) };
-    let anchor = match a.get("--anchor") {
-        None => None,
-        Some(f) => {
-            let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
-            let bytes = unhex(&text).and_then(|b| <[u8; 64]>::try_from(b).ok());
-            Some(bytes.ok_or_else(|| format!("{f}: not 128 hex digits (a root-anchor.hex)"))?)
-        }
-    };
-    let path = Path::new(file);
-    let report = super::inspect::inspect(&read(path)?, anchor.as_ref());
-    println!("{}:", path.display());
-    print!("{}", report.text);
-    if report.failures == 0 {
+        println!("keep the .key files secret (and offline); the .pub files may be shared");
         Ok(())
-    } else {
-        Err(format!("{}: {} of {} checks failed", path.display(), report.failures, report.checks))
     }
 }
 
-/// `audit-verify FILE [--records] [--previous EARLIER.bin | --after SEQ:HASH]`: checks
-/// a dump of the hypervisor's flash bank: its audit log's hash chain
-/// (`septum_trust::audit::verify_bank`) and where its history begins
-/// (`septum_trust::history`), and prints its head (`SEQ:HASH`, to note down). With an
-/// earlier dump, or a head noted from one, it also checks that this log continues it.
-/// Exits non-zero if a record is broken or the history restarted (a boot count that
-/// fell, or a log that does not hold the earlier head). `--records` also lists every
-/// record, oldest first.
-pub fn audit_verify(args: &[String]) -> Result<(), String> {
-    use septum_trust::flash::BLOCK_SIZE;
-    use septum_trust::{audit, history};
+/// What a signed document is (an envelope's kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentKind {
+    /// A root document: the keys of every role
+    Root,
+    /// A system's configuration
+    Config,
+    /// A partition's image manifest
+    Manifest,
+}
 
-    let a = Args::parse(args, &["--previous", "--after"], &["--records"])?;
-    let [file] = a.free.as_slice() else { return Err("give one file: cargo xtask audit-verify FILE".into()) };
-    let path = Path::new(file);
-    let bank = read(path)?;
-    let d = path.display();
-    let earlier = match (a.get("--previous"), a.get("--after")) {
-        (Some(_), Some(_)) => return Err("give --previous FILE or --after SEQ:HASH, not both".into()),
-        (Some(old), None) => earlier_head(Path::new(old))?,
-        (None, Some(text)) => Some((format!("--after {text}"), parse_head(text)?)),
-        (None, None) => None,
-    };
-    let log_area = history::log_area(&bank, BLOCK_SIZE);
-    if a.has("--records") {
-        for (slot, record) in audit::records(log_area) {
-            match record {
-                Ok(r) => println!("slot {slot}: {r}"),
-                Err(e) => println!("slot {slot}: invalid: {e}"),
+impl From<DocumentKind> for Kind {
+    fn from(k: DocumentKind) -> Kind {
+        match k {
+            DocumentKind::Root => Kind::Root,
+            DocumentKind::Config => Kind::Config,
+            DocumentKind::Manifest => Kind::Manifest,
+        }
+    }
+}
+
+/// Sign a document body (or an envelope's body, afresh), or add signatures to an
+/// envelope
+///
+/// `sign --kind K --body FILE --key KEY [--key KEY...] --out FILE` writes a new envelope;
+/// `sign --add KEY [--add KEY...] --to ENVELOPE [--out FILE]` adds signatures to one,
+/// one key holder at a time (threshold signing).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Sign {
+    /// The document's kind; when --body is an envelope, its own kind is kept
+    #[arg(long, value_enum, conflicts_with = "to")]
+    pub kind: Option<DocumentKind>,
+    /// The body to sign, or an envelope whose body is signed afresh
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          required_unless_present = "to", conflicts_with = "to")]
+    pub body: Option<PathBuf>,
+    /// A signer's key file (.key); once per signer
+    #[arg(long = "key", value_name = "KEY", value_hint = ValueHint::FilePath,
+          required_unless_present = "to", conflicts_with = "to")]
+    pub keys: Vec<PathBuf>,
+    /// Where to write the envelope [with --to, default: the envelope itself]
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, required_unless_present = "to")]
+    pub out: Option<PathBuf>,
+    /// A key file whose signature to add to --to's envelope; once per signer
+    #[arg(long = "add", value_name = "KEY", value_hint = ValueHint::FilePath, requires = "to")]
+    pub add: Vec<PathBuf>,
+    /// The envelope to add signatures to
+    #[arg(long, value_name = "ENVELOPE", value_hint = ValueHint::FilePath, requires = "add")]
+    pub to: Option<PathBuf>,
+}
+
+impl Sign {
+    pub fn run(&self) -> Result<(), String> {
+        let load = |files: &[PathBuf]| files.iter().map(|k| read_key(k)).collect::<Result<Vec<_>, _>>();
+        if let Some(to) = &self.to {
+            let keys = load(&self.add)?;
+            let before = read(to)?;
+            let refs: Vec<&SigningKey> = keys.iter().collect();
+            let after = add_signatures(&before, &refs).map_err(|e| format!("{}: {e}", to.display()))?;
+            let out = self.out.as_deref().unwrap_or(to);
+            write(out, &after)?;
+            let count = |b: &[u8]| Envelope::parse(b).map_or(0, |e| e.signature_count());
+            println!("{}: {} signatures (was {})", out.display(), count(&after), count(&before));
+            return Ok(());
+        }
+        // clap requires --body, --key and --out without --to; these only restate it.
+        let body_path = self.body.as_deref().ok_or("give --body FILE")?;
+        let out = self.out.as_deref().ok_or("give --out FILE")?;
+        let mut body = read(body_path)?;
+        let mut kind = self.kind.map(Kind::from);
+        // An envelope given as the body is re-signed: its body, signed afresh.
+        if let Ok(env) = Envelope::parse(&body) {
+            if kind.is_some_and(|k| k != env.kind) {
+                return Err(format!("{}: holds a {:?} envelope, not --kind {kind:?}", body_path.display(), env.kind));
+            }
+            kind = Some(env.kind);
+            body = env.body.to_vec();
+        }
+        let kind = kind.ok_or("give --kind root|config|manifest (the body is not an envelope)")?;
+        let keys = load(&self.keys)?;
+        let refs: Vec<&SigningKey> = keys.iter().collect();
+        let envelope = sign_envelope(kind, &body, &refs).map_err(|e| format!("{}: {e}", body_path.display()))?;
+        write(out, &envelope)?;
+        println!("{}: {kind:?} envelope, {} signatures", out.display(), refs.len());
+        Ok(())
+    }
+}
+
+/// A root document for a directory's keys
+///
+/// For a rotation, give the previous root document: the new one is also signed by the
+/// previous root's keys found in --old-keys (any missing can be added with `sign --add`).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Root {
+    /// The keys the document lists (made by `cargo xtask keygen`)
+    #[arg(long, value_name = "DIR", value_parser = args::key_dir, value_hint = ValueHint::DirPath)]
+    pub keys: PathBuf,
+    /// The document's version: higher than the previous root's
+    #[arg(long, value_name = "N")]
+    pub version: u32,
+    /// The root document in force, which this one rotates
+    #[arg(long, value_name = "ENVELOPE", value_hint = ValueHint::FilePath)]
+    pub previous: Option<PathBuf>,
+    /// The previous root's keys, to sign the rotation with
+    #[arg(long, value_name = "DIR", value_parser = args::key_dir, value_hint = ValueHint::DirPath,
+          requires = "previous")]
+    pub old_keys: Option<PathBuf>,
+    /// Where to write the root document
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub out: PathBuf,
+}
+
+impl Root {
+    pub fn run(&self) -> Result<(), String> {
+        let previous = self.previous.as_deref().map(read).transpose()?;
+        if let (Some(file), Some(bytes)) = (&self.previous, &previous) {
+            let file = file.display();
+            let env = Envelope::parse(bytes).map_err(|e| format!("{file}: {e}"))?;
+            env.root().ok_or_else(|| format!("{file}: a {:?} envelope, not a root document", env.kind))?;
+        }
+        let version = self.version;
+        let (envelope, missing) = rotate_root(&self.keys, version, previous.as_deref(), self.old_keys.as_deref())?;
+        let out = &self.out;
+        write(out, &envelope)?;
+        println!("{}: root document version {version}", out.display());
+        if missing > 0 {
+            println!(
+                "it needs {missing} more signature(s) by the previous root's keys: \
+                 cargo xtask sign --add OLD-KEY --to {}",
+                out.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A bundle or envelope in human form, every signature, threshold and hash checked
+/// offline
+///
+/// Exits non-zero if a check failed.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Inspect {
+    /// A bundle (bundle.bin) or an envelope (.envelope, .manifest)
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// The root anchor to check the root chain against (root-anchor.hex: 128 hex digits)
+    #[arg(long, value_name = "HEXFILE", value_hint = ValueHint::FilePath)]
+    pub anchor: Option<PathBuf>,
+}
+
+impl Inspect {
+    pub fn run(&self) -> Result<(), String> {
+        let anchor = match &self.anchor {
+            None => None,
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let bytes = unhex(&text).and_then(|b| <[u8; 64]>::try_from(b).ok());
+                Some(bytes.ok_or_else(|| format!("{}: not 128 hex digits (a root-anchor.hex)", f.display()))?)
+            }
+        };
+        let path = &self.file;
+        let report = super::inspect::inspect(&read(path)?, anchor.as_ref());
+        println!("{}:", path.display());
+        print!("{}", report.text);
+        if report.failures == 0 {
+            Ok(())
+        } else {
+            Err(format!("{}: {} of {} checks failed", path.display(), report.failures, report.checks))
+        }
+    }
+}
+
+/// Check a dump of the hypervisor's flash bank: the audit log's hash chain and where
+/// its history begins
+///
+/// Prints the log's head (SEQ:HASH, to note down). Given an earlier dump (--previous)
+/// or a head noted from one (--after), also checks that this log continues it. Exits
+/// non-zero if a record is broken or the history restarted (a boot count that fell, or
+/// a log that does not hold the earlier head).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AuditVerify {
+    /// The dump of the flash bank
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// List every record, oldest first
+    #[arg(long)]
+    pub records: bool,
+    /// An earlier dump of the same bank, which this one must continue
+    #[arg(long, value_name = "EARLIER.bin", value_hint = ValueHint::FilePath, conflicts_with = "after")]
+    pub previous: Option<PathBuf>,
+    /// A head noted from an earlier dump, which this log must still hold
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse_head)]
+    pub after: Option<Head>,
+}
+
+/// `audit-verify`'s words (what follows `audit-verify` on the command line), parsed by
+/// its declaration and run: the system tests' way in.
+pub fn audit_verify(words: &[String]) -> Result<(), String> {
+    args::parse_words::<AuditVerify>("audit-verify", words)?.run()
+}
+
+impl AuditVerify {
+    /// Checks the bank's audit log's hash chain (`septum_trust::audit::verify_bank`),
+    /// where its history begins (`septum_trust::history`) and, given an earlier head,
+    /// that the log continues it.
+    pub fn run(&self) -> Result<(), String> {
+        use septum_trust::flash::BLOCK_SIZE;
+        use septum_trust::{audit, history};
+
+        let path = &self.file;
+        let bank = read(path)?;
+        let d = path.display();
+        let earlier = match (&self.previous, &self.after) {
+            (Some(_), Some(_)) => return Err("give --previous FILE or --after SEQ:HASH, not both".into()),
+            (Some(old), None) => earlier_head(old)?,
+            (None, Some(head)) => Some((format!("--after {}", head_text(head)), *head)),
+            (None, None) => None,
+        };
+        let log_area = history::log_area(&bank, BLOCK_SIZE);
+        if self.records {
+            for (slot, record) in audit::records(log_area) {
+                match record {
+                    Ok(r) => println!("slot {slot}: {r}"),
+                    Err(e) => println!("slot {slot}: invalid: {e}"),
+                }
             }
         }
-    }
-    let report = audit::verify_bank(&bank);
-    println!("{d}: {report}");
-    let found = history::of_bank(&bank);
-    println!("{d}: {found}");
-    match found.head {
-        Some(h) => println!(
-            "{d}: head {} (boot #{}): check a later dump against it with --after {} or --previous {d}",
-            head_text(&h),
-            h.boot.unwrap_or(0),
-            head_text(&h)
-        ),
-        None => println!("{d}: no head: the log is empty"),
-    }
-    let continuity = earlier.map(|(whose, head)| (whose, history::continuity(&head, log_area, BLOCK_SIZE)));
-    if let Some((whose, c)) = &continuity {
-        println!("{d}: against {whose}: {c}");
-    }
-    if !report.is_intact() {
-        return Err(format!("{d}: the audit log is broken"));
-    }
-    if found.restarted() {
-        return Err(format!("{d}: history restarted: {found}"));
-    }
-    match continuity {
-        Some((whose, history::Continuity::Restarted(r))) => Err(format!("{d}: history restarted against {whose}: {r}")),
-        _ => Ok(()),
+        let report = audit::verify_bank(&bank);
+        println!("{d}: {report}");
+        let found = history::of_bank(&bank);
+        println!("{d}: {found}");
+        match found.head {
+            Some(h) => println!(
+                "{d}: head {} (boot #{}): check a later dump against it with --after {} or --previous {d}",
+                head_text(&h),
+                h.boot.unwrap_or(0),
+                head_text(&h)
+            ),
+            None => println!("{d}: no head: the log is empty"),
+        }
+        let continuity = earlier.map(|(whose, head)| (whose, history::continuity(&head, log_area, BLOCK_SIZE)));
+        if let Some((whose, c)) = &continuity {
+            println!("{d}: against {whose}: {c}");
+        }
+        if !report.is_intact() {
+            return Err(format!("{d}: the audit log is broken"));
+        }
+        if found.restarted() {
+            return Err(format!("{d}: history restarted: {found}"));
+        }
+        match continuity {
+            Some((whose, history::Continuity::Restarted(r))) => {
+                Err(format!("{d}: history restarted against {whose}: {r}"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
 /// The head of an earlier dump, which must itself verify; `None` if its log is empty
 /// (any later log continues it).
-fn earlier_head(path: &Path) -> Result<Option<(String, septum_trust::history::Head)>, String> {
+fn earlier_head(path: &Path) -> Result<Option<(String, Head)>, String> {
     let bank = read(path)?;
     let report = septum_trust::audit::verify_bank(&bank);
     if !report.is_intact() {
@@ -322,16 +390,16 @@ fn earlier_head(path: &Path) -> Result<Option<(String, septum_trust::history::He
 }
 
 /// `SEQ:HASH`: a record's sequence number and its 128 hex digits of SHA-512.
-fn head_text(h: &septum_trust::history::Head) -> String {
+fn head_text(h: &Head) -> String {
     format!("{}:{}", h.seq, hex(&h.hash))
 }
 
 /// Reads [`head_text`]'s form (a leading `#` is allowed).
-pub fn parse_head(text: &str) -> Result<septum_trust::history::Head, String> {
+pub fn parse_head(text: &str) -> Result<Head, String> {
     let bad =
-        || format!("--after {text}: give SEQ:HASH, as audit-verify prints a head (a number, a colon, 128 hex digits)");
+        || format!("`{text}`: expected SEQ:HASH, as audit-verify prints a head (a number, a colon, 128 hex digits)");
     let (seq, digits) = text.trim().split_once(':').ok_or_else(bad)?;
     let seq = seq.trim_start_matches('#').parse().map_err(|_| bad())?;
     let hash = unhex(digits).and_then(|b| <[u8; 64]>::try_from(b).ok()).ok_or_else(bad)?;
-    Ok(septum_trust::history::Head { seq, hash, boot: None })
+    Ok(Head { seq, hash, boot: None })
 }

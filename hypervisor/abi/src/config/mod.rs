@@ -16,7 +16,8 @@ use crate::{name_str, PAGE_SIZE};
 
 pub const CONFIG_MAGIC: [u8; 8] = *b"SEPTCFG\0";
 /// 2: doorbells name the partition and virtual interrupt they signal.
-pub const CONFIG_VERSION: u32 = 2;
+/// 3: a device region's `param` carries [`device_flags`] (DMA opt-out, PCIe ECAM).
+pub const CONFIG_VERSION: u32 = 3;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_VCPUS: usize = 8;
 pub const MAX_REGIONS: usize = 16;
@@ -109,7 +110,8 @@ pub struct MemRegion {
     /// [`RegionKind`].
     pub kind: u32,
     /// Kind-specific: for a [`RegionKind::Doorbell`], the rings per second the peer may
-    /// be signalled (more are counted and dropped); otherwise 0.
+    /// be signalled (more are counted and dropped); for a [`RegionKind::Device`], its
+    /// [`device_flags`]; otherwise 0.
     pub param: u32,
     /// [`RegionKind::Doorbell`] only (else 0): the partition a ring signals (its index
     /// in the configuration), and the virtual interrupt it receives for it, one of
@@ -123,6 +125,19 @@ pub struct MemRegion {
 pub const DOORBELL_INTIDS: core::ops::Range<u32> = 960..1020;
 
 const _: () = assert!(core::mem::size_of::<MemRegion>() == 40);
+
+/// Flag bits of a device region's [`MemRegion::param`].
+pub mod device_flags {
+    /// The description accepts that this window's device masters the bus with no IOMMU
+    /// between it and memory (`dma = "unprotected"`): it could reach any memory. Never
+    /// for a critical partition; logged as a warning at every boot (DMA-002).
+    pub const DMA_UNPROTECTED: u32 = 1 << 0;
+    /// The window is a PCIe host bridge's configuration space (ECAM): before the
+    /// partition's memory is zeroed and reloaded, the hypervisor turns bus mastering off
+    /// in every function there (DMA-004).
+    pub const PCI_ECAM: u32 = 1 << 1;
+    pub const ALL: u32 = DMA_UNPROTECTED | PCI_ECAM;
+}
 
 impl MemRegion {
     /// A device's window, where the partition sees it at its physical address.
@@ -324,12 +339,28 @@ pub struct BoardDevice {
     /// region may even overlap such a window.
     pub assignable: bool,
     pub irqs: DeviceIrqs,
+    /// Whether the device masters the bus, and whether something contains it.
+    pub dma: DeviceDma,
 }
 
 impl BoardDevice {
     pub const fn new(range: Range, assignable: bool) -> Self {
-        Self { range, assignable, irqs: DeviceIrqs::NONE }
+        Self { range, assignable, irqs: DeviceIrqs::NONE, dma: DeviceDma::None }
     }
+}
+
+/// What a device window's device can do on the bus (DMA-001).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceDma {
+    /// It does not master the bus.
+    #[default]
+    None,
+    /// A bus master behind an IOMMU the hypervisor drives: each of its streams reaches
+    /// exactly its partition's memory.
+    Contained,
+    /// A bus master nothing contains (the board has no IOMMU, or the IOMMU that would is
+    /// absent): it could reach any memory.
+    Uncontained,
 }
 
 /// Interrupts (GIC INTIDs) one device raises, at most [`DeviceIrqs::MAX`]: a device
@@ -557,6 +588,25 @@ pub enum ConfigError {
         irq: usize,
         intid: u32,
     },
+    /// A device window of a bus master nothing contains, without the opt-out.
+    BusMasterUncontained {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
+    /// The opt-out for a critical partition, which may never have it.
+    UnprotectedDmaForCritical {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
+    /// Device flags that are unknown, or say what the board contradicts (an opt-out
+    /// or ECAM flag on a window of no bus master).
+    BadDeviceFlags {
+        partition: usize,
+        region: usize,
+        range: Range,
+    },
 }
 
 impl ConfigError {
@@ -585,6 +635,9 @@ impl ConfigError {
             | RamOutsideBoard { partition, region, .. }
             | DeviceNotOnBoard { partition, region, .. }
             | DeviceNotAssignable { partition, region, .. }
+            | BusMasterUncontained { partition, region, .. }
+            | UnprotectedDmaForCritical { partition, region, .. }
+            | BadDeviceFlags { partition, region, .. }
             | OverlapsReserved { partition, region, .. }
             | PhysicalOverlap { partition, region, .. }
             | IpaOverlap { partition, region, .. } => Where::Region(partition, region),
@@ -694,6 +747,21 @@ impl fmt::Display for ConfigError {
             DeviceNotOnBoard { partition, region, range } => write!(
                 f,
                 "partition #{partition} region #{region} ({range}) is not a device window of this board"
+            ),
+            BusMasterUncontained { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) is a device that masters the bus (DMA) with no IOMMU \
+                 containing it on this board: it could read and write any memory; refused without the opt-out"
+            ),
+            UnprotectedDmaForCritical { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}): a critical partition may never be given a bus \
+                 master no IOMMU contains"
+            ),
+            BadDeviceFlags { partition, region, range } => write!(
+                f,
+                "partition #{partition} region #{region} ({range}) has device flags that are unknown or name a bus \
+                 master where the board has none"
             ),
             DeviceNotAssignable { partition, region, range } => write!(
                 f,
@@ -848,7 +916,7 @@ impl<'a> Config<'a> {
                 }
             }
             for (r, region) in p.regions().iter().enumerate() {
-                check_region(i, r, region, board)?;
+                check_region(i, r, region, board, p.is_critical())?;
                 let signal_ok = if region.kind() == Some(RegionKind::Doorbell) {
                     let peer = region.signal_partition as usize;
                     peer != i && peer < self.partitions.len() && DOORBELL_INTIDS.contains(&region.signal_intid)
@@ -975,7 +1043,7 @@ fn check_partition_fields(i: usize, p: &PartitionDesc) -> Result<(), ConfigError
     Ok(())
 }
 
-fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> Result<(), ConfigError> {
+fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts, critical: bool) -> Result<(), ConfigError> {
     use ConfigError::*;
     let Some(kind) = region.kind() else {
         return Err(BadRegionKind { partition: i, region: r });
@@ -1011,8 +1079,37 @@ fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts) -> R
             if !board.devices.iter().any(|d| d.assignable && d.range.contains(&range)) {
                 return Err(DeviceNotOnBoard { partition: i, region: r, range });
             }
+            check_dma(i, r, region.param, range, board, critical)?;
         }
         RegionKind::Doorbell => {}
+    }
+    Ok(())
+}
+
+/// A device window's bus mastering (DMA-001, DMA-002): a bus master no IOMMU contains
+/// only with the description's opt-out, never for a critical partition; flags only
+/// where the board has a bus master.
+fn check_dma(
+    i: usize,
+    r: usize,
+    flags: u32,
+    range: Range,
+    board: &BoardFacts,
+    critical: bool,
+) -> Result<(), ConfigError> {
+    use device_flags::{ALL, DMA_UNPROTECTED, PCI_ECAM};
+    use ConfigError::*;
+    let masters = || board.devices.iter().filter(|d| d.range.overlaps(&range) && d.dma != DeviceDma::None);
+    let uncontained = masters().any(|d| d.dma == DeviceDma::Uncontained);
+    let opted_out = flags & DMA_UNPROTECTED != 0;
+    if flags & !ALL != 0 || (flags & (DMA_UNPROTECTED | PCI_ECAM) != 0 && masters().next().is_none()) {
+        return Err(BadDeviceFlags { partition: i, region: r, range });
+    }
+    if opted_out && critical {
+        return Err(UnprotectedDmaForCritical { partition: i, region: r, range });
+    }
+    if uncontained && !opted_out {
+        return Err(BusMasterUncontained { partition: i, region: r, range });
     }
     Ok(())
 }

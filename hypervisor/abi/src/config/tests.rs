@@ -371,3 +371,71 @@ fn doorbells_signal_another_partition_with_a_doorbell_intid() {
     q[0].regions[0].signal_intid = DOORBELL_INTIDS.start;
     assert!(matches!(check(&q), Err(ConfigError::BadSignal { partition: 0, region: 0 })), "RAM names no signal");
 }
+
+/// The board above with a bus master of each kind: one behind the IOMMU (a PCIe host
+/// bridge stand-in) and one nothing contains (an Ethernet controller stand-in).
+fn board_with_bus_masters() -> BoardFacts {
+    let mut b = board();
+    let master = |base, dma| BoardDevice { dma, ..BoardDevice::new(Range::new(base, 0x1_0000), true) };
+    b.devices.push(master(0x1000_0000, DeviceDma::Contained));
+    b.devices.push(master(0x1100_0000, DeviceDma::Uncontained));
+    b
+}
+
+fn check_on(parts: &[PartitionDesc], board: &BoardFacts) -> Result<(), ConfigError> {
+    let mut buf = [0u8; encoded_len(MAX_PARTITIONS)];
+    let n = encode(BoardId::QemuVirt, parts, &mut buf).unwrap();
+    Config::parse(&buf[..n], BoardId::QemuVirt, board, &|_| Some(4096)).map(|_| ())
+}
+
+/// Gives partition `p` a device window at `base` with `flags`.
+fn with_device(mut p: PartitionDesc, base: u64, flags: u32) -> PartitionDesc {
+    let r = p.region_count as usize;
+    p.regions[r] = MemRegion { param: flags, ..MemRegion::device(base, 0x1_0000) };
+    p.region_count += 1;
+    p
+}
+
+/// DMA-001, DMA-002: a bus master behind the IOMMU may be given; one nothing contains
+/// only with the opt-out, and never to a critical partition; the flags name only what
+/// the board has.
+#[test]
+fn bus_masters_need_an_iommu_or_the_opt_out() {
+    use device_flags::{DMA_UNPROTECTED, PCI_ECAM};
+    let b = board_with_bus_masters();
+    let [crit, conn] = two();
+    let mut crit_flag = crit;
+    crit_flag.flags |= flags::CRITICAL;
+    let range = Range::new(0x1100_0000, 0x1_0000);
+    assert_eq!(check_on(&[crit, with_device(conn, 0x1000_0000, PCI_ECAM)], &b), Ok(()), "contained");
+    assert_eq!(
+        check_on(&[crit, with_device(conn, 0x1100_0000, 0)], &b),
+        Err(ConfigError::BusMasterUncontained { partition: 1, region: 2, range })
+    );
+    assert_eq!(check_on(&[crit, with_device(conn, 0x1100_0000, DMA_UNPROTECTED)], &b), Ok(()), "opted out");
+    assert_eq!(
+        check_on(&[with_device(crit_flag, 0x1100_0000, DMA_UNPROTECTED), conn], &b),
+        Err(ConfigError::UnprotectedDmaForCritical { partition: 0, region: 2, range })
+    );
+    assert_eq!(
+        check_on(&[with_device(crit_flag, 0x1000_0000, DMA_UNPROTECTED), conn], &b),
+        Err(ConfigError::UnprotectedDmaForCritical {
+            partition: 0,
+            region: 2,
+            range: Range::new(0x1000_0000, 0x1_0000)
+        }),
+        "a critical partition never opts out, whatever the device"
+    );
+    let mut uart_flagged = conn;
+    uart_flagged.regions[1].param = DMA_UNPROTECTED;
+    assert_eq!(
+        check_on(&[crit, uart_flagged], &b),
+        Err(ConfigError::BadDeviceFlags { partition: 1, region: 1, range: Range::new(0x0904_0000, 0x1000) }),
+        "an opt-out on a device that is no bus master"
+    );
+    assert_eq!(
+        check_on(&[crit, with_device(conn, 0x1000_0000, 1 << 7)], &b),
+        Err(ConfigError::BadDeviceFlags { partition: 1, region: 2, range: Range::new(0x1000_0000, 0x1_0000) }),
+        "unknown flags"
+    );
+}
