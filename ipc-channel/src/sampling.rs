@@ -2,13 +2,14 @@
 //!
 //! The writer publishes under a sequence lock: `seq` odd while writing, even and two
 //! higher when done. A reader tries a bounded number of times to copy a stable value
-//! (same even `seq` before and after), copies it into private memory, validates length
-//! and CRC-32 on the copy, and judges freshness against the configured validity period
+//! (same even `seq` before and after), copies it into private memory, validates the
+//! format word, length and CRC-32C (unless the channel carries no checksum) on the
+//! copy, and judges freshness against the configured validity period
 //! with its own clock. A writer that never finishes, or lies, costs the reader a
 //! bounded number of attempts and an error value.
 
 use crate::mem::Shared;
-use crate::wire::{self, SamplingHeader, HEADER_SIZE};
+use crate::wire::{self, Checksum, SamplingHeader, HEADER_SIZE};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Attempts a reader makes before reporting [`SampleError::Busy`].
@@ -22,6 +23,9 @@ pub enum SampleError {
     Busy,
     /// The value's length or checksum is wrong, or its stamp lies in the future.
     Invalid,
+    /// The value's format word is not this reader's: another version of the wire
+    /// format, or another checksum than the channel is configured for.
+    BadFormat,
     BufferTooSmall,
 }
 
@@ -47,11 +51,13 @@ pub const fn region_size(capacity: usize) -> usize {
 pub struct Writer<M: Shared> {
     own: M,
     capacity: usize,
+    checksum: Checksum,
     seq: u32,
 }
 
 impl<M: Shared> Writer<M> {
-    pub fn new(capacity: usize, own: M) -> Option<Self> {
+    /// `checksum` is the channel's, as configured for both ends.
+    pub fn new(capacity: usize, checksum: Checksum, own: M) -> Option<Self> {
         if own.size() < region_size(capacity) {
             return None;
         }
@@ -64,11 +70,12 @@ impl<M: Shared> Writer<M> {
             stamp_hi: 0,
             len: 0,
             crc: 0,
-            _reserved: [0; 8],
+            format: wire::format(checksum),
+            _reserved: [0; 7],
         };
         own.write(0, header.as_bytes());
         own.store_release(wire::SAMPLING_SEQ, 0);
-        Some(Self { own, capacity, seq: 0 })
+        Some(Self { own, capacity, checksum, seq: 0 })
     }
 
     /// Publishes `value` stamped with the writer's clock `now`.
@@ -80,7 +87,12 @@ impl<M: Shared> Writer<M> {
         self.own.store_release(wire::SAMPLING_SEQ, self.seq.wrapping_add(1));
         self.own.fence_release();
         let len = value.len() as u32;
-        let fields = [now as u32, (now >> 32) as u32, len, crate::checksum(next, len, value)];
+        let crc = match self.checksum {
+            Checksum::Crc32c => crate::checksum(next, len, value),
+            Checksum::None => 0,
+        };
+        // The format word too, each time: a value is whole in what this write stores.
+        let fields = [now as u32, (now >> 32) as u32, len, crc, wire::format(self.checksum)];
         self.own.write(core::mem::offset_of!(SamplingHeader, stamp_lo), fields.as_bytes());
         self.own.write(HEADER_SIZE, value);
         self.own.store_release(wire::SAMPLING_SEQ, next);
@@ -92,14 +104,16 @@ impl<M: Shared> Writer<M> {
 pub struct Reader<M: Shared> {
     peer: M,
     capacity: usize,
+    checksum: Checksum,
     validity: u64,
     last: u32,
 }
 
 impl<M: Shared> Reader<M> {
-    /// `validity` is the configured validity period, in the reader's clock units.
-    pub fn new(capacity: usize, validity: u64, peer: M) -> Option<Self> {
-        (peer.size() >= region_size(capacity)).then_some(Self { peer, capacity, validity, last: 0 })
+    /// `validity` is the configured validity period, in the reader's clock units;
+    /// `checksum` the channel's, as configured for both ends.
+    pub fn new(capacity: usize, checksum: Checksum, validity: u64, peer: M) -> Option<Self> {
+        (peer.size() >= region_size(capacity)).then_some(Self { peer, capacity, checksum, validity, last: 0 })
     }
 
     /// Reads the latest value into `buf` (at least `capacity` bytes); `now` is the
@@ -125,11 +139,13 @@ impl<M: Shared> Reader<M> {
             if self.peer.load_acquire(wire::SAMPLING_SEQ) != before {
                 continue;
             }
+            if header.format != wire::format(self.checksum) {
+                return Err(SampleError::BadFormat);
+            }
             let stamp = u64::from(header.stamp_lo) | (u64::from(header.stamp_hi) << 32);
-            if header.len as usize > self.capacity
-                || crate::checksum(before, header.len, &buf[..len]) != header.crc
-                || stamp > now
-            {
+            let bad_crc =
+                self.checksum == Checksum::Crc32c && crate::checksum(before, header.len, &buf[..len]) != header.crc;
+            if header.len as usize > self.capacity || bad_crc || stamp > now {
                 return Err(SampleError::Invalid);
             }
             let age = now - stamp;
@@ -157,8 +173,8 @@ mod tests {
     #[test]
     fn latest_value_with_freshness() {
         let mem = region(16);
-        let mut w = Writer::new(16, HostRegion::new(&mem)).unwrap();
-        let mut r = Reader::new(16, 100, HostRegion::new(&mem)).unwrap();
+        let mut w = Writer::new(16, Checksum::Crc32c, HostRegion::new(&mem)).unwrap();
+        let mut r = Reader::new(16, Checksum::Crc32c, 100, HostRegion::new(&mem)).unwrap();
         let mut b = [0u8; 16];
         assert_eq!(r.read(&mut b, 0), Err(SampleError::NoValue));
         w.write(b"one", 10).unwrap();
@@ -173,11 +189,32 @@ mod tests {
     #[test]
     fn a_writer_stuck_mid_write_costs_a_bounded_read() {
         let mem = region(16);
-        let mut w = Writer::new(16, HostRegion::new(&mem)).unwrap();
+        let mut w = Writer::new(16, Checksum::Crc32c, HostRegion::new(&mem)).unwrap();
         w.write(b"x", 1).unwrap();
         mem[wire::SAMPLING_SEQ / 4].store(7, Ordering::Relaxed);
-        let mut r = Reader::new(16, 100, HostRegion::new(&mem)).unwrap();
+        let mut r = Reader::new(16, Checksum::Crc32c, 100, HostRegion::new(&mem)).unwrap();
         assert_eq!(r.read(&mut [0u8; 16], 2), Err(SampleError::Busy));
+    }
+
+    /// CH-013: a value whose format word is not the reader's (version 1's zero, another
+    /// checksum) is refused by name; CH-012: without a checksum the value still reads.
+    #[test]
+    fn a_value_of_another_format_is_refused() {
+        let at = core::mem::offset_of!(SamplingHeader, format) / 4;
+        for checksum in [Checksum::Crc32c, Checksum::None] {
+            let mem = region(16);
+            let mut w = Writer::new(16, checksum, HostRegion::new(&mem)).unwrap();
+            w.write(b"v", 1).unwrap();
+            let mut b = [0u8; 16];
+            let mut r = Reader::new(16, checksum, 100, HostRegion::new(&mem)).unwrap();
+            assert_eq!(r.read(&mut b, 2).map(|s| s.len), Ok(1));
+            let other = if checksum == Checksum::None { Checksum::Crc32c } else { Checksum::None };
+            let mut r = Reader::new(16, other, 100, HostRegion::new(&mem)).unwrap();
+            assert_eq!(r.read(&mut b, 2), Err(SampleError::BadFormat));
+            mem[at].store(0, Ordering::Relaxed);
+            let mut r = Reader::new(16, checksum, 100, HostRegion::new(&mem)).unwrap();
+            assert_eq!(r.read(&mut b, 2), Err(SampleError::BadFormat));
+        }
     }
 
     proptest! {
@@ -189,9 +226,9 @@ mod tests {
             now in any::<u64>(),
         ) {
             let mem = region(24);
-            let mut w = Writer::new(24, HostRegion::new(&mem)).unwrap();
+            let mut w = Writer::new(24, Checksum::Crc32c, HostRegion::new(&mem)).unwrap();
             w.write(b"honest", 0).unwrap();
-            let mut r = Reader::new(24, 100, HostRegion::new(&mem)).unwrap();
+            let mut r = Reader::new(24, Checksum::Crc32c, 100, HostRegion::new(&mem)).unwrap();
             let mut b = [0u8; 24];
             for (at, v) in scribbles {
                 mem[at as usize % mem.len()].store(v, Ordering::Relaxed);

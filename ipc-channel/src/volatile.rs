@@ -85,11 +85,20 @@ impl Shared for VolatileRegion {
     fn read(&self, off: usize, dst: &mut [u8]) {
         let wide = self.wide_words(off, dst.len());
         let to = dst.as_mut_ptr().cast::<Wide>();
-        for k in 0..wide {
-            // SAFETY: `k < wide`: the shared word is aligned and inside the region
-            // (`wide_words`; `new`'s contract), and its copy lands inside `dst`
-            // (`wide * WIDE <= dst.len()`), which need not be aligned.
-            unsafe { to.add(k).write_unaligned(self.wide(off, k).read_volatile()) };
+        // A private buffer that is aligned too is stored to as such: a target that must
+        // not make unaligned accesses (the guests) would otherwise store byte by byte.
+        if to.is_aligned() {
+            for k in 0..wide {
+                // SAFETY: as below, and `to` is aligned for `Wide`.
+                unsafe { to.add(k).write(self.wide(off, k).read_volatile()) };
+            }
+        } else {
+            for k in 0..wide {
+                // SAFETY: `k < wide`: the shared word is aligned and inside the region
+                // (`wide_words`; `new`'s contract), and its copy lands inside `dst`
+                // (`wide * WIDE <= dst.len()`), which need not be aligned.
+                unsafe { to.add(k).write_unaligned(self.wide(off, k).read_volatile()) };
+            }
         }
         // SAFETY: `copy_out` only asks for words below `self.words`.
         copy_out(self.words, |i| unsafe { self.word(i).read_volatile() }, off + wide * WIDE, &mut dst[wide * WIDE..]);
@@ -97,10 +106,17 @@ impl Shared for VolatileRegion {
     fn write(&self, off: usize, src: &[u8]) {
         let wide = self.wide_words(off, src.len());
         let from = src.as_ptr().cast::<Wide>();
-        for k in 0..wide {
-            // SAFETY: as in `read`, the other way round; this side owns (is the only
-            // writer of) the region.
-            unsafe { self.wide(off, k).write_volatile(from.add(k).read_unaligned()) };
+        if from.is_aligned() {
+            for k in 0..wide {
+                // SAFETY: as below, and `from` is aligned for `Wide`.
+                unsafe { self.wide(off, k).write_volatile(from.add(k).read()) };
+            }
+        } else {
+            for k in 0..wide {
+                // SAFETY: as in `read`, the other way round; this side owns (is the only
+                // writer of) the region.
+                unsafe { self.wide(off, k).write_volatile(from.add(k).read_unaligned()) };
+            }
         }
         copy_in(
             self.words,
@@ -118,7 +134,7 @@ impl Shared for VolatileRegion {
 mod tests {
     use super::*;
     use crate::queuing::{Consumer, Producer, RecvError};
-    use crate::Geometry;
+    use crate::{Checksum, Geometry};
     use core::sync::atomic::AtomicU64;
     use std::vec::Vec;
 
@@ -188,8 +204,8 @@ mod tests {
         let prod = memory(geo.producer_region_size());
         let cons = memory(geo.consumer_region_size());
         let (psize, csize) = (geo.producer_region_size(), geo.consumer_region_size());
-        let mut tx = Producer::new(geo, region(&prod, 0, psize), region(&cons, 0, csize)).unwrap();
-        let mut rx = Consumer::new(geo, region(&cons, 0, csize), region(&prod, 0, psize)).unwrap();
+        let mut tx = Producer::new(geo, Checksum::Crc32c, region(&prod, 0, psize), region(&cons, 0, csize)).unwrap();
+        let mut rx = Consumer::new(geo, Checksum::Crc32c, region(&cons, 0, csize), region(&prod, 0, psize)).unwrap();
         let message = |n: u32| -> Vec<u8> { (0..n as usize % 49).map(|i| (n as usize * 31 + i) as u8).collect() };
         std::thread::scope(|s| {
             s.spawn(|| {

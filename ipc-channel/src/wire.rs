@@ -7,6 +7,13 @@
 //! from shared memory: the headers carry it only so a mismatch can be reported.
 //!
 //! All fields are little-endian `u32`, at fixed offsets given by these structs.
+//!
+//! Format version 2 (this one): every message (slot) and every sampling value carries a
+//! [`format`] word, its version and what checksum it carries, which a receiver checks
+//! before anything else and refuses when it is not exactly its own; the checksum is
+//! CRC-32C ([`crate::crc32c`]), or none on a channel configured so. Version 1 carried
+//! a CRC-32 and no format word (a zero there), so a version-1 message is refused by
+//! name (`bad_format`), never misread.
 
 use core::mem::{offset_of, size_of};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
@@ -14,7 +21,48 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const MAGIC_PRODUCER: u32 = u32::from_le_bytes(*b"SQPR");
 pub const MAGIC_CONSUMER: u32 = u32::from_le_bytes(*b"SQCO");
 pub const MAGIC_SAMPLING: u32 = u32::from_le_bytes(*b"SQSA");
-pub const VERSION: u32 = 1;
+/// The wire format's version, in every header and in every message's [`format`] word.
+pub const VERSION: u32 = 2;
+
+/// What a channel's messages carry to be checked, chosen per channel in the system
+/// description (`checksum = "crc32c" | "none"`) and given to both ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Checksum {
+    /// CRC-32C over the message's sequence number, length and bytes ([`crate::checksum`]).
+    #[default]
+    Crc32c,
+    /// No checksum (the field is zero and not read): only for payloads that authenticate
+    /// themselves end to end (a signed update), where a CRC adds nothing the signature
+    /// does not check, never for the critical monitor's channels. The receiver still
+    /// checks the format word, the sequence number and the length.
+    None,
+}
+
+impl Checksum {
+    /// The name the system description and the device tree give it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Checksum::Crc32c => "crc32c",
+            Checksum::None => "none",
+        }
+    }
+
+    /// The checksum named `name` ([`Checksum::name`]), if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Checksum::Crc32c, Checksum::None].into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The word a message carries to name its format: [`VERSION`] in the low half, the
+/// checksum in the high half (1: CRC-32C, 2: none; zero never occurs, so zeroed or
+/// version-1 memory never passes).
+pub const fn format(checksum: Checksum) -> u32 {
+    let kind = match checksum {
+        Checksum::Crc32c => 1,
+        Checksum::None => 2,
+    };
+    VERSION | kind << 16
+}
 
 /// One cache line: headers never share a line with slots.
 pub const HEADER_SIZE: usize = 64;
@@ -52,9 +100,11 @@ pub struct SlotHeader {
     /// The write index the message was written at.
     pub seq: u32,
     pub len: u32,
-    /// [`crate::checksum`] of `seq`, `len` and the payload.
+    /// [`crate::checksum`] of `seq`, `len` and the payload; zero without a checksum.
     pub crc: u32,
-    pub _reserved: u32,
+    /// [`format`] of the channel's checksum: checked first, refused unless exactly the
+    /// receiver's.
+    pub format: u32,
 }
 
 /// Head of a sampling region (one writer, any number of readers).
@@ -71,9 +121,11 @@ pub struct SamplingHeader {
     pub stamp_lo: u32,
     pub stamp_hi: u32,
     pub len: u32,
-    /// [`crate::checksum`] of `seq`, `len` and the payload.
+    /// [`crate::checksum`] of `seq`, `len` and the payload; zero without a checksum.
     pub crc: u32,
-    pub _reserved: [u32; 8],
+    /// [`format`] of the channel's checksum, as in a slot.
+    pub format: u32,
+    pub _reserved: [u32; 7],
 }
 
 pub const WRITE_INDEX: usize = offset_of!(ProducerHeader, write_index);

@@ -7,7 +7,7 @@ use loom::sync::atomic::AtomicU32;
 use loom::sync::Arc;
 use septum_ipc_channel::queuing::{Consumer, Producer, RecvError};
 use septum_ipc_channel::sampling::{self, Reader, Writer};
-use septum_ipc_channel::{Geometry, HostRegion, Shared};
+use septum_ipc_channel::{Checksum, Geometry, HostRegion, Shared};
 
 fn words(bytes: usize) -> Arc<Vec<AtomicU32>> {
     Arc::new((0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect())
@@ -44,13 +44,24 @@ impl Shared for ArcRegion {
 /// FIFO, no loss, no duplication, no torn message, across every interleaving.
 #[test]
 fn queuing_is_fifo_under_every_interleaving() {
-    loom::model(|| {
+    fifo_under_every_interleaving(Checksum::Crc32c);
+}
+
+/// The same without a checksum (CH-012): the indices' ordering alone keeps messages
+/// whole.
+#[test]
+fn queuing_without_a_checksum_is_fifo_under_every_interleaving() {
+    fifo_under_every_interleaving(Checksum::None);
+}
+
+fn fifo_under_every_interleaving(checksum: Checksum) {
+    loom::model(move || {
         let geo = Geometry::new(32, 2).unwrap();
         let prod = ArcRegion(words(geo.producer_region_size()));
         let cons = ArcRegion(words(geo.consumer_region_size()));
         // Both ends attach before either runs (as at partition start).
-        let mut tx = Producer::new(geo, prod.clone(), cons.clone()).unwrap();
-        let mut rx = Consumer::new(geo, cons, prod).unwrap();
+        let mut tx = Producer::new(geo, checksum, prod.clone(), cons.clone()).unwrap();
+        let mut rx = Consumer::new(geo, checksum, cons, prod).unwrap();
         let receiver = loom::thread::spawn(move || {
             let mut got = Vec::new();
             let mut buf = [0u8; 16];
@@ -84,10 +95,10 @@ fn queuing_is_fifo_under_every_interleaving() {
 fn sampling_never_returns_a_torn_value() {
     loom::model(|| {
         let mem = words(sampling::region_size(8));
-        let mut w = Writer::new(8, HostRegion::new(&mem)).unwrap();
+        let mut w = Writer::new(8, Checksum::Crc32c, HostRegion::new(&mem)).unwrap();
         let rmem = Arc::clone(&mem);
         let reader = loom::thread::spawn(move || {
-            let mut r = Reader::new(8, u64::MAX, HostRegion::new(&rmem)).unwrap();
+            let mut r = Reader::new(8, Checksum::Crc32c, u64::MAX, HostRegion::new(&rmem)).unwrap();
             let mut buf = [0u8; 8];
             if let Ok(s) = r.read(&mut buf, 10) {
                 assert_eq!(s.len, 4);

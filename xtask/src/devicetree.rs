@@ -263,8 +263,9 @@ fn node_name(d: &DeviceInfo) -> String {
 /// (<ipa size> of the region this end writes / the peer writes, each present when
 /// the role has one), `septum,doorbell` (<ipa> of the page to write to signal the
 /// peer), `septum,doorbell-intid` (<intid>: the virtual interrupt this end receives
-/// when the peer rings), and `septum,slot-size` + `septum,depth` (queuing) or
-/// `septum,capacity` (sampling).
+/// when the peer rings), `septum,slot-size` + `septum,depth` (queuing) or
+/// `septum,capacity` (sampling), and `septum,checksum` ("crc32c" | "none": what the
+/// channel's messages carry, both ends alike; readers take a missing one as "crc32c").
 pub const CHANNEL_COMPATIBLE: &str = "septum,channel-endpoint-v1";
 
 fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
@@ -283,6 +284,7 @@ fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
         }
         fdt.property_u64("septum,doorbell", c.doorbell)?;
         fdt.property_u32("septum,doorbell-intid", c.interrupt)?;
+        fdt.property_string("septum,checksum", c.checksum.name())?;
         fdt.property_array_u32("interrupts", &[SPI, c.interrupt.saturating_sub(32), EDGE_RISING])?;
         match c.kind {
             Kind::Queuing { slot_size, depth } => {

@@ -21,7 +21,8 @@
 //! | 7 | hostile: arm stores that land during the next calls (`Race`) | `n:u8` `bytes[n]`, 6 a store |
 //!
 //! `slot` gives the slot size `32 + 16 * (slot % 15)` (32..=256), `depth` the depth
-//! `2 << (depth % 4)` (2..=16), `start` the producer's write index when the consumer
+//! `2 << (depth % 4)` (2..=16) and, by its bit 2, the channel's checksum (0: CRC-32C,
+//! 1: none; both ends alike), `start` the producer's write index when the consumer
 //! first attaches (so the free-running indexes wrap).
 #![no_main]
 
@@ -30,7 +31,7 @@ mod common;
 use common::{scribble_bytes, scribble_word, words, Checked, Race, Script};
 use libfuzzer_sys::fuzz_target;
 use septum_ipc_channel::queuing::{Consumer, Producer, RecvError, RecvStats, SendError};
-use septum_ipc_channel::{wire, Geometry};
+use septum_ipc_channel::{wire, Checksum, Geometry};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -38,7 +39,9 @@ fuzz_target!(|data: &[u8]| run(Script(data)));
 
 fn run(mut s: Script) {
     let slot = 32 + 16 * u32::from(s.u8() % 15);
-    let depth = 2 << (s.u8() % 4);
+    let depth_byte = s.u8();
+    let depth = 2 << (depth_byte % 4);
+    let checksum = if depth_byte & 4 == 0 { Checksum::Crc32c } else { Checksum::None };
     let geo = Geometry::new(slot, depth).expect("slot and depth are chosen valid");
     let capacity = geo.payload_capacity();
     let prod = words(geo.producer_region_size());
@@ -46,7 +49,7 @@ fn run(mut s: Script) {
     scribble_word(&prod, (wire::WRITE_INDEX / 4) as u16, s.u32());
 
     let race = Race::default();
-    let consumer = || Consumer::new(geo, Checked::own(&cons), Checked::hostile(&prod, &race)).expect("regions fit");
+    let consumer = || Consumer::new(geo, checksum, Checked::own(&cons), Checked::hostile(&prod, &race)).expect("regions fit");
     let mut rx = consumer();
     let mut tx: Option<Producer<Checked>> = None;
     // What an honest producer has sent and the consumer not yet taken, in order; an
@@ -81,7 +84,7 @@ fn run(mut s: Script) {
                 let published = prod[wire::WRITE_INDEX / 4].load(Ordering::Relaxed);
                 let read = cons[wire::READ_INDEX / 4].load(Ordering::Relaxed);
                 let in_flight = published.wrapping_sub(read);
-                tx = Some(Producer::new(geo, Checked::own(&prod), Checked::peer(&cons)).expect("regions fit"));
+                tx = Some(Producer::new(geo, checksum, Checked::own(&prod), Checked::peer(&cons)).expect("regions fit"));
                 if honest.is_none() {
                     let unknown = if in_flight <= depth { in_flight as usize } else { 0 };
                     honest = Some(std::iter::repeat_n(None, unknown).collect());
@@ -145,7 +148,13 @@ fn recv(
         Err(RecvError::BadIndex) => RecvStats { bad_index: stats.bad_index + 1, ..stats },
         Err(RecvError::Rejected) => {
             assert_eq!(after.rejected(), stats.rejected() + 1, "a rejected slot is counted once");
-            RecvStats { bad_seq: after.bad_seq, bad_len: after.bad_len, bad_crc: after.bad_crc, ..stats }
+            RecvStats {
+                bad_format: after.bad_format,
+                bad_seq: after.bad_seq,
+                bad_len: after.bad_len,
+                bad_crc: after.bad_crc,
+                ..stats
+            }
         }
         Err(RecvError::Empty | RecvError::BufferTooSmall) => stats,
     };

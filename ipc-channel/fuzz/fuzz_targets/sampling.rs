@@ -17,7 +17,9 @@
 //! | 4 | the honest writer writes, stamped `stamp` | `stamp:u64` `n:u8` `bytes[n]` |
 //! | 5 | hostile: arm stores that land during the next reads (`Race`) | `n:u8` `bytes[n]`, 6 a store |
 //!
-//! `capacity` is taken modulo 65 (0..=64 bytes), `validity` is in clock ticks.
+//! `capacity`'s low 7 bits are taken modulo 65 (0..=64 bytes), its top bit chooses the
+//! channel's checksum (0: CRC-32C, 1: none; both ends alike); `validity` is in clock
+//! ticks.
 #![no_main]
 
 mod common;
@@ -25,6 +27,7 @@ mod common;
 use common::{scribble_bytes, scribble_word, words, Checked, Race, Script};
 use libfuzzer_sys::fuzz_target;
 use septum_ipc_channel::sampling::{self, Reader, Sample, SampleError, Writer};
+use septum_ipc_channel::Checksum;
 
 fuzz_target!(|data: &[u8]| run(Script(data)));
 
@@ -35,11 +38,13 @@ enum Honest {
 }
 
 fn run(mut s: Script) {
-    let capacity = usize::from(s.u8() % 65);
+    let capacity_byte = s.u8();
+    let capacity = usize::from((capacity_byte & 0x7F) % 65);
+    let checksum = if capacity_byte & 0x80 == 0 { Checksum::Crc32c } else { Checksum::None };
     let validity = u64::from(s.u8());
     let region = words(sampling::region_size(capacity));
     let race = Race::default();
-    let mut reader = Reader::new(capacity, validity, Checked::hostile(&region, &race)).expect("region fits");
+    let mut reader = Reader::new(capacity, checksum, validity, Checked::hostile(&region, &race)).expect("region fits");
     let mut writer: Option<Writer<Checked>> = None;
     let mut writes = 0;
     let mut honest = Some(Honest::NoValue);
@@ -80,7 +85,7 @@ fn run(mut s: Script) {
             }
             3 => {
                 race.disarm();
-                writer = Some(Writer::new(capacity, Checked::own(&region)).expect("region fits"));
+                writer = Some(Writer::new(capacity, checksum, Checked::own(&region)).expect("region fits"));
                 writes = 0;
                 honest = Some(Honest::NoValue);
             }

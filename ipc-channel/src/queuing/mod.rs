@@ -7,7 +7,8 @@
 //! producer writes payload, then slot header, then publishes with a release store of
 //! `write_index`; the consumer acquires `write_index`, copies the slot header and then
 //! the payload into private memory (each shared byte read once), validates the copy
-//! (sequence number, length, CRC-32), and only then releases the slot by storing
+//! (format word, sequence number, length, CRC-32C unless the channel carries no
+//! checksum), and only then releases the slot by storing
 //! `read_index`. A full queue is an error to the sender; unread data is never
 //! overwritten while the consumer's index is honest. A lying peer can cause lost or
 //! rejected messages, never out-of-bounds access, a panic, a loop or corrupted state
@@ -17,7 +18,7 @@
 //! and [`Consumer::recv`] step by step).
 
 use crate::mem::Shared;
-use crate::wire::{self, Geometry, GeometryError, SlotHeader, SLOT_HEADER};
+use crate::wire::{self, Checksum, Geometry, GeometryError, SlotHeader, SLOT_HEADER};
 use zerocopy::{FromBytes, IntoBytes};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct SendStats {
 pub struct RecvStats {
     pub received: u64,
     pub bad_index: u64,
+    /// The slot's format word is not this end's: another version of the wire format, or
+    /// another checksum than the channel is configured for.
+    pub bad_format: u64,
     pub bad_seq: u64,
     pub bad_len: u64,
     pub bad_crc: u64,
@@ -62,7 +66,7 @@ pub struct RecvStats {
 
 impl RecvStats {
     pub fn rejected(&self) -> u64 {
-        self.bad_seq + self.bad_len + self.bad_crc
+        self.bad_format + self.bad_seq + self.bad_len + self.bad_crc
     }
 }
 
@@ -71,6 +75,7 @@ pub struct Producer<M: Shared> {
     own: M,
     peer: M,
     geo: Geometry,
+    checksum: Checksum,
     write: u32,
     /// The consumer's index as last loaded and bounded. It only ever lags the true
     /// one, so a slot it shows free is free; the peer's cache line is loaded again only
@@ -85,8 +90,9 @@ impl<M: Shared> Producer<M> {
     /// so a consumer still running keeps its footing); only an impossible one (a zeroed
     /// region after a restart) is replaced by the consumer's index, and while it is
     /// impossible the consumer takes nothing (`Empty` or `BadIndex`). A lying consumer
-    /// only makes later sends fail.
-    pub fn new(geo: Geometry, own: M, peer: M) -> Result<Self, GeometryError> {
+    /// only makes later sends fail. `checksum` is the channel's, as configured for both
+    /// ends.
+    pub fn new(geo: Geometry, checksum: Checksum, own: M, peer: M) -> Result<Self, GeometryError> {
         check_size(geo.producer_region_size(), own.size())?;
         check_size(geo.consumer_region_size(), peer.size())?;
         let published = own.load_acquire(wire::WRITE_INDEX);
@@ -102,7 +108,7 @@ impl<M: Shared> Producer<M> {
         };
         own.write(0, header.as_bytes());
         own.store_release(wire::WRITE_INDEX, write);
-        Ok(Self { own, peer, geo, write, read_seen: read, stats: SendStats::default() })
+        Ok(Self { own, peer, geo, checksum, write, read_seen: read, stats: SendStats::default() })
     }
 
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
@@ -125,7 +131,11 @@ impl<M: Shared> Producer<M> {
         let slot = self.geo.slot_offset(self.write);
         let len = msg.len() as u32;
         self.own.write(slot + SLOT_HEADER, msg);
-        let header = SlotHeader { seq: self.write, len, crc: crate::checksum(self.write, len, msg), _reserved: 0 };
+        let crc = match self.checksum {
+            Checksum::Crc32c => crate::checksum(self.write, len, msg),
+            Checksum::None => 0,
+        };
+        let header = SlotHeader { seq: self.write, len, crc, format: wire::format(self.checksum) };
         self.own.write(slot, header.as_bytes());
         self.write = self.write.wrapping_add(1);
         self.own.store_release(wire::WRITE_INDEX, self.write);
@@ -148,14 +158,16 @@ pub struct Consumer<M: Shared> {
     own: M,
     peer: M,
     geo: Geometry,
+    checksum: Checksum,
     read: u32,
     stats: RecvStats,
 }
 
 impl<M: Shared> Consumer<M> {
     /// Takes over the consumer region, starting at the producer's current index:
-    /// messages in flight before a (re)start are not delivered.
-    pub fn new(geo: Geometry, own: M, peer: M) -> Result<Self, GeometryError> {
+    /// messages in flight before a (re)start are not delivered. `checksum` is the
+    /// channel's, as configured for both ends: a message carrying another is refused.
+    pub fn new(geo: Geometry, checksum: Checksum, own: M, peer: M) -> Result<Self, GeometryError> {
         check_size(geo.consumer_region_size(), own.size())?;
         check_size(geo.producer_region_size(), peer.size())?;
         let read = peer.load_acquire(wire::WRITE_INDEX);
@@ -167,7 +179,7 @@ impl<M: Shared> Consumer<M> {
         };
         own.write(0, header.as_bytes());
         own.store_release(wire::READ_INDEX, read);
-        Ok(Self { own, peer, geo, read, stats: RecvStats::default() })
+        Ok(Self { own, peer, geo, checksum, read, stats: RecvStats::default() })
     }
 
     /// Receives one message into `buf` (at least [`Geometry::payload_capacity`] bytes)
@@ -193,13 +205,18 @@ impl<M: Shared> Consumer<M> {
         let capacity = self.geo.payload_capacity();
         let len = (header.len as usize).min(capacity);
         self.peer.read(slot + SLOT_HEADER, &mut buf[..len]);
-        let verdict = if header.seq != self.read {
+        let verdict = if header.format != wire::format(self.checksum) {
+            self.stats.bad_format += 1;
+            Err(RecvError::Rejected)
+        } else if header.seq != self.read {
             self.stats.bad_seq += 1;
             Err(RecvError::Rejected)
         } else if header.len as usize > capacity {
             self.stats.bad_len += 1;
             Err(RecvError::Rejected)
-        } else if crate::checksum(header.seq, header.len, &buf[..len]) != header.crc {
+        } else if self.checksum == Checksum::Crc32c
+            && crate::checksum(header.seq, header.len, &buf[..len]) != header.crc
+        {
             self.stats.bad_crc += 1;
             Err(RecvError::Rejected)
         } else {

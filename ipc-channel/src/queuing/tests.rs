@@ -16,19 +16,34 @@ struct Pair {
     prod: Vec<AtomicU32>,
     cons: Vec<AtomicU32>,
     geo: Geometry,
+    checksum: Checksum,
 }
 
 impl Pair {
     fn new(slot: u32, depth: u32) -> Self {
+        Self::with(slot, depth, Checksum::Crc32c)
+    }
+    fn with(slot: u32, depth: u32, checksum: Checksum) -> Self {
         let geo = Geometry::new(slot, depth).unwrap();
-        Self { prod: words(geo.producer_region_size()), cons: words(geo.consumer_region_size()), geo }
+        Self { prod: words(geo.producer_region_size()), cons: words(geo.consumer_region_size()), geo, checksum }
     }
     fn producer(&self) -> Producer<HostRegion<'_>> {
-        Producer::new(self.geo, HostRegion::new(&self.prod), HostRegion::new(&self.cons)).unwrap()
+        Producer::new(self.geo, self.checksum, HostRegion::new(&self.prod), HostRegion::new(&self.cons)).unwrap()
     }
     fn consumer(&self) -> Consumer<HostRegion<'_>> {
-        Consumer::new(self.geo, HostRegion::new(&self.cons), HostRegion::new(&self.prod)).unwrap()
+        self.consumer_with(self.checksum)
     }
+    fn consumer_with(&self, checksum: Checksum) -> Consumer<HostRegion<'_>> {
+        Consumer::new(self.geo, checksum, HostRegion::new(&self.cons), HostRegion::new(&self.prod)).unwrap()
+    }
+    /// The first slot's header words, as stored.
+    fn slot_word(&self, index: usize) -> &AtomicU32 {
+        &self.prod[wire::HEADER_SIZE / 4 + index]
+    }
+}
+
+fn checksums() -> impl Strategy<Value = Checksum> {
+    prop_oneof![Just(Checksum::Crc32c), Just(Checksum::None)]
 }
 
 fn buf(geo: Geometry) -> Vec<u8> {
@@ -119,6 +134,82 @@ fn corrupted_slot_is_rejected_and_counted_once() {
     assert_eq!(rx.stats().received, 1);
 }
 
+/// CH-011: a message is written in format 2 (its format word names version 2 and
+/// CRC-32C) with the CRC-32C of its numbers and bytes.
+#[test]
+fn messages_carry_format_2_and_their_crc32c() {
+    let p = Pair::new(32, 4);
+    p.producer().send(b"hello").unwrap();
+    let header: Vec<u32> = (0..4).map(|i| p.slot_word(i).load(Ordering::Relaxed)).collect();
+    assert_eq!(header, [0, 5, crate::checksum(0, 5, b"hello"), 0x0001_0002]);
+    assert_eq!(wire::VERSION, 2);
+}
+
+/// CH-013: a receiver refuses a message whose format word is not its own (a version-1
+/// message, an unknown version, another checksum), counts it as `bad_format`, and
+/// goes on with the next.
+#[test]
+fn a_message_of_another_format_is_refused() {
+    for (checksum, format) in [
+        (Checksum::Crc32c, 0),           // version 1: the word was reserved, zero
+        (Checksum::Crc32c, 0x0001_0003), // version 3, CRC-32C
+        (Checksum::Crc32c, wire::format(Checksum::None)),
+        (Checksum::None, wire::format(Checksum::Crc32c)),
+    ] {
+        let p = Pair::with(32, 4, checksum);
+        let mut tx = p.producer();
+        let mut rx = p.consumer();
+        tx.send(b"old").unwrap();
+        tx.send(b"new").unwrap();
+        p.slot_word(3).store(format, Ordering::Relaxed);
+        let mut b = buf(p.geo);
+        assert_eq!(rx.recv(&mut b), Err(RecvError::Rejected), "{checksum:?} end, format {format:#x}");
+        assert_eq!(rx.recv(&mut b), Ok(3));
+        assert_eq!(&b[..3], b"new");
+        assert_eq!((rx.stats().bad_format, rx.stats().rejected()), (1, 1));
+    }
+}
+
+/// CH-013: ends configured with different checksums never exchange a message: every
+/// one is refused as `bad_format` (a misconfiguration shows at once, by its cause).
+#[test]
+fn ends_disagreeing_on_the_checksum_exchange_nothing() {
+    let p = Pair::with(32, 4, Checksum::None);
+    let mut tx = p.producer();
+    let mut rx = p.consumer_with(Checksum::Crc32c);
+    let mut b = buf(p.geo);
+    for _ in 0..3 {
+        tx.send(b"x").unwrap();
+        assert_eq!(rx.recv(&mut b), Err(RecvError::Rejected));
+    }
+    assert_eq!(rx.stats().bad_format, 3);
+}
+
+/// CH-012: without a checksum the field is zero and unread (a payload changed in flight
+/// is the payload's own authentication's to catch), but the format word, sequence
+/// number and length are still checked.
+#[test]
+fn without_a_checksum_seq_len_and_format_are_still_checked() {
+    let p = Pair::with(32, 4, Checksum::None);
+    let mut tx = p.producer();
+    let mut rx = p.consumer();
+    let mut b = buf(p.geo);
+    tx.send(b"hello").unwrap();
+    assert_eq!(p.slot_word(2).load(Ordering::Relaxed), 0, "no CRC written");
+    assert_eq!(p.slot_word(3).load(Ordering::Relaxed), 0x0002_0002);
+    p.slot_word(4).fetch_xor(1, Ordering::Relaxed); // a payload bit: not this layer's to see
+    assert_eq!(rx.recv(&mut b), Ok(5));
+    assert_eq!(&b[..5], b"iello");
+    tx.send(b"seq").unwrap();
+    p.prod[(wire::HEADER_SIZE + 32) / 4].fetch_add(1, Ordering::Relaxed);
+    tx.send(b"len").unwrap();
+    p.prod[(wire::HEADER_SIZE + 64) / 4 + 1].store(17, Ordering::Relaxed);
+    assert_eq!(rx.recv(&mut b), Err(RecvError::Rejected));
+    assert_eq!(rx.recv(&mut b), Err(RecvError::Rejected));
+    let s = rx.stats();
+    assert_eq!((s.bad_seq, s.bad_len, s.bad_crc, s.received), (1, 1, 0, 1));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Send(Vec<u8>),
@@ -131,10 +222,15 @@ fn op(max: usize) -> impl Strategy<Value = Op> {
 
 proptest! {
     /// CH-001: an honest pair behaves exactly as a bounded VecDeque: FIFO, no loss, no
-    /// duplication, full is an error, never an overwrite.
+    /// duplication, full is an error, never an overwrite; with or without a checksum
+    /// (CH-012).
     #[test]
-    fn honest_pair_matches_a_bounded_fifo(depth_log in 1u32..4, ops in proptest::collection::vec(op(16), 0..200)) {
-        let p = Pair::new(32, 1 << depth_log);
+    fn honest_pair_matches_a_bounded_fifo(
+        depth_log in 1u32..4,
+        checksum in checksums(),
+        ops in proptest::collection::vec(op(16), 0..200),
+    ) {
+        let p = Pair::with(32, 1 << depth_log, checksum);
         let mut tx = p.producer();
         let mut rx = p.consumer();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
@@ -167,9 +263,10 @@ proptest! {
     /// slot, move its index by more than one, or stop answering.
     #[test]
     fn hostile_producer_cannot_break_the_consumer(
+        checksum in checksums(),
         scribbles in proptest::collection::vec((any::<u16>(), any::<u32>(), 0u8..3), 0..300),
     ) {
-        let p = Pair::new(48, 4);
+        let p = Pair::with(48, 4, checksum);
         let mut rx = p.consumer();
         let mut b = buf(p.geo);
         for (at, value, calls) in scribbles {

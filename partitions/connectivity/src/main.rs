@@ -55,6 +55,9 @@ fn partition_main(mut boot: Boot) -> ! {
     if let Some(mode) = boot.arg("race") {
         races::run(&mut boot, mode, free_word as u64);
     }
+    if boot.arg("bench") == Some("channel") {
+        bench::channel(&mut boot);
+    }
     if boot.arg("bench") == Some("1") {
         bench::run(&mut boot.console, boot.vcpus, boot.gicd);
     }

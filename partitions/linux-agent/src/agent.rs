@@ -186,7 +186,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use septum_ipc_channel::HostRegion;
+    use septum_ipc_channel::{Checksum, HostRegion};
     use std::sync::atomic::AtomicU32;
 
     fn words(bytes: usize) -> Vec<AtomicU32> {
@@ -223,15 +223,15 @@ mod tests {
         }
         fn agent(&self) -> Agent<HostRegion<'_>> {
             let r = HostRegion::new;
-            let rx = Consumer::new(self.geo, r(&self.vitals_cons), r(&self.vitals_prod)).unwrap();
-            let tx = Producer::new(self.geo, r(&self.commands_prod), r(&self.commands_cons)).unwrap();
+            let rx = Consumer::new(self.geo, Checksum::Crc32c, r(&self.vitals_cons), r(&self.vitals_prod)).unwrap();
+            let tx = Producer::new(self.geo, Checksum::Crc32c, r(&self.commands_prod), r(&self.commands_cons)).unwrap();
             Agent::new(Some((rx, self.geo)), Some((tx, self.geo)))
         }
         fn monitor(&self) -> (Producer<HostRegion<'_>>, Consumer<HostRegion<'_>>) {
             let r = HostRegion::new;
             (
-                Producer::new(self.geo, r(&self.vitals_prod), r(&self.vitals_cons)).unwrap(),
-                Consumer::new(self.geo, r(&self.commands_cons), r(&self.commands_prod)).unwrap(),
+                Producer::new(self.geo, Checksum::Crc32c, r(&self.vitals_prod), r(&self.vitals_cons)).unwrap(),
+                Consumer::new(self.geo, Checksum::Crc32c, r(&self.commands_cons), r(&self.commands_prod)).unwrap(),
             )
         }
     }

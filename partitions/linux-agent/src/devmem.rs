@@ -139,6 +139,7 @@ impl Doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use septum_ipc_channel::Checksum;
 
     #[test]
     fn only_whole_pages_map() {
@@ -166,12 +167,14 @@ mod tests {
         let (prod, cons, bell) = (page, 2 * page, 3 * page);
         let mut rx = Consumer::new(
             geo,
+            Checksum::Crc32c,
             mem.region(cons, page, Access::ReadWrite).unwrap(),
             mem.region(prod, page, Access::ReadOnly).unwrap(),
         )
         .unwrap();
         let mut tx = Producer::new(
             geo,
+            Checksum::Crc32c,
             mem.region(prod, page, Access::ReadWrite).unwrap(),
             mem.region(cons, page, Access::ReadOnly).unwrap(),
         )

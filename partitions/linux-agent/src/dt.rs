@@ -34,6 +34,9 @@ pub struct Endpoint {
     /// Queuing channels: bytes per slot and slots.
     pub slot_size: Option<u32>,
     pub depth: Option<u32>,
+    /// `septum,checksum`: what the channel's messages carry ("crc32c" or "none"); a
+    /// node without one means "crc32c".
+    pub checksum: Option<String>,
 }
 
 /// Why the device tree could not be read.
@@ -135,6 +138,7 @@ pub fn parse_endpoint(node: &str, props: &BTreeMap<String, Vec<u8>>) -> Result<O
     type Prop<T> = Result<Option<T>, (String, String)>;
     let pair = |prop: &str| -> Prop<(u64, u64)> { Ok(sized(prop, 16)?.map(|v| (be64(&v[..8]), be64(&v[8..])))) };
     let cell = |prop: &str| -> Prop<u32> { Ok(sized(prop, 4)?.map(|v| v.try_into().map_or(0, u32::from_be_bytes))) };
+    let checksum = if props.contains_key("septum,checksum") { Some(string("septum,checksum")?) } else { None };
     Ok(Some(Endpoint {
         node: node.to_string(),
         label: string("label")?,
@@ -145,6 +149,7 @@ pub fn parse_endpoint(node: &str, props: &BTreeMap<String, Vec<u8>>) -> Result<O
         doorbell: sized("septum,doorbell", 8)?.map(be64).ok_or_else(|| bad("septum,doorbell", "missing".into()))?,
         slot_size: cell("septum,slot-size")?,
         depth: cell("septum,depth")?,
+        checksum,
     }))
 }
 
@@ -189,7 +194,7 @@ pub(crate) mod tests {
         fs::create_dir_all(&dir).unwrap();
         let split = |(a, s): (u64, u64)| cells(&[(a >> 32) as u32, a as u32, (s >> 32) as u32, s as u32]);
         let doorbell = peer.0 + peer.1 + 0x1000 * u64::from(i);
-        let props: [(&str, Vec<u8>); 12] = [
+        let props: [(&str, Vec<u8>); 13] = [
             ("name", string("endpoint")),
             ("compatible", string(COMPATIBLE)),
             ("label", string(label)),
@@ -202,6 +207,7 @@ pub(crate) mod tests {
             ("septum,kind", string("queuing")),
             ("septum,slot-size", cells(&[64])),
             ("septum,depth", cells(&[64])),
+            ("septum,checksum", string("crc32c")),
         ];
         for (name, value) in props {
             fs::write(dir.join(name), value).unwrap();
@@ -236,6 +242,7 @@ pub(crate) mod tests {
                 doorbell: 0x4F01_1000,
                 slot_size: Some(64),
                 depth: Some(64),
+                checksum: Some("crc32c".into()),
             }
         );
         // The high cells count.
@@ -290,6 +297,9 @@ pub(crate) mod tests {
         props.insert("septum,doorbell".into(), cells(&[0, 0x5000_1000]));
         let ep = parse_endpoint("endpoint@3", &props).unwrap().unwrap();
         assert_eq!((ep.role.as_str(), ep.own, ep.peer, ep.depth), ("writer", Some((0x5000_0000, 0x1000)), None, None));
+        assert_eq!(ep.checksum, None, "no septum,checksum: the default");
+        props.insert("septum,checksum".into(), string("none"));
+        assert_eq!(parse_endpoint("endpoint@3", &props).unwrap().unwrap().checksum.as_deref(), Some("none"));
         props.insert("compatible".into(), string("x,y"));
         assert_eq!(parse_endpoint("endpoint@3", &props), Ok(None));
     }

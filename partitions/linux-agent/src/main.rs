@@ -24,7 +24,7 @@ use devmem::{Access, DevMem, Doorbell};
 use dt::Endpoint;
 use septum_ipc_channel::queuing::{Consumer, Producer};
 use septum_ipc_channel::volatile::VolatileRegion;
-use septum_ipc_channel::Geometry;
+use septum_ipc_channel::{Checksum, Geometry};
 
 const USAGE: &str = "usage: septum-agent [--dt DIR]   (DIR: the device tree as files, default /proc/device-tree)";
 const REPORT_PERIOD: Duration = Duration::from_secs(1);
@@ -84,23 +84,24 @@ fn run() -> Result<(), String> {
     let (vitals, commands) = choose(&endpoints, &dt)?;
 
     // The device tree's own errors first, before anything is opened or mapped.
-    let vitals = vitals.map(|ep| geometry(ep).map(|geo| (ep, geo))).transpose()?;
-    let commands = commands.map(|ep| geometry(ep).map(|geo| (ep, geo))).transpose()?;
+    let port = |ep| -> Result<_, String> { Ok((ep, geometry(ep)?, checksum(ep)?)) };
+    let vitals = vitals.map(port).transpose()?;
+    let commands = commands.map(port).transpose()?;
 
     let mem = DevMem::open().map_err(|e| format!("opening {}: {e}", devmem::DEV_MEM))?;
     let vitals = vitals
-        .map(|(ep, geo)| -> Result<_, String> {
+        .map(|(ep, geo, sum)| -> Result<_, String> {
             let (own, peer) = regions(&mem, ep)?;
-            let rx = Consumer::new(geo, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
             Ok((rx, geo))
         })
         .transpose()?;
     let commands = commands
-        .map(|(ep, geo)| -> Result<_, String> {
+        .map(|(ep, geo, sum)| -> Result<_, String> {
             let (own, peer) = regions(&mem, ep)?;
             let bell =
                 mem.doorbell(ep.doorbell).map_err(|e| format!("{}: doorbell at {:#x}: {e}", name(ep), ep.doorbell))?;
-            let tx = Producer::new(geo, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
             Ok((tx, geo, bell))
         })
         .transpose()?;
@@ -188,6 +189,15 @@ fn geometry(ep: &Endpoint) -> Result<Geometry, String> {
     Geometry::new(slot_size, depth).map_err(|e| format!("{}: slot size {slot_size}, depth {depth}: {e:?}", name(ep)))
 }
 
+/// What the channel's messages carry: `septum,checksum`, "crc32c" when absent.
+fn checksum(ep: &Endpoint) -> Result<Checksum, String> {
+    match ep.checksum.as_deref() {
+        None => Ok(Checksum::Crc32c),
+        Some(given) => Checksum::from_name(given)
+            .ok_or_else(|| format!("{}: septum,checksum \"{given}\" is neither \"crc32c\" nor \"none\"", name(ep))),
+    }
+}
+
 /// Maps an end's own region read-write and the peer's read-only.
 fn regions(mem: &DevMem, ep: &Endpoint) -> Result<(VolatileRegion, VolatileRegion), String> {
     let map = |prop: &str, range: Option<(u64, u64)>, access: Access| {
@@ -225,6 +235,13 @@ mod tests {
         let (v, c) = choose(&eps, &dt.0).unwrap();
         assert_eq!((v.unwrap().node.as_str(), c.unwrap().node.as_str()), ("endpoint@0", "endpoint@1"));
         assert_eq!(geometry(v.unwrap()).unwrap(), Geometry::new(64, 64).unwrap());
+        assert_eq!(checksum(v.unwrap()), Ok(Checksum::Crc32c));
+        let mut unknown = v.unwrap().clone();
+        unknown.checksum = Some("crc32".into());
+        assert_eq!(
+            checksum(&unknown),
+            Err("endpoint@0 (vitals): septum,checksum \"crc32\" is neither \"crc32c\" nor \"none\"".into())
+        );
 
         let (v, c) = choose(&eps[1..], &dt.0).unwrap();
         assert!(v.is_none() && c.is_some());

@@ -10,7 +10,7 @@ use core::fmt::{self, Write};
 use septum_abi::hypercall::{self as hc, psci, StartCondition};
 use septum_ipc_channel::queuing::{Consumer, Producer};
 use septum_ipc_channel::volatile::VolatileRegion;
-use septum_ipc_channel::Geometry;
+use septum_ipc_channel::{Checksum, Geometry};
 use septum_platform::bcm2835_aux::MiniUart;
 use septum_platform::imx_uart::ImxUart;
 use septum_platform::pl011::Pl011;
@@ -87,6 +87,9 @@ pub struct ChannelInfo {
     pub slot_size: u32,
     pub depth: u32,
     pub capacity: u32,
+    /// `septum,checksum`: "crc32c", "none", or empty when the node has none (taken as
+    /// "crc32c").
+    pub checksum: &'static str,
 }
 
 fn region((ipa, size): (u64, u64)) -> VolatileRegion {
@@ -97,13 +100,22 @@ fn region((ipa, size): (u64, u64)) -> VolatileRegion {
 }
 
 impl ChannelInfo {
+    /// What the channel's messages carry; `None` for a name this build does not know
+    /// (then neither end is made).
+    pub fn checksum(&self) -> Option<Checksum> {
+        if self.checksum.is_empty() {
+            Some(Checksum::Crc32c)
+        } else {
+            Checksum::from_name(self.checksum)
+        }
+    }
     pub fn producer(&self) -> Option<Producer<VolatileRegion>> {
         let geo = Geometry::new(self.slot_size, self.depth).ok()?;
-        Producer::new(geo, region(self.own?), region(self.peer?)).ok()
+        Producer::new(geo, self.checksum()?, region(self.own?), region(self.peer?)).ok()
     }
     pub fn consumer(&self) -> Option<Consumer<VolatileRegion>> {
         let geo = Geometry::new(self.slot_size, self.depth).ok()?;
-        Consumer::new(geo, region(self.own?), region(self.peer?)).ok()
+        Consumer::new(geo, self.checksum()?, region(self.own?), region(self.peer?)).ok()
     }
     /// This end's writable region, raw: for a test build that plays a hostile peer.
     pub fn own_region(&self) -> Option<VolatileRegion> {
@@ -115,6 +127,12 @@ impl ChannelInfo {
         // hypervisor, which emulates it. No memory of ours is touched.
         unsafe { core::ptr::write_volatile(self.doorbell as *mut u32, 1) };
     }
+}
+
+/// FEAT_CRC32: ID_AA64ISAR0_EL1.CRC32 (bits 19:16) is 1 (Arm ARM D19.2.61).
+fn cpu_has_crc32() -> bool {
+    use aarch64_cpu::registers::{Readable, ID_AA64ISAR0_EL1};
+    (ID_AA64ISAR0_EL1.get() >> 16) & 0xF != 0
 }
 
 fn read_channels(fdt: &fdt::Fdt<'static>) -> [Option<ChannelInfo>; MAX_CHANNELS] {
@@ -141,6 +159,7 @@ fn read_channels(fdt: &fdt::Fdt<'static>) -> [Option<ChannelInfo>; MAX_CHANNELS]
             slot_size: u32_of(raw("septum,slot-size")),
             depth: u32_of(raw("septum,depth")),
             capacity: u32_of(raw("septum,capacity")),
+            checksum: text("septum,checksum"),
         });
     }
     out
@@ -273,7 +292,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         GicVersion::V3 => (second, None),
         GicVersion::V2 => (None, second),
     };
-    let console = match uart {
+    let mut console = match uart {
         // SAFETY: our device tree lists this UART as ours, so our stage 2 maps its
         // registers (a mini UART's whole AUX page, AUX_ENABLES included), and nothing
         // else in this program drives it.
@@ -297,7 +316,13 @@ extern "C" fn guest_start(dtb: u64) -> ! {
     } else {
         StartCondition::NormalStart
     };
-    let channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
+    let mut channels = fdt.as_ref().map_or([None; MAX_CHANNELS], read_channels);
+    if channel::crc32c::BUILT_FOR_THE_INSTRUCTION && !cpu_has_crc32() && channels.iter().any(Option::is_some) {
+        // The channel's CRC-32C runs the CRC32C instructions without asking: on a CPU
+        // without them the first message would fault. Say so once and run without.
+        let _ = writeln!(console, "septum-guest: this CPU lacks FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32 = 0); channels off");
+        channels = [None; MAX_CHANNELS];
+    }
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     gic::set(gic_version, gicd, gicc, vcpus);
     vtimer::init();

@@ -9,7 +9,8 @@
 //! * The channel's host benchmark (`ipc-channel/benches/throughput.rs`), built by
 //!   `cargo bench` so it runs with optimisations, like the channel in a partition.
 //!   `SEPTUM_BENCH_QUICK=1` in the environment reaches it unchanged and makes the runs
-//!   short.
+//!   short. Then the channel on aarch64: two partitions of `systems/bench-channel.toml`
+//!   under `-icount shift=4`, instructions per message, each way.
 
 mod network;
 
@@ -31,7 +32,7 @@ pub enum Bench {
     Virtualization,
     /// Linux's boot in a partition, against the same Linux on QEMU alone
     Linux,
-    /// The channel's host throughput benchmark
+    /// The channel: host throughput against rtrb, and instructions per message on aarch64
     Channel,
     /// TCP from Linux in a partition to the host, against the same Linux on QEMU alone
     Network,
@@ -302,18 +303,97 @@ fn transcript(lines: &[Line]) -> String {
     lines.iter().map(|l| format!("{:<18}| {}\n", l.console, l.text)).collect()
 }
 
-/// Runs the channel benchmark with its output going straight to the terminal, so the
-/// progress and the table show as they come.
+/// The channel: the host benchmark (`ipc-channel/benches/throughput.rs`, against
+/// `rtrb`), its output going straight to the terminal, then the channel on aarch64
+/// ([`channel_aarch64`]).
 fn channel() -> Result<(), String> {
     let args = ["bench", "-p", "septum-ipc-channel", "--bench", "throughput"];
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build::run(c.current_dir(root()).args(args))
+    build::run(c.current_dir(root()).args(args))?;
+    channel_aarch64()
+}
+
+/// The channel's message sizes on aarch64 (as `partitions/connectivity/src/bench.rs`).
+const CHANNEL_SIZES: [usize; 3] = [16, 256, 4096];
+
+/// Instructions per message on aarch64: `systems/bench-channel.toml` under
+/// `-icount shift=4`, two partitions running the channel's real code over their
+/// stage-2-mapped regions, timing each batch while the other waits in WFI.
+fn channel_aarch64() -> Result<(), String> {
+    let art = build::system("bench-channel")?;
+    eprintln!("xtask: booting systems/bench-channel.toml under -icount shift={ICOUNT_SHIFT}");
+    let mut m = Machine::launch(&art, &Launch { icount: Some(ICOUNT_SHIFT), ..Launch::default() })?;
+    let done = |l: &[Line]| l.iter().filter(|l| l.text.contains("bench: channel done")).count() == 2;
+    let waited = m.wait_for("both partitions' channel figures", Duration::from_secs(300), done);
+    let lines = m.lines();
+    drop(m);
+    waited.map_err(|e| format!("{e}\n{}", transcript(&lines)))?;
+    if let Some(wrong) = lines.iter().find(|l| l.text.contains("WRONG")) {
+        return Err(format!("{}: {}\n{}", wrong.console, wrong.text, transcript(&lines)));
+    }
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+
+    println!();
+    println!(
+        "Channel on aarch64 (qemu-virt, cortex-a72, -icount shift={ICOUNT_SHIFT}: 1 tick = 1 instruction; \
+         systems/bench-channel.toml)"
+    );
+    println!("  instructions per message, a batch of a queue's depth each, the peer idle in WFI");
+    println!(
+        "  {:>7}  {:<9} {:>10} {:>10} {:>10} {:>10}  {:>12}",
+        "size", "checksum", "a->b send", "a->b recv", "b->a send", "b->a recv", "CRC-32C alone"
+    );
+    for (checksum, suffix) in [("crc32c", ""), ("none", "-plain")] {
+        for size in CHANNEL_SIZES {
+            let cell = |name: &str, op: &str| {
+                channel_figure(&texts, &format!("channel {name}{suffix} {op} {size}"))
+                    .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+            };
+            let crc = if checksum == "crc32c" {
+                channel_figure(&texts, &format!("crc32c {size}")).map_or_else(|| "-".to_string(), |v| format!("{v:.0}"))
+            } else {
+                String::new()
+            };
+            println!(
+                "  {:>7}  {checksum:<9} {:>10} {:>10} {:>10} {:>10}  {crc:>12}",
+                format!("{size} B"),
+                cell("ab", "send"),
+                cell("ab", "recv"),
+                cell("ba", "send"),
+                cell("ba", "recv"),
+            );
+        }
+    }
+    println!("  CRC-32C alone: the checksum of the numbers and the message, as a send computes it;");
+    println!("  the guests run the CRC32CX instruction (built with target-feature +crc).");
+    println!();
+    Ok(())
+}
+
+/// Ticks per operation from a `bench: <what> ticks=<T> count=<N>` line (at shift=4 a
+/// tick is an instruction).
+fn channel_figure(lines: &[&str], what: &str) -> Option<f64> {
+    let needle = format!("bench: {what} ticks=");
+    let text = lines.iter().find_map(|l| l.split(&needle).nth(1))?;
+    let (ticks, count) = text.split_once(" count=")?;
+    let count = count.split_whitespace().next()?;
+    let (ticks, count): (f64, f64) = (ticks.parse().ok()?, count.parse().ok()?);
+    (count > 0.0).then(|| ticks / count)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{number_before, printk_seconds};
+    use super::{channel_figure, number_before, printk_seconds};
+
+    #[test]
+    fn reads_the_channel_figures() {
+        let lines = ["x", "[b] bench: channel ab recv 256 ticks=4800 count=16", "bench: crc32c 16 ticks=32 count=16"];
+        assert_eq!(channel_figure(&lines, "channel ab recv 256"), Some(300.0));
+        assert_eq!(channel_figure(&lines, "crc32c 16"), Some(2.0));
+        assert_eq!(channel_figure(&lines, "channel ab send 256"), None);
+        assert_eq!(channel_figure(&["bench: channel ab send 16 ticks=5 count=0"], "channel ab send 16"), None);
+    }
 
     #[test]
     fn reads_linux_timestamps() {

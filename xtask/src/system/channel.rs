@@ -14,10 +14,17 @@
 //! memory = 0x4F00_0000          # physical base, 4 KiB aligned
 //! ipa = 0x3000_0000             # where both ends see it (default: memory)
 //! doorbell_rate = 1000          # rings per second each end may signal (default 1000)
+//! checksum = "crc32c"           # or "none" (default "crc32c"), see below
 //! ```
+//!
+//! `checksum = "none"` drops the per-message CRC-32C, for payloads that authenticate
+//! themselves end to end (a signed update image): the receiver then relies on the
+//! payload's own signature for its integrity, and checks only the message's format,
+//! sequence number and length. A channel with a critical partition at either end
+//! always carries the checksum (CH-012): the validator refuses "none" there.
 
 use septum_abi::config::{MemRegion, RegionKind};
-use septum_ipc_channel::{sampling, Geometry};
+use septum_ipc_channel::{sampling, Checksum, Geometry};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -36,6 +43,7 @@ pub(super) struct RawChannel {
     ipa: Option<u64>,
     #[serde(default = "default_rate")]
     doorbell_rate: u32,
+    checksum: Option<Spanned<String>>,
 }
 
 fn default_rate() -> u32 {
@@ -65,6 +73,8 @@ pub struct Endpoint {
     /// The virtual interrupt this end receives when its peer rings (the channel's
     /// doorbell INTID, [`septum_abi::config::DOORBELL_INTIDS`]).
     pub interrupt: u32,
+    /// What the channel's messages carry to be checked (both ends alike).
+    pub checksum: Checksum,
 }
 
 /// A checked channel: the regions and endpoint each side gets.
@@ -76,6 +86,8 @@ pub(super) struct Laid {
     pub to_regions: Vec<MemRegion>,
     pub from_end: Endpoint,
     pub to_end: Endpoint,
+    /// Where `checksum` is written, if it is (for a refusal that names it).
+    pub checksum_at: Option<usize>,
 }
 
 fn round_page(v: u64) -> u64 {
@@ -133,6 +145,13 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
             ))
         }
     };
+    let checksum = match &raw.checksum {
+        None => Checksum::default(),
+        Some(given) => Checksum::from_name(given.get_ref()).ok_or_else(|| {
+            let what = given.get_ref();
+            (given.span().start, format!("channel {name}: checksum \"{what}\" is neither \"crc32c\" nor \"none\""))
+        })?,
+    };
     let rate = raw.doorbell_rate.max(1);
     use RegionKind::{Doorbell, SharedRo, SharedRw};
     let (from_regions, to_regions, from_end, to_end);
@@ -160,6 +179,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 peer: Some((ipa + prod, cons)),
                 doorbell: db_from,
                 interrupt: 0,
+                checksum,
             };
             to_end = Endpoint {
                 channel: name.into(),
@@ -169,6 +189,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 peer: Some((ipa, prod)),
                 doorbell: db_to,
                 interrupt: 0,
+                checksum,
             };
         }
         Kind::Sampling { capacity } => {
@@ -184,6 +205,7 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 peer: None,
                 doorbell: db_from,
                 interrupt: 0,
+                checksum,
             };
             to_end = Endpoint {
                 channel: name.into(),
@@ -193,8 +215,10 @@ pub(super) fn lay_out(name: &str, raw: &RawChannel, line: usize) -> Result<Laid,
                 peer: Some((ipa, size)),
                 doorbell: db_to,
                 interrupt: 0,
+                checksum,
             };
         }
     }
-    Ok(Laid { from, to, line, from_regions, to_regions, from_end, to_end })
+    let checksum_at = raw.checksum.as_ref().map(|c| c.span().start);
+    Ok(Laid { from, to, line, from_regions, to_regions, from_end, to_end, checksum_at })
 }

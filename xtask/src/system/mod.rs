@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use septum_abi::config::{
     self, flags, BoardFacts, Config, ConfigError, FaultPolicy, MemRegion, PartitionDesc, RegionKind, Where, DTB_MAX,
 };
+use septum_ipc_channel::Checksum;
 use septum_platform::catalog::{self, Board};
 use serde::Deserialize;
 use toml::Spanned;
@@ -589,6 +590,24 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
                 continue;
             }
         };
+        // CH-012: the critical partition's channels always carry their checksum.
+        if laid.from_end.checksum == Checksum::None {
+            let critical = partitions
+                .iter()
+                .find(|p| (p.name == laid.from || p.name == laid.to) && p.desc.flags & flags::CRITICAL != 0);
+            if let Some(p) = critical {
+                let msg = format!(
+                    "channel {name}: checksum = \"none\" on a channel of critical partition {}; a critical partition's \
+                     channels always carry their CRC-32C (drop the line)",
+                    p.name
+                );
+                match laid.checksum_at {
+                    Some(at) => cx.err(at, msg),
+                    None => cx.err_line(laid.line, msg),
+                }
+                continue;
+            }
+        }
         let index_of = |n: &str| partitions.iter().position(|p| p.name == n).unwrap_or(0) as u32;
         let (from_index, to_index) = (index_of(&laid.from), index_of(&laid.to));
         for (end, regions, endpoint, peer) in [

@@ -233,3 +233,30 @@ fn interrupts_default_to_the_devices_and_may_be_fewer() {
     let owned = crate::devicetree::generate(&load(&path).unwrap(), &load(&path).unwrap().partitions[0]).unwrap();
     assert!(dtb.len() < owned.len(), "no interrupts property for the polled UART");
 }
+
+/// CH-012: `checksum` defaults to "crc32c", is given to both ends alike, and may be
+/// "none" only on a channel with no critical partition at either end; any other value
+/// is refused by name.
+#[test]
+fn a_channel_carries_its_checksum_to_both_ends() {
+    let path = root().join("systems/qemu-virt-bare.toml");
+    let text = std::fs::read_to_string(&path).expect("readable");
+    let ends = |sys: &System| -> Vec<(String, Checksum)> {
+        sys.partitions.iter().flat_map(|p| p.channels.iter().map(|c| (c.channel.clone(), c.checksum))).collect()
+    };
+    let sys = parse(&path, &text).expect("valid");
+    assert!(ends(&sys).iter().all(|(_, c)| *c == Checksum::Crc32c), "{:?}", ends(&sys));
+
+    // A channel between two non-critical partitions may go without.
+    let plain =
+        text.replacen("critical = true\n", "", 1).replacen("on_fault = \"safe-state\"", "on_fault = \"halt\"", 1)
+            + "checksum = \"none\"\n";
+    let sys = parse(&path, &plain).expect("valid");
+    let commands: Vec<Checksum> = ends(&sys).into_iter().filter(|(n, _)| n == "commands").map(|(_, c)| c).collect();
+    assert_eq!(commands, [Checksum::None, Checksum::None], "both ends of the last channel");
+
+    let errs = parse(Path::new("c.toml"), &(text.clone() + "checksum = \"none\"\n")).expect_err("refused");
+    assert!(errs[0].0.contains("channel commands: checksum = \"none\" on a channel of critical partition"), "{errs:?}");
+    let errs = parse(Path::new("c.toml"), &(text + "checksum = \"crc32\"\n")).expect_err("refused");
+    assert!(errs[0].0.contains("checksum \"crc32\" is neither \"crc32c\" nor \"none\""), "{errs:?}");
+}
