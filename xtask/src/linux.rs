@@ -149,16 +149,10 @@ pub fn debian_kernel() -> Result<Kernel, String> {
 /// Downloads kernel package `package`, extracts its `Image` to `image` and its
 /// [`MODULES`] into `modules`, checks the modules' dependencies, and returns its version.
 fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, String> {
-    let scratch = dir().join("debs").join(format!("{package}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
-    let result = (|| {
-        let deb = apt_download(package, &scratch)?;
-        let version = deb_field(&deb, "Version")?;
-        let root = scratch.join("root");
-        let kernel = extract(&deb, "boot/vmlinuz-", &root)?;
+    with_deb(package, |deb, root| {
+        let kernel = extract(deb, "boot/vmlinuz-", root)?;
         let patterns: Vec<String> = MODULES.iter().map(|m| format!("*/{m}.ko")).collect();
-        extract_all(&deb, &patterns, &root)?;
+        extract_all(deb, &patterns, root)?;
         fs::create_dir_all(modules).map_err(|e| format!("cannot create {}: {e}", modules.display()))?;
         for (i, m) in MODULES.iter().enumerate() {
             let found = find_file(&root.join("lib/modules"), &format!("{m}.ko"))
@@ -173,11 +167,25 @@ fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, S
             }
             write_atomically(&modules.join(format!("{m}.ko")), &bytes)?;
         }
-        fs::rename(&kernel, image)
-            .map_err(|e| format!("cannot move {} to {}: {e}", kernel.display(), image.display()))?;
+        fs::rename(&kernel, image).map_err(|e| format!("cannot move {} to {}: {e}", kernel.display(), image.display()))
+    })
+}
+
+/// Downloads `package:arm64` into a scratch directory under `target/linux/debs/`, runs
+/// `f` with the .deb and a folder to extract into, removes the scratch directory, and
+/// returns the package's version.
+fn with_deb(package: &str, f: impl FnOnce(&Path, &Path) -> Result<(), String>) -> Result<String, String> {
+    let scratch = dir().join("debs").join(format!("{package}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch);
+    fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    let result = (|| {
+        let deb = apt_download(package, &scratch)?;
+        let version = deb_field(&deb, "Version")?;
+        f(&deb, &scratch.join("root"))?;
         Ok(version)
     })();
     let _ = fs::remove_dir_all(&scratch);
+    // Fails, harmlessly, while another process is fetching.
     let _ = fs::remove_dir(dir().join("debs"));
     result
 }
@@ -443,25 +451,15 @@ pub(crate) fn kernel_package() -> Result<String, String> {
 /// (e.g. `boot/vmlinuz-`) to `dest`, and returns the package's version. The .deb lives
 /// in a scratch directory under `target/linux/debs/` that is removed afterwards.
 fn fetch_member(package: &str, member: &str, dest: &Path) -> Result<String, String> {
-    let scratch = dir().join("debs").join(format!("{package}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
-    let result = (|| {
-        let deb = apt_download(package, &scratch)?;
-        let version = deb_field(&deb, "Version")?;
-        let extracted = extract(&deb, member, &scratch.join("root"))?;
+    with_deb(package, |deb, root| {
+        let extracted = extract(deb, member, root)?;
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
         // `fs::rename` within target/: both paths are on one filesystem.
         fs::rename(&extracted, dest)
-            .map_err(|e| format!("cannot move {} to {}: {e}", extracted.display(), dest.display()))?;
-        Ok(version)
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    // Fails, harmlessly, while another process is fetching.
-    let _ = fs::remove_dir(dir().join("debs"));
-    result
+            .map_err(|e| format!("cannot move {} to {}: {e}", extracted.display(), dest.display()))
+    })
 }
 
 /// `apt-get download package:arm64` into `dir`, retrying once after `apt-get update`
@@ -563,7 +561,8 @@ pub(crate) fn deb_field(deb: &Path, field: &str) -> Result<String, String> {
     }
 }
 
-/// Extracts the files matching any of `patterns` (tar wildcards) from `deb` into `root`.
+/// Extracts the files matching any of `patterns` (tar wildcards) from `deb` into `root`
+/// (`dpkg-deb --fsys-tarfile | tar`), nothing else.
 fn extract_all(deb: &Path, patterns: &[String], root: &Path) -> Result<(), String> {
     fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
     let mut dpkg = Command::new("dpkg-deb")
@@ -576,40 +575,21 @@ fn extract_all(deb: &Path, patterns: &[String], root: &Path) -> Result<(), Strin
     let tar =
         Command::new("tar").arg("-x").arg("-C").arg(root).arg("--wildcards").args(patterns).stdin(tar_in).status();
     let dpkg = dpkg.wait();
+    let failed = |what: String| format!("extracting {} from {} failed ({what})", patterns.join(" "), deb.display());
     match (tar, dpkg) {
         (Ok(t), Ok(d)) if t.success() && d.success() => Ok(()),
-        (t, d) => Err(format!("extracting {} modules from {} failed ({t:?}, {d:?})", patterns.len(), deb.display())),
+        (Ok(t), Ok(d)) => Err(failed(format!("tar: {t}, dpkg-deb: {d}"))),
+        (Err(e), _) | (_, Err(e)) => Err(failed(e.to_string())),
     }
 }
 
 /// Extracts the one file under `member*` from `deb` into `root`, returning its path.
-/// Only that file is unpacked (`dpkg-deb --fsys-tarfile | tar`): the kernel package also
-/// holds hundreds of megabytes of modules the partition does not use.
+/// Only that file is unpacked: the kernel package also holds hundreds of megabytes of
+/// modules the partition does not use.
 pub(crate) fn extract(deb: &Path, member: &str, root: &Path) -> Result<PathBuf, String> {
-    fs::create_dir_all(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run dpkg-deb --fsys-tarfile {}: {e}", deb.display()))?;
-    let tar_in = dpkg.stdout.take().ok_or("dpkg-deb: no stdout pipe")?;
     // Debian's data.tar names members `./boot/...`; the leading `*` matches either form.
-    let tar = Command::new("tar")
-        .arg("-x")
-        .arg("-C")
-        .arg(root)
-        .arg("--wildcards")
-        .arg(format!("*{member}*"))
-        .stdin(tar_in)
-        .status();
-    let dpkg = dpkg.wait();
+    extract_all(deb, &[format!("*{member}*")], root)?;
     let failed = |what: &str| format!("extracting {member}* from {} failed ({what})", deb.display());
-    match (tar, dpkg) {
-        (Ok(t), Ok(d)) if t.success() && d.success() => {}
-        (Ok(t), Ok(d)) => return Err(failed(&format!("tar: {t}, dpkg-deb: {d}"))),
-        (Err(e), _) | (_, Err(e)) => return Err(failed(&e.to_string())),
-    }
     let (parent, stem) = member.rsplit_once('/').unwrap_or(("", member));
     let parent = root.join(parent);
     let mut found = fs::read_dir(&parent)
