@@ -24,7 +24,7 @@ pub fn build(desc: &PartitionDesc) -> Result<u64, MapError> {
             Some(RegionKind::Ram) => (MemType::Normal, Access::RWX),
             Some(RegionKind::Device) => (MemType::Device, Access::RW),
             Some(RegionKind::SharedRw) => (MemType::Normal, Access::RW),
-            Some(RegionKind::SharedRo) => (MemType::Normal, Access::RO),
+            Some(RegionKind::SharedRo | RegionKind::Sensor) => (MemType::Normal, Access::RO),
             // Doorbells stay unmapped: every access traps (see `partition`).
             Some(RegionKind::Doorbell) | None => continue,
         };

@@ -71,6 +71,19 @@ pub fn key_dir(text: &str) -> Result<PathBuf, String> {
 }
 
 /// `--seconds`: a duration in seconds, whole or not (`10`, `2.5`, `10s`).
+/// A file that exists and can be handed to QEMU's loader (no comma, which QEMU's
+/// option syntax would split at).
+pub fn loadable_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if !path.is_file() {
+        return Err(format!("{text} is not a file"));
+    }
+    if text.contains(',') {
+        return Err(format!("{text}: QEMU cannot load a path with a comma in it; rename or link it"));
+    }
+    Ok(path)
+}
+
 pub fn seconds(text: &str) -> Result<Duration, String> {
     let bad = || format!("expected a number of seconds, such as 10 or 2.5, not `{text}`");
     let number: f64 = text.strip_suffix('s').unwrap_or(text).trim().parse().map_err(|_| bad())?;

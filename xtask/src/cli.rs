@@ -5,6 +5,7 @@
 //! The commands' own flags are declared beside what they do (`trust::cli`, `dist`,
 //! `bench`); the shared typed values are in [`crate::args`].
 
+use std::path::PathBuf;
 use std::process::Command as Process;
 use std::time::Duration;
 
@@ -101,6 +102,10 @@ pub struct RunArgs {
     /// GUEST (repeatable)
     #[arg(long, value_name = "HOST=GUEST", value_parser = args::port_pair)]
     pub hostfwd: Vec<(u16, u16)>,
+    /// The ECG recording the critical monitor's front end replays (format: docs/monitoring.md)
+    /// [default: partitions/ecg/recordings/default.ecg]
+    #[arg(long, value_name = "FILE", value_parser = args::loadable_file, value_hint = ValueHint::FilePath)]
+    pub ecg: Option<PathBuf>,
     #[command(flatten)]
     pub signing: Signing,
 }

@@ -179,6 +179,13 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         }
         fdt.end_node(node)?;
     }
+    for sensor in &p.sensors {
+        let node = fdt.begin_node(&format!("sensor@{:x}", sensor.ipa))?;
+        fdt.property_string_list("compatible", vec![SENSOR_COMPATIBLE.into()])?;
+        fdt.property_string("label", &sensor.name)?;
+        fdt.property_array_u64("reg", &[sensor.ipa, sensor.size])?;
+        fdt.end_node(node)?;
+    }
     if !p.channels.is_empty() {
         channels(&mut fdt, p)?;
     }
@@ -256,6 +263,10 @@ fn node_name(d: &DeviceInfo) -> String {
     let kind = d.compatible.first().and_then(|c| c.split(',').nth(1)).unwrap_or(d.name);
     format!("{kind}@{:x}", reg(d).0)
 }
+
+/// Compatible string of a sensor's memory (read-only; on QEMU, a recording's replay):
+/// `label` (the sensor's name, e.g. "ecg") and `reg` (<ipa size>).
+pub const SENSOR_COMPATIBLE: &str = "septum,sensor-memory";
 
 /// Compatible string of a channel endpoint node. Properties:
 /// `label` (channel name), `septum,kind` ("queuing" | "sampling"), `septum,role`

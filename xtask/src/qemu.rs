@@ -116,7 +116,13 @@ pub struct Launch {
     /// user-mode network, and its disk (a raw image; none: no disk controller).
     pub net: Net,
     pub disk: Option<PathBuf>,
+    /// The ECG recording QEMU's loader puts in the memory of the sensor named "ecg"
+    /// (a replayed front end); `None`: [`DEFAULT_ECG`], if the system has that sensor.
+    pub ecg: Option<PathBuf>,
 }
+
+/// The recording a system's "ecg" sensor replays unless told otherwise (workspace-relative).
+pub const DEFAULT_ECG: &str = "partitions/ecg/recordings/default.ecg";
 
 /// A partition's network, QEMU's user-mode stack in `restrict=on` mode: the partition
 /// reaches nothing but the host services `guestfwd` names (on the host's loopback), and
@@ -195,6 +201,7 @@ impl Default for Launch {
             iommu: true,
             net: Net::default(),
             disk: None,
+            ecg: None,
         }
     }
 }
@@ -293,6 +300,18 @@ impl Machine {
         }
         if let Some(args) = &opts.bootargs {
             cmd.arg("-append").arg(args);
+        }
+        for sensor in art.system.partitions.iter().flat_map(|p| &p.sensors).filter(|s| s.name == "ecg") {
+            let file = opts.ecg.clone().unwrap_or_else(|| crate::build::root().join(DEFAULT_ECG));
+            let len = std::fs::metadata(&file).map_err(|e| format!("the ECG recording {}: {e}", file.display()))?.len();
+            if len > sensor.size {
+                return Err(format!(
+                    "the ECG recording {} has {len} bytes; the sensor memory holds {} (raise its size in the system)",
+                    file.display(),
+                    sensor.size
+                ));
+            }
+            cmd.arg("-device").arg(format!("loader,file={},addr={:#x},force-raw=on", file.display(), sensor.pa));
         }
         if let Some(bytes) = mf.storage_bytes {
             let path = opts.storage.clone().unwrap_or_else(|| dir.join("storage.bin"));

@@ -140,7 +140,9 @@ fn partition_main(mut boot: Boot) -> ! {
             stream.report(&mut boot.console);
         }
         if let (Some(tx), false) = (commands.as_mut(), scribble) {
-            let _ = tx.send(&n.to_le_bytes());
+            // A numbered `Ping`, the one command with no effect but a count.
+            let ping = septum_vitals::Command::new(septum_vitals::CommandKind::Ping, 0, n);
+            let _ = tx.send(zerocopy::IntoBytes::as_bytes(&ping));
             if let Some(end) = commands_end {
                 end.ring();
             }
@@ -184,10 +186,9 @@ impl Stream {
 
     fn take(&mut self, result: Result<usize, RecvError>, buf: &[u8]) {
         let Ok(len) = result else { return };
-        let Some(seq) = buf.get(..8).filter(|_| len >= 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
-        else {
-            return;
-        };
+        // Any record the monitor sends (septum-vitals) carries its numbering.
+        let Ok(record) = septum_vitals::Record::parse(buf.get(..len).unwrap_or(&[])) else { return };
+        let seq = record.header().seq.get();
         match self.expected {
             Some(e) if seq > e => self.gaps += seq - e,
             Some(e) if seq < e => self.out_of_order += 1,

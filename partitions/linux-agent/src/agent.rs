@@ -1,35 +1,25 @@
 //! The agent's work, over any [`Shared`] memory (the mapped channels on Linux, atomics in
-//! host tests): drain the vitals stream, checking its numbering, and keep the commands
-//! queue full of numbered commands.
+//! host tests): drain the vitals stream (`septum_vitals` records), checking its
+//! numbering, and send numbered `Ping` commands: one a second, or, while the monitor
+//! exercises the channel (it has no sensor and sends `Exercise` records), as many as
+//! the commands queue takes.
 
 use std::time::Duration;
 
 use septum_ipc_channel::queuing::{Consumer, Producer, RecvError, SendError};
 use septum_ipc_channel::{Geometry, Shared};
+use septum_vitals::{Command, CommandKind, Record};
+use zerocopy::IntoBytes;
 
-/// A vital-signs record as the critical monitor sends it: `u64` sequence number, then
-/// `u32` heart rate and `u32` SpO2, all little-endian.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Vitals {
-    pub seq: u64,
-    pub heart_rate: u32,
-    pub spo2: u32,
-}
-
-impl Vitals {
-    /// A record needs at least its sequence number; missing measurements read as 0.
-    pub fn parse(b: &[u8]) -> Option<Self> {
-        let seq = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
-        let word = |at: usize| b.get(at..at + 4).and_then(|w| w.try_into().ok()).map_or(0, u32::from_le_bytes);
-        Some(Self { seq, heart_rate: word(8), spo2: word(12) })
-    }
-
-    pub fn line(&self) -> String {
-        format!(
-            "septum-agent: first vitals record seq={} heart_rate={} spo2={}\n",
-            self.seq, self.heart_rate, self.spo2
-        )
-    }
+/// The line the agent prints for the first record it takes.
+pub fn first_line(r: &Record) -> String {
+    let kind = match r {
+        Record::Beat(_) => "beat",
+        Record::Summary(_) => "summary",
+        Record::Alarm(_) => "alarm",
+        Record::Exercise(_) => "exercise",
+    };
+    format!("septum-agent: first vitals record seq={} kind={kind}\n", r.header().seq.get())
 }
 
 /// The receiving side of a numbered stream, as the bare-metal connectivity guest checks
@@ -65,7 +55,7 @@ pub struct Progress {
     pub received: u32,
     pub sent: u32,
     /// The first vitals record ever received, if it came in this step.
-    pub first: Option<Vitals>,
+    pub first: Option<Record>,
 }
 
 impl Progress {
@@ -84,6 +74,10 @@ pub struct Agent<M: Shared> {
     next_command: u64,
     stream: Stream,
     buf: Vec<u8>,
+    /// The last record was an `Exercise` one: answer as fast as the queue takes.
+    exercising: bool,
+    /// A once-a-second `Ping` is due.
+    ping_due: bool,
 }
 
 impl<M: Shared> Agent<M> {
@@ -99,7 +93,14 @@ impl<M: Shared> Agent<M> {
             next_command: 0,
             stream: Stream::default(),
             buf: vec![0; capacity],
+            exercising: false,
+            ping_due: false,
         }
+    }
+
+    /// A second has passed: send a `Ping` at the next step (outside exercise).
+    pub fn tick(&mut self) {
+        self.ping_due = true;
     }
 
     /// One round: drains the vitals queue (at most its depth of records), then sends
@@ -111,11 +112,12 @@ impl<M: Shared> Agent<M> {
                 match rx.recv(&mut self.buf) {
                     Ok(len) => {
                         progress.received += 1;
-                        if let Some(v) = Vitals::parse(&self.buf[..len]) {
+                        if let Ok(r) = Record::parse(&self.buf[..len]) {
                             if self.stream.received == 0 {
-                                progress.first = Some(v);
+                                progress.first = Some(r);
                             }
-                            self.stream.take(v.seq);
+                            self.exercising = matches!(r, Record::Exercise(_));
+                            self.stream.take(r.header().seq.get());
                         }
                     }
                     // A rejected slot is consumed (and counted by the consumer): go on.
@@ -125,11 +127,14 @@ impl<M: Shared> Agent<M> {
             }
         }
         if let Some(tx) = self.commands.as_mut() {
-            for _ in 0..self.commands_batch {
-                match tx.send(&self.next_command.to_le_bytes()) {
+            let batch = if self.exercising { self.commands_batch } else { u32::from(self.ping_due) };
+            for _ in 0..batch {
+                let ping = Command::new(CommandKind::Ping, 0, self.next_command);
+                match tx.send(ping.as_bytes()) {
                     Ok(()) => {
                         self.next_command += 1;
                         progress.sent += 1;
+                        self.ping_due = false;
                     }
                     Err(SendError::Full | SendError::PeerCorrupt | SendError::TooLarge) => break,
                 }
@@ -193,12 +198,12 @@ mod tests {
         (0..bytes / 4).map(|_| AtomicU32::new(0)).collect()
     }
 
-    fn record(seq: u64) -> [u8; 16] {
-        let mut r = [0u8; 16];
-        r[..8].copy_from_slice(&seq.to_le_bytes());
-        r[8..12].copy_from_slice(&(60 + (seq % 40) as u32).to_le_bytes());
-        r[12..16].copy_from_slice(&(95 + (seq % 5) as u32).to_le_bytes());
-        r
+    fn record(seq: u64) -> septum_vitals::Exercise {
+        septum_vitals::Exercise::new(seq, seq * 10)
+    }
+
+    fn send(tx: &mut Producer<HostRegion<'_>>, seq: u64) -> Result<(), SendError> {
+        tx.send(record(seq).as_bytes())
     }
 
     /// Both channels in host memory: the critical monitor's ends and the agent's.
@@ -240,8 +245,9 @@ mod tests {
         let mut buf = [0u8; 48];
         let mut out = Vec::new();
         while let Ok(len) = rx.recv(&mut buf) {
-            assert_eq!(len, 8);
-            out.push(u64::from_le_bytes(buf[..8].try_into().unwrap()));
+            let (kind, c) = Command::parse(&buf[..len]).unwrap();
+            assert_eq!(kind, CommandKind::Ping);
+            out.push(c.seq.get());
         }
         out
     }
@@ -252,23 +258,27 @@ mod tests {
         let (mut vitals, mut commands) = rig.monitor();
         let mut agent = rig.agent();
 
-        // Nothing yet to take; the commands queue fills to its depth.
-        let p = agent.step();
-        assert_eq!(p, Progress { received: 0, sent: 8, first: None });
-        assert_eq!(agent.step(), Progress::default(), "full and empty: nothing moves");
-        assert_eq!(drain(&mut commands), (0..8).collect::<Vec<_>>());
+        // Nothing yet to take, and no Ping due: nothing moves. Once a second, one Ping.
+        assert_eq!(agent.step(), Progress::default());
+        agent.tick();
+        assert_eq!(agent.step(), Progress { received: 0, sent: 1, first: None });
+        assert_eq!(agent.step(), Progress::default(), "one Ping a second");
+        assert_eq!(drain(&mut commands), [0]);
 
+        // The monitor exercises the channel: the agent answers as fast as the queue
+        // takes.
         for seq in 100..105 {
-            vitals.send(&record(seq)).unwrap();
+            send(&mut vitals, seq).unwrap();
         }
         let p = agent.step();
         assert_eq!((p.received, p.sent), (5, 8));
-        assert_eq!(p.first, Some(Vitals { seq: 100, heart_rate: 80, spo2: 95 }));
-        assert_eq!(p.first.unwrap().line(), "septum-agent: first vitals record seq=100 heart_rate=80 spo2=95\n");
+        assert_eq!(p.first, Some(Record::Exercise(record(100))));
+        assert_eq!(first_line(&p.first.unwrap()), "septum-agent: first vitals record seq=100 kind=exercise\n");
+        assert_eq!(agent.step(), Progress::default(), "full and empty: nothing moves");
 
         // Three records lost (107..=109), one repeated.
         for seq in [105, 106, 110, 111, 111] {
-            vitals.send(&record(seq)).unwrap();
+            send(&mut vitals, seq).unwrap();
         }
         let p = agent.step();
         assert_eq!((p.received, p.sent, p.first), (5, 0, None));
@@ -276,18 +286,18 @@ mod tests {
         assert_eq!((s.received, s.first, s.last, s.gaps, s.out_of_order), (10, Some(100), 111, 3, 1));
 
         // Commands continue where they stopped; a partly drained queue refills.
-        assert_eq!(drain(&mut commands), (8..16).collect::<Vec<_>>());
+        assert_eq!(drain(&mut commands), (1..9).collect::<Vec<_>>());
         assert_eq!(agent.step().sent, 8);
         let mut buf = [0u8; 48];
         for _ in 0..3 {
             commands.recv(&mut buf).unwrap();
         }
         assert_eq!(agent.step().sent, 3);
-        assert_eq!(drain(&mut commands), (19..27).collect::<Vec<_>>());
+        assert_eq!(drain(&mut commands), (12..20).collect::<Vec<_>>());
 
         assert_eq!(
             agent.report(),
-            "septum-agent: vitals received=10 first=100 last=111 gaps=3 out_of_order=1 commands sent=27 full=3\n"
+            "septum-agent: vitals received=10 first=100 last=111 gaps=3 out_of_order=1 commands sent=20 full=3\n"
         );
     }
 
@@ -298,7 +308,7 @@ mod tests {
         let mut agent = rig.agent();
         let mut seq = 0;
         for _ in 0..3 {
-            while vitals.send(&record(seq)).is_ok() {
+            while send(&mut vitals, seq).is_ok() {
                 seq += 1;
             }
             assert_eq!(agent.step().received, 4);
@@ -311,12 +321,12 @@ mod tests {
         let rig = Rig::new(4);
         let (mut vitals, _commands) = rig.monitor();
         let mut agent = rig.agent();
-        vitals.send(&record(0)).unwrap();
-        vitals.send(&record(1)).unwrap();
+        send(&mut vitals, 0).unwrap();
+        send(&mut vitals, 1).unwrap();
         // Flip a payload byte of slot 1: its CRC no longer matches.
         let word = (rig.geo.slot_offset(1) + 16) / 4;
         rig.vitals_prod[word].fetch_xor(1, std::sync::atomic::Ordering::Relaxed);
-        vitals.send(&record(2)).unwrap();
+        send(&mut vitals, 2).unwrap();
         assert_eq!(agent.step().received, 3);
         let s = agent.stream();
         assert_eq!((s.received, s.last, s.gaps), (2, 2, 1));
@@ -338,11 +348,11 @@ mod tests {
                 let (mut seq, mut last_command, mut buf) = (0u64, None::<u64>, [0u8; 48]);
                 let mut commands_in_order = true;
                 while (seq < total || last_command.is_none_or(|c| c < total)) && in_time() {
-                    if seq < total && vitals.send(&record(seq)).is_ok() {
+                    if seq < total && send(&mut vitals, seq).is_ok() {
                         seq += 1;
                     }
-                    if let Ok(8) = commands.recv(&mut buf) {
-                        let c = u64::from_le_bytes(buf[..8].try_into().unwrap());
+                    if let Ok(len) = commands.recv(&mut buf) {
+                        let c = Command::parse(&buf[..len]).unwrap().1.seq.get();
                         commands_in_order &= last_command.map_or(c == 0, |l| c == l + 1);
                         last_command = Some(c);
                     }

@@ -127,7 +127,7 @@ fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
     loop {
         let progress = agent.step();
         if let Some(first) = progress.first {
-            say(&first.line());
+            say(&agent::first_line(&first));
         }
         unsignalled |= progress.sent > 0;
         let now = Instant::now();
@@ -140,6 +140,7 @@ fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
         }
         if now >= next_report {
             say(&agent.report());
+            agent.tick();
             next_report += REPORT_PERIOD;
             if next_report <= now {
                 next_report = now + REPORT_PERIOD;

@@ -72,6 +72,48 @@ extern "Rust" {
 /// Channel ends a guest can have.
 pub const MAX_CHANNELS: usize = 4;
 
+/// Sensor memories a guest can have.
+pub const MAX_SENSORS: usize = 2;
+
+/// A sensor's memory, from the guest's device tree (`septum,sensor-memory`): mapped
+/// read-only by the hypervisor, filled by the sensor's acquisition.
+#[derive(Clone, Copy, Debug)]
+pub struct SensorInfo {
+    pub name: &'static str,
+    /// Where the partition sees it (IPA) and its size.
+    pub base: u64,
+    pub size: u64,
+}
+
+impl SensorInfo {
+    /// The memory's bytes, for a source that fills it before the partition starts and
+    /// never again (QEMU's replay of a recording). A live front end writing it while the
+    /// partition reads would need volatile reads instead.
+    pub fn replay(&self) -> &'static [u8] {
+        if self.base == 0 {
+            return &[];
+        }
+        // SAFETY: the hypervisor maps [base, base + size) read-only into this partition
+        // for as long as it runs (RegionKind::Sensor), and a replay source wrote it
+        // before the board started, so the bytes neither move nor change while the
+        // slice lives. The guests are built with strict alignment, which Device memory
+        // (our MMU is off) requires of every access.
+        unsafe { core::slice::from_raw_parts(self.base as *const u8, self.size as usize) }
+    }
+}
+
+fn read_sensors(fdt: &fdt::Fdt<'static>) -> [Option<SensorInfo>; MAX_SENSORS] {
+    let mut out = [None; MAX_SENSORS];
+    let nodes =
+        fdt.all_nodes().filter(|n| n.compatible().is_some_and(|c| c.all().any(|x| x == "septum,sensor-memory")));
+    for (slot, n) in out.iter_mut().zip(nodes) {
+        let Some(reg) = n.reg().and_then(|mut r| r.next()) else { continue };
+        let name = n.property("label").and_then(|p| p.as_str()).unwrap_or("");
+        *slot = Some(SensorInfo { name, base: reg.starting_address as u64, size: reg.size.unwrap_or(0) as u64 });
+    }
+    out
+}
+
 /// One end of a channel, from the guest's device tree (`septum,channel-endpoint-v1`).
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelInfo {
@@ -175,6 +217,7 @@ pub struct Boot {
     pub start: StartCondition,
     pub restarts: u64,
     pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
+    pub sensors: [Option<SensorInfo>; MAX_SENSORS],
     /// vCPUs the partition has (its device tree's `/cpus`); this one is vCPU 0.
     pub vcpus: usize,
     /// The distributor it sees (the first `reg` of its device tree's GIC node:
@@ -245,6 +288,11 @@ impl Boot {
     /// The channel end named `name`.
     pub fn channel(&self, name: &str) -> Option<ChannelInfo> {
         self.channels.iter().flatten().find(|c| c.name == name).copied()
+    }
+
+    /// The sensor memory named `name`.
+    pub fn sensor(&self, name: &str) -> Option<SensorInfo> {
+        self.sensors.iter().flatten().find(|s| s.name == name).copied()
     }
 
     /// The value of `key=value` in the boot arguments.
@@ -323,6 +371,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         let _ = writeln!(console, "septum-guest: this CPU lacks FEAT_CRC32 (ID_AA64ISAR0_EL1.CRC32 = 0); channels off");
         channels = [None; MAX_CHANNELS];
     }
+    let sensors = fdt.as_ref().map_or([None; MAX_SENSORS], read_sensors);
     let vcpus = fdt.as_ref().map_or(1, |f| f.cpus().count()).max(1);
     gic::set(gic_version, gicd, gicc, vcpus);
     vtimer::init();
@@ -337,8 +386,21 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         gicd::set_redistributors(gicr);
     }
     gicd::enable_own_sgis(0);
-    let boot =
-        Boot { console, bootargs, ram, start, restarts, channels, vcpus, gicd, uart_irq, gicr, gic_version, gicc };
+    let boot = Boot {
+        console,
+        bootargs,
+        ram,
+        start,
+        restarts,
+        channels,
+        sensors,
+        vcpus,
+        gicd,
+        uart_irq,
+        gicr,
+        gic_version,
+        gicc,
+    };
     // SAFETY: provided by the guest binary with exactly this signature.
     unsafe { partition_main(boot) }
 }

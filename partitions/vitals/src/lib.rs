@@ -22,7 +22,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const VERSION: u8 = 1;
 
 /// The largest record or command, in bytes.
-pub const MAX_RECORD: usize = 64;
+pub const MAX_RECORD: usize = 48;
 
 /// What follows a [`Header`].
 #[repr(u8)]
@@ -34,6 +34,11 @@ pub enum RecordKind {
     Summary = 2,
     /// An alarm raised or cleared: [`AlarmEvent`].
     Alarm = 3,
+    /// A monitor with no sensor exercises the channel: it sends these, numbered, as
+    /// fast as the channel takes them, and the receiver answers with numbered `Ping`s
+    /// as fast (tests of the channel and of Linux's agent run this way). They carry no
+    /// measurement and are never uploaded: [`Exercise`].
+    Exercise = 4,
 }
 
 impl RecordKind {
@@ -42,6 +47,7 @@ impl RecordKind {
             1 => Some(Self::Beat),
             2 => Some(Self::Summary),
             3 => Some(Self::Alarm),
+            4 => Some(Self::Exercise),
             _ => None,
         }
     }
@@ -152,12 +158,36 @@ pub struct AlarmEvent {
     pub limit: U32,
 }
 
+/// A channel-exercise record (no sensor): the header, and a pattern derived from the
+/// sequence number that the receiver may check.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct Exercise {
+    pub header: Header,
+    /// `seq` XOR [`Exercise::PATTERN`].
+    pub check: U64,
+}
+
+impl Exercise {
+    pub const PATTERN: u64 = 0x5EB7_0000_5EB7_0000;
+
+    pub fn new(seq: u64, t_ms: u64) -> Self {
+        Self { header: Header::new(RecordKind::Exercise, seq, t_ms), check: (seq ^ Self::PATTERN).into() }
+    }
+
+    /// Whether the check word matches the sequence number.
+    pub fn intact(&self) -> bool {
+        self.check.get() == self.header.seq.get() ^ Self::PATTERN
+    }
+}
+
 /// A record, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Beat(Beat),
     Summary(Summary),
     Alarm(AlarmEvent),
+    Exercise(Exercise),
 }
 
 /// Why bytes are not a record.
@@ -188,6 +218,9 @@ impl Record {
             Some(RecordKind::Alarm) => {
                 AlarmEvent::read_from_prefix(b).map(|(r, _)| Record::Alarm(r)).map_err(|_| ParseError::Short)
             }
+            Some(RecordKind::Exercise) => {
+                Exercise::read_from_prefix(b).map(|(r, _)| Record::Exercise(r)).map_err(|_| ParseError::Short)
+            }
             None => Err(ParseError::Kind(h.kind)),
         }
     }
@@ -197,6 +230,7 @@ impl Record {
             Record::Beat(r) => &r.header,
             Record::Summary(r) => &r.header,
             Record::Alarm(r) => &r.header,
+            Record::Exercise(r) => &r.header,
         }
     }
 
@@ -206,6 +240,7 @@ impl Record {
             Record::Beat(r) => r.as_bytes(),
             Record::Summary(r) => r.as_bytes(),
             Record::Alarm(r) => r.as_bytes(),
+            Record::Exercise(r) => r.as_bytes(),
         }
     }
 }
@@ -312,7 +347,9 @@ mod tests {
             value: 0.into(),
             limit: 0.into(),
         };
-        for r in [Record::Beat(beat), Record::Summary(sum), Record::Alarm(alarm)] {
+        let ex = Exercise::new(10, 2200);
+        assert!(ex.intact());
+        for r in [Record::Beat(beat), Record::Summary(sum), Record::Alarm(alarm), Record::Exercise(ex)] {
             assert!(r.as_bytes().len() <= MAX_RECORD);
             assert_eq!(Record::parse(r.as_bytes()), Ok(r));
             assert_eq!(Record::parse(&r.as_bytes()[..r.as_bytes().len() - 1]), Err(ParseError::Short));

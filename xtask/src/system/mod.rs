@@ -99,6 +99,11 @@ struct RawPartition {
     version: Option<Spanned<String>>,
     /// The manifest's anti-rollback counter: raise it to make older images unbootable.
     security_counter: Option<u64>,
+    /// Memory a sensor's acquisition fills, by sensor name (`[partition.X.sensor.ecg]`):
+    /// read-only to the partition; on QEMU, a recording's replay that xtask has QEMU
+    /// load there.
+    #[serde(default)]
+    sensor: std::collections::BTreeMap<String, Spanned<RawRam>>,
 }
 
 /// A device by its catalogue name, or `{ name = "...", dma = "unprotected" }`: a bus
@@ -223,7 +228,9 @@ pub struct Partition {
     pub device_regions: Vec<&'static catalog::DeviceInfo>,
     /// Devices given with `dma = "unprotected"` (a warning at every build and boot).
     pub unprotected: Vec<&'static str>,
-    /// Channel ends, whose regions follow the devices.
+    /// Sensor memory, whose regions follow the devices.
+    pub sensors: Vec<Sensor>,
+    /// Channel ends, whose regions follow the sensors.
     pub channels: Vec<channel::Endpoint>,
     /// Release version its manifest names (default: the workspace's version).
     pub version: [u16; 3],
@@ -235,6 +242,16 @@ pub struct Partition {
     /// Where each interrupt comes from: its entry in `interrupts`, or its device's.
     irq_lines: Vec<usize>,
     policy_line: usize,
+}
+
+/// Memory a sensor's acquisition fills (`RegionKind::Sensor`): on QEMU, where xtask has
+/// QEMU's loader put a recording (`cargo xtask run --ecg FILE` for the one named "ecg").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sensor {
+    pub name: String,
+    pub pa: u64,
+    pub ipa: u64,
+    pub size: u64,
 }
 
 /// A checked system description.
@@ -462,6 +479,31 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             device_lines.push(cx.line(dev.span().start));
             devices.push(info);
         }
+        let mut sensors = Vec::new();
+        for (sname, raw) in &rp.sensor {
+            let at = raw.span().start;
+            let r = raw.get_ref();
+            let size = match &r.size {
+                Size::Bytes(b) => Some(*b),
+                Size::Text(t) => parse_size(t),
+            };
+            let Some(size) = size else {
+                cx.err(at, format!("{name}: sensor {sname}: size is not a size (write e.g. \"4M\" or 0x40_0000)"));
+                continue;
+            };
+            let sensor = Sensor { name: sname.clone(), pa: r.base, ipa: r.ipa.unwrap_or(r.base), size };
+            regions.push(MemRegion {
+                pa: sensor.pa,
+                ipa: sensor.ipa,
+                size,
+                kind: RegionKind::Sensor as u32,
+                param: 0,
+                signal_partition: 0,
+                signal_intid: 0,
+            });
+            region_lines.push(cx.line(at));
+            sensors.push(sensor);
+        }
         if regions.len() > config::MAX_REGIONS {
             cx.err_line(line, format!("{name}: more than {} memory and device regions", config::MAX_REGIONS));
             regions.truncate(config::MAX_REGIONS);
@@ -565,6 +607,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             devices,
             device_regions,
             unprotected,
+            sensors,
             channels: Vec::new(),
             version,
             security_counter: rp.security_counter.unwrap_or(1),
@@ -699,7 +742,10 @@ impl System {
             let reg = part.desc.regions.get(r).copied();
             let range = reg.map(|x| format!("{:#x}..{:#x}", x.pa, x.pa.saturating_add(x.size))).unwrap_or_default();
             let kind = reg.and_then(|x| x.kind());
-            if matches!(kind, Some(RegionKind::SharedRw | RegionKind::SharedRo | RegionKind::Doorbell)) {
+            if kind == Some(RegionKind::Sensor) {
+                let sensor = part.sensors.iter().find(|s| reg.is_some_and(|x| x.ipa == s.ipa && x.pa == s.pa));
+                format!("sensor {} memory of {} ({range})", sensor.map_or("?", |s| s.name.as_str()), part.name)
+            } else if matches!(kind, Some(RegionKind::SharedRw | RegionKind::SharedRo | RegionKind::Doorbell)) {
                 let ipa = reg.map_or(0, |x| x.ipa);
                 let ch = part.channels.iter().find(|c| {
                     [c.own, c.peer].iter().flatten().any(|&(b, sz)| b <= ipa && ipa < b + sz) || c.doorbell == ipa

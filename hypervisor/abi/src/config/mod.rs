@@ -17,7 +17,7 @@ use crate::{name_str, PAGE_SIZE};
 pub const CONFIG_MAGIC: [u8; 8] = *b"SEPTCFG\0";
 /// 2: doorbells name the partition and virtual interrupt they signal.
 /// 3: a device region's `param` carries [`device_flags`] (DMA opt-out, PCIe ECAM).
-pub const CONFIG_VERSION: u32 = 3;
+pub const CONFIG_VERSION: u32 = 4;
 pub const MAX_PARTITIONS: usize = 8;
 pub const MAX_VCPUS: usize = 8;
 pub const MAX_REGIONS: usize = 16;
@@ -90,6 +90,11 @@ pub enum RegionKind {
     /// which counts (and, with interrupt virtualization, forwards) a write as a ring.
     /// `pa` is unused.
     Doorbell = 5,
+    /// Memory a sensor's acquisition fills and the partition only reads (on QEMU, the
+    /// replay of an ECG recording that QEMU's loader puts there before the board
+    /// starts): normal memory, read-only, never executable, never zeroed or loaded by
+    /// the hypervisor, and nobody else's. `param` is 0.
+    Sensor = 6,
 }
 
 impl RegionKind {
@@ -151,6 +156,7 @@ impl MemRegion {
             3 => Some(RegionKind::SharedRw),
             4 => Some(RegionKind::SharedRo),
             5 => Some(RegionKind::Doorbell),
+            6 => Some(RegionKind::Sensor),
             _ => None,
         }
     }
@@ -1062,7 +1068,10 @@ fn check_region(i: usize, r: usize, region: &MemRegion, board: &BoardFacts, crit
     }
     let range = Range::new(region.pa, region.size);
     match kind {
-        RegionKind::Ram | RegionKind::SharedRw | RegionKind::SharedRo => {
+        RegionKind::Ram | RegionKind::SharedRw | RegionKind::SharedRo | RegionKind::Sensor => {
+            if kind == RegionKind::Sensor && region.param != 0 {
+                return Err(BadDeviceFlags { partition: i, region: r, range });
+            }
             if !board.ram.iter().any(|ram| ram.contains(&range)) {
                 return Err(RamOutsideBoard { partition: i, region: r, range });
             }

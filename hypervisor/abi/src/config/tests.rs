@@ -325,6 +325,29 @@ fn channel_memory_is_shared_only_between_one_writer_and_readers() {
     assert!(matches!(check(&p), Err(ConfigError::PhysicalOverlap { .. })));
 }
 
+/// MED-007: a sensor's memory is board RAM that no other region touches, read-only to
+/// the one partition that has it; it carries no flags.
+#[test]
+fn sensor_memory_is_one_partitions_and_inside_ram() {
+    let mut p = two();
+    p[0].regions[2] = shared(0x4F00_0000, 0x3000_0000, RegionKind::Sensor);
+    p[0].region_count = 3;
+    assert!(check(&p).is_ok());
+    let mut q = p;
+    q[1].regions[2] = shared(0x4F00_0000, 0x3000_0000, RegionKind::SharedRo);
+    q[1].region_count = 3;
+    assert!(matches!(check(&q), Err(ConfigError::PhysicalOverlap { .. })), "shared with another partition");
+    let mut q = p;
+    q[0].regions[2].pa = 0x5000_0000;
+    assert!(matches!(check(&q), Err(ConfigError::PhysicalOverlap { .. })), "over its own RAM");
+    let mut q = p;
+    q[0].regions[2].pa = 0x0800_0000;
+    assert!(matches!(check(&q), Err(ConfigError::RamOutsideBoard { .. })));
+    let mut q = p;
+    q[0].regions[2].param = 1;
+    assert!(matches!(check(&q), Err(ConfigError::BadDeviceFlags { .. })));
+}
+
 /// A doorbell page at IPA 0x3100_0000 that signals `peer` with INTID `intid`.
 fn doorbell(param: u32, peer: u32, intid: u32) -> MemRegion {
     MemRegion {
