@@ -482,6 +482,16 @@ impl Heartbeat {
         intid
     }
 
+    /// [`Heartbeat::sleep`], but woken at `deadline` if that comes before the next
+    /// beat: for loops with work of their own on the clock (sampling a sensor).
+    pub fn sleep_before(&mut self, deadline: u64) -> Option<u32> {
+        let intid = vtimer::sleep_until(self.next.min(deadline));
+        if intid == Some(vtimer::INTID) {
+            self.timer_irqs += 1;
+        }
+        intid
+    }
+
     /// How many sleeps the virtual timer's interrupt ended.
     pub fn timer_irqs(&self) -> u64 {
         self.timer_irqs
