@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use xtask::build::{self, root};
 use xtask::cli::{self, BuildArgs, CheckArgs, RunArgs};
 use xtask::progress::Step;
-use xtask::qemu::{Launch, Machine, FATAL, HYPERVISOR};
+use xtask::qemu::{EcgReplay, Launch, Machine, FATAL, HYPERVISOR};
 use xtask::{prereq, system, trust};
 
 fn main() -> ExitCode {
@@ -89,8 +89,17 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
     let disk = gives_pcie.then(|| xtask::disk::data_disk(name, a.fresh_disk)).transpose()?;
     let net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
-    let mut m =
-        Machine::launch(&art, &Launch { entry, echo: true, disk, net, ecg: a.ecg.clone(), ..Launch::default() })?;
+    let mut m = Machine::launch(
+        &art,
+        &Launch {
+            entry,
+            echo: true,
+            disk,
+            net,
+            ecg: a.ecg.clone().map_or(EcgReplay::Default, EcgReplay::File),
+            ..Launch::default()
+        },
+    )?;
     // Without --seconds: as good as for ever, and still a valid deadline.
     let limit = a.seconds.unwrap_or(Duration::from_secs(u64::MAX / 4));
     let deadline = Instant::now().checked_add(limit);

@@ -103,7 +103,54 @@ impl fmt::Display for LimitError {
     }
 }
 
+/// A name [`Limits::set`] does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownLimit;
+
+impl fmt::Display for UnknownLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a limit (brady_bpm, tachy_bpm, asystole_ms, onset_delay_ms, technical_delay_ms)")
+    }
+}
+
+impl fmt::Display for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, value) in self.fields() {
+            write!(f, "{}{name}={value}", if first { "" } else { " " })?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
 impl Limits {
+    /// Every limit by the name a system description and the device tree give it.
+    pub fn fields(&self) -> [(&'static str, u32); 5] {
+        [
+            ("brady_bpm", self.brady_bpm.into()),
+            ("tachy_bpm", self.tachy_bpm.into()),
+            ("asystole_ms", self.asystole_ms),
+            ("onset_delay_ms", self.onset_delay_ms),
+            ("technical_delay_ms", self.technical_delay_ms),
+        ]
+    }
+
+    /// Sets the limit named `name` (as [`Limits::fields`] names it); a heart rate that
+    /// does not fit a `u16` is kept out of range for [`Limits::validate`] to refuse.
+    pub fn set(&mut self, name: &str, value: u32) -> Result<(), UnknownLimit> {
+        let bpm = u16::try_from(value).unwrap_or(u16::MAX);
+        match name {
+            "brady_bpm" => self.brady_bpm = bpm,
+            "tachy_bpm" => self.tachy_bpm = bpm,
+            "asystole_ms" => self.asystole_ms = value,
+            "onset_delay_ms" => self.onset_delay_ms = value,
+            "technical_delay_ms" => self.technical_delay_ms = value,
+            _ => return Err(UnknownLimit),
+        }
+        Ok(())
+    }
+
     /// Checks every field against its range and the heart-rate limits against each other.
     pub fn validate(&self) -> Result<(), LimitError> {
         if !BRADY_BPM.contains(&self.brady_bpm) {

@@ -36,7 +36,7 @@ mod requirements;
 #[cfg(any(test, feature = "std"))]
 pub mod synth;
 
-pub use alarm::{AlarmChange, LimitError, Limits};
+pub use alarm::{AlarmChange, LimitError, Limits, UnknownLimit};
 pub use monitor::{BeatEvent, ConfigError, Events, Monitor, SecondSummary};
 pub use recording::{Recording, RecordingError};
 pub use sample::Sample;
