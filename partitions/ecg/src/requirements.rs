@@ -67,7 +67,7 @@ fn med_011_any_input_is_handled_in_a_small_fixed_size() {
             let r = rng.next_u64();
             let s = match (i / 500) % 4 {
                 0 => Sample::Microvolts(r as i32),
-                1 if r % 7 == 0 => Sample::LeadsOff,
+                1 if r.is_multiple_of(7) => Sample::LeadsOff,
                 1 => Sample::Microvolts([i32::MIN, i32::MAX, 0, -1][(r % 4) as usize]),
                 2 => Sample::Microvolts(((r % 4001) as i32) - 2000),
                 _ => Sample::Microvolts(32767),
