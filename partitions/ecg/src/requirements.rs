@@ -142,3 +142,29 @@ fn med_016_committed_recordings_are_what_the_generator_makes() {
     let rec = crate::Recording::parse(&default).unwrap();
     assert!((60_000..=120_000).contains(&rec.duration_ms()));
 }
+
+/// MED-011: a beat is reported at most `latency_samples()` after its R peak (under
+/// 0.5 s at every rate), so the alarms' timing rests on a known delay; only beats
+/// found by search-back come later, and those within 1.66 of the longest average RR.
+#[test]
+fn med_011_beats_are_reported_within_the_documented_latency() {
+    let (mut beats, mut late) = (0, 0);
+    for g in synth::all() {
+        let rec = crate::Recording::parse(&g.ecg).unwrap();
+        let rate = rec.rate_hz() as u64;
+        let mut m = Monitor::new(rec.rate_hz(), Limits::default()).unwrap();
+        let bound = m.latency_samples();
+        assert!(bound * 1000 / rate <= 500, "{}: {bound} samples", g.name);
+        let searchback = bound + crate::detector::RR_AVG_MAX_MS as u64 * rate * 166 / 100 / 1000;
+        for i in 0..rec.len() as u64 {
+            if let Some(b) = m.push(rec.sample(i as usize)).beat {
+                beats += 1;
+                if i - b.sample > bound {
+                    late += 1;
+                    assert!(i - b.sample <= searchback, "{}: beat at {} reported at {i}", g.name, b.sample);
+                }
+            }
+        }
+    }
+    assert!(late * 100 <= beats, "{late} of {beats} beats came late");
+}
