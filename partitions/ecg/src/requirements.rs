@@ -168,3 +168,22 @@ fn med_011_beats_are_reported_within_the_documented_latency() {
     }
     assert!(late * 100 <= beats, "{late} of {beats} beats came late");
 }
+
+/// MED-011: detection does not depend on the lead's polarity: every recording with
+/// its samples negated scores as well.
+#[test]
+fn med_011_detection_does_not_depend_on_polarity() {
+    for g in synth::all() {
+        let rec = crate::Recording::parse(&g.ecg).unwrap();
+        let negated: Vec<i16> = (0..rec.len())
+            .map(|i| match rec.raw(i).unwrap() {
+                crate::recording::LEADS_OFF => crate::recording::LEADS_OFF,
+                v => v.saturating_neg(),
+            })
+            .collect();
+        let bytes = crate::recording::write(rec.rate_hz(), rec.nv_per_lsb(), &negated);
+        let o = evaluate(g.name, &bytes, &g.beats, &g.events).unwrap();
+        assert!(o.se() >= 99.5 && o.ppv() >= 99.5, "{} negated: Se {:.1} +P {:.1}", g.name, o.se(), o.ppv());
+        assert!(o.false_alarms.is_empty() && o.checks.iter().all(|c| c.ok()), "{} negated: {:?}", g.name, o.checks);
+    }
+}
