@@ -9,7 +9,8 @@
 //! * Adaptive thresholds: running levels of signal peaks (`spk`) and noise peaks
 //!   (`npk`), learnt over the first 2 s; a peak above `thr1 = npk + (spk - npk) / 4` is
 //!   a QRS, anything else a noise peak.
-//! * Refractory period: no QRS within 200 ms of the last. T-wave discrimination: a
+//! * Refractory period: no QRS within 200 ms of the last. T-wave discrimination (the
+//!   tall T waves IEC 60601-2-27 201.7.9.2.9.101 b) 2) tests): a
 //!   peak within 360 ms whose slope is under half the last QRS's is a T wave.
 //! * Search-back: when no QRS has come for 1.66 average RR intervals, the largest
 //!   noise peak above `thr2 = thr1 / 2` since the last QRS is taken as one.

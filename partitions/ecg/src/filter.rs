@@ -54,7 +54,7 @@ impl<const N: usize> Boxcar<N> {
         self.buf[i]
     }
 
-    pub fn len(&self) -> usize {
+    pub fn window(&self) -> usize {
         self.len
     }
 
@@ -134,12 +134,12 @@ impl Filter {
 
     /// How many samples `bp` lags the input.
     pub fn bp_delay(&self) -> usize {
-        self.lp_delay + (self.hp.len() - 1) / 2
+        self.lp_delay + (self.hp.window() - 1) / 2
     }
 
     /// The moving-window integration's length in samples.
     pub fn mwi_len(&self) -> usize {
-        self.mwi.len()
+        self.mwi.window()
     }
 
     /// Forgets everything (leads off: the next samples start the filters afresh).
@@ -160,7 +160,7 @@ impl Filter {
 
     /// Samples until every stage has seen only real input.
     pub fn settle(&self) -> u64 {
-        (self.lp50.len() + self.lp60.len() + self.hp.len() + self.mwi.len() + self.deriv_span) as u64
+        (self.lp50.window() + self.lp60.window() + self.hp.window() + self.mwi.window() + self.deriv_span) as u64
     }
 
     /// `bp` as it was `d` samples ago (`d < BP_HISTORY`).
@@ -183,7 +183,7 @@ impl Filter {
         let hf = r - old(self.l50) - old(self.l60) + old(self.l50 + self.l60);
         self.raw[self.n as usize & (RAW_HISTORY - 1)] = r;
         self.hp.push(lp);
-        let bp = self.hp.delayed((self.hp.len() - 1) / 2) - self.hp.mean();
+        let bp = self.hp.delayed((self.hp.window() - 1) / 2) - self.hp.mean();
         let at = self.n as usize & (BP_HISTORY - 1);
         self.bp[at] = bp;
         self.n += 1;
@@ -192,7 +192,7 @@ impl Filter {
         // Squares of at most 2^30 fit the ring's i32 after halving.
         let sq = ((s * s) >> 1) as i32;
         let sum = self.mwi.push(sq);
-        Filtered { bp, slope, mwi: (sum << 1) / self.mwi.len() as i64, hf }
+        Filtered { bp, slope, mwi: (sum << 1) / self.mwi.window() as i64, hf }
     }
 }
 

@@ -245,7 +245,7 @@ impl Monitor {
             beat: ev.beat.is_some() && usable,
         });
         ev.alarm = self.alarms.next_change();
-        if (now + 1) % self.rate_hz as u64 == 0 {
+        if (now + 1).is_multiple_of(self.rate_hz as u64) {
             let (quality, flags) = self.quality.end_second();
             let asystole = self.alarms.active(septum_vitals::AlarmKind::Asystole);
             let hr_decibpm = if asystole {

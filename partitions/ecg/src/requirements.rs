@@ -67,7 +67,7 @@ fn med_011_any_input_is_handled_in_a_small_fixed_size() {
             let r = rng.next_u64();
             let s = match (i / 500) % 4 {
                 0 => Sample::Microvolts(r as i32),
-                1 if r % 7 == 0 => Sample::LeadsOff,
+                1 if r.is_multiple_of(7) => Sample::LeadsOff,
                 1 => Sample::Microvolts([i32::MIN, i32::MAX, 0, -1][(r % 4) as usize]),
                 2 => Sample::Microvolts(((r % 4001) as i32) - 2000),
                 _ => Sample::Microvolts(32767),
@@ -141,4 +141,49 @@ fn med_016_committed_recordings_are_what_the_generator_makes() {
     let default = std::fs::read(dir.join("default.ecg")).unwrap();
     let rec = crate::Recording::parse(&default).unwrap();
     assert!((60_000..=120_000).contains(&rec.duration_ms()));
+}
+
+/// MED-011: a beat is reported at most `latency_samples()` after its R peak (under
+/// 0.5 s at every rate), so the alarms' timing rests on a known delay; only beats
+/// found by search-back come later, and those within 1.66 of the longest average RR.
+#[test]
+fn med_011_beats_are_reported_within_the_documented_latency() {
+    let (mut beats, mut late) = (0, 0);
+    for g in synth::all() {
+        let rec = crate::Recording::parse(&g.ecg).unwrap();
+        let rate = rec.rate_hz() as u64;
+        let mut m = Monitor::new(rec.rate_hz(), Limits::default()).unwrap();
+        let bound = m.latency_samples();
+        assert!(bound * 1000 / rate <= 500, "{}: {bound} samples", g.name);
+        let searchback = bound + crate::detector::RR_AVG_MAX_MS as u64 * rate * 166 / 100 / 1000;
+        for i in 0..rec.len() as u64 {
+            if let Some(b) = m.push(rec.sample(i as usize)).beat {
+                beats += 1;
+                if i - b.sample > bound {
+                    late += 1;
+                    assert!(i - b.sample <= searchback, "{}: beat at {} reported at {i}", g.name, b.sample);
+                }
+            }
+        }
+    }
+    assert!(late * 100 <= beats, "{late} of {beats} beats came late");
+}
+
+/// MED-011: detection does not depend on the lead's polarity: every recording with
+/// its samples negated scores as well.
+#[test]
+fn med_011_detection_does_not_depend_on_polarity() {
+    for g in synth::all() {
+        let rec = crate::Recording::parse(&g.ecg).unwrap();
+        let negated: Vec<i16> = (0..rec.len())
+            .map(|i| match rec.raw(i).unwrap() {
+                crate::recording::LEADS_OFF => crate::recording::LEADS_OFF,
+                v => v.saturating_neg(),
+            })
+            .collect();
+        let bytes = crate::recording::write(rec.rate_hz(), rec.nv_per_lsb(), &negated);
+        let o = evaluate(g.name, &bytes, &g.beats, &g.events).unwrap();
+        assert!(o.se() >= 99.5 && o.ppv() >= 99.5, "{} negated: Se {:.1} +P {:.1}", g.name, o.se(), o.ppv());
+        assert!(o.false_alarms.is_empty() && o.checks.iter().all(|c| c.ok()), "{} negated: {:?}", g.name, o.checks);
+    }
 }

@@ -132,6 +132,9 @@ pub enum Rhythm {
     Sinus { secs: f64, bpm: f64, pvc_every: u32 },
     /// No beats for `secs`.
     Asystole { secs: f64 },
+    /// An irregular rhythm (atrial fibrillation-like) around `bpm`: each RR drawn
+    /// uniformly within ±`spread` (fraction) of the mean, no P waves.
+    Irregular { secs: f64, bpm: f64, spread: f64 },
 }
 
 /// A disturbance over `[from, to)` seconds.
@@ -149,6 +152,10 @@ pub enum Disturbance {
     LeadsOff { from: f64, to: f64 },
     /// The input sits at the converter's positive rail.
     Railed { from: f64, to: f64 },
+    /// T waves times `gain` (tall T waves, the classic double-counting trap).
+    TWave { from: f64, to: f64, gain: f64 },
+    /// Fibrillatory baseline (atrial fibrillation's f waves), µV.
+    Fibrillation { from: f64, to: f64, uv: f64 },
 }
 
 /// What alarm or condition a segment expects.
@@ -188,7 +195,7 @@ fn beats_of(script: &Script, rng: &mut Rng) -> Vec<Beat> {
                     phase += base * 0.25 * TAU;
                     let rr = base * (1.0 + 0.04 * sin(phase) + 0.01 * rng.uniform());
                     count += 1;
-                    if let (true, Some(p)) = (pvc_every > 0 && count % pvc_every == 0, prev) {
+                    if let (true, Some(p)) = (pvc_every > 0 && count.is_multiple_of(pvc_every), prev) {
                         // Premature (coupling 0.6 RR); the sinus node goes on undisturbed,
                         // so the next sinus beat comes after a compensatory pause.
                         let gap = next - p;
@@ -208,6 +215,16 @@ fn beats_of(script: &Script, rng: &mut Rng) -> Vec<Beat> {
                 start += secs;
                 next = next.max(start);
             }
+            Rhythm::Irregular { secs, bpm, spread } => {
+                let end = start + secs;
+                while next < end {
+                    let rr = 60.0 / bpm * (1.0 + spread * rng.uniform());
+                    beats.push(Beat { t: next, kind: BeatKind::N, rr: prev.map_or(rr, |p| next - p) });
+                    prev = Some(next);
+                    next += rr;
+                }
+                start = end;
+            }
         }
     }
     beats
@@ -226,7 +243,7 @@ pub fn render(script: &Script) -> Generated {
         .rhythm
         .iter()
         .map(|r| match *r {
-            Rhythm::Sinus { secs, .. } | Rhythm::Asystole { secs } => secs,
+            Rhythm::Sinus { secs, .. } | Rhythm::Asystole { secs } | Rhythm::Irregular { secs, .. } => secs,
         })
         .sum();
     let n = (secs * fs) as usize;
@@ -250,9 +267,22 @@ pub fn render(script: &Script) -> Generated {
         }
         let mut mv = 0.0;
         for b in beats[first..].iter().take_while(|b| b.t < t + 1.0) {
-            for (off, a, w) in waves(b.kind, b.rr) {
+            let (mut t_gain, mut p_gain) = (1.0, 1.0);
+            for d in &script.disturbances {
+                match *d {
+                    Disturbance::TWave { from, to, gain } if active(from, to, b.t) => t_gain *= gain,
+                    Disturbance::Fibrillation { from, to, .. } if active(from, to, b.t) => p_gain = 0.0,
+                    _ => {}
+                }
+            }
+            for (w_i, (off, a, w)) in waves(b.kind, b.rr).into_iter().enumerate() {
                 let x = t - b.t - off;
-                mv += a * exp(-x * x / (2.0 * w * w));
+                let g = match w_i {
+                    0 => p_gain,
+                    4 => t_gain,
+                    _ => 1.0,
+                };
+                mv += g * a * exp(-x * x / (2.0 * w * w));
             }
         }
         let mut uv = mv * 1000.0 * gain;
@@ -269,6 +299,10 @@ pub fn render(script: &Script) -> Generated {
                 Disturbance::Mains { from, to, hz, uv: a } if active(from, to, t) => uv += a * sin(TAU * hz * t),
                 Disturbance::Wander { from, to, hz, uv: a } if active(from, to, t) => {
                     uv += a * sin(TAU * hz * t) + 0.3 * a * sin(TAU * hz * 2.7 * t + 1.0)
+                }
+                Disturbance::Fibrillation { from, to, uv: a } if active(from, to, t) => {
+                    // f waves: about 6 Hz, wandering in rate and size.
+                    uv += a * (0.7 + 0.3 * sin(TAU * 0.13 * t)) * sin(TAU * 6.0 * t + 2.0 * sin(TAU * 0.4 * t))
                 }
                 Disturbance::LeadsOff { from, to } if active(from, to, t) => off = true,
                 Disturbance::Railed { from, to } if active(from, to, t) => railed = true,
@@ -438,6 +472,50 @@ pub fn scripts() -> Vec<Script> {
                 &[LeadsOff { from: 15.0, to: 25.0 }, Railed { from: 40.0, to: 46.0 }],
             ),
             expect: std::vec![expect("leads-off", 15.0, 25.0), expect("leads-off", 40.0, 46.0)],
+        },
+        Script {
+            name: "tall-t",
+            rate_hz: 250,
+            seed: 11,
+            rhythm: std::vec![sinus(30.0, 60.0), sinus(30.0, 100.0)],
+            disturbances: with(everyday(60.0, 50.0), &[TWave { from: 0.0, to: 60.0, gain: 2.6 }]),
+            expect: std::vec![],
+        },
+        Script {
+            name: "irregular-360",
+            rate_hz: 360,
+            seed: 12,
+            rhythm: std::vec![sinus(10.0, 75.0), Rhythm::Irregular { secs: 50.0, bpm: 95.0, spread: 0.35 }],
+            disturbances: with(
+                everyday(60.0, 60.0),
+                &[Fibrillation { from: 10.0, to: 60.0, uv: 60.0 }, Emg { from: 30.0, to: 45.0, uv: 60.0 }],
+            ),
+            expect: std::vec![expect("noise", 30.0, 45.0)],
+        },
+        Script {
+            name: "low-amplitude",
+            rate_hz: 250,
+            seed: 13,
+            rhythm: std::vec![Rhythm::Sinus { secs: 60.0, bpm: 80.0, pvc_every: 7 }],
+            disturbances: with(
+                everyday(60.0, 50.0),
+                &[Gain { from: 0.0, to: 60.0, gain: 0.3 }, Emg { from: 20.0, to: 40.0, uv: 20.0 }],
+            ),
+            expect: std::vec![expect("noise", 20.0, 40.0)],
+        },
+        Script {
+            name: "extreme-rates",
+            rate_hz: 250,
+            seed: 14,
+            rhythm: std::vec![
+                sinus(15.0, 75.0),
+                sinus(20.0, 200.0),
+                sinus(10.0, 75.0),
+                sinus(25.0, 32.0),
+                sinus(10.0, 75.0)
+            ],
+            disturbances: everyday(80.0, 60.0),
+            expect: std::vec![expect("tachycardia", 15.0, 35.0), expect("bradycardia", 45.0, 70.0)],
         },
         Script {
             name: "asystole",
