@@ -148,6 +148,7 @@ fn a_recording_replays_and_its_asystole_raises_the_alarm_on_the_critical_console
         assert!(field(&conn.text, key).unwrap_or(0) > 0, "no {key} reached connectivity: {}\n{t}", conn.text);
     }
     assert_eq!(field(&conn.text, "gaps"), Some(0), "{}\n{t}", conn.text);
+    assert_eq!(field(&conn.text, "strips"), Some(0), "raw samples left without being configured to\n{t}");
     assert_critical_kept_its_period(&lines, &t);
 }
 
@@ -178,4 +179,37 @@ fn forged_commands_are_refused_and_the_alarm_still_sounds() {
     assert!(field(&commands.text, "accepted").unwrap_or(0) > 0, "{}\n{t}", commands.text);
     assert!(field(&conn.text, "forged").unwrap_or(0) > 0, "{t}");
     assert_critical_kept_its_period(&lines, &t);
+}
+
+/// MED-008, MED-004: with `rhythm_strip_s=4` on the critical monitor's signed command
+/// line, each alarm raised sends the 4 s of raw samples before it (1,000 samples at
+/// 250 Hz, 125 pieces of 8) behind the derived records, none lost; without it (the
+/// other tests) no raw sample leaves.
+#[test]
+fn a_configured_rhythm_strip_follows_each_alarm() {
+    let text = std::fs::read_to_string(xtask::build::root().join("tests/systems/monitor.toml")).expect("system");
+    let on = text.replacen("bootargs = \"heartbeat_ms=50\"", "bootargs = \"heartbeat_ms=50 rhythm_strip_s=4\"", 1);
+    assert_ne!(on, text, "the critical monitor's bootargs line");
+    let dir = xtask::build::root().join("target/test-systems");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("monitor-strips.toml");
+    std::fs::write(&path, on).expect("write");
+    let art = artifacts(&path.to_string_lossy());
+    let ecg = EcgReplay::File(recording("asystole.ecg"));
+    let mut m = Machine::launch(&art, &Launch { ecg, icount: Some(4), ..Launch::default() }).expect("QEMU starts");
+    let done = |l: &[Line]| {
+        count(l, "critical-monitor: ALARM asystole raised") >= 1
+            && last_with(l, "connectivity: vitals received=").and_then(|c| field(&c.text, "strips")).unwrap_or(0) >= 125
+    };
+    m.wait_for("the asystole's strip at connectivity", Duration::from_secs(300), done)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines = m.lines();
+    let t = m.transcript();
+    assert_eq!(count(&lines, "rhythm strips on: 1000 samples before each alarm"), 1, "{t}");
+    let raised =
+        lines.iter().filter(|l| l.text.contains("critical-monitor: ALARM") && l.text.contains(" raised ")).count();
+    let conn = last_with(&lines, "connectivity: vitals received=").expect("report");
+    println!("{} alarms raised; {}", raised, conn.text);
+    assert_eq!(field(&conn.text, "strips"), Some(125 * raised as u64), "{t}");
+    assert_eq!(field(&conn.text, "gaps"), Some(0), "{t}");
 }

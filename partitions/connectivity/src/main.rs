@@ -201,6 +201,8 @@ struct Stream {
     beats: u64,
     summaries: u64,
     alarms: u64,
+    /// Rhythm-strip pieces.
+    strips: u64,
     /// Forged commands sent (`hostile=forge`).
     forged: u64,
 }
@@ -217,6 +219,7 @@ impl Stream {
             septum_vitals::Record::Summary(_) => self.summaries += 1,
             septum_vitals::Record::Alarm(_) => self.alarms += 1,
             septum_vitals::Record::Exercise(_) => {}
+            septum_vitals::Record::Strip(_) => self.strips += 1,
         }
         let seq = record.header().seq.get();
         match self.expected {
@@ -234,7 +237,7 @@ impl Stream {
         let _ = writeln!(
             console,
             "connectivity: vitals received={} first={} last={} gaps={} out_of_order={} beats={} summaries={} \
-             alarms={} forged={}",
+             alarms={} strips={} forged={}",
             self.received,
             self.first.unwrap_or(0),
             self.last,
@@ -243,6 +246,7 @@ impl Stream {
             self.beats,
             self.summaries,
             self.alarms,
+            self.strips,
             self.forged
         );
     }

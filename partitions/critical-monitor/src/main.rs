@@ -20,6 +20,7 @@ mod commands;
 mod exercise;
 mod limits;
 mod monitoring;
+mod strip;
 
 use core::fmt::Write;
 use septum_ecg::recording::Recording;
@@ -33,6 +34,7 @@ use canary::{Canary, CANARY_BYTES};
 use commands::Commands;
 use exercise::Exerciser;
 use monitoring::{AlarmNames, Monitoring};
+use strip::Strips;
 
 /// Beats between channel reports.
 const REPORT_EVERY: u64 = 25;
@@ -179,7 +181,16 @@ fn start_monitoring(boot: &mut Boot) -> Option<Monitoring<Replay>> {
             return None;
         }
     };
-    Some(Monitoring::new(Replay::new(recording, counter(), counter_hz()), monitor))
+    // Rhythm strips around alarms (MED-008): off unless the signed command line asks.
+    let strips = Strips::new(boot.arg_u64("rhythm_strip_s").unwrap_or(0), rate);
+    if strips.len() > 0 {
+        let _ = writeln!(
+            boot.console,
+            "critical-monitor: rhythm strips on: {} samples before each alarm go to connectivity",
+            strips.len()
+        );
+    }
+    Some(Monitoring::new(Replay::new(recording, counter(), counter_hz()), monitor, strips))
 }
 
 /// Once a report period: what the monitor measured, and what it could not do.
@@ -191,12 +202,14 @@ fn report_vitals(console: &mut Console, m: &Monitoring<Replay>) {
     };
     let _ = writeln!(
         console,
-        " quality={quality} alarms={} samples={} beats={} overruns={} dropped={} cost_mean={} cost_max={}",
+        " quality={quality} alarms={} samples={} beats={} overruns={} dropped={} strip_pieces={} cost_mean={} \
+         cost_max={}",
         AlarmNames(alarms),
         m.samples,
         m.beats,
         m.overruns,
         m.dropped(),
+        m.strips.sent,
         m.cost_ticks / m.samples.max(1),
         m.cost_max
     );

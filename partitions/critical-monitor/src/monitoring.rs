@@ -15,18 +15,24 @@ use septum_guest::channel::volatile::VolatileRegion;
 use septum_guest::Console;
 use septum_vitals::{AlarmEvent, AlarmKind, Beat, Header, Record, RecordKind, Summary};
 
+use zerocopy::IntoBytes;
+
 use crate::acquisition::{FrontEnd, Poll};
+use crate::strip::Strips;
 
 /// Samples taken per step at most: the loop checks its heartbeat between steps, so a
 /// backlog (after a stall) is worked off without delaying the beat by more than this.
 const SAMPLES_PER_STEP: usize = 16;
 /// Records held while the channel is full: about 10 s of beats and summaries.
 const OUTBOX: usize = 32;
+/// Rhythm-strip pieces sent per step at most (a strip goes out in well under a second).
+const STRIP_PIECES_PER_STEP: usize = 8;
 
 pub struct Monitoring<F: FrontEnd> {
     front_end: F,
     monitor: Monitor,
     outbox: Outbox,
+    pub strips: Strips,
     /// The next record's sequence number (one sequence across kinds).
     pub seq: u64,
     pub samples: u64,
@@ -52,11 +58,12 @@ pub struct Step {
 }
 
 impl<F: FrontEnd> Monitoring<F> {
-    pub fn new(front_end: F, monitor: Monitor) -> Self {
+    pub fn new(front_end: F, monitor: Monitor, strips: Strips) -> Self {
         Self {
             front_end,
             monitor,
             outbox: Outbox::new(),
+            strips,
             seq: 0,
             samples: 0,
             overruns: 0,
@@ -85,6 +92,7 @@ impl<F: FrontEnd> Monitoring<F> {
         for _ in 0..SAMPLES_PER_STEP {
             match self.front_end.poll(now) {
                 Poll::Ready(sample) => {
+                    self.strips.record(sample);
                     let before = septum_guest::counter();
                     let events = self.monitor.push(sample);
                     let cost = septum_guest::counter().wrapping_sub(before);
@@ -114,6 +122,20 @@ impl<F: FrontEnd> Monitoring<F> {
                 self.unsignalled += 1;
                 step.busy = true;
             }
+            // Rhythm-strip pieces only behind every derived record, a few per step.
+            for _ in 0..STRIP_PIECES_PER_STEP {
+                if self.outbox.front().is_some() {
+                    break;
+                }
+                let Some(piece) = self.strips.peek(self.seq) else { break };
+                if tx.send(piece.as_bytes()).is_err() {
+                    break;
+                }
+                self.strips.advance();
+                self.seq += 1;
+                self.unsignalled += 1;
+                step.busy = true;
+            }
         }
         step
     }
@@ -139,6 +161,9 @@ impl<F: FrontEnd> Monitoring<F> {
             );
             let r = self.alarm(change, t_ms);
             self.outbox.push(r);
+            if change.raised {
+                self.strips.alarm_raised(change.kind);
+            }
         }
         if let Some(s) = e.second {
             let r = self.summary(&s, (s.second + 1) * 1000, rejected_commands);
