@@ -14,12 +14,14 @@ pub const RR_KEPT: usize = 12;
 /// Above this, the last intervals are averaged on their own (ms).
 pub const SLOW_RR_MS: u32 = 1200;
 
-/// The recent RR intervals (ms).
+/// The recent RR intervals (ms), and their average, computed once per beat (the
+/// monitor asks for it every sample).
 #[derive(Clone, Debug, Default)]
 pub struct HeartRate {
     rr: [u32; RR_KEPT],
     count: usize,
     pos: usize,
+    average: Option<u32>,
 }
 
 impl HeartRate {
@@ -32,6 +34,7 @@ impl HeartRate {
         self.rr[self.pos] = rr_ms;
         self.pos = (self.pos + 1) % RR_KEPT;
         self.count = (self.count + 1).min(RR_KEPT);
+        self.average = self.compute();
     }
 
     /// The `i`th most recent interval (0: the last).
@@ -41,6 +44,10 @@ impl HeartRate {
 
     /// The averaged RR interval (ms), once there are two intervals.
     pub fn average_rr_ms(&self) -> Option<u32> {
+        self.average
+    }
+
+    fn compute(&self) -> Option<u32> {
         let n = self.count;
         if n < 2 {
             return None;

@@ -156,9 +156,12 @@ pub struct AlarmEvent {
     /// 1 raised, 0 cleared.
     pub raised: u8,
     pub _reserved: [u8; 2],
-    /// The value that crossed the limit (heart rate in tenths of bpm), or 0.
+    /// The value that crossed the limit, as `septum_ecg::AlarmChange` gives it: the
+    /// heart rate in tenths of bpm (bradycardia, tachycardia), the pause in ms
+    /// (asystole), how long the signal has been lost in ms (leads off), the quality
+    /// 0..=100 (unusable signal).
     pub value: U32,
-    /// The limit it crossed (same unit), or 0.
+    /// The limit it crossed, in the same unit.
     pub limit: U32,
 }
 
