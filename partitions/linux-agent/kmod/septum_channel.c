@@ -308,22 +308,24 @@ static int septum_probe(struct platform_device *pdev)
 	if (!ep->doorbell)
 		return -ENOMEM;
 
+	/* "septum-<label>" names the interrupt in /proc/interrupts too. */
+	ep->misc.name = devm_kasprintf(dev, GFP_KERNEL, "septum-%s", label);
+	ep->misc.nodename = devm_kasprintf(dev, GFP_KERNEL, "septum/%s", label);
+	if (!ep->misc.name || !ep->misc.nodename)
+		return -ENOMEM;
+
 	irq = platform_get_irq(pdev, 0);
 	if (irq < 0)
 		return dev_err_probe(dev, irq, "interrupts: no doorbell interrupt\n");
-	ret = devm_request_irq(dev, irq, septum_irq, 0, dev_name(dev), ep);
+	ret = devm_request_irq(dev, irq, septum_irq, 0, ep->misc.name, ep);
 	if (ret)
 		return dev_err_probe(dev, ret, "interrupts: cannot take IRQ %d\n",
 				     irq);
 
 	ep->misc.minor = MISC_DYNAMIC_MINOR;
-	ep->misc.name = devm_kasprintf(dev, GFP_KERNEL, "septum-%s", label);
-	ep->misc.nodename = devm_kasprintf(dev, GFP_KERNEL, "septum/%s", label);
 	ep->misc.mode = 0600;
 	ep->misc.fops = &septum_fops;
 	ep->misc.parent = dev;
-	if (!ep->misc.name || !ep->misc.nodename)
-		return -ENOMEM;
 	/* Last: once registered, the device can be opened. */
 	ret = misc_register(&ep->misc);
 	if (ret)
