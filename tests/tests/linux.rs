@@ -222,7 +222,7 @@ fn agent_sleeps_until_its_doorbell_interrupt() {
     let snap = "S() { echo \"SNAP $(cut -d' ' -f1 /proc/uptime) $(cut -d' ' -f14,15 /proc/$P/stat) \
                 $(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/$P/status) \
                 $(awk '/septum-vitals/ {n = $2 + $3} END {print n + 0}' /proc/interrupts)\"; }";
-    let command = format!("ls /dev/septum; P=$(pidof septum-agent); {snap}; S; sleep 8; S");
+    let command = format!("ls -1 /dev/septum; P=$(pidof septum-agent); {snap}; S; sleep 8; S");
     let out = shell(&mut m, &command, "SLEPT", Duration::from_secs(120));
     let lines = m.lines();
     let t = m.transcript();
