@@ -316,11 +316,12 @@ static int septum_probe(struct platform_device *pdev)
 
 	irq = platform_get_irq(pdev, 0);
 	if (irq < 0)
-		return dev_err_probe(dev, irq, "interrupts: no doorbell interrupt\n");
+		return dev_err_probe(dev, irq,
+				     "interrupts: no doorbell interrupt\n");
 	ret = devm_request_irq(dev, irq, septum_irq, 0, ep->misc.name, ep);
 	if (ret)
-		return dev_err_probe(dev, ret, "interrupts: cannot take IRQ %d\n",
-				     irq);
+		return dev_err_probe(dev, ret,
+				     "interrupts: cannot take IRQ %d\n", irq);
 
 	ep->misc.minor = MISC_DYNAMIC_MINOR;
 	ep->misc.mode = 0600;
