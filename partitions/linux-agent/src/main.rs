@@ -93,63 +93,82 @@ fn run() -> Result<(), String> {
     let commands = commands.map(port).transpose()?;
 
     // The module's devices when every end has one; /dev/mem otherwise.
-    let through_devices = [vitals, commands].iter().flatten().all(|(ep, ..)| chardev::path(&ep.label).exists());
-    let (vitals, commands, ends, through) = if through_devices {
-        let open = |ep: &Endpoint| -> Result<(Device, (VolatileRegion, VolatileRegion)), String> {
-            let path = chardev::path(&ep.label);
-            let dev = Device::open(&path).map_err(|e| format!("{}: opening {}: {e}", name(ep), path.display()))?;
-            let size = |prop: &str, range: Option<(u64, u64)>| {
-                range.map(|(_, size)| size).ok_or_else(|| format!("{}: {prop} missing", name(ep)))
-            };
-            let (own, peer) = (size("septum,own", ep.own)?, size("septum,peer", ep.peer)?);
-            let regions = dev.regions(own, peer).map_err(|e| format!("{}: {}: {e}", name(ep), path.display()))?;
-            Ok((dev, regions))
-        };
-        let vitals = vitals
-            .map(|(ep, geo, sum)| -> Result<_, String> {
-                let (dev, (own, peer)) = open(ep)?;
-                let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
-                Ok(((rx, geo), dev))
-            })
-            .transpose()?;
-        let commands = commands
-            .map(|(ep, geo, sum)| -> Result<_, String> {
-                let (dev, (own, peer)) = open(ep)?;
-                let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
-                Ok(((tx, geo), dev))
-            })
-            .transpose()?;
-        let (vitals, vitals_dev) = vitals.unzip();
-        let (commands, commands_dev) = commands.unzip();
-        (vitals, commands, Ends::Devices { vitals: vitals_dev, commands: commands_dev }, chardev::DIR)
-    } else {
-        let mem = DevMem::open().map_err(|e| format!("opening {}: {e}", devmem::DEV_MEM))?;
-        let vitals = vitals
-            .map(|(ep, geo, sum)| -> Result<_, String> {
-                let (own, peer) = regions(&mem, ep)?;
-                let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
-                Ok((rx, geo))
-            })
-            .transpose()?;
-        let commands = commands
-            .map(|(ep, geo, sum)| -> Result<_, String> {
-                let (own, peer) = regions(&mem, ep)?;
-                let bell = mem
-                    .doorbell(ep.doorbell)
-                    .map_err(|e| format!("{}: doorbell at {:#x}: {e}", name(ep), ep.doorbell))?;
-                let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
-                Ok(((tx, geo), bell))
-            })
-            .transpose()?;
-        let (commands, bell) = commands.unzip();
-        (vitals, commands, Ends::DevMem { bell }, devmem::DEV_MEM)
-    };
+    let with_devices = [vitals, commands].iter().flatten().all(|(ep, ..)| chardev::path(&ep.label).exists());
+    let Opened { vitals, commands, ends, through } =
+        if with_devices { through_devices(vitals, commands)? } else { through_dev_mem(vitals, commands)? };
     say(&format!(
         "septum-agent: channels vitals={} commands={} (mapped through {through})\n",
         if vitals.is_some() { "consumer" } else { "none" },
         if commands.is_some() { "producer" } else { "none" },
     ));
     serve(Agent::new(vitals, commands), ends)
+}
+
+/// An end as the device tree describes it, with its geometry and checksum.
+type Port<'a> = (&'a Endpoint, Geometry, Checksum);
+
+/// The agent's two ends, mapped, and how it signals and waits.
+struct Opened {
+    vitals: Option<(Consumer<VolatileRegion>, Geometry)>,
+    commands: Option<(Producer<VolatileRegion>, Geometry)>,
+    ends: Ends,
+    /// What the regions are mapped through, for the first line.
+    through: &'static str,
+}
+
+/// Opens `/dev/septum/<label>` for each end and maps its regions.
+fn through_devices(vitals: Option<Port>, commands: Option<Port>) -> Result<Opened, String> {
+    let open = |ep: &Endpoint| -> Result<(Device, (VolatileRegion, VolatileRegion)), String> {
+        let path = chardev::path(&ep.label);
+        let dev = Device::open(&path).map_err(|e| format!("{}: opening {}: {e}", name(ep), path.display()))?;
+        let size = |prop: &str, range: Option<(u64, u64)>| {
+            range.map(|(_, size)| size).ok_or_else(|| format!("{}: {prop} missing", name(ep)))
+        };
+        let (own, peer) = (size("septum,own", ep.own)?, size("septum,peer", ep.peer)?);
+        let regions = dev.regions(own, peer).map_err(|e| format!("{}: {}: {e}", name(ep), path.display()))?;
+        Ok((dev, regions))
+    };
+    let vitals = vitals
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (dev, (own, peer)) = open(ep)?;
+            let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok(((rx, geo), dev))
+        })
+        .transpose()?;
+    let commands = commands
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (dev, (own, peer)) = open(ep)?;
+            let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok(((tx, geo), dev))
+        })
+        .transpose()?;
+    let (vitals, vitals_dev) = vitals.unzip();
+    let (commands, commands_dev) = commands.unzip();
+    let ends = Ends::Devices { vitals: vitals_dev, commands: commands_dev };
+    Ok(Opened { vitals, commands, ends, through: chardev::DIR })
+}
+
+/// Maps each end's regions, and the commands doorbell, through `/dev/mem`.
+fn through_dev_mem(vitals: Option<Port>, commands: Option<Port>) -> Result<Opened, String> {
+    let mem = DevMem::open().map_err(|e| format!("opening {}: {e}", devmem::DEV_MEM))?;
+    let vitals = vitals
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (own, peer) = regions(&mem, ep)?;
+            let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok((rx, geo))
+        })
+        .transpose()?;
+    let commands = commands
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (own, peer) = regions(&mem, ep)?;
+            let bell =
+                mem.doorbell(ep.doorbell).map_err(|e| format!("{}: doorbell at {:#x}: {e}", name(ep), ep.doorbell))?;
+            let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok(((tx, geo), bell))
+        })
+        .transpose()?;
+    let (commands, bell) = commands.unzip();
+    Ok(Opened { vitals, commands, ends: Ends::DevMem { bell }, through: devmem::DEV_MEM })
 }
 
 /// How the agent signals its peer and waits for work.
