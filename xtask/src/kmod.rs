@@ -162,6 +162,14 @@ fn kbuild_tree(abi: &str, flavour: &str, version: &str) -> Result<PathBuf, Strin
     ] {
         linux::with_deb_spec(package, &spec, |deb, _| {
             crate::build::run_captured(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&root))
+        })
+        .map_err(|e| {
+            // The archive keeps only recent kernels: a cached older one has no headers left.
+            format!(
+                "{e}\nthe headers must match the cached kernel ({version}); if the archive no longer has \
+                 them, delete {} to fetch the current kernel",
+                linux::dir().display()
+            )
         })?;
     }
     // The arch tree's Makefile includes the common one by its installed, absolute path.
