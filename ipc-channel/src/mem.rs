@@ -1,7 +1,8 @@
 //! The one door from the protocol to shared memory. The same protocol code runs over
 //! volatile memory shared between partitions ([`crate::volatile`]), over atomics on the
 //! host (tests, Miri) and over loom's atomics (model checking), and, in the
-//! Linux agent, over an `mmap` of `/dev/mem`.
+//! Linux agent, over an `mmap` of the `septum_channel` module's device (or of
+//! `/dev/mem`).
 //!
 //! Contract: the protocol only passes offsets that lie inside the region and index
 //! words that are 4-byte aligned (it checks region sizes once, at creation). An

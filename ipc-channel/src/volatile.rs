@@ -1,6 +1,6 @@
 //! Shared memory as a guest sees it: a range of physical memory that the hypervisor
-//! maps into two partitions (and a Linux agent maps through `/dev/mem`). This is the
-//! crate's only `unsafe`: turning an address into accesses.
+//! maps into two partitions (and a Linux agent maps through `/dev/septum/<label>` or
+//! `/dev/mem`). This is the crate's only `unsafe`: turning an address into accesses.
 //!
 //! Index words are 32-bit atomics. Bulk copies go 16 bytes per access where the shared
 //! side is 16-byte aligned (every slot payload is: slots are 16-byte multiples after a

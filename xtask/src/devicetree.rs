@@ -296,6 +296,14 @@ pub const CHANNEL_COMPATIBLE: &str = "septum,channel-endpoint-v1";
 fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
     use crate::system::channel::Kind;
     let node = fdt.begin_node("channels")?;
+    // A bus Linux descends into (`of_platform_populate` creates platform devices only
+    // for the root's children and those of simple-bus-like nodes), so each endpoint
+    // becomes a device the `septum_channel` module binds to. The endpoints have no
+    // `reg`: one address cell numbers them, and they inherit the root's
+    // `interrupt-parent`.
+    fdt.property_string_list("compatible", vec!["simple-bus".into()])?;
+    fdt.property_u32("#address-cells", 1)?;
+    fdt.property_u32("#size-cells", 0)?;
     for (i, c) in p.channels.iter().enumerate() {
         let ep = fdt.begin_node(&format!("endpoint@{i}"))?;
         fdt.property_string_list("compatible", vec![CHANNEL_COMPATIBLE.into()])?;
@@ -493,5 +501,28 @@ mod tests {
         let connectivity = system.partitions.iter().find(|p| p.name == "connectivity").unwrap();
         let theirs = nodes(&generate(&system, connectivity).unwrap());
         assert!(!theirs.contains_key(sensor) && !theirs.contains_key(limits), "the sensor is one partition's");
+    }
+
+    /// LNX-004: Linux makes a platform device of each endpoint only under a simple bus;
+    /// each carries what the `septum_channel` module reads.
+    #[test]
+    fn channel_endpoints_sit_on_a_simple_bus_with_their_interrupt() {
+        let dt = device_tree(&[]);
+        assert_eq!(text(&dt, "/channels", "compatible"), ["simple-bus"]);
+        assert_eq!(number(&dt, "/channels", "#address-cells"), [1]);
+        assert_eq!(number(&dt, "/channels", "#size-cells"), [0]);
+        assert!(!dt["/channels"].contains_key("interrupt-parent"), "the root's is inherited");
+        assert_eq!(number(&dt, "/", "interrupt-parent"), [GIC_PHANDLE]);
+        let eps: Vec<&String> = dt.keys().filter(|k| k.starts_with("/channels/endpoint@")).collect();
+        assert!(!eps.is_empty());
+        for ep in eps {
+            assert_eq!(text(&dt, ep, "compatible"), [CHANNEL_COMPATIBLE]);
+            let intid = number(&dt, ep, "septum,doorbell-intid")[0];
+            assert_eq!(number(&dt, ep, "interrupts"), [SPI, intid - 32, EDGE_RISING]);
+            for prop in ["label", "septum,own", "septum,peer", "septum,doorbell"] {
+                assert!(dt[ep.as_str()].contains_key(prop), "{ep}: {prop}");
+            }
+            assert_eq!(dt[ep.as_str()]["septum,own"].len(), 16, "<ipa size>, two u64s");
+        }
     }
 }

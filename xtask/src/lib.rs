@@ -9,6 +9,7 @@ pub mod devicetree;
 pub mod disk;
 pub mod dist;
 pub mod image;
+pub mod kmod;
 pub mod linux;
 pub mod prereq;
 pub mod progress;

@@ -55,6 +55,11 @@ if [ -b /dev/vda ]; then
         echo "septum-linux: data disk /dev/vda NOT mounted"
     fi
 fi
+# The channel driver (xtask/src/kmod.rs): /dev/septum/<label> per channel end. The agent
+# falls back to /dev/mem without it.
+if [ -f /lib/modules/septum_channel.ko ]; then
+    insmod /lib/modules/septum_channel.ko || echo "septum-linux: module septum_channel NOT loaded"
+fi
 if [ -x /bin/septum-agent ]; then
     /bin/septum-agent >/dev/console 2>&1 &
 fi
@@ -175,11 +180,21 @@ fn fetch_kernel(package: &str, image: &Path, modules: &Path) -> Result<String, S
 /// `f` with the .deb and a folder to extract into, removes the scratch directory, and
 /// returns the package's version.
 fn with_deb(package: &str, f: impl FnOnce(&Path, &Path) -> Result<(), String>) -> Result<String, String> {
+    with_deb_spec(package, &format!("{package}:arm64"), f)
+}
+
+/// [`with_deb`] of `spec` as apt names it (see [`apt_download_spec`]): `package:arm64`,
+/// `package` for the host's architecture or `Architecture: all`, `package=version`.
+pub(crate) fn with_deb_spec(
+    package: &str,
+    spec: &str,
+    f: impl FnOnce(&Path, &Path) -> Result<(), String>,
+) -> Result<String, String> {
     let scratch = dir().join("debs").join(format!("{package}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
     fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
     let result = (|| {
-        let deb = apt_download(package, &scratch)?;
+        let deb = apt_download_spec(package, spec, &scratch)?;
         let version = deb_field(&deb, "Version")?;
         f(&deb, &scratch.join("root"))?;
         Ok(version)
@@ -239,8 +254,10 @@ pub fn busybox() -> Result<PathBuf, String> {
 pub fn initramfs(agent: Option<&Path>) -> Result<PathBuf, String> {
     let busybox = busybox()?;
     let kernel = debian_kernel()?;
+    let channel = crate::kmod::build(&kernel)?;
     let out = dir().join("initramfs.cpio");
-    initramfs_from(&busybox, agent, Some(&kernel.modules), &out)?;
+    let modules = Modules { kernel: &kernel.modules, channel: Some(&channel) };
+    initramfs_from(&busybox, agent, Some(modules), &out)?;
     Ok(out)
 }
 
@@ -250,9 +267,15 @@ pub fn initramfs(agent: Option<&Path>) -> Result<PathBuf, String> {
 /// kernel has a console before `/init` mounts devtmpfs), `/etc/udhcpc.script`,
 /// `/bin/septum-agent` (0755) when `agent` is given, and, from `modules`, the kernel's
 /// [`MODULES`] as `/lib/modules/<name>.ko` with their load order in
-/// `/lib/modules/order`. The output depends only on the inputs' bytes (mtime 0, owner
+/// `/lib/modules/order`, and the channel driver as `/lib/modules/septum_channel.ko`
+/// (loaded on its own, before the agent starts). The output depends only on the inputs' bytes (mtime 0, owner
 /// 0, fixed inode numbers), so the signed image's hash is repeatable.
-pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, modules: Option<&Path>, out: &Path) -> Result<(), String> {
+pub fn initramfs_from(
+    busybox: &Path,
+    agent: Option<&Path>,
+    modules: Option<Modules<'_>>,
+    out: &Path,
+) -> Result<(), String> {
     let read = |p: &Path| fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let mut cpio = Newc::default();
     // Parents before children: the kernel unpacks entries in order.
@@ -269,15 +292,27 @@ pub fn initramfs_from(busybox: &Path, agent: Option<&Path>, modules: Option<&Pat
     if let Some(agent) = agent {
         cpio.file("bin/septum-agent", 0o755, &read(agent)?)?;
     }
-    if let Some(dir) = modules {
+    if let Some(modules) = modules {
         cpio.dir("lib", 0o755)?;
         cpio.dir("lib/modules", 0o755)?;
         for m in MODULES {
-            cpio.file(&format!("lib/modules/{m}.ko"), 0o644, &read(&dir.join(format!("{m}.ko")))?)?;
+            cpio.file(&format!("lib/modules/{m}.ko"), 0o644, &read(&modules.kernel.join(format!("{m}.ko")))?)?;
         }
         cpio.file("lib/modules/order", 0o644, MODULES.join("\n").as_bytes())?;
+        if let Some(channel) = modules.channel {
+            cpio.file(&format!("lib/modules/{}.ko", crate::kmod::NAME), 0o644, &read(channel)?)?;
+        }
     }
     write_atomically(out, &cpio.finish())
+}
+
+/// The kernel modules an initramfs carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Modules<'a> {
+    /// The directory holding the kernel's [`MODULES`] as `<name>.ko`.
+    pub kernel: &'a Path,
+    /// The channel driver built for that kernel (`crate::kmod`).
+    pub channel: Option<&'a Path>,
 }
 
 /// Writes via a temporary sibling and a rename, so a reader never sees half a file.
@@ -822,6 +857,22 @@ mod tests {
             }
         }
 
+        let kernel_modules = dir.join("modules");
+        fs::create_dir_all(&kernel_modules).unwrap();
+        for m in MODULES {
+            fs::write(kernel_modules.join(format!("{m}.ko")), m.as_bytes()).unwrap();
+        }
+        let channel = dir.join("septum_channel.ko");
+        fs::write(&channel, b"channel driver").unwrap();
+        let with = dir.join("m.cpio");
+        let modules = Modules { kernel: &kernel_modules, channel: Some(&channel) };
+        initramfs_from(&busybox, Some(&agent), Some(modules), &with).unwrap();
+        let entries = parse(&fs::read(&with).unwrap());
+        let data = |name: &str| entries.iter().find(|e| e.name == name).map(|e| e.data.clone());
+        assert_eq!(data("lib/modules/septum_channel.ko").as_deref(), Some(&b"channel driver"[..]));
+        assert_eq!(data("lib/modules/ext4.ko").as_deref(), Some(&b"ext4"[..]));
+        assert_eq!(data("lib/modules/order"), Some(MODULES.join("\n").into_bytes()), "loaded on its own");
+
         let without = dir.join("c.cpio");
         initramfs_from(&busybox, None, None, &without).unwrap();
         assert!(parse(&fs::read(&without).unwrap()).iter().all(|e| e.name != "bin/septum-agent"));
@@ -834,6 +885,8 @@ mod tests {
         assert!(script.starts_with("#!/bin/busybox sh\n"));
         assert!(script.contains("echo \"septum-linux: userspace up, $(nproc) cpus online\""));
         assert!(script.contains("/bin/septum-agent >/dev/console 2>&1 &"));
+        let insmod = script.find("insmod /lib/modules/septum_channel.ko").expect("the channel driver is loaded");
+        assert!(insmod < script.find("/bin/septum-agent >").unwrap(), "before the agent starts");
         assert!(script.ends_with("exec /bin/busybox init\n"), "init stays PID 1");
         assert!(INITTAB.contains("::respawn:/bin/cttyhack /bin/sh -l"));
         assert!(PROFILE.contains("PS1='septum-linux# '"));
@@ -854,5 +907,9 @@ mod tests {
         let cpio = initramfs(None).unwrap();
         let entries = parse(&fs::read(&cpio).unwrap());
         assert!(entries.iter().any(|e| e.name == "bin/busybox" && e.data.len() > 500_000));
+        let ko = &entries.iter().find(|e| e.name == "lib/modules/septum_channel.ko").unwrap().data;
+        let reference = fs::read(kernel.modules.join("ext4.ko")).unwrap();
+        assert_eq!(crate::kmod::vermagic(ko), crate::kmod::vermagic(&reference), "built for this kernel");
+        assert_eq!(fs::read(&cpio).unwrap(), fs::read(initramfs(None).unwrap()).unwrap(), "repeatable");
     }
 }

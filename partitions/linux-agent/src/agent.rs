@@ -57,6 +57,9 @@ pub struct Progress {
     pub sent: u32,
     /// The first vitals record ever received, if it came in this step.
     pub first: Option<Record>,
+    /// The step took a whole batch of records without finding the queue empty: more
+    /// may be waiting, so step again before sleeping.
+    pub more: bool,
 }
 
 impl Progress {
@@ -109,6 +112,7 @@ impl<M: Shared> Agent<M> {
     pub fn step(&mut self) -> Progress {
         let mut progress = Progress::default();
         if let Some(rx) = self.vitals.as_mut() {
+            progress.more = self.vitals_batch > 0;
             for _ in 0..self.vitals_batch {
                 match rx.recv(&mut self.buf) {
                     Ok(len) => {
@@ -123,7 +127,10 @@ impl<M: Shared> Agent<M> {
                     }
                     // A rejected slot is consumed (and counted by the consumer): go on.
                     Err(RecvError::Rejected) => progress.received += 1,
-                    Err(RecvError::Empty | RecvError::BadIndex | RecvError::BufferTooSmall) => break,
+                    Err(RecvError::Empty | RecvError::BadIndex | RecvError::BufferTooSmall) => {
+                        progress.more = false;
+                        break;
+                    }
                 }
             }
         }
@@ -262,7 +269,7 @@ mod tests {
         // Nothing yet to take, and no Ping due: nothing moves. Once a second, one Ping.
         assert_eq!(agent.step(), Progress::default());
         agent.tick();
-        assert_eq!(agent.step(), Progress { received: 0, sent: 1, first: None });
+        assert_eq!(agent.step(), Progress { received: 0, sent: 1, first: None, more: false });
         assert_eq!(agent.step(), Progress::default(), "one Ping a second");
         assert_eq!(drain(&mut commands), [0]);
 
@@ -312,8 +319,10 @@ mod tests {
             while send(&mut vitals, seq).is_ok() {
                 seq += 1;
             }
-            assert_eq!(agent.step().received, 4);
+            let p = agent.step();
+            assert_eq!((p.received, p.more), (4, true), "a full queue: maybe more");
         }
+        assert!(!agent.step().more, "empty");
         assert_eq!((agent.stream().received, agent.stream().gaps), (12, 0));
     }
 

@@ -1,4 +1,5 @@
-//! Physical memory through `/dev/mem`: the agent's only `unsafe`.
+//! Physical memory through `/dev/mem`, and the `mmap` that `chardev` shares: with
+//! `chardev`, the agent's only `unsafe`.
 //!
 //! The channel regions and doorbell pages lie outside the partition's System RAM, so a
 //! kernel with `STRICT_DEVMEM` (Debian's) lets root map them; opened with `O_SYNC`, Linux
@@ -45,7 +46,7 @@ impl fmt::Display for MapError {
         match self {
             MapError::Unaligned { page } => write!(f, "not aligned to the {page}-byte page size"),
             MapError::BadRange => write!(f, "empty or out of range"),
-            MapError::Os(e) => write!(f, "mmap of {DEV_MEM} failed: {e}"),
+            MapError::Os(e) => write!(f, "mmap failed: {e}"),
         }
     }
 }
@@ -72,9 +73,10 @@ pub fn page_size() -> usize {
     usize::try_from(n).ok().filter(|n| n.is_power_of_two()).unwrap_or(4096)
 }
 
-/// An open `/dev/mem`.
+/// An open `/dev/mem` (or a channel device: offsets are then the driver's, not
+/// physical addresses).
 pub struct DevMem {
-    file: File,
+    pub(crate) file: File,
     page: usize,
 }
 
@@ -83,8 +85,9 @@ impl DevMem {
         Self::open_at(Path::new(DEV_MEM))
     }
 
-    /// Another file standing for physical memory (tests map a plain file).
-    fn open_at(path: &Path) -> io::Result<Self> {
+    /// Another file standing for physical memory: a channel device, or a plain file in
+    /// tests.
+    pub(crate) fn open_at(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(true).custom_flags(libc::O_SYNC).open(path)?;
         Ok(Self { file, page: page_size() })
     }

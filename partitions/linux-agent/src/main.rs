@@ -1,9 +1,11 @@
 //! `septum-agent`: the connectivity partition's userspace, under an unmodified Linux
 //! kernel. It finds its channel ends in Linux's view of the device tree the hypervisor
-//! built (`/proc/device-tree/channels/endpoint@N`), maps their regions and doorbells
-//! through `/dev/mem`, and then does what the bare-metal connectivity guest does: takes
-//! the critical monitor's `vitals` records, checking their numbering, and sends it
-//! numbered `commands`. Once a second it prints one report line.
+//! built (`/proc/device-tree/channels/endpoint@N`), maps their regions through the
+//! `septum_channel` module's devices (`/dev/septum/<label>`, sleeping until a doorbell
+//! interrupt) or, without the module, through `/dev/mem` (polling with back-off), and
+//! then does what the bare-metal connectivity guest does: takes the critical monitor's
+//! `vitals` records, checking their numbering, and sends it numbered `commands`. Once a
+//! second it prints one report line.
 //!
 //! ```text
 //! septum-agent [--dt DIR]      DIR: the device tree as files (default /proc/device-tree)
@@ -11,6 +13,7 @@
 #![deny(unsafe_code)]
 
 mod agent;
+mod chardev;
 mod devmem;
 mod dt;
 
@@ -20,6 +23,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agent::{Agent, Backoff};
+use chardev::Device;
 use devmem::{Access, DevMem, Doorbell};
 use dt::Endpoint;
 use septum_ipc_channel::queuing::{Consumer, Producer};
@@ -88,6 +92,64 @@ fn run() -> Result<(), String> {
     let vitals = vitals.map(port).transpose()?;
     let commands = commands.map(port).transpose()?;
 
+    // The module's devices when every end has one; /dev/mem otherwise.
+    let with_devices = [vitals, commands].iter().flatten().all(|(ep, ..)| chardev::path(&ep.label).exists());
+    let Opened { vitals, commands, ends, through } =
+        if with_devices { through_devices(vitals, commands)? } else { through_dev_mem(vitals, commands)? };
+    say(&format!(
+        "septum-agent: channels vitals={} commands={} (mapped through {through})\n",
+        if vitals.is_some() { "consumer" } else { "none" },
+        if commands.is_some() { "producer" } else { "none" },
+    ));
+    serve(Agent::new(vitals, commands), ends)
+}
+
+/// An end as the device tree describes it, with its geometry and checksum.
+type Port<'a> = (&'a Endpoint, Geometry, Checksum);
+
+/// The agent's two ends, mapped, and how it signals and waits.
+struct Opened {
+    vitals: Option<(Consumer<VolatileRegion>, Geometry)>,
+    commands: Option<(Producer<VolatileRegion>, Geometry)>,
+    ends: Ends,
+    /// What the regions are mapped through, for the first line.
+    through: &'static str,
+}
+
+/// Opens `/dev/septum/<label>` for each end and maps its regions.
+fn through_devices(vitals: Option<Port>, commands: Option<Port>) -> Result<Opened, String> {
+    let open = |ep: &Endpoint| -> Result<(Device, (VolatileRegion, VolatileRegion)), String> {
+        let path = chardev::path(&ep.label);
+        let dev = Device::open(&path).map_err(|e| format!("{}: opening {}: {e}", name(ep), path.display()))?;
+        let size = |prop: &str, range: Option<(u64, u64)>| {
+            range.map(|(_, size)| size).ok_or_else(|| format!("{}: {prop} missing", name(ep)))
+        };
+        let (own, peer) = (size("septum,own", ep.own)?, size("septum,peer", ep.peer)?);
+        let regions = dev.regions(own, peer).map_err(|e| format!("{}: {}: {e}", name(ep), path.display()))?;
+        Ok((dev, regions))
+    };
+    let vitals = vitals
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (dev, (own, peer)) = open(ep)?;
+            let rx = Consumer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok(((rx, geo), dev))
+        })
+        .transpose()?;
+    let commands = commands
+        .map(|(ep, geo, sum)| -> Result<_, String> {
+            let (dev, (own, peer)) = open(ep)?;
+            let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
+            Ok(((tx, geo), dev))
+        })
+        .transpose()?;
+    let (vitals, vitals_dev) = vitals.unzip();
+    let (commands, commands_dev) = commands.unzip();
+    let ends = Ends::Devices { vitals: vitals_dev, commands: commands_dev };
+    Ok(Opened { vitals, commands, ends, through: chardev::DIR })
+}
+
+/// Maps each end's regions, and the commands doorbell, through `/dev/mem`.
+fn through_dev_mem(vitals: Option<Port>, commands: Option<Port>) -> Result<Opened, String> {
     let mem = DevMem::open().map_err(|e| format!("opening {}: {e}", devmem::DEV_MEM))?;
     let vitals = vitals
         .map(|(ep, geo, sum)| -> Result<_, String> {
@@ -102,24 +164,47 @@ fn run() -> Result<(), String> {
             let bell =
                 mem.doorbell(ep.doorbell).map_err(|e| format!("{}: doorbell at {:#x}: {e}", name(ep), ep.doorbell))?;
             let tx = Producer::new(geo, sum, own, peer).map_err(|e| format!("{}: {e:?}", name(ep)))?;
-            Ok((tx, geo, bell))
+            Ok(((tx, geo), bell))
         })
         .transpose()?;
-    say(&format!(
-        "septum-agent: channels vitals={} commands={} (mapped through {})\n",
-        if vitals.is_some() { "consumer" } else { "none" },
-        if commands.is_some() { "producer" } else { "none" },
-        devmem::DEV_MEM
-    ));
-    let (commands, bell) = match commands {
-        Some((tx, geo, bell)) => (Some((tx, geo)), Some(bell)),
-        None => (None, None),
-    };
-    serve(Agent::new(vitals, commands), bell)
+    let (commands, bell) = commands.unzip();
+    Ok(Opened { vitals, commands, ends: Ends::DevMem { bell }, through: devmem::DEV_MEM })
 }
 
-/// The agent's loop; never returns.
-fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
+/// How the agent signals its peer and waits for work.
+enum Ends {
+    /// The `septum_channel` module's devices: rings are `write`s, waits sleep in `poll`
+    /// until a doorbell interrupt (or the next deadline).
+    Devices { vitals: Option<Device>, commands: Option<Device> },
+    /// `/dev/mem`: rings are stores to the mapped doorbell page; no interrupt reaches
+    /// userspace, so waits poll with back-off.
+    DevMem { bell: Option<Doorbell> },
+}
+
+impl Ends {
+    fn can_ring(&self) -> bool {
+        match self {
+            Ends::Devices { commands, .. } => commands.is_some(),
+            Ends::DevMem { bell } => bell.is_some(),
+        }
+    }
+
+    fn ring(&self) -> Result<(), String> {
+        match self {
+            Ends::Devices { commands: Some(dev), .. } => {
+                dev.ring().map_err(|e| format!("ringing through {}: {e}", dev.path().display()))
+            }
+            Ends::DevMem { bell: Some(bell) } => {
+                bell.ring();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The agent's loop; returns only on a device error.
+fn serve(mut agent: Agent<VolatileRegion>, ends: Ends) -> Result<(), String> {
     let mut backoff = Backoff::new();
     let mut next_report = Instant::now() + REPORT_PERIOD;
     let mut last_ring: Option<Instant> = None;
@@ -129,14 +214,14 @@ fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
         if let Some(first) = progress.first {
             say(&agent::first_line(&first));
         }
-        unsignalled |= progress.sent > 0;
+        unsignalled |= progress.sent > 0 && ends.can_ring();
         let now = Instant::now();
-        if let (Some(bell), true) = (&bell, unsignalled) {
-            if last_ring.is_none_or(|t| now.duration_since(t) >= RING_MIN_INTERVAL) {
-                bell.ring();
-                last_ring = Some(now);
-                unsignalled = false;
-            }
+        // A ring held back is due this long after the last one.
+        let ring_at = last_ring.map_or(now, |t| t + RING_MIN_INTERVAL);
+        if unsignalled && now >= ring_at {
+            ends.ring()?;
+            last_ring = Some(now);
+            unsignalled = false;
         }
         if now >= next_report {
             say(&agent.report());
@@ -145,11 +230,27 @@ fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
             if next_report <= now {
                 next_report = now + REPORT_PERIOD;
             }
+            // The Ping now due goes at once.
+            continue;
         }
-        if progress.moved() {
-            backoff.reset();
-        } else {
-            std::thread::sleep(backoff.idle());
+        match &ends {
+            Ends::Devices { vitals, commands } => {
+                if progress.more {
+                    continue;
+                }
+                // Asleep until the peer rings, the next report, or a held-back ring.
+                let wake = if unsignalled { next_report.min(ring_at) } else { next_report };
+                let devices: Vec<&Device> = vitals.iter().chain(commands.iter()).collect();
+                chardev::wait(&devices, wake.saturating_duration_since(Instant::now()))
+                    .map_err(|e| format!("waiting for a doorbell: {e}"))?;
+            }
+            Ends::DevMem { .. } => {
+                if progress.moved() {
+                    backoff.reset();
+                } else {
+                    std::thread::sleep(backoff.idle());
+                }
+            }
         }
     }
 }

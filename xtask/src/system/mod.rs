@@ -201,7 +201,7 @@ pub enum ImageSource {
 /// What a kernel's initial RAM disk is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InitrdSource {
-    /// Busybox and the channel agent, built by xtask (`linux::initramfs`).
+    /// Busybox, the channel agent and its kernel module, built by xtask (`linux::initramfs`).
     SeptumInitramfs,
     File(PathBuf),
 }
