@@ -224,13 +224,21 @@ fn kernel(sys: &mut System, index: usize, bytes: &[u8], path: &Path) -> Result<L
 }
 
 /// The Linux-side channel agent, a static `aarch64-unknown-linux-musl` binary (linked
-/// by rust-lld: no cross C toolchain needed).
+/// by rust-lld against rustup's self-contained musl).
 pub const AGENT_TARGET: &str = "aarch64-unknown-linux-musl";
+/// The C compiler for the agent's C and assembly dependencies (*ring*, for its TLS):
+/// Debian's aarch64 cross gcc. *ring*'s C is freestanding (no libc headers), so a
+/// glibc-targeting gcc makes objects the musl link takes.
+pub const AGENT_CC: &str = "aarch64-linux-gnu-gcc";
+pub const AGENT_AR: &str = "aarch64-linux-gnu-ar";
 
 pub fn agent() -> Result<PathBuf, String> {
     crate::prereq::rust_target(AGENT_TARGET)?;
+    crate::prereq::debian_tool(AGENT_CC, "gcc-aarch64-linux-gnu")?;
     let mut c = cargo();
     c.args(["build", "--release", "--quiet", "-p", "septum-agent", "--target", AGENT_TARGET])
+        .env("CC_aarch64_unknown_linux_musl", AGENT_CC)
+        .env("AR_aarch64_unknown_linux_musl", AGENT_AR)
         .arg("--target-dir")
         .arg(cross_target_dir())
         // Without symbols it is a twelfth of the size, and the initramfs is signed,

@@ -64,6 +64,9 @@ impl Progress {
     }
 }
 
+/// Where parsed records go besides the numbering check (the uploader).
+type Sink = Box<dyn FnMut(&Record)>;
+
 /// The connectivity side of both channels.
 pub struct Agent<M: Shared> {
     vitals: Option<Consumer<M>>,
@@ -78,6 +81,8 @@ pub struct Agent<M: Shared> {
     exercising: bool,
     /// A once-a-second `Ping` is due.
     ping_due: bool,
+    /// Given every record parsed (the uploader's hand-over; it must not block).
+    sink: Option<Sink>,
 }
 
 impl<M: Shared> Agent<M> {
@@ -95,7 +100,13 @@ impl<M: Shared> Agent<M> {
             buf: vec![0; capacity],
             exercising: false,
             ping_due: false,
+            sink: None,
         }
+    }
+
+    /// Hands every record parsed from now on to `sink` as well.
+    pub fn set_sink(&mut self, sink: impl FnMut(&Record) + 'static) {
+        self.sink = Some(Box::new(sink));
     }
 
     /// A second has passed: send a `Ping` at the next step (outside exercise).
@@ -118,6 +129,9 @@ impl<M: Shared> Agent<M> {
                             }
                             self.exercising = matches!(r, Record::Exercise(_));
                             self.stream.take(r.header().seq.get());
+                            if let Some(sink) = self.sink.as_mut() {
+                                sink(&r);
+                            }
                         }
                     }
                     // A rejected slot is consumed (and counted by the consumer): go on.

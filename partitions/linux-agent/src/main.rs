@@ -13,6 +13,7 @@
 mod agent;
 mod devmem;
 mod dt;
+mod upload;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -115,11 +116,20 @@ fn run() -> Result<(), String> {
         Some((tx, geo, bell)) => (Some((tx, geo)), Some(bell)),
         None => (None, None),
     };
-    serve(Agent::new(vitals, commands), bell)
+    let mut agent = Agent::new(vitals, commands);
+    let uplink = upload::start(say).map(std::rc::Rc::new);
+    if let Some(u) = uplink.clone() {
+        agent.set_sink(move |r| u.offer(r));
+    }
+    serve(agent, bell, uplink)
 }
 
 /// The agent's loop; never returns.
-fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
+fn serve(
+    mut agent: Agent<VolatileRegion>,
+    bell: Option<Doorbell>,
+    uplink: Option<std::rc::Rc<septum_uplink::Uplink>>,
+) -> ! {
     let mut backoff = Backoff::new();
     let mut next_report = Instant::now() + REPORT_PERIOD;
     let mut last_ring: Option<Instant> = None;
@@ -139,7 +149,10 @@ fn serve(mut agent: Agent<VolatileRegion>, bell: Option<Doorbell>) -> ! {
             }
         }
         if now >= next_report {
-            say(&agent.report());
+            match &uplink {
+                Some(u) => say(&format!("{} {}\n", agent.report().trim_end(), u.report())),
+                None => say(&agent.report()),
+            }
             agent.tick();
             next_report += REPORT_PERIOD;
             if next_report <= now {

@@ -16,7 +16,7 @@ pub mod tls;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use septum_vitals::Record;
 
@@ -38,8 +38,10 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Publishes the broker acknowledged.
     pub acked: AtomicU64,
-    /// Records lost: the handover queue was full, the spool failed, or its bound.
+    /// Records lost before the spool: the handover queue was full or the disk failed.
     pub dropped: AtomicU64,
+    /// Records the spool's bound removed before they were delivered.
+    pub spool_dropped: AtomicU64,
     pub connects: AtomicU64,
     pub connected: AtomicBool,
     /// Records appended and not yet acknowledged.
@@ -113,27 +115,32 @@ impl Uplink {
             n(&c.spooled),
             n(&c.acked),
             n(&c.backlog),
-            n(&c.dropped),
+            n(&c.dropped) + n(&c.spool_dropped),
             u8::from(c.connected.load(Ordering::Relaxed))
         )
     }
 }
 
-/// The writer thread: appends what is handed over, syncs once a second.
+/// The writer thread: appends what is handed over; syncs at least once a second.
 fn write_spool(rx: Receiver<Record>, spool: &Mutex<Spool>, c: &Counters, say: fn(&str)) {
     let mut failing = false;
+    let mut last_sync = Instant::now();
     loop {
         let got = rx.recv_timeout(SYNC_PERIOD);
         let mut s = spool.lock().unwrap_or_else(|p| p.into_inner());
-        let result = match got {
+        let mut result = match got {
             Ok(r) => s.append(&r).map(|_| {
                 c.spooled.fetch_add(1, Ordering::Relaxed);
             }),
-            Err(RecvTimeoutError::Timeout) => s.sync(),
+            Err(RecvTimeoutError::Timeout) => Ok(()),
             Err(RecvTimeoutError::Disconnected) => return,
         };
         if result.is_err() && got.is_ok() {
             c.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if result.is_ok() && last_sync.elapsed() >= SYNC_PERIOD {
+            result = s.sync();
+            last_sync = Instant::now();
         }
         if let Err(e) = &result {
             if !failing {
@@ -141,11 +148,7 @@ fn write_spool(rx: Receiver<Record>, spool: &Mutex<Spool>, c: &Counters, say: fn
             }
         }
         failing = result.is_err();
-        // At least once a second under load too.
-        if s.stats().appended % 64 == 0 {
-            let _ = s.sync();
-        }
         c.backlog.store(s.backlog(), Ordering::Relaxed);
-        c.dropped.fetch_max(c.dropped.load(Ordering::Relaxed).max(s.stats().dropped), Ordering::Relaxed);
+        c.spool_dropped.store(s.stats().dropped, Ordering::Relaxed);
     }
 }
