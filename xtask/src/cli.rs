@@ -61,6 +61,7 @@ pub enum Command {
     Root(Root),
     Inspect(Inspect),
     AuditVerify(AuditVerify),
+    Provision(crate::provision::Provision),
     /// Print a shell completion script for `cargo xtask`
     ///
     /// bash: save it as ~/.local/share/bash-completion/completions/cargo-xtask; cargo's

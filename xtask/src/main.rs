@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Root(a) => a.run(),
         cli::Command::Inspect(a) => a.run(),
         cli::Command::AuditVerify(a) => a.run(),
+        cli::Command::Provision(a) => a.run(),
         cli::Command::Completions(a) => {
             std::io::stdout().write_all(&cli::completions(a.shell)).map_err(|e| format!("stdout: {e}"))
         }
