@@ -152,9 +152,11 @@ impl Publisher {
                         self.counters.acked.fetch_add(1, Ordering::Relaxed);
                         // Everything below the oldest outstanding publish is delivered.
                         let upto = outstanding.first().copied().unwrap_or(next);
-                        if let Err(e) = self.spool().ack(upto) {
+                        let mut spool = self.spool();
+                        if let Err(e) = spool.ack(upto) {
                             return End::Lost(format!("spool: {e}"));
                         }
+                        self.counters.backlog.store(spool.backlog(), Ordering::Relaxed);
                     }
                 }
                 Ok(Ok(_)) | Err(rumqttc::RecvTimeoutError::Timeout) => {}
