@@ -103,7 +103,7 @@ fn record(seq: u64) -> Record {
             value: 380.into(),
             limit: 400.into(),
         })
-    } else if seq % 10 == 0 {
+    } else if seq.is_multiple_of(10) {
         Record::Summary(Summary {
             header: header(RecordKind::Summary),
             hr_decibpm: 720.into(),
@@ -195,10 +195,7 @@ fn nothing_is_lost_or_reordered_across_a_30_s_broker_outage() {
     }
     assert_eq!(first_arrivals, (0..total).collect::<Vec<_>>(), "every record, in order; {report}");
     let repeats = lines.len() as u64 - total;
-    eprintln!(
-        "upload outage: {total} records ({} during the 30 s outage), {repeats} repeats; {report}",
-        while_down
-    );
+    eprintln!("upload outage: {total} records ({} during the 30 s outage), {repeats} repeats; {report}", while_down);
     assert!(report.contains(" dropped=0 "), "{report}");
 }
 

@@ -232,13 +232,18 @@ pub const AGENT_TARGET: &str = "aarch64-unknown-linux-musl";
 pub const AGENT_CC: &str = "aarch64-linux-gnu-gcc";
 pub const AGENT_AR: &str = "aarch64-linux-gnu-ar";
 
+/// Gives a cargo command for [`AGENT_TARGET`] its C compiler (installed if missing).
+pub fn agent_c_toolchain(c: &mut Command) -> Result<(), String> {
+    crate::prereq::debian_tool(AGENT_CC, "gcc-aarch64-linux-gnu")?;
+    c.env("CC_aarch64_unknown_linux_musl", AGENT_CC).env("AR_aarch64_unknown_linux_musl", AGENT_AR);
+    Ok(())
+}
+
 pub fn agent() -> Result<PathBuf, String> {
     crate::prereq::rust_target(AGENT_TARGET)?;
-    crate::prereq::debian_tool(AGENT_CC, "gcc-aarch64-linux-gnu")?;
     let mut c = cargo();
+    agent_c_toolchain(&mut c)?;
     c.args(["build", "--release", "--quiet", "-p", "septum-agent", "--target", AGENT_TARGET])
-        .env("CC_aarch64_unknown_linux_musl", AGENT_CC)
-        .env("AR_aarch64_unknown_linux_musl", AGENT_AR)
         .arg("--target-dir")
         .arg(cross_target_dir())
         // Without symbols it is a twelfth of the size, and the initramfs is signed,

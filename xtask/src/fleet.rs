@@ -74,8 +74,8 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// Writes a file, private ones 0600.
 fn write(path: &Path, text: &str, private: bool) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     if let Some(d) = path.parent() {
         fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
@@ -184,12 +184,26 @@ impl Fleet {
             let sans = vec![
                 SanType::DnsName("localhost".try_into().map_err(rcgen_err("SAN"))?),
                 SanType::IpAddress([127, 0, 0, 1].into()),
-                SanType::IpAddress(crate::qemu::GUEST_HOST_ADDR.parse::<std::net::IpAddr>().map_err(|e| e.to_string())?),
+                SanType::IpAddress(
+                    crate::qemu::GUEST_HOST_ADDR.parse::<std::net::IpAddr>().map_err(|e| e.to_string())?,
+                ),
             ];
-            fleet.issue("septum-broker", ExtendedKeyUsagePurpose::ServerAuth, sans, &fleet.broker_key(), &fleet.broker_cert())?;
+            fleet.issue(
+                "septum-broker",
+                ExtendedKeyUsagePurpose::ServerAuth,
+                sans,
+                &fleet.broker_key(),
+                &fleet.broker_cert(),
+            )?;
         }
         if !fleet.operator_key().is_file() {
-            fleet.issue(OPERATOR, ExtendedKeyUsagePurpose::ClientAuth, vec![], &fleet.operator_key(), &fleet.operator_cert())?;
+            fleet.issue(
+                OPERATOR,
+                ExtendedKeyUsagePurpose::ClientAuth,
+                vec![],
+                &fleet.operator_key(),
+                &fleet.operator_cert(),
+            )?;
         }
         Ok(fleet)
     }
@@ -214,7 +228,14 @@ impl Fleet {
     }
 
     /// A fresh key pair and a certificate for it; returns the serial (hex).
-    fn issue(&self, cn: &str, eku: ExtendedKeyUsagePurpose, sans: Vec<SanType>, key_path: &Path, cert_path: &Path) -> Result<String, String> {
+    fn issue(
+        &self,
+        cn: &str,
+        eku: ExtendedKeyUsagePurpose,
+        sans: Vec<SanType>,
+        key_path: &Path,
+        cert_path: &Path,
+    ) -> Result<String, String> {
         let (ca, ca_key) = self.issuer()?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(rcgen_err("key"))?;
         let (params, serial) = leaf(cn, eku, sans)?;
@@ -261,7 +282,8 @@ impl Fleet {
     /// starts).
     pub fn revoke(&self, id: &str) -> Result<(), String> {
         let serial_path = self.device_dir(id).join("serial");
-        let serial = read(&serial_path).map_err(|_| format!("device {id} was never provisioned in {}", self.dir.display()))?;
+        let serial =
+            read(&serial_path).map_err(|_| format!("device {id} was never provisioned in {}", self.dir.display()))?;
         let mut list = self.revoked()?;
         if !list.iter().any(|(_, d)| d == id) {
             list.push((serial.trim().to_string(), id.to_string()));

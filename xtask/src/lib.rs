@@ -3,13 +3,13 @@
 
 pub mod args;
 pub mod bench;
+pub mod broker;
 pub mod build;
 pub mod cli;
 pub mod devicetree;
 pub mod disk;
 pub mod dist;
 pub mod fleet;
-pub mod broker;
 pub mod image;
 pub mod linux;
 pub mod prereq;
