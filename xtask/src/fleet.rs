@@ -382,6 +382,8 @@ mod tests {
         d
     }
 
+    /// NET-005: every device gets its own key pair, signed by the one fleet CA (made
+    /// once); revoking a device puts it on a new CRL and refuses it a new identity.
     #[test]
     fn devices_get_their_own_keys_signed_by_the_fleet_ca_and_revocation_lists_them() {
         let dir = scratch("ids");
@@ -406,6 +408,8 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    /// NET-006: the identity and uplink.conf land in the ext4 image's /identity/, and
+    /// provisioning again replaces them.
     #[test]
     fn the_identity_is_written_to_an_ext4_image() {
         let dir = scratch("disk");
