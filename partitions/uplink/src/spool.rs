@@ -27,10 +27,10 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use septum_vitals::{Record, RecordKind};
+use septum_vitals::{Record, RecordKind, MAX_RECORD};
 
 /// Bytes before a frame's record.
 const FRAME_HEADER: usize = 14;
@@ -86,6 +86,18 @@ pub struct Spool {
     saved_acked: u64,
     unsynced: bool,
     stats: Stats,
+    /// Where the last read ended, so the next one need not scan its segment again.
+    hint: Option<Hint>,
+    /// Counts rewrites of segments, which move frames and so invalidate [`Hint`]s.
+    generation: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hint {
+    first: u64,
+    offset: u64,
+    index: u64,
+    generation: u64,
 }
 
 /// One frame read back.
@@ -172,6 +184,8 @@ impl Spool {
             saved_acked: acked.unwrap_or(0),
             unsynced: false,
             stats: Stats::default(),
+            hint: None,
+            generation: 0,
         };
         let count = firsts.len();
         for (k, first) in firsts.into_iter().enumerate() {
@@ -267,10 +281,14 @@ impl Spool {
         Ok(())
     }
 
-    /// Up to `max` records from index `from` on, in order.
+    /// Up to `max` records from index `from` on, in order. Reading on from where the
+    /// previous read ended (the publisher's way) reads only the frames it returns.
     pub fn read(&mut self, from: u64, max: usize) -> io::Result<Vec<Entry>> {
         let mut out = Vec::new();
         let from = from.max(self.acked);
+        if from >= self.next_index {
+            return Ok(out);
+        }
         for k in 0..self.segments.len() {
             if out.len() >= max {
                 break;
@@ -278,22 +296,38 @@ impl Spool {
             if self.segments.get(k + 1).is_some_and(|next| next.first <= from) {
                 continue;
             }
-            let bytes = fs::read(&self.segments[k].path)?;
-            let (found, good) = frames(&bytes[..bytes.len().min(self.segments[k].bytes as usize)]);
-            if (good as u64) < self.segments[k].bytes {
+            let seg = &self.segments[k];
+            let start = match self.hint {
+                Some(h) if h.first == seg.first && h.index == from && h.generation == self.generation => h.offset,
+                _ => 0,
+            };
+            // From the hint, only what `max` frames can take; otherwise the segment.
+            let len = if start > 0 { (max * (FRAME_HEADER + MAX_RECORD)) as u64 } else { seg.bytes };
+            let len = len.min(seg.bytes.saturating_sub(start));
+            let mut bytes = vec![0; len as usize];
+            let mut f = File::open(&seg.path)?;
+            f.seek(SeekFrom::Start(start))?;
+            f.read_exact(&mut bytes)?;
+            let (found, good) = frames(&bytes);
+            if start + (good as u64) < seg.bytes && start + len == seg.bytes {
+                // A frame damaged after it was written: the rest of the segment is lost.
                 self.stats.corrupt += 1;
             }
+            let first = seg.first;
+            let mut end = start;
             for (index, rec) in found {
-                if index < from {
-                    continue;
-                }
                 if out.len() >= max {
                     break;
+                }
+                end += (FRAME_HEADER + rec.len()) as u64;
+                if index < from {
+                    continue;
                 }
                 match Record::parse(rec) {
                     Ok(record) => out.push(Entry { index, record }),
                     Err(_) => self.stats.corrupt += 1,
                 }
+                self.hint = Some(Hint { first, offset: end, index: index + 1, generation: self.generation });
             }
         }
         Ok(out)
@@ -389,6 +423,7 @@ impl Spool {
         s.bytes = kept.len() as u64;
         s.frames = frames_kept;
         s.non_alarms = 0;
+        self.generation += 1;
         Ok(())
     }
 }
@@ -563,6 +598,51 @@ mod tests {
         let left = seqs(&s.read(0, 10_000).unwrap());
         assert_eq!(left.last(), Some(&2399));
         assert!(left.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// NET-003: reading on where the last read ended gives the same as a fresh scan,
+    /// also across segments and after a rewrite moved frames.
+    #[test]
+    fn reads_that_continue_match_fresh_scans() {
+        let d = TempDir::new("hint");
+        let mut s = Spool::open(&d.0, Limits { total_bytes: 64 << 10, ..small() }).unwrap();
+        let mut got = Vec::new();
+        let mut next = 0;
+        for seq in 0..300 {
+            s.append(&if seq % 7 == 0 { alarm(seq) } else { beat(seq) }).unwrap();
+            if seq % 5 == 4 {
+                let batch = s.read(next, 3).unwrap();
+                next = batch.last().map_or(next, |e| e.index + 1);
+                got.extend(batch);
+            }
+        }
+        loop {
+            let batch = s.read(next, 3).unwrap();
+            let Some(last) = batch.last() else { break };
+            next = last.index + 1;
+            got.extend(batch);
+        }
+        assert_eq!(got.len(), 300, "each record once, in order");
+        assert!(got.windows(2).all(|w| w[1].index == w[0].index + 1));
+        assert_eq!(s.stats().corrupt, 0);
+
+        // The bound rewrites the segment a read stopped in: the next read still finds
+        // its place.
+        let d = TempDir::new("hint-rewrite");
+        let mut s = Spool::open(&d.0, small()).unwrap();
+        for seq in 0..60 {
+            s.append(&if seq % 3 == 0 { alarm(seq) } else { beat(seq) }).unwrap();
+        }
+        let a = s.read(0, 4).unwrap();
+        let next = a.last().unwrap().index + 1;
+        for seq in 60..200 {
+            s.append(&beat(seq)).unwrap();
+        }
+        assert!(s.stats().dropped > 0, "a rewrite happened");
+        let continued = s.read(next, 4).unwrap();
+        let fresh: Vec<Entry> = s.read(0, 10_000).unwrap().into_iter().filter(|e| e.index >= next).take(4).collect();
+        assert_eq!(continued, fresh);
+        assert!(continued.iter().all(|e| matches!(e.record, Record::Alarm(_)) || e.index >= 60));
     }
 
     #[test]
