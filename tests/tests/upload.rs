@@ -213,9 +213,10 @@ fn publish(port: u16, ca: &Path, id: Option<(&Path, &Path)>, topic: &str) -> (bo
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
-/// NET-005: the broker takes a device only with a certificate of the fleet CA that is
-/// not revoked: none, another CA's (for the same device ID) and a revoked one are
-/// refused in the TLS handshake; and a device writes only below its own topic: what
+/// NET-005: the broker takes a device only over TLS 1.3 with a certificate of the
+/// fleet CA that is not revoked: TLS 1.2, no certificate, another CA's (for the same
+/// device ID), a certificate without its key and a revoked one are refused in the TLS
+/// handshake; and a device writes only below its own topic: what
 /// dev-a publishes under dev-b's topic reaches no subscriber.
 #[test]
 fn the_broker_refuses_foreign_missing_and_revoked_identities_and_other_devices_topics() {
@@ -234,6 +235,25 @@ fn the_broker_refuses_foreign_missing_and_revoked_identities_and_other_devices_t
     assert!(ok, "dev-a's own identity on its own topic: {err}");
     let (ok, _) = publish(port, &ca, None, "septum/dev-a/beats");
     assert!(!ok, "no client certificate");
+    // (mosquitto_pub's --tls-version is a minimum: OpenSSL's client offers exactly one.)
+    xtask::prereq::debian_tool("openssl", "openssl").expect("openssl");
+    let handshake = |version: &str| {
+        Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), version])
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg("-cert")
+            .arg(&a.cert)
+            .arg("-key")
+            .arg(&a.key)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl s_client")
+    };
+    let tls13 = handshake("-tls1_3");
+    assert!(tls13.status.success(), "TLS 1.3: {}", String::from_utf8_lossy(&tls13.stderr));
+    let tls12 = handshake("-tls1_2");
+    assert!(!tls12.status.success(), "TLS 1.2 was accepted");
     let (ok, _) = publish(port, &ca, Some((&forged.cert, &forged.key)), "septum/dev-a/beats");
     assert!(!ok, "a certificate for dev-a from another CA");
     let (ok, _) = publish(port, &ca, Some((&b.cert, &a.key)), "septum/dev-b/beats");
@@ -260,10 +280,11 @@ fn the_broker_refuses_foreign_missing_and_revoked_identities_and_other_devices_t
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// NET-006: the agent in the connectivity partition finds the identity provisioned on
-/// its data disk (`cargo xtask provision`), reaches the host's broker through the
-/// partition's only network path (10.0.2.100:8883, QEMU guestfwd) over TLS 1.3, and
-/// the broker knows it by its certificate's CN. Without a sensor the critical monitor
+/// NET-006, NET-004: the agent in the connectivity partition finds the identity
+/// provisioned on its data disk (`cargo xtask provision`), reaches the host's broker
+/// through the partition's only network path (10.0.2.100:8883, QEMU guestfwd) over
+/// TLS 1.3, and the broker knows it by its certificate's CN; when the broker goes away
+/// the agent says so and connects again once it is back. Without a sensor the critical monitor
 /// sends `Exercise` records, which are not uploaded; once it sends beats, the operator
 /// sees them on `septum/<device>/...` (checked when any arrive).
 #[test]
@@ -299,6 +320,17 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
         assert!(report.contains(&format!(" {key}=")), "report field {key}: {report}");
     }
     assert!(report.contains(" dropped=0 "), "{report}\n{t}");
+
+    // The broker goes away and comes back: the agent reconnects by itself.
+    let mut broker = broker;
+    broker.stop();
+    m.wait_for("the agent to notice", Duration::from_secs(60), |l| {
+        l.iter().any(|x| x.text.starts_with("septum-agent: upload to 10.0.2.100:8883: "))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    broker.restart().expect("broker back");
+    m.wait_for("the agent to connect again", Duration::from_secs(60), |l| count(l, connected) >= 2)
+        .unwrap_or_else(|e| panic!("{e}\nbroker log:\n{}", broker.log()));
     // Measurements, once the monitor sends them, arrive under the device's topic only.
     let lines = sub.lines();
     assert!(lines.iter().all(|x| x.starts_with("septum/dev-q/")), "{lines:?}");
