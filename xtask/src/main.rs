@@ -124,6 +124,8 @@ fn broker(system: &str, net: &mut xtask::qemu::Net) -> Result<Option<xtask::brok
         return Ok(None);
     }
     let fleet = Fleet::open(&fleet.dir)?;
+    // For the watch command printed below.
+    prereq::debian_tool("mosquitto_sub", "mosquitto-clients")?;
     let port = if std::net::TcpListener::bind(("127.0.0.1", 8883)).is_ok() { 8883 } else { xtask::broker::free_port() };
     let dir = root().join("target").join("broker").join(system);
     let broker = xtask::broker::Broker::start(&fleet, &dir, port)?;
