@@ -197,6 +197,8 @@ fn nothing_is_lost_or_reordered_across_a_30_s_broker_outage() {
     let repeats = lines.len() as u64 - total;
     eprintln!("upload outage: {total} records ({} during the 30 s outage), {repeats} repeats; {report}", while_down);
     assert!(report.contains(" dropped=0 "), "{report}");
+    drop((sub, broker));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `mosquitto_pub` of one message; whether the broker took it (exit status 0).
@@ -276,6 +278,8 @@ fn the_broker_refuses_foreign_missing_and_revoked_identities_and_other_devices_t
     let (ok, _) = publish(port, &ca, Some((&c.cert, &c.key)), "septum/dev-c/beats");
     assert!(!ok, "a revoked device\n{}", broker.log());
     assert!(publish(port, &ca, Some((&a.cert, &a.key)), "septum/dev-a/beats").0, "others still get in");
+    drop((sub, broker));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -335,4 +339,6 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     let lines = sub.lines();
     assert!(lines.iter().all(|x| x.starts_with("septum/dev-q/")), "{lines:?}");
     eprintln!("agent upload: {report}; {} messages at the operator", lines.len());
+    drop((m, sub, broker));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -392,6 +392,23 @@ mod tests {
         });
     }
 
+    /// NET-002: the uploader is handed every record parsed, in order (it chooses what
+    /// to upload).
+    #[test]
+    fn every_parsed_record_goes_to_the_sink() {
+        let rig = Rig::new(8);
+        let (mut vitals, _commands) = rig.monitor();
+        let mut agent = rig.agent();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g = got.clone();
+        agent.set_sink(move |r| g.borrow_mut().push(r.header().seq.get()));
+        for seq in 0..5 {
+            send(&mut vitals, seq).unwrap();
+        }
+        assert_eq!(agent.step().received, 5);
+        assert_eq!(*got.borrow(), [0, 1, 2, 3, 4]);
+    }
+
     #[test]
     fn backoff_doubles_to_twenty_ms_and_resets() {
         let mut b = Backoff::new();
