@@ -186,6 +186,16 @@ pub fn generate(system: &System, p: &Partition) -> Result<Vec<u8>, Error> {
         fdt.property_array_u64("reg", &[sensor.ipa, sensor.size])?;
         fdt.end_node(node)?;
     }
+    if let Some(limits) = &p.alarms {
+        // Every limit, not only those the description sets: what the monitor runs with
+        // is then all in the signed tree.
+        let node = fdt.begin_node("alarm-limits")?;
+        fdt.property_string_list("compatible", vec![ALARM_LIMITS_COMPATIBLE.into()])?;
+        for (field, value) in limits.fields() {
+            fdt.property_u32(&format!("septum,{field}"), value)?;
+        }
+        fdt.end_node(node)?;
+    }
     if !p.channels.is_empty() {
         channels(&mut fdt, p)?;
     }
@@ -277,6 +287,10 @@ pub const SENSOR_COMPATIBLE: &str = "septum,sensor-memory";
 /// when the peer rings), `septum,slot-size` + `septum,depth` (queuing) or
 /// `septum,capacity` (sampling), and `septum,checksum` ("crc32c" | "none": what the
 /// channel's messages carry, both ends alike; readers take a missing one as "crc32c").
+/// The ECG monitor's alarm limits (`[partition.X.alarms]`): a `u32` property
+/// `septum,<field>` per `septum_ecg::Limits` field.
+pub const ALARM_LIMITS_COMPATIBLE: &str = "septum,alarm-limits";
+
 pub const CHANNEL_COMPATIBLE: &str = "septum,channel-endpoint-v1";
 
 fn channels(fdt: &mut FdtWriter, p: &Partition) -> Result<(), Error> {
@@ -453,5 +467,31 @@ mod tests {
         assert_eq!(text(&dt, "/aliases", "serial2"), ["/imx8mp-uart@30890000"]);
         assert_eq!(dt["/aliases"].len(), 3, "the GPIO is no UART");
         assert!(dt.contains_key("/pl061@9030000"));
+    }
+
+    /// MED-005, MED-007: the monitor's sensor memory and every alarm limit of the
+    /// description (the defaults where it sets none) are in its device tree, which its
+    /// manifest signs.
+    #[test]
+    fn the_monitors_device_tree_carries_its_sensor_and_every_alarm_limit() {
+        let toml = std::fs::read_to_string(crate::build::root().join("tests/systems/monitor.toml")).unwrap();
+        let toml = toml.replace("brady_bpm = 50 ", "brady_bpm = 45 ").replace("asystole_ms = 4000", "");
+        let system = crate::system::parse(std::path::Path::new("monitor.toml"), &toml).unwrap();
+        let p = system.partitions.iter().find(|p| p.name == "critical-monitor").unwrap();
+        let dt = nodes(&generate(&system, p).unwrap());
+        let sensor = "/sensor@60000000";
+        assert_eq!(text(&dt, sensor, "compatible"), [SENSOR_COMPATIBLE]);
+        assert_eq!(text(&dt, sensor, "label"), ["ecg"]);
+        assert_eq!(number(&dt, sensor, "reg"), [0, 0x6000_0000, 0, 0x80_0000]);
+        let limits = "/alarm-limits";
+        assert_eq!(text(&dt, limits, "compatible"), [ALARM_LIMITS_COMPATIBLE]);
+        assert_eq!(number(&dt, limits, "septum,brady_bpm"), [45]);
+        assert_eq!(number(&dt, limits, "septum,tachy_bpm"), [120]);
+        let defaults = septum_ecg::Limits::default();
+        assert_eq!(number(&dt, limits, "septum,asystole_ms"), [defaults.asystole_ms]);
+        assert_eq!(dt[limits].len(), 1 + defaults.fields().len());
+        let connectivity = system.partitions.iter().find(|p| p.name == "connectivity").unwrap();
+        let theirs = nodes(&generate(&system, connectivity).unwrap());
+        assert!(!theirs.contains_key(sensor) && !theirs.contains_key(limits), "the sensor is one partition's");
     }
 }

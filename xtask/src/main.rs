@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use xtask::build::{self, root};
 use xtask::cli::{self, BuildArgs, CheckArgs, RunArgs};
 use xtask::progress::Step;
-use xtask::qemu::{Launch, Machine, FATAL, HYPERVISOR};
+use xtask::qemu::{EcgReplay, Launch, Machine, FATAL, HYPERVISOR};
 use xtask::{prereq, system, trust};
 
 fn main() -> ExitCode {
@@ -91,8 +91,17 @@ fn run(a: &RunArgs) -> Result<(), String> {
     let disk = gives_pcie.then(|| xtask::disk::data_disk(name, a.fresh_disk)).transpose()?;
     let mut net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
     let _broker = if gives_pcie && !a.no_broker { broker(name, &mut net)? } else { None };
-    let mut m =
-        Machine::launch(&art, &Launch { entry, echo: true, disk, net, ecg: a.ecg.clone(), ..Launch::default() })?;
+    let mut m = Machine::launch(
+        &art,
+        &Launch {
+            entry,
+            echo: true,
+            disk,
+            net,
+            ecg: a.ecg.clone().map_or(EcgReplay::Default, EcgReplay::File),
+            ..Launch::default()
+        },
+    )?;
     // Without --seconds: as good as for ever, and still a valid deadline.
     let limit = a.seconds.unwrap_or(Duration::from_secs(u64::MAX / 4));
     let deadline = Instant::now().checked_add(limit);

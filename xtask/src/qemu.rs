@@ -116,9 +116,21 @@ pub struct Launch {
     /// user-mode network, and its disk (a raw image; none: no disk controller).
     pub net: Net,
     pub disk: Option<PathBuf>,
-    /// The ECG recording QEMU's loader puts in the memory of the sensor named "ecg"
-    /// (a replayed front end); `None`: [`DEFAULT_ECG`], if the system has that sensor.
-    pub ecg: Option<PathBuf>,
+    /// What QEMU's loader puts in the memory of the sensor named "ecg" (a replayed
+    /// front end), if the system has that sensor.
+    pub ecg: EcgReplay,
+}
+
+/// The recording an "ecg" sensor replays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EcgReplay {
+    /// [`DEFAULT_ECG`].
+    #[default]
+    Default,
+    File(PathBuf),
+    /// Nothing: the sensor memory stays zero and the critical monitor, finding no
+    /// recording, exercises the channel instead (for the channel's own tests).
+    Absent,
 }
 
 /// The recording a system's "ecg" sensor replays unless told otherwise (workspace-relative).
@@ -201,7 +213,7 @@ impl Default for Launch {
             iommu: true,
             net: Net::default(),
             disk: None,
-            ecg: None,
+            ecg: EcgReplay::Default,
         }
     }
 }
@@ -302,7 +314,11 @@ impl Machine {
             cmd.arg("-append").arg(args);
         }
         for sensor in art.system.partitions.iter().flat_map(|p| &p.sensors).filter(|s| s.name == "ecg") {
-            let file = opts.ecg.clone().unwrap_or_else(|| crate::build::root().join(DEFAULT_ECG));
+            let file = match &opts.ecg {
+                EcgReplay::Default => crate::build::root().join(DEFAULT_ECG),
+                EcgReplay::File(f) => f.clone(),
+                EcgReplay::Absent => continue,
+            };
             let len = std::fs::metadata(&file).map_err(|e| format!("the ECG recording {}: {e}", file.display()))?.len();
             if len > sensor.size {
                 return Err(format!(

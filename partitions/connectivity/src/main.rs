@@ -86,6 +86,10 @@ fn partition_main(mut boot: Boot) -> ! {
     // Test hook: `hostile=scribble` makes this partition write random bytes over every
     // channel region it can write, as fast as it can, and flood its doorbells.
     let scribble = boot.arg("hostile") == Some("scribble");
+    // Test hook: `hostile=forge` makes it also send, each beat, well-formed commands the
+    // monitor must refuse (MED-006): to silence an alarm, change a limit, alter a
+    // measurement (kinds no version defines), and an accepted kind with a bad argument.
+    let forge = boot.arg("hostile") == Some("forge");
     let mut stream = Stream::default();
     let mut rng = counter() | 1;
     let mut buf = [0u8; 256];
@@ -143,6 +147,16 @@ fn partition_main(mut boot: Boot) -> ! {
             // A numbered `Ping`, the one command with no effect but a count.
             let ping = septum_vitals::Command::new(septum_vitals::CommandKind::Ping, 0, n);
             let _ = tx.send(zerocopy::IntoBytes::as_bytes(&ping));
+            if forge {
+                let mut forged = septum_vitals::Command::new(septum_vitals::CommandKind::UplinkState, 7, n);
+                if let Some(kind) = FORGED_KINDS.get((n % 4) as usize) {
+                    forged.kind = *kind;
+                    forged.arg = 0.into();
+                }
+                if tx.send(zerocopy::IntoBytes::as_bytes(&forged)).is_ok() {
+                    stream.forged += 1;
+                }
+            }
             if let Some(end) = commands_end {
                 end.ring();
             }
@@ -169,6 +183,10 @@ fn partition_main(mut boot: Boot) -> ! {
     }
 }
 
+/// Commands no version of `septum_vitals` defines, as a hostile connectivity would
+/// forge them: silence an alarm, set a limit, overwrite a measurement.
+const FORGED_KINDS: [u8; 3] = [0x10, 0x11, 0x12];
+
 /// The receiving side of the vitals stream: checks that records arrive numbered one
 /// after another; reported every [`Stream::REPORT_EVERY`] beats.
 #[derive(Default)]
@@ -179,6 +197,14 @@ struct Stream {
     last: u64,
     gaps: u64,
     out_of_order: u64,
+    /// Records by kind: beats, summaries, alarm events.
+    beats: u64,
+    summaries: u64,
+    alarms: u64,
+    /// Rhythm-strip pieces.
+    strips: u64,
+    /// Forged commands sent (`hostile=forge`).
+    forged: u64,
 }
 
 impl Stream {
@@ -188,6 +214,13 @@ impl Stream {
         let Ok(len) = result else { return };
         // Any record the monitor sends (septum-vitals) carries its numbering.
         let Ok(record) = septum_vitals::Record::parse(buf.get(..len).unwrap_or(&[])) else { return };
+        match record {
+            septum_vitals::Record::Beat(_) => self.beats += 1,
+            septum_vitals::Record::Summary(_) => self.summaries += 1,
+            septum_vitals::Record::Alarm(_) => self.alarms += 1,
+            septum_vitals::Record::Exercise(_) => {}
+            septum_vitals::Record::Strip(_) => self.strips += 1,
+        }
         let seq = record.header().seq.get();
         match self.expected {
             Some(e) if seq > e => self.gaps += seq - e,
@@ -203,12 +236,18 @@ impl Stream {
     fn report(&self, console: &mut Console) {
         let _ = writeln!(
             console,
-            "connectivity: vitals received={} first={} last={} gaps={} out_of_order={}",
+            "connectivity: vitals received={} first={} last={} gaps={} out_of_order={} beats={} summaries={} \
+             alarms={} strips={} forged={}",
             self.received,
             self.first.unwrap_or(0),
             self.last,
             self.gaps,
-            self.out_of_order
+            self.out_of_order,
+            self.beats,
+            self.summaries,
+            self.alarms,
+            self.strips,
+            self.forged
         );
     }
 }

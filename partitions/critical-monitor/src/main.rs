@@ -2,28 +2,39 @@
 //! heartbeat with a monotonic count and the generic-timer count, so a test (or an
 //! assessor) can see any stall.
 //!
-//! Between beats it sends records to the connectivity partition over the `vitals`
-//! channel (`septum_vitals`) and takes commands from it over `commands`, refusing and
-//! counting every one it does not accept. Without a sensor it exercises the channel
-//! (`exercise.rs`). Channel work is bounded per iteration, so whatever the other side
-//! does, the next beat is never late by more than one step. With nothing to send or
-//! take it sleeps until its virtual timer's interrupt, which the hypervisor forwards:
-//! the beat is interrupt-driven, and the core idles.
+//! With an `ecg` sensor it monitors (`monitoring.rs`): it samples the front end
+//! (`acquisition.rs`) at its rate from its own timer, runs `septum_ecg::Monitor` on
+//! every sample, announces alarms on its own console, and sends derived records to the
+//! connectivity partition over the `vitals` channel (`septum_vitals`). Without a
+//! sensor it exercises the channel (`exercise.rs`). Either way it takes commands over
+//! `commands`, refusing and counting every one it does not accept. Work is bounded per
+//! iteration, so whatever the other side does, the next beat is never late by more
+//! than one step. With nothing due it sleeps until its virtual timer's interrupt (the
+//! next beat or the next sample), which the hypervisor forwards.
 #![no_std]
 #![no_main]
 
+mod acquisition;
 mod canary;
 mod commands;
 mod exercise;
+mod limits;
+mod monitoring;
+mod strip;
 
 use core::fmt::Write;
+use septum_ecg::recording::Recording;
+use septum_ecg::{Limits, Monitor};
 use septum_guest::channel::queuing::{Consumer, Producer, RecvError};
 use septum_guest::channel::volatile::VolatileRegion;
 use septum_guest::{counter, counter_hz, Boot, Console, Heartbeat};
 
+use acquisition::Replay;
 use canary::{Canary, CANARY_BYTES};
 use commands::Commands;
 use exercise::Exerciser;
+use monitoring::{AlarmNames, Monitoring};
+use strip::Strips;
 
 /// Beats between channel reports.
 const REPORT_EVERY: u64 = 25;
@@ -50,6 +61,7 @@ fn partition_main(mut boot: Boot) -> ! {
     let mut received = Commands::default();
     let mut beat = Heartbeat::new(period_ms);
     let mut exerciser = Exerciser::default();
+    let mut ecg = start_monitoring(&mut boot);
     let started = counter();
     let ms = |now: u64| (now.wrapping_sub(started)).saturating_mul(1000) / counter_hz().max(1);
     let mut buf = [0u8; 256];
@@ -58,9 +70,13 @@ fn partition_main(mut boot: Boot) -> ! {
             let _ = writeln!(boot.console, "critical-monitor: heartbeat n={n} cntvct={cntvct}");
             // Records sent since the last ring: the peer is signalled at most once per
             // beat (each ring is a trap on our own core), whatever the stream's rate.
-            if let (Some(end), true) = (vitals_end, exerciser.unsignalled > 0) {
+            let unsignalled = exerciser.unsignalled + ecg.as_ref().map_or(0, |m| m.unsignalled);
+            if let (Some(end), true) = (vitals_end, unsignalled > 0) {
                 end.ring();
                 exerciser.unsignalled = 0;
+                if let Some(m) = ecg.as_mut() {
+                    m.unsignalled = 0;
+                }
             }
             if let Some(c) = &canary {
                 let changed = c.changed();
@@ -72,7 +88,11 @@ fn partition_main(mut boot: Boot) -> ! {
             }
             if n.is_multiple_of(REPORT_EVERY) {
                 let _ = writeln!(boot.console, "critical-monitor: timer interrupts={}", beat.timer_irqs());
-                report(&mut boot.console, exerciser.seq, vitals.as_ref(), commands.as_ref(), &received);
+                let next = ecg.as_ref().map_or(exerciser.seq, |m| m.seq);
+                report(&mut boot.console, next, vitals.as_ref(), commands.as_ref(), &received);
+                if let Some(m) = &ecg {
+                    report_vitals(&mut boot.console, m);
+                }
             }
             if fault_after == Some(n) {
                 let _ = writeln!(boot.console, "critical-monitor: faulting on purpose");
@@ -83,8 +103,18 @@ fn partition_main(mut boot: Boot) -> ! {
             continue;
         }
         let mut busy = false;
-        if let Some(tx) = vitals.as_mut() {
-            busy |= exerciser.step(tx, ms(counter()));
+        let mut wake = None;
+        match ecg.as_mut() {
+            Some(m) => {
+                let step = m.step(counter(), &mut boot.console, vitals.as_mut(), received.refused);
+                busy |= step.busy;
+                wake = step.idle_until;
+            }
+            None => {
+                if let Some(tx) = vitals.as_mut() {
+                    busy |= exerciser.step(tx, ms(counter()));
+                }
+            }
         }
         if let Some(rx) = commands.as_mut() {
             match rx.recv(&mut buf) {
@@ -98,11 +128,91 @@ fn partition_main(mut boot: Boot) -> ! {
                 }
             }
         }
-        // Nothing to send or take: idle until the next beat's timer interrupt.
+        // Nothing to send or take: idle until the next sample or the next beat.
         if !busy {
-            beat.sleep();
+            match wake {
+                Some(deadline) => beat.sleep_before(deadline),
+                None => beat.sleep(),
+            };
         }
     }
+}
+
+/// Monitoring if the partition has an `ecg` sensor holding a recording it can read;
+/// each reason it does not is said on the console.
+fn start_monitoring(boot: &mut Boot) -> Option<Monitoring<Replay>> {
+    let sensor = boot.sensor("ecg")?;
+    let recording = match Recording::parse(sensor.replay()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(boot.console, "critical-monitor: ecg sensor at {:#x}: no recording: {e}", sensor.base);
+            return None;
+        }
+    };
+    let dt = boot.dt();
+    let (limits, source) = match limits::read(dt.as_ref()) {
+        Ok(l) => l,
+        Err(why) => {
+            // xtask refuses such a description; a device tree it did not build gets the
+            // standard's defaults, said loudly.
+            let _ = writeln!(boot.console, "critical-monitor: ALARM LIMITS REFUSED ({why}): using the defaults");
+            (Limits::default(), limits::Source::Defaults)
+        }
+    };
+    let rate = recording.rate_hz();
+    let _ = writeln!(
+        boot.console,
+        "critical-monitor: ecg replay of {} samples at {rate} Hz ({} nV/LSB); alarm limits {}: {limits}",
+        recording.len(),
+        recording.nv_per_lsb(),
+        match source {
+            limits::Source::Defaults => "IEC 60601-2-27 defaults",
+            limits::Source::Described => "from the system description",
+        },
+    );
+    let monitor = match Monitor::new(rate, limits) {
+        Ok(mut m) => {
+            // Saturation is judged against the front end's own rails.
+            m.set_full_scale_uv(recording.full_scale_uv());
+            m
+        }
+        Err(e) => {
+            let _ = writeln!(boot.console, "critical-monitor: ecg monitor refused its configuration: {e:?}");
+            return None;
+        }
+    };
+    // Rhythm strips around alarms (MED-008): off unless the signed command line asks.
+    let strips = Strips::new(boot.arg_u64("rhythm_strip_s").unwrap_or(0), rate);
+    if strips.len() > 0 {
+        let _ = writeln!(
+            boot.console,
+            "critical-monitor: rhythm strips on: {} samples before each alarm go to connectivity",
+            strips.len()
+        );
+    }
+    Some(Monitoring::new(Replay::new(recording, counter(), counter_hz()), monitor, strips))
+}
+
+/// Once a report period: what the monitor measured, and what it could not do.
+fn report_vitals(console: &mut Console, m: &Monitoring<Replay>) {
+    let (hr, quality, alarms) = m.last.as_ref().map_or((None, 0, 0), |s| (s.hr_decibpm, s.quality, s.active_alarms));
+    let _ = match hr {
+        Some(d) => write!(console, "critical-monitor: ecg hr={}.{} bpm", d / 10, d % 10),
+        None => write!(console, "critical-monitor: ecg hr=none"),
+    };
+    let _ = writeln!(
+        console,
+        " quality={quality} alarms={} samples={} beats={} overruns={} dropped={} strip_pieces={} cost_mean={} \
+         cost_max={}",
+        AlarmNames(alarms),
+        m.samples,
+        m.beats,
+        m.overruns,
+        m.dropped(),
+        m.strips.sent,
+        m.cost_ticks / m.samples.max(1),
+        m.cost_max
+    );
 }
 
 fn report(

@@ -18,6 +18,7 @@ pub fn first_line(r: &Record) -> String {
         Record::Summary(_) => "summary",
         Record::Alarm(_) => "alarm",
         Record::Exercise(_) => "exercise",
+        Record::Strip(_) => "strip",
     };
     format!("septum-agent: first vitals record seq={} kind={kind}\n", r.header().seq.get())
 }

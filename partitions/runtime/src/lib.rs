@@ -16,6 +16,7 @@ use septum_platform::imx_uart::ImxUart;
 use septum_platform::pl011::Pl011;
 use septum_platform::uart::UartKind;
 
+pub use fdt;
 pub use septum_ipc_channel as channel;
 
 core::arch::global_asm!(
@@ -218,6 +219,9 @@ pub struct Boot {
     pub restarts: u64,
     pub channels: [Option<ChannelInfo>; MAX_CHANNELS],
     pub sensors: [Option<SensorInfo>; MAX_SENSORS],
+    /// The device tree the hypervisor gave us (signed with our image), for what a
+    /// partition reads of its own (`Boot::dt`).
+    pub dtb: &'static [u8],
     /// vCPUs the partition has (its device tree's `/cpus`); this one is vCPU 0.
     pub vcpus: usize,
     /// The distributor it sees (the first `reg` of its device tree's GIC node:
@@ -291,6 +295,11 @@ impl Boot {
     }
 
     /// The sensor memory named `name`.
+    /// Our device tree, parsed (None if the blob is not one).
+    pub fn dt(&self) -> Option<fdt::Fdt<'static>> {
+        fdt::Fdt::new(self.dtb).ok()
+    }
+
     pub fn sensor(&self, name: &str) -> Option<SensorInfo> {
         self.sensors.iter().flatten().find(|s| s.name == name).copied()
     }
@@ -394,6 +403,7 @@ extern "C" fn guest_start(dtb: u64) -> ! {
         restarts,
         channels,
         sensors,
+        dtb: blob,
         vcpus,
         gicd,
         uart_irq,

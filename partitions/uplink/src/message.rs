@@ -1,6 +1,8 @@
 //! A vitals record as the message uploaded for it: its topic and its JSON body, as
-//! `docs/vitals.schema.json` defines them. Only measurements travel: `Exercise` records
-//! (a monitor with no sensor exercising the channel) carry none and map to nothing.
+//! `docs/vitals.schema.json` defines them. Beats, summaries and alarms travel;
+//! `Exercise` records (a monitor with no sensor exercising the channel) carry no
+//! measurement, and rhythm strips (raw samples, off by default) have no topic yet: both
+//! map to nothing.
 
 use septum_vitals::{AlarmKind, Record};
 use serde_json::{json, Value};
@@ -34,7 +36,7 @@ pub struct Message {
 
 /// Whether `record` is uploaded at all (and so spooled).
 pub fn uploaded(record: &Record) -> bool {
-    !matches!(record, Record::Exercise(_))
+    matches!(record, Record::Beat(_) | Record::Summary(_) | Record::Alarm(_))
 }
 
 /// Alarms are kept longest when the spool is full (see `spool`).
@@ -80,7 +82,7 @@ pub fn message(device: &str, record: &Record) -> Option<Message> {
                 "limit": f64::from(a.limit.get()) / 10.0,
             }),
         ),
-        Record::Exercise(_) => return None,
+        Record::Exercise(_) | Record::Strip(_) => return None,
     };
     Some(Message { kind, topic: format!("{}{}", topic_prefix(device), kind.topic()), payload: body.to_string() })
 }
@@ -105,7 +107,7 @@ fn alarm_name(alarm: u8) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use septum_vitals::{AlarmEvent, Beat, Exercise, Header, RecordKind, Summary};
+    use septum_vitals::{AlarmEvent, Beat, Exercise, Header, RecordKind, Strip, Summary};
 
     pub fn beat(seq: u64) -> Record {
         Record::Beat(Beat {
@@ -172,6 +174,18 @@ pub(crate) mod tests {
 
         assert_eq!(message("dev-1", &Record::Exercise(Exercise::new(1, 2))), None, "exercise is not uploaded");
         assert!(!uploaded(&Record::Exercise(Exercise::new(1, 2))) && uploaded(&beat(1)));
+        let strip = Strip {
+            header: Header::new(RecordKind::Strip, 3, 4),
+            alarm: 0,
+            count: 0,
+            piece: 0.into(),
+            pieces: 1.into(),
+            rate_hz: 250.into(),
+            first: 0.into(),
+            samples: [0.into(); Strip::SAMPLES],
+        };
+        assert_eq!(message("dev-1", &Record::Strip(strip)), None, "strips are not uploaded (yet)");
+        assert!(!uploaded(&Record::Strip(strip)));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::little_endian::{I16, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// This format's version, in every header.
@@ -39,6 +39,9 @@ pub enum RecordKind {
     /// as fast (tests of the channel and of Linux's agent run this way). They carry no
     /// measurement and are never uploaded: [`Exercise`].
     Exercise = 4,
+    /// A piece of a rhythm strip: raw samples around an alarm, sent only when the
+    /// system description asks for strips (off by default): [`Strip`].
+    Strip = 5,
 }
 
 impl RecordKind {
@@ -48,6 +51,7 @@ impl RecordKind {
             2 => Some(Self::Summary),
             3 => Some(Self::Alarm),
             4 => Some(Self::Exercise),
+            5 => Some(Self::Strip),
             _ => None,
         }
     }
@@ -181,6 +185,37 @@ impl Exercise {
     }
 }
 
+/// One piece of a rhythm strip: [`Strip::SAMPLES`] raw samples (µV, `i16::MIN` where
+/// the leads were off) from sample `first` on, piece `piece` of `pieces` of the strip
+/// the alarm `alarm` (an [`AlarmKind`]) raised. The only raw ECG that ever leaves the
+/// critical partition, and only when configured.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+pub struct Strip {
+    pub header: Header,
+    pub alarm: u8,
+    /// How many of `samples` are used (the last piece may hold fewer).
+    pub count: u8,
+    pub piece: U16,
+    pub pieces: U16,
+    /// The recording rate, so the strip can be drawn without anything else.
+    pub rate_hz: U16,
+    /// Index of the first sample, counted from the monitor's start (low 32 bits).
+    pub first: U32,
+    pub samples: [I16; Strip::SAMPLES],
+}
+
+impl Strip {
+    /// Samples a piece carries: what fits [`MAX_RECORD`] after the fields above.
+    pub const SAMPLES: usize = 8;
+
+    /// The `i`th sample in µV, or None past `count` or where the leads were off.
+    pub fn sample(&self, i: usize) -> Option<i16> {
+        let v = self.samples.get(i).filter(|_| i < self.count as usize)?.get();
+        (v != i16::MIN).then_some(v)
+    }
+}
+
 /// A record, parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -188,6 +223,7 @@ pub enum Record {
     Summary(Summary),
     Alarm(AlarmEvent),
     Exercise(Exercise),
+    Strip(Strip),
 }
 
 /// Why bytes are not a record.
@@ -221,6 +257,9 @@ impl Record {
             Some(RecordKind::Exercise) => {
                 Exercise::read_from_prefix(b).map(|(r, _)| Record::Exercise(r)).map_err(|_| ParseError::Short)
             }
+            Some(RecordKind::Strip) => {
+                Strip::read_from_prefix(b).map(|(r, _)| Record::Strip(r)).map_err(|_| ParseError::Short)
+            }
             None => Err(ParseError::Kind(h.kind)),
         }
     }
@@ -231,6 +270,7 @@ impl Record {
             Record::Summary(r) => &r.header,
             Record::Alarm(r) => &r.header,
             Record::Exercise(r) => &r.header,
+            Record::Strip(r) => &r.header,
         }
     }
 
@@ -241,6 +281,7 @@ impl Record {
             Record::Summary(r) => r.as_bytes(),
             Record::Alarm(r) => r.as_bytes(),
             Record::Exercise(r) => r.as_bytes(),
+            Record::Strip(r) => r.as_bytes(),
         }
     }
 }
@@ -348,8 +389,25 @@ mod tests {
             limit: 0.into(),
         };
         let ex = Exercise::new(10, 2200);
+        let mut strip = Strip {
+            header: Header::new(RecordKind::Strip, 11, 2300),
+            alarm: AlarmKind::Asystole as u8,
+            count: 3,
+            piece: 4.into(),
+            pieces: 9.into(),
+            rate_hz: 250.into(),
+            first: 1000.into(),
+            samples: [0.into(); Strip::SAMPLES],
+        };
+        strip.samples[0] = 120.into();
+        strip.samples[1] = i16::MIN.into();
+        strip.samples[2] = (-80).into();
+        let got: [Option<i16>; Strip::SAMPLES] = core::array::from_fn(|i| strip.sample(i));
+        assert_eq!(got, [Some(120), None, Some(-80), None, None, None, None, None]);
         assert!(ex.intact());
-        for r in [Record::Beat(beat), Record::Summary(sum), Record::Alarm(alarm), Record::Exercise(ex)] {
+        for r in
+            [Record::Beat(beat), Record::Summary(sum), Record::Alarm(alarm), Record::Exercise(ex), Record::Strip(strip)]
+        {
             assert!(r.as_bytes().len() <= MAX_RECORD);
             assert_eq!(Record::parse(r.as_bytes()), Ok(r));
             assert_eq!(Record::parse(&r.as_bytes()[..r.as_bytes().len() - 1]), Err(ParseError::Short));

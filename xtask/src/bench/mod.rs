@@ -11,7 +11,11 @@
 //!   `SEPTUM_BENCH_QUICK=1` in the environment reaches it unchanged and makes the runs
 //!   short. Then the channel on aarch64: two partitions of `systems/bench-channel.toml`
 //!   under `-icount shift=4`, instructions per message, each way.
+//! * ECG: the critical monitor's processing (septum-ecg) on the host over every
+//!   recording in `partitions/ecg/recordings/`: beat detection (AAMI EC57 matching)
+//!   and alarm delays against the recordings' truth (`ecg.rs`).
 
+mod ecg;
 mod network;
 
 use std::process::Command;
@@ -36,11 +40,13 @@ pub enum Bench {
     Channel,
     /// TCP from Linux in a partition to the host, against the same Linux on QEMU alone
     Network,
+    /// The ECG processing on the host over every recording: Se, +P, alarm delays
+    Ecg,
 }
 
 impl Bench {
-    pub const ALL: [Bench; 5] =
-        [Bench::Verification, Bench::Virtualization, Bench::Linux, Bench::Network, Bench::Channel];
+    pub const ALL: [Bench; 6] =
+        [Bench::Verification, Bench::Virtualization, Bench::Linux, Bench::Network, Bench::Channel, Bench::Ecg];
 
     fn run(self) -> Result<(), String> {
         match self {
@@ -49,6 +55,7 @@ impl Bench {
             Bench::Linux => linux_boot(),
             Bench::Channel => channel(),
             Bench::Network => network::network(),
+            Bench::Ecg => ecg::ecg(),
         }
     }
 }

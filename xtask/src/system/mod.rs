@@ -104,6 +104,9 @@ struct RawPartition {
     /// load there.
     #[serde(default)]
     sensor: std::collections::BTreeMap<String, Spanned<RawRam>>,
+    /// The ECG monitor's alarm limits (`[partition.X.alarms]`), over the standard's
+    /// defaults (`septum_ecg::Limits`): carried in the signed device tree.
+    alarms: Option<Spanned<std::collections::BTreeMap<String, Spanned<u32>>>>,
 }
 
 /// A device by its catalogue name, or `{ name = "...", dma = "unprotected" }`: a bus
@@ -230,6 +233,9 @@ pub struct Partition {
     pub unprotected: Vec<&'static str>,
     /// Sensor memory, whose regions follow the devices.
     pub sensors: Vec<Sensor>,
+    /// Alarm limits the description sets (`[partition.X.alarms]`), checked; None: the
+    /// monitor's defaults, and no `alarm-limits` node.
+    pub alarms: Option<septum_ecg::Limits>,
     /// Channel ends, whose regions follow the sensors.
     pub channels: Vec<channel::Endpoint>,
     /// Release version its manifest names (default: the workspace's version).
@@ -504,6 +510,24 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             region_lines.push(cx.line(at));
             sensors.push(sensor);
         }
+        let alarms = rp.alarms.as_ref().and_then(|table| {
+            if sensors.is_empty() {
+                cx.err(table.span().start, format!("{name}: alarms are for a partition with a sensor to monitor"));
+            }
+            let mut limits = septum_ecg::Limits::default();
+            let mut ok = true;
+            for (key, value) in table.get_ref() {
+                if let Err(e) = limits.set(key, *value.get_ref()) {
+                    cx.err(value.span().start, format!("{name}: alarms: {key}: {e}"));
+                    ok = false;
+                }
+            }
+            if let Err(e) = limits.validate() {
+                cx.err(table.span().start, format!("{name}: alarms: {e}"));
+                ok = false;
+            }
+            ok.then_some(limits)
+        });
         if regions.len() > config::MAX_REGIONS {
             cx.err_line(line, format!("{name}: more than {} memory and device regions", config::MAX_REGIONS));
             regions.truncate(config::MAX_REGIONS);
@@ -608,6 +632,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
             device_regions,
             unprotected,
             sensors,
+            alarms,
             channels: Vec::new(),
             version,
             security_counter: rp.security_counter.unwrap_or(1),
