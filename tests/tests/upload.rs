@@ -360,6 +360,13 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     let first = firsts[0];
     let want: Vec<u64> = (first..first + firsts.len() as u64).collect();
     assert_eq!(firsts, want, "every record once, in order, no gap\n{t}");
+    m.wait_for("a report with the backlog sent", Duration::from_secs(30), |l| {
+        l.iter()
+            .rev()
+            .find(|x| x.text.starts_with("septum-agent: vitals received="))
+            .is_some_and(|x| field(&x.text, "backlog") == Some(0) && field(&x.text, "connected") == Some(1))
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let report = report_line(&m).expect("a report");
     for key in ["published", "spooled", "acked", "backlog", "dropped"] {
         assert!(report.contains(&format!(" {key}=")), "report field {key}: {report}");
