@@ -244,7 +244,12 @@ impl Spool {
         let (Some(tail), Some(seg)) = (self.tail.as_mut(), self.segments.back_mut()) else {
             return Err(io::Error::other("spool: no tail segment"));
         };
-        tail.write_all(&f)?;
+        if let Err(e) = tail.write_all(&f) {
+            // A part-written frame (a full disk, say) would hide every frame after it:
+            // cut it off, so the segment stays a run of whole frames.
+            let _ = tail.set_len(seg.bytes);
+            return Err(e);
+        }
         seg.bytes += f.len() as u64;
         seg.frames += 1;
         let alarm = matches!(record, Record::Alarm(_));
