@@ -150,7 +150,10 @@ fn serve(
         }
         if now >= next_report {
             match &uplink {
-                Some(u) => say(&format!("{} {}\n", agent.report().trim_end(), u.report())),
+                Some(u) => {
+                    say(&format!("{} {}\n", agent.report().trim_end(), u.report()));
+                    agent.set_uplink(u.counters().connected.load(std::sync::atomic::Ordering::Relaxed));
+                }
                 None => say(&agent.report()),
             }
             agent.tick();
