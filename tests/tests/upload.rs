@@ -296,7 +296,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// monitor's beats and summaries (replaying the default ECG recording) under
 /// `septum/dev-q/`; the broker is then down for 30 s: the agent spools on its disk,
 /// connects again by itself once it is back, and the operator has every record from
-/// the first on, once each in order of first arrival, with no gap in `seq`.
+/// the first on, once each in order of first arrival, with no gap in `seq`. The
+/// monitor accepts the agent's `UplinkState` commands.
 #[test]
 fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     let art = artifacts("qemu-virt");
@@ -373,6 +374,10 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     }
     assert_eq!(field(&report, "dropped"), Some(0), "{report}\n{t}");
     assert_eq!(field(&report, "gaps"), Some(0), "{report}\n{t}");
+    // The agent told the monitor of its uplink (UplinkState): accepted, in sequence.
+    let monitor = m.lines().iter().rev().find(|x| x.text.contains("critical-monitor: commands received=")).cloned();
+    let monitor = monitor.expect("the monitor's commands report").text;
+    assert_eq!((field(&monitor, "refused"), field(&monitor, "gaps")), (Some(0), Some(0)), "{monitor}");
     eprintln!(
         "agent upload: seq {first}..={} at the operator ({} messages, {} repeats), {} s outage; {report}",
         firsts.last().unwrap_or(&0),
