@@ -353,8 +353,9 @@ impl Fleet {
         let out = Command::new("debugfs").arg("-w").arg("-f").arg(&script_path).arg(disk).output();
         let _ = fs::remove_dir_all(&scratch);
         let out = out.map_err(|e| format!("debugfs: {e}"))?;
+        let complaint = String::from_utf8_lossy(&out.stderr).lines().take(3).collect::<Vec<_>>().join("; ");
         if !out.status.success() {
-            return Err(format!("debugfs -w {}: {}", disk.display(), String::from_utf8_lossy(&out.stderr)));
+            return Err(format!("debugfs -w {}: {complaint}", disk.display()));
         }
         // debugfs reports a failed command but exits 0: read back what must be there.
         for (name, text, _) in &files {
@@ -365,7 +366,10 @@ impl Fleet {
                 .output()
                 .map_err(|e| format!("debugfs: {e}"))?;
             if got.stdout != text.as_bytes() {
-                return Err(format!("{}: identity/{name} did not read back as written", disk.display()));
+                return Err(format!(
+                    "{}: identity/{name} did not read back as written (an ext4 image? debugfs said: {complaint})",
+                    disk.display()
+                ));
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ pub struct Provision {
     /// [default: qemu-virt]
     #[arg(long, value_name = "NAME", conflicts_with = "disk", value_parser = crate::args::system)]
     pub system: Option<String>,
-    /// The data disk image (ext4) to write instead
+    /// The data disk image (ext4) to write instead; made (64 MiB, empty) if missing
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub disk: Option<PathBuf>,
     /// The fleet's directory: its CA, the broker's and operator's identities, the
@@ -47,6 +47,10 @@ impl Provision {
         let Some(id) = &self.device else { return Err("--device or --revoke".into()) };
         let dev = fleet.device(id)?;
         let disk = match &self.disk {
+            Some(d) if !d.exists() => {
+                crate::disk::make_ext4(d, crate::disk::SIZE_MIB)?;
+                d.clone()
+            }
             Some(d) => d.clone(),
             None => crate::disk::data_disk(self.system.as_deref().unwrap_or("qemu-virt"), false)?,
         };
