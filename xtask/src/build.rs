@@ -224,12 +224,25 @@ fn kernel(sys: &mut System, index: usize, bytes: &[u8], path: &Path) -> Result<L
 }
 
 /// The Linux-side channel agent, a static `aarch64-unknown-linux-musl` binary (linked
-/// by rust-lld: no cross C toolchain needed).
+/// by rust-lld against rustup's self-contained musl).
 pub const AGENT_TARGET: &str = "aarch64-unknown-linux-musl";
+/// The C compiler for the agent's C and assembly dependencies (*ring*, for its TLS):
+/// Debian's aarch64 cross gcc. *ring*'s C is freestanding (no libc headers), so a
+/// glibc-targeting gcc makes objects the musl link takes.
+pub const AGENT_CC: &str = "aarch64-linux-gnu-gcc";
+pub const AGENT_AR: &str = "aarch64-linux-gnu-ar";
+
+/// Gives a cargo command for [`AGENT_TARGET`] its C compiler (installed if missing).
+pub fn agent_c_toolchain(c: &mut Command) -> Result<(), String> {
+    crate::prereq::debian_tool(AGENT_CC, "gcc-aarch64-linux-gnu")?;
+    c.env("CC_aarch64_unknown_linux_musl", AGENT_CC).env("AR_aarch64_unknown_linux_musl", AGENT_AR);
+    Ok(())
+}
 
 pub fn agent() -> Result<PathBuf, String> {
     crate::prereq::rust_target(AGENT_TARGET)?;
     let mut c = cargo();
+    agent_c_toolchain(&mut c)?;
     c.args(["build", "--release", "--quiet", "-p", "septum-agent", "--target", AGENT_TARGET])
         .arg("--target-dir")
         .arg(cross_target_dir())

@@ -61,6 +61,7 @@ pub enum Command {
     Root(Root),
     Inspect(Inspect),
     AuditVerify(AuditVerify),
+    Provision(crate::provision::Provision),
     /// Print a shell completion script for `cargo xtask`
     ///
     /// bash: save it as ~/.local/share/bash-completion/completions/cargo-xtask; cargo's
@@ -102,6 +103,10 @@ pub struct RunArgs {
     /// GUEST (repeatable)
     #[arg(long, value_name = "HOST=GUEST", value_parser = args::port_pair)]
     pub hostfwd: Vec<(u16, u16)>,
+    /// Do not start the MQTT broker the agent uploads vitals to (started when the fleet
+    /// exists: see `provision`; the partition's 10.0.2.100:8883 reaches it)
+    #[arg(long)]
+    pub no_broker: bool,
     /// The ECG recording the critical monitor's front end replays (format: docs/monitoring.md)
     /// [default: partitions/ecg/recordings/default.ecg]
     #[arg(long, value_name = "FILE", value_parser = args::loadable_file, value_hint = ValueHint::FilePath)]

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         cli::Command::Root(a) => a.run(),
         cli::Command::Inspect(a) => a.run(),
         cli::Command::AuditVerify(a) => a.run(),
+        cli::Command::Provision(a) => a.run(),
         cli::Command::Completions(a) => {
             std::io::stdout().write_all(&cli::completions(a.shell)).map_err(|e| format!("stdout: {e}"))
         }
@@ -88,7 +89,8 @@ fn run(a: &RunArgs) -> Result<(), String> {
     // names on this host's loopback) and its data disk.
     let gives_pcie = art.system.partitions.iter().any(|p| p.devices.iter().any(|d| d.pci_ecam));
     let disk = gives_pcie.then(|| xtask::disk::data_disk(name, a.fresh_disk)).transpose()?;
-    let net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
+    let mut net = xtask::qemu::Net { guestfwd: a.guestfwd.clone(), hostfwd: a.hostfwd.clone() };
+    let _broker = if gives_pcie && !a.no_broker { broker(name, &mut net)? } else { None };
     let mut m = Machine::launch(
         &art,
         &Launch {
@@ -117,6 +119,31 @@ fn run(a: &RunArgs) -> Result<(), String> {
 
 /// Shows the boot until every console has printed a line (a spinner naming the ones
 /// still silent), the hypervisor stopped, time ran out or QEMU exited (its status).
+/// The vitals broker for `system`'s agent (xtask/src/broker.rs), when the fleet exists
+/// and the partition's broker port is not forwarded elsewhere: on the host's port 8883
+/// if free, else on a free port; forwarded from the partition's 10.0.2.100:8883.
+fn broker(system: &str, net: &mut xtask::qemu::Net) -> Result<Option<xtask::broker::Broker>, String> {
+    use xtask::fleet::{Fleet, GUEST_BROKER_PORT};
+    let fleet = Fleet { dir: Fleet::default_dir() };
+    if !fleet.exists() {
+        println!("vitals upload: no fleet yet (cargo xtask provision --device dev-1 gives the partition an identity)");
+        return Ok(None);
+    }
+    if net.guestfwd.iter().any(|(guest, _)| *guest == GUEST_BROKER_PORT) {
+        return Ok(None);
+    }
+    let fleet = Fleet::open(&fleet.dir)?;
+    // For the watch command printed below.
+    prereq::debian_tool("mosquitto_sub", "mosquitto-clients")?;
+    let port = if std::net::TcpListener::bind(("127.0.0.1", 8883)).is_ok() { 8883 } else { xtask::broker::free_port() };
+    let dir = root().join("target").join("broker").join(system);
+    let broker = xtask::broker::Broker::start(&fleet, &dir, port)?;
+    net.guestfwd.push((GUEST_BROKER_PORT, port));
+    println!("vitals broker (mosquitto) on 127.0.0.1:{port}, log {}; watch with:", dir.join("mosquitto.log").display());
+    println!("  {}", broker.watch_command(&fleet));
+    Ok(Some(broker))
+}
+
 fn wait_for_consoles(m: &mut Machine, name: &str, left: impl Fn() -> Duration) -> Option<std::process::ExitStatus> {
     let consoles = m.consoles();
     let step = Step::spinner(&format!("booting {name}: waiting for {}", consoles.join(", ")));
@@ -154,8 +181,16 @@ fn cargo(args: &[&str]) -> Result<(), String> {
     build::run(&mut c)
 }
 
-const HOST_CRATES: &[&str] =
-    &["septum-abi", "septum-core", "septum-trust", "septum-platform", "septum-ipc-channel", "septum-agent", "xtask"];
+const HOST_CRATES: &[&str] = &[
+    "septum-abi",
+    "septum-core",
+    "septum-trust",
+    "septum-platform",
+    "septum-ipc-channel",
+    "septum-agent",
+    "septum-uplink",
+    "xtask",
+];
 
 /// `cargo clippy` of `packages` built for `target` (release, in the cross target
 /// directory), warnings denied.
@@ -165,7 +200,13 @@ fn cross_clippy(packages: &[&str], target: &str, cross: &str) -> Result<(), Stri
         args.extend(["-p", p]);
     }
     args.extend(["--", "-D", "warnings"]);
-    cargo(&args)
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root()).args(&args);
+    if target == build::AGENT_TARGET {
+        build::agent_c_toolchain(&mut c)?;
+    }
+    eprintln!("xtask: cargo {}", args.join(" "));
+    build::run(&mut c)
 }
 
 fn test() -> Result<(), String> {

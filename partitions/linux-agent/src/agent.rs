@@ -68,6 +68,9 @@ impl Progress {
     }
 }
 
+/// Where parsed records go besides the numbering check (the uploader).
+type Sink = Box<dyn FnMut(&Record)>;
+
 /// The connectivity side of both channels.
 pub struct Agent<M: Shared> {
     vitals: Option<Consumer<M>>,
@@ -82,6 +85,11 @@ pub struct Agent<M: Shared> {
     exercising: bool,
     /// A once-a-second `Ping` is due.
     ping_due: bool,
+    /// Given every record parsed (the uploader's hand-over; it must not block).
+    sink: Option<Sink>,
+    /// The uplink state last told to the monitor, and one to tell it.
+    uplink_told: Option<bool>,
+    uplink_due: Option<bool>,
 }
 
 impl<M: Shared> Agent<M> {
@@ -99,7 +107,21 @@ impl<M: Shared> Agent<M> {
             buf: vec![0; capacity],
             exercising: false,
             ping_due: false,
+            sink: None,
+            uplink_told: None,
+            uplink_due: None,
         }
+    }
+
+    /// Hands every record parsed from now on to `sink` as well.
+    pub fn set_sink(&mut self, sink: impl FnMut(&Record) + 'static) {
+        self.sink = Some(Box::new(sink));
+    }
+
+    /// Whether the uploader reaches its broker: told to the monitor (`UplinkState`)
+    /// at the next step when it changed.
+    pub fn set_uplink(&mut self, up: bool) {
+        self.uplink_due = (self.uplink_told != Some(up)).then_some(up);
     }
 
     /// A second has passed: send a `Ping` at the next step (outside exercise).
@@ -123,6 +145,9 @@ impl<M: Shared> Agent<M> {
                             }
                             self.exercising = matches!(r, Record::Exercise(_));
                             self.stream.take(r.header().seq.get());
+                            if let Some(sink) = self.sink.as_mut() {
+                                sink(&r);
+                            }
                         }
                     }
                     // A rejected slot is consumed (and counted by the consumer): go on.
@@ -132,6 +157,15 @@ impl<M: Shared> Agent<M> {
                         break;
                     }
                 }
+            }
+        }
+        if let (Some(tx), Some(up)) = (self.commands.as_mut(), self.uplink_due) {
+            let state = Command::new(CommandKind::UplinkState, u32::from(up), self.next_command);
+            if tx.send(state.as_bytes()).is_ok() {
+                self.next_command += 1;
+                progress.sent += 1;
+                self.uplink_told = Some(up);
+                self.uplink_due = None;
             }
         }
         if let Some(tx) = self.commands.as_mut() {
@@ -386,6 +420,53 @@ mod tests {
             let s = agent.stream();
             assert_eq!((s.received, s.first, s.last, s.gaps, s.out_of_order), (total, Some(0), total - 1, 0, 0));
         });
+    }
+
+    /// NET-002: the uploader is handed every record parsed, in order (it chooses what
+    /// to upload).
+    #[test]
+    fn every_parsed_record_goes_to_the_sink() {
+        let rig = Rig::new(8);
+        let (mut vitals, _commands) = rig.monitor();
+        let mut agent = rig.agent();
+        let got = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let g = got.clone();
+        agent.set_sink(move |r| g.borrow_mut().push(r.header().seq.get()));
+        for seq in 0..5 {
+            send(&mut vitals, seq).unwrap();
+        }
+        assert_eq!(agent.step().received, 5);
+        assert_eq!(*got.borrow(), [0, 1, 2, 3, 4]);
+    }
+
+    /// The monitor is told the uplink's state when it changes, once, in the commands'
+    /// numbering.
+    #[test]
+    fn uplink_changes_are_told_to_the_monitor_once() {
+        let rig = Rig::new(8);
+        let (_vitals, mut commands) = rig.monitor();
+        let mut agent = rig.agent();
+        let mut told = |agent: &mut Agent<HostRegion<'_>>| {
+            agent.step();
+            let mut buf = [0u8; 48];
+            let mut out = Vec::new();
+            while let Ok(len) = commands.recv(&mut buf) {
+                let (kind, c) = Command::parse(&buf[..len]).unwrap();
+                out.push((kind, c.arg.get(), c.seq.get()));
+            }
+            out
+        };
+        agent.set_uplink(true);
+        assert_eq!(told(&mut agent), [(CommandKind::UplinkState, 1, 0)]);
+        agent.set_uplink(true);
+        assert_eq!(told(&mut agent), []);
+        agent.set_uplink(false);
+        agent.tick();
+        assert_eq!(told(&mut agent), [(CommandKind::UplinkState, 0, 1), (CommandKind::Ping, 0, 2)]);
+        // A change and its undoing before the next step: nothing to tell.
+        agent.set_uplink(true);
+        agent.set_uplink(false);
+        assert_eq!(told(&mut agent), []);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! `septum_channel` module's devices (`/dev/septum/<label>`, sleeping until a doorbell
 //! interrupt) or, without the module, through `/dev/mem` (polling with back-off), and
 //! then does what the bare-metal connectivity guest does: takes the critical monitor's
-//! `vitals` records, checking their numbering, and sends it numbered `commands`. Once a
-//! second it prints one report line.
+//! `vitals` records, checking their numbering, and sends it numbered `commands`. With a
+//! provisioned identity on its data disk it uploads the beats, summaries and alarms
+//! (`upload.rs`, `septum-uplink`). Once a second it prints one report line.
 //!
 //! ```text
 //! septum-agent [--dt DIR]      DIR: the device tree as files (default /proc/device-tree)
@@ -16,6 +17,7 @@ mod agent;
 mod chardev;
 mod devmem;
 mod dt;
+mod upload;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,7 +103,14 @@ fn run() -> Result<(), String> {
         if vitals.is_some() { "consumer" } else { "none" },
         if commands.is_some() { "producer" } else { "none" },
     ));
-    serve(Agent::new(vitals, commands), ends)
+    let mut agent = Agent::new(vitals, commands);
+    // The upload (septum-uplink) takes each record on its own threads: the channel
+    // loop never waits on the network.
+    let uplink = upload::start(say).map(std::rc::Rc::new);
+    if let Some(u) = uplink.clone() {
+        agent.set_sink(move |r| u.offer(r));
+    }
+    serve(agent, ends, uplink)
 }
 
 /// An end as the device tree describes it, with its geometry and checksum.
@@ -204,7 +213,11 @@ impl Ends {
 }
 
 /// The agent's loop; returns only on a device error.
-fn serve(mut agent: Agent<VolatileRegion>, ends: Ends) -> Result<(), String> {
+fn serve(
+    mut agent: Agent<VolatileRegion>,
+    ends: Ends,
+    uplink: Option<std::rc::Rc<septum_uplink::Uplink>>,
+) -> Result<(), String> {
     let mut backoff = Backoff::new();
     let mut next_report = Instant::now() + REPORT_PERIOD;
     let mut last_ring: Option<Instant> = None;
@@ -224,7 +237,13 @@ fn serve(mut agent: Agent<VolatileRegion>, ends: Ends) -> Result<(), String> {
             unsignalled = false;
         }
         if now >= next_report {
-            say(&agent.report());
+            match &uplink {
+                Some(u) => {
+                    say(&format!("{} {}\n", agent.report().trim_end(), u.report()));
+                    agent.set_uplink(u.counters().connected.load(std::sync::atomic::Ordering::Relaxed));
+                }
+                None => say(&agent.report()),
+            }
             agent.tick();
             next_report += REPORT_PERIOD;
             if next_report <= now {
