@@ -2,6 +2,8 @@
 //! process, boot it, and read the heartbeat lines the partitions print.
 #![forbid(unsafe_code)]
 
+pub mod ecg;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -4,9 +4,9 @@
 //! Times are the recording's (sample index / rate), which the monitor prints: a slow
 //! host stretches the test, not the figures.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use septum_system_tests::ecg::{self, rate_hz, recording, segments};
 use septum_system_tests::{artifacts, assert_critical_kept_its_period, count};
 use xtask::qemu::{EcgReplay, Launch, Line, Machine};
 
@@ -16,40 +16,6 @@ fn field(text: &str, name: &str) -> Option<u64> {
 
 fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
     lines.iter().rev().find(|l| l.text.contains(needle))
-}
-
-fn recording(name: &str) -> PathBuf {
-    xtask::build::root().join("partitions/ecg/recordings").join(name)
-}
-
-/// A recording's sampling rate, from its header (`septum_ecg::recording`).
-fn rate_hz(ecg: &[u8]) -> u64 {
-    septum_ecg::recording::Recording::parse(ecg).expect("a recording").rate_hz().into()
-}
-
-/// The segments of `<name>.events` of one kind, as sample ranges.
-fn segments(name: &str, kind: &str) -> Vec<(u64, u64)> {
-    let text = std::fs::read_to_string(recording(&format!("{name}.events"))).expect("events file");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next()? == kind).then_some(())?;
-            Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The annotated beats of `<name>.beats`: sample index, and whether normal (`N`).
-fn reference_beats(name: &str) -> Vec<(u64, bool)> {
-    let text = std::fs::read_to_string(recording(&format!("{name}.beats"))).expect("beats file");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.parse().ok()?, w.next() == Some("N")))
-        })
-        .collect()
 }
 
 /// `critical-monitor: ALARM <kind> raised at <s>.<ms> s ...`: the recording time, ms.
@@ -111,36 +77,16 @@ fn a_recording_replays_and_its_asystole_raises_the_alarm_on_the_critical_console
     println!("asystole from {start_ms} ms; alarm raised at {onset} ms ({} ms after)", onset.saturating_sub(start_ms));
     assert!(onset >= start_ms && onset <= start_ms + septum_ecg::Limits::default().asystole_ms as u64 + 10_000, "{t}");
     assert_eq!(raised.iter().filter(|&&r| r < start_ms).count(), 0, "an asystole alarm before the asystole\n{t}");
-    // Heart rate away from rhythm changes: the reference is the mean of the
-    // normal-to-normal intervals (neither beat ectopic) among the last 12 annotated
-    // intervals before the report (the monitor's own window), from 8 s in (the detector
-    // has learnt), skipping the 12 s after the start or end of any annotated segment
-    // (the window still holds the other rhythm).
-    let beats = reference_beats(name);
-    let changes: Vec<u64> = ["tachycardia", "bradycardia", "asystole", "leads-off", "noise", "unusable"]
-        .iter()
-        .flat_map(|k| segments(name, k))
-        .flat_map(|(a, b)| [a, b])
-        .collect();
-    let (mut checked, mut worst) = (0, 0);
+    // Heart rate where the annotations give a fair reference (ecg::reference_decibpm).
+    let mut checked = Vec::new();
     for (at, hr, text) in reports(&lines, rate) {
         assert_eq!(field(&text, "overruns"), Some(0), "a sample period missed: {text}\n{t}");
-        let at_sample = at * rate / 1000;
-        if at_sample < 8 * rate || changes.iter().any(|&c| at_sample + rate > c && at_sample < c + 12 * rate) {
-            continue;
-        }
-        let recent: Vec<(u64, bool)> = beats.iter().copied().filter(|&(b, _)| b + rate / 2 <= at_sample).collect();
-        let window = &recent[recent.len().saturating_sub(13)..];
-        let nn: Vec<u64> = window.windows(2).filter(|w| w[0].1 && w[1].1).map(|w| w[1].0 - w[0].0).collect();
-        if nn.len() < 6 {
-            continue;
-        }
-        let reference = 600 * rate * nn.len() as u64 / nn.iter().sum::<u64>();
+        let Some(reference) = ecg::reference_decibpm(name, rate, at) else { continue };
         let Some(hr) = hr else { panic!("no heart rate on steady rhythm: {text}\n{t}") };
         assert!(hr.abs_diff(reference) <= 20, "heart rate {hr} vs {reference} (tenths of bpm): {text}\n{t}");
-        checked += 1;
-        worst = worst.max(hr.abs_diff(reference));
+        checked.push(hr.abs_diff(reference));
     }
+    let (checked, worst) = (checked.len(), checked.iter().max().copied().unwrap_or(0));
     println!("heart rate checked at {checked} reports: at most {worst} tenths of bpm from the annotations");
     assert!(checked >= 5, "only {checked} reports on steady rhythm\n{t}");
     let conn = last_with(&lines, "connectivity: vitals received=").expect("connectivity's report");

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use septum_system_tests::{artifacts, count};
+use septum_system_tests::{artifacts, assert_critical_kept_its_period, count, ecg};
 use septum_uplink::spool::Limits;
 use septum_uplink::{Config, Uplink};
 use septum_vitals::{AlarmEvent, AlarmKind, Beat, Header, Record, RecordKind, Summary};
@@ -297,7 +297,10 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// `septum/dev-q/`; the broker is then down for 30 s: the agent spools on its disk,
 /// connects again by itself once it is back, and the operator has every record from
 /// the first on, once each in order of first arrival, with no gap in `seq`. The
-/// monitor accepts the agent's `UplinkState` commands.
+/// monitor accepts the agent's `UplinkState` commands. Then, end to end (MED-003,
+/// MED-012): the recording's asystole raises the alarm on the critical console and at
+/// the broker within 10 s, the summaries' heart rate is the annotations' within 2 bpm,
+/// and no sample period is missed.
 #[test]
 fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     let art = artifacts("qemu-virt");
@@ -385,6 +388,46 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
         lines.len() - firsts.len(),
         outage
     );
+
+    // MED-003, MED-012, NET-002 end to end: the default recording's asystole reaches the
+    // critical console and the broker within the standard's 10 s; every summary at the
+    // broker where the annotations give a fair reference shows their heart rate within
+    // 2 bpm; no summary reports a missed sample period.
+    let name = "default";
+    let rate = ecg::rate_hz(&std::fs::read(ecg::recording("default.ecg")).expect("recording"));
+    let (start, _) = ecg::segments(name, "asystole")[0];
+    let start_ms = start * 1000 / rate;
+    let json = |line: &str| -> Option<serde_json::Value> { serde_json::from_str(line.split_once(' ')?.1).ok() };
+    let asystole_at_broker = |l: &[String]| {
+        l.iter()
+            .filter(|x| x.starts_with("septum/dev-q/alarms "))
+            .filter_map(|x| json(x))
+            .find(|v| v["alarm"] == "asystole" && v["raised"] == true)
+    };
+    let raised = sub.wait(Duration::from_secs(180), |l| asystole_at_broker(l).is_some());
+    let t = m.transcript();
+    assert!(raised, "no asystole alarm at the broker\n{t}");
+    let alarm = asystole_at_broker(&sub.lines()).expect("the alarm");
+    let onset = alarm["t_ms"].as_u64().expect("t_ms");
+    assert!(onset >= start_ms && onset <= start_ms + 10_000, "asystole from {start_ms} ms, alarm at {onset}\n{t}");
+    assert!(count(&m.lines(), "critical-monitor: ALARM asystole raised") >= 1, "{t}");
+    let mut compared = Vec::new();
+    for v in sub.lines().iter().filter(|x| x.starts_with("septum/dev-q/summary ")).filter_map(|x| json(x)) {
+        assert_eq!(v["overruns"], 0, "a sample period missed: {v}\n{t}");
+        let (Some(at), Some(hr)) = (v["t_ms"].as_u64(), v["hr_bpm"].as_f64()) else { continue };
+        let Some(reference) = ecg::reference_decibpm(name, rate, at) else { continue };
+        let hr = (hr * 10.0).round() as u64;
+        assert!(hr.abs_diff(reference) <= 20, "heart rate {hr} vs {reference} (tenths of bpm) at the broker: {v}");
+        compared.push(hr.abs_diff(reference));
+    }
+    assert!(compared.len() >= 5, "only {} summaries with a reference\n{t}", compared.len());
+    eprintln!(
+        "end to end: asystole from {start_ms} ms raised at {onset} ms at the broker; heart rate at {} summaries, \
+         at most {} tenths of bpm from the annotations",
+        compared.len(),
+        compared.iter().max().unwrap_or(&0)
+    );
+    assert_critical_kept_its_period(&m.lines(), &t);
     drop((m, sub, broker));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -235,7 +235,7 @@ fn report(
         let _ = writeln!(
             console,
             "critical-monitor: commands received={} rejected={} (seq {} len {} crc {}) bad_index={} accepted={} \
-             refused={} gaps={} out_of_order={} peer_restarts={}",
+             refused={} gaps={} out_of_order={} peer_restarts={} uplink={}",
             s.received,
             s.rejected(),
             s.bad_seq,
@@ -246,7 +246,14 @@ fn report(
             received.refused,
             received.gaps,
             received.out_of_order,
-            received.peer_restarts
+            received.peer_restarts,
+            // What connectivity last said of its upload (UplinkState): shown, never
+            // acted on.
+            match received.uplink {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "unknown",
+            }
         );
     }
 }

@@ -72,19 +72,38 @@ pub fn message(device: &str, record: &Record) -> Option<Message> {
                 "rejected_commands": s.rejected_commands.get(),
             }),
         ),
-        Record::Alarm(a) => (
-            Kind::Alarm,
-            json!({
-                "device": device, "seq": seq, "t_ms": t_ms,
-                "alarm": alarm_name(a.alarm),
-                "raised": a.raised != 0,
-                "value": f64::from(a.value.get()) / 10.0,
-                "limit": f64::from(a.limit.get()) / 10.0,
-            }),
-        ),
+        Record::Alarm(a) => {
+            let (value, limit, unit) = alarm_values(a.alarm, a.value.get(), a.limit.get());
+            (
+                Kind::Alarm,
+                json!({
+                    "device": device, "seq": seq, "t_ms": t_ms,
+                    "alarm": alarm_name(a.alarm),
+                    "raised": a.raised != 0,
+                    "value": value,
+                    "limit": limit,
+                    "unit": unit,
+                }),
+            )
+        }
         Record::Exercise(_) | Record::Strip(_) => return None,
     };
     Some(Message { kind, topic: format!("{}{}", topic_prefix(device), kind.topic()), payload: body.to_string() })
+}
+
+/// An alarm event's value and limit in the unit its kind uses, and the unit's name
+/// (`septum_ecg::AlarmChange`): heart rates in bpm (the record carries tenths), the
+/// pause of an asystole and the time the signal was lost in ms, and the signal's
+/// quality (0-100) against its threshold for an unusable signal.
+fn alarm_values(alarm: u8, value: u32, limit: u32) -> (Value, Value, &'static str) {
+    match AlarmKind::from_u8(alarm) {
+        Some(AlarmKind::Bradycardia | AlarmKind::Tachycardia) => {
+            ((f64::from(value) / 10.0).into(), (f64::from(limit) / 10.0).into(), "bpm")
+        }
+        Some(AlarmKind::Asystole | AlarmKind::LeadsOff) => (value.into(), limit.into(), "ms"),
+        Some(AlarmKind::Unusable) => (value.into(), limit.into(), "quality"),
+        None => (value.into(), limit.into(), "unknown"),
+    }
 }
 
 /// The names of the alarms whose bits are set, in [`AlarmKind`] order; bits no kind
@@ -169,8 +188,18 @@ pub(crate) mod tests {
         assert_eq!(
             body(&m),
             json!({"device": "dev-1", "seq": 9, "t_ms": 6000, "alarm": "tachycardia", "raised": true,
-                   "value": 142.5, "limit": 120.0})
+                   "value": 142.5, "limit": 120.0, "unit": "bpm"})
         );
+        let asystole = Record::Alarm(AlarmEvent {
+            header: Header::new(RecordKind::Alarm, 10, 7000),
+            alarm: AlarmKind::Asystole as u8,
+            raised: 1,
+            _reserved: [0; 2],
+            value: 4000.into(),
+            limit: 4000.into(),
+        });
+        let m = message("dev-1", &asystole).unwrap();
+        assert_eq!((body(&m)["value"].clone(), body(&m)["unit"].clone()), (json!(4000), json!("ms")));
 
         assert_eq!(message("dev-1", &Record::Exercise(Exercise::new(1, 2))), None, "exercise is not uploaded");
         assert!(!uploaded(&Record::Exercise(Exercise::new(1, 2))) && uploaded(&beat(1)));
