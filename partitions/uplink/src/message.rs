@@ -1,10 +1,10 @@
 //! A vitals record as the message uploaded for it: its topic and its JSON body, as
-//! `docs/vitals.schema.json` defines them. Beats, summaries and alarms travel;
-//! `Exercise` records (a monitor with no sensor exercising the channel) carry no
-//! measurement, and rhythm strips (raw samples, off by default) have no topic yet: both
-//! map to nothing.
+//! `docs/vitals.schema.json` defines them. Beats, summaries, alarms and the pieces of
+//! rhythm strips (raw samples around an alarm, which the monitor sends only when
+//! configured to) travel; `Exercise` records (a monitor with no sensor exercising the
+//! channel) carry no measurement and map to nothing.
 
-use septum_vitals::{AlarmKind, Record};
+use septum_vitals::{AlarmKind, Record, Strip};
 use serde_json::{json, Value};
 
 /// The three message kinds, one topic each: `septum/<device>/<kind's topic>`.
@@ -13,6 +13,7 @@ pub enum Kind {
     Beat,
     Summary,
     Alarm,
+    Strip,
 }
 
 impl Kind {
@@ -22,6 +23,7 @@ impl Kind {
             Kind::Beat => "beats",
             Kind::Summary => "summary",
             Kind::Alarm => "alarms",
+            Kind::Strip => "strips",
         }
     }
 }
@@ -36,7 +38,7 @@ pub struct Message {
 
 /// Whether `record` is uploaded at all (and so spooled).
 pub fn uploaded(record: &Record) -> bool {
-    matches!(record, Record::Beat(_) | Record::Summary(_) | Record::Alarm(_))
+    matches!(record, Record::Beat(_) | Record::Summary(_) | Record::Alarm(_) | Record::Strip(_))
 }
 
 /// Alarms are kept longest when the spool is full (see `spool`).
@@ -86,7 +88,18 @@ pub fn message(device: &str, record: &Record) -> Option<Message> {
                 }),
             )
         }
-        Record::Exercise(_) | Record::Strip(_) => return None,
+        Record::Strip(p) => (
+            Kind::Strip,
+            json!({
+                "device": device, "seq": seq, "t_ms": t_ms,
+                "alarm": alarm_name(p.alarm),
+                "piece": p.piece.get(), "pieces": p.pieces.get(),
+                "rate_hz": p.rate_hz.get(), "first_sample": p.first.get(),
+                // µV; null where the leads were off.
+                "samples_uv": (0..usize::from(p.count).min(Strip::SAMPLES)).map(|i| p.sample(i)).collect::<Vec<_>>(),
+            }),
+        ),
+        Record::Exercise(_) => return None,
     };
     Some(Message { kind, topic: format!("{}{}", topic_prefix(device), kind.topic()), payload: body.to_string() })
 }
@@ -126,7 +139,7 @@ fn alarm_name(alarm: u8) -> &'static str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use septum_vitals::{AlarmEvent, Beat, Exercise, Header, RecordKind, Strip, Summary};
+    use septum_vitals::{AlarmEvent, Beat, Exercise, Header, RecordKind, Summary};
 
     pub fn beat(seq: u64) -> Record {
         Record::Beat(Beat {
@@ -213,8 +226,18 @@ pub(crate) mod tests {
             first: 0.into(),
             samples: [0.into(); Strip::SAMPLES],
         };
-        assert_eq!(message("dev-1", &Record::Strip(strip)), None, "strips are not uploaded (yet)");
-        assert!(!uploaded(&Record::Strip(strip)));
+        let mut strip = strip;
+        strip.count = 2;
+        strip.samples[0] = 150.into();
+        strip.samples[1] = i16::MIN.into();
+        let m = message("dev-1", &Record::Strip(strip)).unwrap();
+        assert_eq!(m.topic, "septum/dev-1/strips");
+        assert_eq!(
+            body(&m),
+            json!({"device": "dev-1", "seq": 3, "t_ms": 4, "alarm": "asystole", "piece": 0, "pieces": 1,
+                   "rate_hz": 250, "first_sample": 0, "samples_uv": [150, null]})
+        );
+        assert!(uploaded(&Record::Strip(strip)));
     }
 
     #[test]
@@ -229,7 +252,18 @@ pub(crate) mod tests {
     fn messages_validate_against_the_published_schema() {
         let schema = schema();
         let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
-        for r in [beat(1), summary(2), alarm(3)] {
+        let mut piece = Strip {
+            header: Header::new(RecordKind::Strip, 4, 5),
+            alarm: AlarmKind::Asystole as u8,
+            count: 3,
+            piece: 2.into(),
+            pieces: 125.into(),
+            rate_hz: 250.into(),
+            first: 1000.into(),
+            samples: [0.into(); Strip::SAMPLES],
+        };
+        piece.samples[1] = i16::MIN.into();
+        for r in [beat(1), summary(2), alarm(3), Record::Strip(piece)] {
             let m = message("dev-1", &r).unwrap();
             let v = body(&m);
             let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
