@@ -141,11 +141,18 @@ fn partition_main(mut boot: Boot) -> ! {
 /// Monitoring if the partition has an `ecg` sensor holding a recording it can read;
 /// each reason it does not is said on the console.
 fn start_monitoring(boot: &mut Boot) -> Option<Monitoring<Replay>> {
-    let sensor = boot.sensor("ecg")?;
+    let Some(sensor) = boot.sensor("ecg") else {
+        let _ = writeln!(boot.console, "critical-monitor: no ecg sensor: exercising the vitals channel");
+        return None;
+    };
     let recording = match Recording::parse(sensor.replay()) {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(boot.console, "critical-monitor: ecg sensor at {:#x}: no recording: {e}", sensor.base);
+            let _ = writeln!(
+                boot.console,
+                "critical-monitor: ecg sensor at {:#x}: no recording ({e}): exercising the vitals channel",
+                sensor.base
+            );
             return None;
         }
     };
