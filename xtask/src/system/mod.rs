@@ -167,6 +167,16 @@ enum Size {
     Text(String),
 }
 
+impl Size {
+    /// The size in bytes; None if the text is not a size.
+    fn bytes(&self) -> Option<u64> {
+        match self {
+            Size::Bytes(b) => Some(*b),
+            Size::Text(t) => parse_size(t),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum RawPolicy {
@@ -418,11 +428,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         let mut regions = Vec::new();
         let mut region_lines = Vec::new();
         for r in &rams {
-            let size = match &r.size {
-                Size::Bytes(b) => Some(*b),
-                Size::Text(t) => parse_size(t),
-            };
-            let Some(size) = size else {
+            let Some(size) = r.size.bytes() else {
                 cx.err(ram_at, format!("{name}: ram size is not a size (write e.g. \"16M\" or 0x100_0000)"));
                 continue;
             };
@@ -489,11 +495,7 @@ pub fn parse(path: &Path, text: &str) -> Result<System, Vec<SystemError>> {
         for (sname, raw) in &rp.sensor {
             let at = raw.span().start;
             let r = raw.get_ref();
-            let size = match &r.size {
-                Size::Bytes(b) => Some(*b),
-                Size::Text(t) => parse_size(t),
-            };
-            let Some(size) = size else {
+            let Some(size) = r.size.bytes() else {
                 cx.err(at, format!("{name}: sensor {sname}: size is not a size (write e.g. \"4M\" or 0x40_0000)"));
                 continue;
             };
