@@ -3,15 +3,7 @@
 use std::time::Duration;
 
 use septum_system_tests::{artifacts, assert_critical_kept_its_period, beats, count, largest_gap, period_ticks};
-use xtask::qemu::{Entry, Launch, Line, Machine};
-
-fn field(text: &str, name: &str) -> Option<u64> {
-    text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-}
-
-fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
-    lines.iter().rev().find(|l| l.text.contains(needle))
-}
+use xtask::qemu::{field, last_with, Entry, Launch, Line, Machine};
 
 /// CH-008, IRQ-007 (the quirk stays off): at least 10,000 numbered, checksummed records from the critical monitor
 /// reach connectivity with nothing lost, duplicated or reordered. (A consumer starts

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use septum_system_tests::{artifacts, assert_critical_kept_its_period, beats, count, jitter, period_ticks, Beat};
-use xtask::qemu::{EcgReplay, Launch, Line, Machine};
+use xtask::qemu::{field, EcgReplay, Launch, Line, Machine};
 
 const LINUX: &str = "connectivity";
 /// What the initramfs prints once userspace runs, with the number of CPUs online.
@@ -129,11 +129,6 @@ fn boots_to_a_shell(system: &str, irq_chip: &str) {
             b.len()
         );
     }
-}
-
-/// `key=<number>` in `line`.
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 /// The agent's first line when it reaches the channel through the `septum_channel`

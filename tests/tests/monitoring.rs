@@ -8,15 +8,7 @@ use std::time::Duration;
 
 use septum_system_tests::ecg::{self, rate_hz, recording, segments};
 use septum_system_tests::{artifacts, assert_critical_kept_its_period, count};
-use xtask::qemu::{EcgReplay, Launch, Line, Machine};
-
-fn field(text: &str, name: &str) -> Option<u64> {
-    text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-}
-
-fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
-    lines.iter().rev().find(|l| l.text.contains(needle))
-}
+use xtask::qemu::{field, last_with, EcgReplay, Launch, Line, Machine};
 
 /// `critical-monitor: ALARM <kind> raised at <s>.<ms> s ...`: the recording time, ms.
 fn alarm_times(lines: &[Line], kind: &str, verb: &str) -> Vec<u64> {

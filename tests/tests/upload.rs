@@ -16,7 +16,7 @@ use septum_uplink::{Config, Uplink};
 use septum_vitals::{AlarmEvent, AlarmKind, Beat, Header, Record, RecordKind, Summary};
 use xtask::broker::{free_port, Broker};
 use xtask::fleet::Fleet;
-use xtask::qemu::{Launch, Machine, Net};
+use xtask::qemu::{field, Launch, Machine, Net};
 
 /// A fresh directory for one test, under the build's target directory.
 fn scratch(what: &str) -> PathBuf {
@@ -129,11 +129,6 @@ fn host_config(dir: &Path, fleet: &Fleet, device: &str, port: u16) -> Config {
         ca: fleet.ca_cert(),
         spool: dir.join(format!("{device}-spool")),
     }
-}
-
-/// The number after `key=` in a report line.
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 fn say(line: &str) {

@@ -72,6 +72,17 @@ pub struct Line {
     pub at: Duration,
 }
 
+/// The number a report line gives after `key=` (`received=85655` in
+/// `vitals received=85655 first=64`), if any.
+pub fn field(text: &str, key: &str) -> Option<u64> {
+    text.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// The last line containing `needle`.
+pub fn last_with<'a>(lines: &'a [Line], needle: &str) -> Option<&'a Line> {
+    lines.iter().rev().find(|l| l.text.contains(needle))
+}
+
 pub struct Machine {
     child: Child,
     dir: PathBuf,

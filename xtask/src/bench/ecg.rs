@@ -16,7 +16,7 @@ use std::time::Duration;
 use septum_ecg::eval::{self, Outcome};
 
 use crate::build::root;
-use crate::qemu::{EcgReplay, Launch, Line, Machine};
+use crate::qemu::{field, EcgReplay, Launch, Line, Machine};
 
 /// The targets of the issue: Se and +P on the synthetic suite.
 const TARGET_PCT: f64 = 99.5;
@@ -165,10 +165,6 @@ fn in_the_partition() -> Result<(), String> {
         get("overruns")?
     );
     Ok(())
-}
-
-fn field(text: &str, name: &str) -> Option<u64> {
-    text.split_whitespace().find_map(|w| w.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
 }
 
 #[cfg(test)]
