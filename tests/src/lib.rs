@@ -112,13 +112,24 @@ pub fn assert_critical_kept_its_period(lines: &[Line], t: &str) -> u64 {
 /// (`heartbeat every <ms> ms, timer <hz> Hz`): boards' counters run at their own rates
 /// (QEMU virt and raspi4b 62.5 MHz, imx8mp-evk 8 MHz).
 pub fn period_ticks(lines: &[Line]) -> u64 {
+    let (ms, hz) = boot_timing(lines);
+    hz / 1000 * ms
+}
+
+/// The guests' counter rate in Hz, from the critical monitor's boot line.
+pub fn counter_hz(lines: &[Line]) -> u64 {
+    boot_timing(lines).1
+}
+
+/// The critical monitor's heartbeat period (ms) and counter rate (Hz), from its boot line.
+fn boot_timing(lines: &[Line]) -> (u64, u64) {
     lines
         .iter()
         .find_map(|l| {
             let rest = l.text.split("critical-monitor: boot ").nth(1)?;
             let ms: u64 = rest.split("heartbeat every ").nth(1)?.split(' ').next()?.parse().ok()?;
             let hz: u64 = rest.split("timer ").nth(1)?.split(' ').next()?.parse().ok()?;
-            Some(hz / 1000 * ms)
+            Some((ms, hz))
         })
         .expect("the critical monitor's boot line names its heartbeat period and timer rate")
 }

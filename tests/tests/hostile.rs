@@ -6,21 +6,13 @@
 
 use std::time::Duration;
 
-use septum_system_tests::{artifacts, assert_critical_kept_its_period, count, period_ticks, Beat};
+use septum_system_tests::{artifacts, assert_critical_kept_its_period, count, counter_hz, period_ticks, Beat};
 use xtask::qemu::{Launch, Line, Machine};
 
 /// Three busy connectivity vCPUs beside the critical one are more busy QEMU threads
 /// than a two-core host has: time is counted in instructions (`-icount`, one counter
 /// tick per instruction), so the critical monitor's period is judged by what the
 /// hypervisor does, not by how the host schedules QEMU's threads.
-/// The critical monitor's heartbeat period in ms, from its boot line.
-fn heartbeat_ms(lines: &[Line]) -> u64 {
-    lines
-        .iter()
-        .find_map(|l| l.text.split("heartbeat every ").nth(1)?.split(' ').next()?.parse().ok())
-        .expect("the critical monitor's boot line")
-}
-
 fn deterministic() -> Launch {
     Launch { icount: Some(4), ..Launch::default() }
 }
@@ -128,7 +120,7 @@ fn a_flood_of_guest_caused_events_is_budgeted_and_the_safe_state_gets_through() 
     let (Some(&(from, first)), Some(&(to, last))) = (window.first(), window.last()) else {
         panic!("no critical beats during the flood\n{t}")
     };
-    let hz = period_ticks(&lines) as f64 * 1000.0 / heartbeat_ms(&lines) as f64;
+    let hz = counter_hz(&lines) as f64;
     let seconds = (last.cntvct - first.cntvct) as f64 / hz;
     let caused = lines
         .iter()
