@@ -212,12 +212,12 @@ fn report_vitals(console: &mut Console, m: &Monitoring<Replay>) {
         " quality={quality} alarms={} samples={} beats={} overruns={} dropped={} strip_pieces={} cost_mean={} \
          cost_max={}",
         AlarmNames(alarms),
-        m.samples,
+        m.samples(),
         m.beats,
         m.overruns,
         m.dropped(),
         m.strips.sent,
-        m.cost_ticks / m.samples.max(1),
+        m.cost_ticks / m.samples().max(1),
         m.cost_max
     );
 }

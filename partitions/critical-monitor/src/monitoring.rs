@@ -35,7 +35,6 @@ pub struct Monitoring<F: FrontEnd> {
     pub strips: Strips,
     /// The next record's sequence number (one sequence across kinds).
     pub seq: u64,
-    pub samples: u64,
     pub overruns: u64,
     pub beats: u64,
     /// The latest second's summary, for the console's report.
@@ -65,7 +64,6 @@ impl<F: FrontEnd> Monitoring<F> {
             outbox: Outbox::new(),
             strips,
             seq: 0,
-            samples: 0,
             overruns: 0,
             beats: 0,
             last: None,
@@ -73,6 +71,11 @@ impl<F: FrontEnd> Monitoring<F> {
             cost_ticks: 0,
             cost_max: 0,
         }
+    }
+
+    /// Samples taken so far (the monitor numbers them).
+    pub fn samples(&self) -> u64 {
+        self.monitor.index()
     }
 
     pub fn dropped(&self) -> u64 {
@@ -98,7 +101,6 @@ impl<F: FrontEnd> Monitoring<F> {
                     let cost = septum_guest::counter().wrapping_sub(before);
                     self.cost_ticks = self.cost_ticks.saturating_add(cost);
                     self.cost_max = self.cost_max.max(cost);
-                    self.samples += 1;
                     self.on(events, console, rejected_commands);
                     step.busy = true;
                 }
@@ -148,7 +150,7 @@ impl<F: FrontEnd> Monitoring<F> {
             self.outbox.push(r);
         }
         for change in e.alarm.iter() {
-            let t_ms = self.samples * 1000 / rate;
+            let t_ms = self.samples() * 1000 / rate;
             let verb = if change.raised { "raised" } else { "cleared" };
             let _ = writeln!(
                 console,
