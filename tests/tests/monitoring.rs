@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use septum_system_tests::ecg::{self, rate_hz, recording, segments};
+use septum_system_tests::ecg::{recording, Truth};
 use septum_system_tests::{artifacts, assert_critical_kept_its_period, count};
 use xtask::qemu::{field, last_with, EcgReplay, Launch, Line, Machine};
 
@@ -54,11 +54,9 @@ fn launch(system: &str, name: &str) -> Machine {
 #[test]
 fn a_recording_replays_and_its_asystole_raises_the_alarm_on_the_critical_console() {
     let name = "default";
-    let ecg = std::fs::read(recording(&format!("{name}.ecg"))).expect("recording");
-    let rate = rate_hz(&ecg);
-    let asystole = segments(name, "asystole");
-    let (start, end) = *asystole.first().expect("the default recording has an asystole");
-    let (start_ms, end_ms) = (start * 1000 / rate, end * 1000 / rate);
+    let truth = Truth::load(name);
+    let rate = truth.rate;
+    let (start_ms, end_ms) = truth.first_ms("asystole").expect("the default recording has an asystole");
     let mut m = launch("tests/systems/monitor.toml", name);
     let past = |l: &[Line]| reports(l, rate).last().is_some_and(|r| r.0 >= end_ms + 5000);
     m.wait_for("the replay past its asystole", Duration::from_secs(400), past).unwrap_or_else(|e| panic!("{e}"));
@@ -69,11 +67,11 @@ fn a_recording_replays_and_its_asystole_raises_the_alarm_on_the_critical_console
     println!("asystole from {start_ms} ms; alarm raised at {onset} ms ({} ms after)", onset.saturating_sub(start_ms));
     assert!(onset >= start_ms && onset <= start_ms + septum_ecg::Limits::default().asystole_ms as u64 + 10_000, "{t}");
     assert_eq!(raised.iter().filter(|&&r| r < start_ms).count(), 0, "an asystole alarm before the asystole\n{t}");
-    // Heart rate where the annotations give a fair reference (ecg::reference_decibpm).
+    // Heart rate where the annotations give a fair reference (Truth::reference_decibpm).
     let mut checked = Vec::new();
     for (at, hr, text) in reports(&lines, rate) {
         assert_eq!(field(&text, "overruns"), Some(0), "a sample period missed: {text}\n{t}");
-        let Some(reference) = ecg::reference_decibpm(name, rate, at) else { continue };
+        let Some(reference) = truth.reference_decibpm(at) else { continue };
         let Some(hr) = hr else { panic!("no heart rate on steady rhythm: {text}\n{t}") };
         assert!(hr.abs_diff(reference) <= 20, "heart rate {hr} vs {reference} (tenths of bpm): {text}\n{t}");
         checked.push(hr.abs_diff(reference));
@@ -96,10 +94,7 @@ fn a_recording_replays_and_its_asystole_raises_the_alarm_on_the_critical_console
 #[test]
 fn forged_commands_are_refused_and_the_alarm_still_sounds() {
     let name = "asystole";
-    let ecg = std::fs::read(recording(&format!("{name}.ecg"))).expect("recording");
-    let rate = rate_hz(&ecg);
-    let (start, _) = *segments(name, "asystole").first().expect("an asystole");
-    let start_ms = start * 1000 / rate;
+    let (start_ms, _) = Truth::load(name).first_ms("asystole").expect("an asystole");
     let mut m = launch("tests/systems/monitor-hostile.toml", name);
     m.wait_for("the asystole alarm", Duration::from_secs(400), |l| {
         count(l, "critical-monitor: ALARM asystole raised") >= 1

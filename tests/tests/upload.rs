@@ -388,10 +388,8 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     // critical console and the broker within the standard's 10 s; every summary at the
     // broker where the annotations give a fair reference shows their heart rate within
     // 2 bpm; no summary reports a missed sample period.
-    let name = "default";
-    let rate = ecg::rate_hz(&std::fs::read(ecg::recording("default.ecg")).expect("recording"));
-    let (start, _) = ecg::segments(name, "asystole")[0];
-    let start_ms = start * 1000 / rate;
+    let truth = ecg::Truth::load("default");
+    let (start_ms, _) = truth.first_ms("asystole").expect("the default recording has an asystole");
     let json = |line: &str| -> Option<serde_json::Value> { serde_json::from_str(line.split_once(' ')?.1).ok() };
     let asystole_at_broker = |l: &[String]| {
         l.iter()
@@ -410,7 +408,7 @@ fn the_agent_connects_to_the_broker_with_its_provisioned_identity() {
     for v in sub.lines().iter().filter(|x| x.starts_with("septum/dev-q/summary ")).filter_map(|x| json(x)) {
         assert_eq!(v["overruns"], 0, "a sample period missed: {v}\n{t}");
         let (Some(at), Some(hr)) = (v["t_ms"].as_u64(), v["hr_bpm"].as_f64()) else { continue };
-        let Some(reference) = ecg::reference_decibpm(name, rate, at) else { continue };
+        let Some(reference) = truth.reference_decibpm(at) else { continue };
         let hr = (hr * 10.0).round() as u64;
         assert!(hr.abs_diff(reference) <= 20, "heart rate {hr} vs {reference} (tenths of bpm) at the broker: {v}");
         compared.push(hr.abs_diff(reference));
