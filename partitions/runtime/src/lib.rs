@@ -485,11 +485,7 @@ impl Heartbeat {
     /// something else wakes the core: call [`Heartbeat::poll`] after it.
     /// The interrupt that ended the sleep (acknowledged and ended), if any.
     pub fn sleep(&mut self) -> Option<u32> {
-        let intid = vtimer::sleep_until(self.next);
-        if intid == Some(vtimer::INTID) {
-            self.timer_irqs += 1;
-        }
-        intid
+        self.sleep_before(u64::MAX)
     }
 
     /// [`Heartbeat::sleep`], but woken at `deadline` if that comes before the next
