@@ -218,7 +218,7 @@ pub struct AlarmNames(pub u32);
 impl core::fmt::Display for AlarmNames {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut first = true;
-        for k in AlarmKind::ALL.into_iter().filter(|k| self.0 & (1 << *k as u32) != 0) {
+        for k in AlarmKind::in_mask(self.0) {
             if !first {
                 f.write_str(",")?;
             }

@@ -196,11 +196,6 @@ pub struct AlarmChange {
     pub limit: u32,
 }
 
-/// The bit of `kind` in an alarm mask (`1 << kind`, as `septum_vitals::Summary`).
-pub const fn bit(kind: AlarmKind) -> u32 {
-    1 << kind as u32
-}
-
 /// The order changes are reported in when several happen at once: technical first, so
 /// a receiver knows why a physiological alarm could not be judged.
 const ORDER: [AlarmKind; 5] =
@@ -265,7 +260,7 @@ impl Alarms {
     }
 
     pub fn active(&self, kind: AlarmKind) -> bool {
-        self.active & bit(kind) != 0
+        self.active & kind.bit() != 0
     }
 
     /// A non-latching alarm: raised when `cond` has held for `delay_ms`, cleared when
@@ -277,7 +272,7 @@ impl Alarms {
             let since = *self.since[k].get_or_insert(now);
             let wait = if active { CLEAR_MS } else { delay_ms };
             if self.ms(now - since) >= wait as u64 {
-                self.active ^= bit(kind);
+                self.active ^= kind.bit();
                 self.since[k] = None;
             }
         } else {
@@ -297,7 +292,7 @@ impl Alarms {
         self.values[AlarmKind::LeadsOff as usize] = (off_ms, l.technical_delay_ms);
         self.timed(AlarmKind::Unusable, i.noisy, l.technical_delay_ms, i.now);
         self.values[AlarmKind::Unusable as usize] = (i.quality as u32, crate::quality::USABLE as u32);
-        let technical = self.active & (bit(AlarmKind::LeadsOff) | bit(AlarmKind::Unusable)) != 0;
+        let technical = self.active & (AlarmKind::LeadsOff.bit() | AlarmKind::Unusable.bit()) != 0;
 
         // Asystole (high priority): latched until the rhythm is back.
         let pause_ms = i.pause_from.map_or(0, |p| self.ms(i.now.saturating_sub(p)));
@@ -305,11 +300,11 @@ impl Alarms {
             if i.beat {
                 self.recovery_beats += 1;
                 if self.recovery_beats >= ASYSTOLE_RECOVERY_BEATS {
-                    self.active &= !bit(AlarmKind::Asystole);
+                    self.active &= !AlarmKind::Asystole.bit();
                 }
             }
         } else if !technical && pause_ms >= l.asystole_ms as u64 {
-            self.active |= bit(AlarmKind::Asystole);
+            self.active |= AlarmKind::Asystole.bit();
             self.recovery_beats = 0;
             self.values[AlarmKind::Asystole as usize] = (pause_ms as u32, l.asystole_ms);
         }
@@ -328,7 +323,7 @@ impl Alarms {
         }
         if asystole {
             // Asystole supersedes bradycardia at once.
-            self.active &= !bit(AlarmKind::Bradycardia);
+            self.active &= !AlarmKind::Bradycardia.bit();
         }
     }
 
@@ -336,10 +331,10 @@ impl Alarms {
     /// receiver is told always follows the conditions within a few samples.
     pub fn next_change(&mut self) -> Option<AlarmChange> {
         let diff = self.active ^ self.reported;
-        let kind = ORDER.into_iter().find(|k| diff & bit(*k) != 0)?;
-        self.reported ^= bit(kind);
+        let kind = ORDER.into_iter().find(|k| diff & k.bit() != 0)?;
+        self.reported ^= kind.bit();
         let (value, limit) = self.values[kind as usize];
-        Some(AlarmChange { kind, raised: self.reported & bit(kind) != 0, value, limit })
+        Some(AlarmChange { kind, raised: self.reported & kind.bit() != 0, value, limit })
     }
 }
 

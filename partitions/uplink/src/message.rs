@@ -123,9 +123,8 @@ fn alarm_values(alarm: u8, value: u32, limit: u32) -> (Value, Value, &'static st
 /// defines are reported as `"unknown"` once (the monitor's newer format, say), rather
 /// than dropped silently.
 fn active_alarms(bits: u32) -> Vec<Value> {
-    let mut out: Vec<Value> =
-        AlarmKind::ALL.iter().filter(|k| bits & (1 << **k as u8) != 0).map(|k| k.name().into()).collect();
-    let known = AlarmKind::ALL.iter().fold(0u32, |m, k| m | 1 << *k as u8);
+    let mut out: Vec<Value> = AlarmKind::in_mask(bits).map(|k| k.name().into()).collect();
+    let known = AlarmKind::ALL.iter().fold(0u32, |m, k| m | k.bit());
     if bits & !known != 0 {
         out.push("unknown".into());
     }

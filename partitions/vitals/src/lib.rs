@@ -144,6 +144,16 @@ impl AlarmKind {
     pub fn physiological(self) -> bool {
         matches!(self, Self::Asystole | Self::Bradycardia | Self::Tachycardia)
     }
+
+    /// Its bit in an alarm mask (`Summary::active_alarms`): `1 << kind`.
+    pub const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
+    /// The kinds whose bits are set in `mask`, in [`AlarmKind::ALL`]'s order.
+    pub fn in_mask(mask: u32) -> impl Iterator<Item = AlarmKind> {
+        Self::ALL.into_iter().filter(move |k| mask & k.bit() != 0)
+    }
 }
 
 /// An alarm raised or cleared.
@@ -379,7 +389,7 @@ mod tests {
             hr_decibpm: 750.into(),
             quality: 90,
             _reserved: 0,
-            active_alarms: (1u32 << AlarmKind::Bradycardia as u32).into(),
+            active_alarms: AlarmKind::Bradycardia.bit().into(),
             overruns: 0.into(),
             rejected_commands: 3.into(),
         };
